@@ -1,0 +1,1 @@
+"""gridsim aggregator service."""

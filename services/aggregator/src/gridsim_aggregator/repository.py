@@ -1,0 +1,1 @@
+"""SQL of the aggregator service: psycopg calls that return domain objects."""

@@ -1,0 +1,5 @@
+"""Settings of the aggregator service: the project's one settings model (GRIDSIM_* variables)."""
+
+from gridsim_shared.settings import Settings
+
+__all__ = ["Settings"]

@@ -1,0 +1,1 @@
+"""gridsim billing service."""

@@ -1,0 +1,1 @@
+"""SQL of the billing service: psycopg calls that return domain objects."""

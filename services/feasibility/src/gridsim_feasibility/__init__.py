@@ -1,0 +1,1 @@
+"""gridsim feasibility service."""

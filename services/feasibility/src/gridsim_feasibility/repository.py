@@ -1,0 +1,1 @@
+"""SQL of the feasibility service: psycopg calls that return domain objects."""

@@ -1,0 +1,26 @@
+"""Entry point of the gateway: ``gridsim-gateway`` or ``python -m gridsim_gateway``."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from gridsim_gateway.main import SERVICE, create_app
+from gridsim_gateway.settings import Settings
+from gridsim_shared.logging import configure_logging
+
+
+def main() -> None:
+    """Console script: serve the gateway with uvicorn (which handles SIGTERM and SIGINT)."""
+    settings = Settings()
+    configure_logging(settings.log, SERVICE)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.gateway.host,
+        port=settings.gateway.port,
+        log_config=None,
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""gridsim meter-sim service."""

@@ -1,0 +1,1 @@
+"""SQL of the meter-sim service: psycopg calls that return domain objects."""

@@ -1,0 +1,1 @@
+"""gridsim: the project library shared by every service."""

@@ -1,0 +1,510 @@
+"""The message bus: the only module that talks MQTT (aiomqtt over paho).
+
+A :class:`Bus` keeps one connection alive (reconnect with capped exponential backoff, resubscribe,
+republish the retained ``online`` status, ``offline`` as last will), dispatches messages to typed handlers,
+and does request/reply with the reply topic and correlation id carried in the payload envelope, so it
+works on MQTT 3.1.1 as well as 5.
+
+Handlers are registered on a :class:`Router` (one per service, in its ``handlers.py``) and bound to the
+service's dependencies with :meth:`Bus.include`. A message that fails validation is logged, counted and
+dropped; the consumer goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import aiomqtt
+import paho.mqtt.client as paho
+from pydantic import BaseModel, ValidationError
+
+from gridsim_shared import channels, topics
+from gridsim_shared.channels import Channel
+from gridsim_shared.errors import InvalidError, RemoteError, RpcTimeout, error_body
+from gridsim_shared.ids import is_segment, slug
+from gridsim_shared.messages import ErrorBody, Message, Reply, Request, ServiceStatus
+from gridsim_shared.settings import MqttSettings
+
+__all__ = ["Ack", "Bus", "Router", "validation_error"]
+
+_LOGGER = logging.getLogger(__name__)
+
+D = TypeVar("D")
+M = TypeVar("M", bound=Message)
+P = TypeVar("P")
+B = TypeVar("B", bound=BaseModel)
+
+Ack = Callable[[], None]
+RawHandler = Callable[[str, bytes, Ack], Awaitable[None]]
+
+
+def validation_error(exc: ValidationError, prefix: str = "") -> InvalidError:
+    """The first problem of a pydantic error as a 422 naming the field and the reason."""
+    first = exc.errors()[0]
+    loc = ".".join(str(part) for part in first["loc"] if part != "__root__")
+    name = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or None)
+    message = f"{name}: {first['msg']}" if name else first["msg"]
+    return InvalidError(
+        message, field=name, details={"errors": exc.errors(include_url=False, include_input=False)}
+    )
+
+
+@dataclass
+class _Subscription:
+    filter: str
+    handler: RawHandler
+    concurrent: bool = False
+
+
+@dataclass
+class Router(Generic[D]):
+    """Every message and command handler of one service, declared with decorators in ``handlers.py``."""
+
+    _subscriptions: list[tuple[Channel[Any, Any], Callable[..., Awaitable[None]], dict[str, str]]] = field(
+        default_factory=list
+    )
+    _commands: dict[str, tuple[type[BaseModel] | None, Callable[..., Awaitable[Any]]]] = field(
+        default_factory=dict
+    )
+
+    def subscribe(
+        self, channel: Channel[M, P], **fixed: str
+    ) -> Callable[[Callable[[M, P, D], Awaitable[None]]], Callable[[M, P, D], Awaitable[None]]]:
+        """Register ``handler(msg, path, deps)`` for every message on ``channel`` (levels in ``fixed`` pinned)."""
+
+        def register(handler: Callable[[M, P, D], Awaitable[None]]) -> Callable[[M, P, D], Awaitable[None]]:
+            self._subscriptions.append((channel, handler, fixed))
+            return handler
+
+        return register
+
+    def command(
+        self, operation: str, model: type[B] | None = None
+    ) -> Callable[[Callable[[B, D], Awaitable[Any]]], Callable[[B, D], Awaitable[Any]]]:
+        """Register ``handler(request_model, deps) -> data`` for requests to ``operation``.
+
+        The request's ``data`` is validated into ``model`` first; a validation failure is replied as a 422
+        naming the field. The handler's return value (a model or JSON-able value) is the reply's ``data``.
+        """
+        if not is_segment(operation):
+            msg = f"operation {operation!r} is not a valid topic level"
+            raise ValueError(msg)
+
+        def register(handler: Callable[[B, D], Awaitable[Any]]) -> Callable[[B, D], Awaitable[Any]]:
+            self._commands[operation] = (model, handler)
+            return handler
+
+        return register
+
+    @property
+    def operations(self) -> list[str]:
+        """Names of the commands this router answers."""
+        return sorted(self._commands)
+
+
+class Bus:
+    """One MQTT connection of one service instance, kept alive in the background."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        service: str,
+        instance: str = "0",
+        *,
+        client_id: str | None = None,
+        clean_session: bool = True,
+        manual_ack: bool = False,
+        status_detail: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.base = settings.base_topic
+        self.service = service
+        self.instance = instance
+        self.client_id = client_id or f"{service}-{instance}-{secrets.token_hex(4)}"
+        self._reply_client = slug(self.client_id)
+        self._clean_session = clean_session
+        self._manual_ack = manual_ack
+        self._status_detail = status_detail
+        self._subs: list[_Subscription] = []
+        self._client: aiomqtt.Client | None = None
+        self._connected = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._pending: dict[str, asyncio.Future[Reply]] = {}
+        self._counter = itertools.count()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.started_at = datetime.now(UTC)
+        self.dropped = 0  # malformed messages logged and dropped
+        self.handler_errors = 0
+        self.received = 0
+        self.reconnects = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> Bus:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def start(self, connect_timeout: float = 30.0) -> None:
+        """Start the connection loop and wait (bounded) for the first connection."""
+        self._subs.append(
+            _Subscription(
+                topics.REPLY.build(self.base, topics.ClientPath(self._reply_client)), self._on_reply
+            )
+        )
+        self._task = asyncio.create_task(self._run(), name=f"bus-{self.client_id}")
+        try:
+            await asyncio.wait_for(self._connected.wait(), connect_timeout)
+        except TimeoutError as exc:
+            await self.close()
+            msg = (
+                f"could not connect to the MQTT broker at {self.settings.url} within {connect_timeout:.0f} s"
+            )
+            raise ConnectionError(msg) from exc
+
+    async def close(self) -> None:
+        """Publish ``offline``, disconnect and stop the loop."""
+        self._closing = True
+        if self._client is not None and self._connected.is_set():
+            with contextlib.suppress(aiomqtt.MqttError, asyncio.CancelledError):
+                await asyncio.wait_for(self._publish_status("offline"), 2)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await self._task
+        self._task = None
+
+    @property
+    def connected(self) -> bool:
+        """True while the broker connection is up."""
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        """Wait until the broker connection is up."""
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    def _status(self, state: str) -> ServiceStatus:
+        detail = {"received": self.received, "dropped": self.dropped, "handler_errors": self.handler_errors}
+        if self._status_detail is not None:
+            detail |= self._status_detail()
+        return ServiceStatus(
+            service=self.service,
+            instance=self.instance,
+            state="online" if state == "online" else "offline",
+            started_at=self.started_at,
+            detail=detail,
+        )
+
+    async def _publish_status(self, state: str) -> None:
+        await self.publish(
+            channels.STATUS, self._status(state), topics.ServicePath(self.service, self.instance)
+        )
+
+    async def publish_status(self) -> None:
+        """Republish the retained ``online`` status (e.g. with fresh counters)."""
+        await self._publish_status("online")
+
+    def _will(self) -> aiomqtt.Will:
+        path = topics.ServicePath(self.service, self.instance)
+        return aiomqtt.Will(
+            topic=channels.STATUS.topic(self.base, path),
+            payload=channels.STATUS.encode(self._status("offline")),
+            qos=1,
+            retain=True,
+        )
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while not self._closing:
+            try:
+                async with aiomqtt.Client(
+                    self.settings.host,
+                    self.settings.port,
+                    identifier=self.client_id,
+                    username=self.settings.username,
+                    password=self.settings.password,
+                    protocol=aiomqtt.ProtocolVersion.V5
+                    if self.settings.protocol == "5"
+                    else aiomqtt.ProtocolVersion.V311,
+                    will=self._will(),
+                    keepalive=self.settings.keepalive_s,
+                    clean_session=None if self.settings.protocol == "5" else self._clean_session,
+                    max_inflight_messages=1000,
+                    timeout=30,
+                ) as client:
+                    if self._manual_ack:
+                        # aiomqtt has no manual-ack API; paho's does: PUBACK is sent only by Ack callbacks,
+                        # so a reading is acknowledged after the batch that holds it is committed.
+                        client._client.manual_ack_set(True)
+                    self._client = client
+                    for sub in self._subs:
+                        await client.subscribe(sub.filter, qos=1)
+                    self._connected.set()
+                    await self._publish_status("online")
+                    _LOGGER.info("connected to %s as %s", self.settings.url, self.client_id)
+                    backoff = 0.2
+                    async for message in client.messages:
+                        await self._dispatch(message)
+            except aiomqtt.MqttError as exc:
+                self._connected.clear()
+                self._client = None
+                if self._closing:
+                    return
+                self.reconnects += 1
+                _LOGGER.warning(
+                    "MQTT connection to %s lost (%s); retrying in %.1f s", self.settings.url, exc, backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        self._connected.clear()
+
+    # ------------------------------------------------------------------ publishing
+    async def publish(self, channel: Channel[M, P], msg: M, path: P, *, retain: bool | None = None) -> None:
+        """Publish ``msg`` on ``channel`` at ``path``."""
+        await self.publish_encoded(channel, channel.encode(msg), path, retain=retain)
+
+    async def publish_encoded(
+        self, channel: Channel[M, P], payload: bytes, path: P, *, retain: bool | None = None
+    ) -> None:
+        """Publish a payload already encoded for ``channel`` (hot paths that serialise columns directly)."""
+        await self.publish_raw(
+            channel.topic(self.base, path),
+            payload,
+            qos=channel.qos,
+            retain=channel.retain if retain is None else retain,
+        )
+
+    async def publish_raw(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        """Publish bytes on a topic, waiting for the connection when it is down."""
+        while True:
+            await self._connected.wait()
+            client = self._client
+            if client is None:
+                continue
+            try:
+                await client.publish(topic, payload, qos=qos, retain=retain)
+                return
+            except aiomqtt.MqttCodeError as exc:
+                if exc.rc in (paho.MQTT_ERR_NO_CONN, paho.MQTT_ERR_CONN_LOST):
+                    self._connected.clear()
+                    await asyncio.sleep(0.05)
+                    continue
+                raise
+
+    # ------------------------------------------------------------------ subscribing
+    async def subscribe_raw(self, filter_: str, handler: RawHandler, *, concurrent: bool = False) -> None:
+        """Call ``handler(topic, payload, ack)`` for every message matching ``filter_``."""
+        self._subs.append(_Subscription(filter_, handler, concurrent))
+        if self._client is not None and self._connected.is_set():
+            await self._client.subscribe(filter_, qos=1)
+
+    async def subscribe(
+        self, channel: Channel[M, P], handler: Callable[[M, P], Awaitable[None]], **fixed: str
+    ) -> None:
+        """Call ``handler(msg, path)`` for every valid message on ``channel``; drop and count invalid ones."""
+
+        async def on_raw(topic: str, payload: bytes, ack: Ack) -> None:
+            try:
+                msg, path = channel.decode(self.base, topic, payload)
+            except (ValidationError, topics.TopicError) as exc:
+                self._drop(topic, payload, exc)
+                ack()
+                return
+            await handler(msg, path)
+            ack()
+
+        await self.subscribe_raw(channel.template.filter(self.base, **fixed), on_raw)
+
+    async def include(self, router: Router[D], deps: D) -> None:
+        """Subscribe every handler of ``router`` with ``deps`` bound, and serve its commands."""
+        for channel, handler, fixed in router._subscriptions:
+            bound: Callable[..., Awaitable[None]] = handler
+
+            async def call(msg: Any, path: Any, _h: Callable[..., Awaitable[None]] = bound) -> None:
+                await _h(msg, path, deps)
+
+            await self.subscribe(channel, call, **fixed)
+        if router._commands:
+            commands = dict(router._commands)
+
+            async def on_command(topic: str, payload: bytes, ack: Ack) -> None:
+                ack()
+                await self._serve_command(commands, deps, topic, payload)
+
+            await self.subscribe_raw(
+                topics.COMMAND.filter(self.base, service=self.service), on_command, concurrent=True
+            )
+
+    def _drop(self, topic: str, payload: bytes, exc: Exception) -> None:
+        self.dropped += 1
+        _LOGGER.warning("dropped malformed message on %s (%s): %.200r", topic, exc, payload)
+
+    async def _dispatch(self, message: aiomqtt.Message) -> None:
+        self.received += 1
+        topic = message.topic.value
+        payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+        ack = self._ack_for(message)
+        for sub in self._subs:
+            if not message.topic.matches(_strip_share(sub.filter)):
+                continue
+            if sub.concurrent:
+                task = asyncio.create_task(self._guarded(sub.handler, topic, payload, ack))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            else:
+                await self._guarded(sub.handler, topic, payload, ack)
+
+    async def _guarded(self, handler: RawHandler, topic: str, payload: bytes, ack: Ack) -> None:
+        try:
+            await handler(topic, payload, ack)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # One bad message must never end the consumer: log with topic and payload, count, go on.
+            self.handler_errors += 1
+            _LOGGER.exception("handler failed on %s: %.200r", topic, payload)
+            ack()
+
+    def _ack_for(self, message: aiomqtt.Message) -> Ack:
+        if not self._manual_ack or message.qos == 0:
+            return _noop
+        client = self._client
+        done = False
+
+        def ack() -> None:
+            nonlocal done
+            if done or client is None:
+                return
+            done = True
+            client._client.ack(message.mid, message.qos)
+
+        return ack
+
+    # ------------------------------------------------------------------ request / reply
+    async def request(
+        self, service: str, operation: str, data: Any = None, *, timeout: float | None = None
+    ) -> Any:
+        """Send a command to ``service`` and return its reply's data.
+
+        Raises :class:`RemoteError` (with the service's status, field and reason) on an error reply and
+        :class:`RpcTimeout` when no reply comes in time.
+        """
+        correlation_id = f"{self.client_id}-{next(self._counter)}"
+        reply_to = topics.REPLY.build(self.base, topics.ClientPath(self._reply_client))
+        body = data.model_dump(mode="json") if isinstance(data, BaseModel) else (data or {})
+        envelope = Request(correlation_id=correlation_id, reply_to=reply_to, data=body)
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = future
+        wait = timeout if timeout is not None else self.settings.rpc_timeout_s
+        try:
+            await self.publish_raw(
+                topics.COMMAND.build(self.base, topics.CommandPath(service, operation)),
+                envelope.model_dump_json().encode(),
+            )
+            reply = await asyncio.wait_for(future, wait)
+        except TimeoutError as exc:
+            msg = f"{service} did not answer {operation} within {wait:.0f} s"
+            raise RpcTimeout(msg) from exc
+        finally:
+            self._pending.pop(correlation_id, None)
+        if reply.status == "error":
+            raise RemoteError(
+                reply.error or ErrorBody(status=500, code="internal", message="error without body")
+            )
+        return reply.data
+
+    async def _on_reply(self, topic: str, payload: bytes, ack: Ack) -> None:
+        ack()
+        try:
+            reply = Reply.model_validate_json(payload)
+        except ValidationError as exc:
+            self._drop(topic, payload, exc)
+            return
+        future = self._pending.get(reply.correlation_id)
+        if future is not None and not future.done():
+            future.set_result(reply)
+
+    async def _serve_command(
+        self,
+        commands: dict[str, tuple[type[BaseModel] | None, Callable[..., Awaitable[Any]]]],
+        deps: Any,
+        topic: str,
+        payload: bytes,
+    ) -> None:
+        try:
+            request = Request.model_validate_json(payload)
+            path = topics.COMMAND.parse(self.base, topic)
+        except (ValidationError, topics.TopicError) as exc:
+            self._drop(topic, payload, exc)
+            return
+        reply = await self._answer(commands, deps, path.operation, request)
+        if request.reply_to:
+            await self.publish_raw(request.reply_to, reply.model_dump_json().encode())
+
+    async def _answer(
+        self,
+        commands: dict[str, tuple[type[BaseModel] | None, Callable[..., Awaitable[Any]]]],
+        deps: Any,
+        operation: str,
+        request: Request,
+    ) -> Reply:
+        entry = commands.get(operation)
+        if entry is None:
+            body = ErrorBody(
+                status=404, code="unknown_operation", message=f"{self.service} has no operation {operation!r}"
+            )
+            return Reply(correlation_id=request.correlation_id, status="error", error=body)
+        model, handler = entry
+        try:
+            arg: Any = request.data
+            if model is not None:
+                try:
+                    arg = model.model_validate(request.data)
+                except ValidationError as exc:
+                    raise validation_error(exc) from exc
+            result = await handler(arg, deps)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # every failure becomes an error reply; unexpected ones are logged
+            body = error_body(exc)
+            if body.status >= 500:
+                _LOGGER.exception("%s.%s failed", self.service, operation)
+            return Reply(correlation_id=request.correlation_id, status="error", error=body)
+        data = result.model_dump(mode="json") if isinstance(result, BaseModel) else _jsonable(result)
+        return Reply(correlation_id=request.correlation_id, status="ok", data=data)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _strip_share(filter_: str) -> str:
+    # `$share/group/a/b/#` matches the same topics as `a/b/#`.
+    if filter_.startswith("$share/"):
+        return filter_.split("/", 2)[2]
+    return filter_
+
+
+def _noop() -> None:
+    return None

@@ -1,0 +1,127 @@
+"""Database access: psycopg 3 async pools bound to one schema, and the migration runner.
+
+Migrations are the numbered ``migrations/NNNN_name.sql`` files of this package, applied in order, each in
+its own transaction, recorded in ``schema_migrations``. A file named ``NNNN_name.timescale.sql`` is applied
+only where the ``timescaledb`` extension is available (hypertables, compression, continuous aggregates);
+everything else is SQL that plain PostgreSQL 15 runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from gridsim_shared.settings import DbSettings
+
+__all__ = [
+    "Migration",
+    "apply_migrations",
+    "connect",
+    "list_migrations",
+    "open_pool",
+    "timescale_available",
+]
+
+_LOGGER = logging.getLogger(__name__)
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+(\.timescale)?\.sql$")
+# Any constant: serialises concurrent runners (several services starting at once).
+_MIGRATION_LOCK = 0x67726964
+
+
+class Migration:
+    """One numbered SQL file."""
+
+    def __init__(self, name: str, text: str) -> None:
+        match = _NAME.match(name)
+        if match is None:
+            msg = f"migration file {name!r} must be named NNNN_name.sql or NNNN_name.timescale.sql"
+            raise ValueError(msg)
+        self.name = name
+        self.number = int(match.group(1))
+        self.timescale_only = match.group(2) is not None
+        self.text = text
+
+
+def list_migrations() -> list[Migration]:
+    """Every migration shipped with the library, in order."""
+    folder = resources.files("gridsim_shared").joinpath("migrations")
+    found = [
+        Migration(entry.name, entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    ]
+    found.sort(key=lambda m: (m.number, m.name))
+    return found
+
+
+def _connect_kwargs(schema: str) -> dict[str, Any]:
+    # The schema is first on the search path, so unqualified names in migrations and queries land there.
+    return {"options": f"-c search_path={schema},public"}
+
+
+async def connect(
+    url: str, schema: str = "public", *, autocommit: bool = False
+) -> psycopg.AsyncConnection[Any]:
+    """One connection to ``url`` with ``schema`` on the search path."""
+    return await psycopg.AsyncConnection.connect(url, autocommit=autocommit, **_connect_kwargs(schema))
+
+
+@asynccontextmanager
+async def open_pool(settings: DbSettings, *, name: str = "gridsim") -> AsyncIterator[AsyncConnectionPool]:
+    """An opened async pool for ``settings``, closed on exit."""
+    pool = AsyncConnectionPool(
+        settings.url,
+        min_size=settings.pool_min,
+        max_size=settings.pool_max,
+        kwargs=_connect_kwargs(settings.schema_name),
+        name=name,
+        open=False,
+    )
+    await pool.open(wait=True, timeout=30)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def timescale_available(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """True when the server can load the ``timescaledb`` extension."""
+    cur = await conn.execute("select 1 from pg_available_extensions where name = 'timescaledb'")
+    return await cur.fetchone() is not None
+
+
+async def apply_migrations(url: str, schema: str = "public") -> list[str]:
+    """Bring ``schema`` up to date; return the names of the files applied now."""
+    applied: list[str] = []
+    async with await connect(url, schema, autocommit=True) as conn:
+        await conn.execute("select pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+        try:
+            await conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+            await conn.execute(
+                "create table if not exists schema_migrations ("
+                " name text primary key, applied_at timestamptz not null default now())"
+            )
+            cur = await conn.execute("select name from schema_migrations")
+            done = {row[0] for row in await cur.fetchall()}
+            timescale = await timescale_available(conn)
+            if timescale:
+                await conn.execute("create extension if not exists timescaledb")
+            for migration in list_migrations():
+                if migration.name in done or (migration.timescale_only and not timescale):
+                    continue
+                async with conn.transaction():
+                    await conn.execute(migration.text.encode())
+                    await conn.execute("insert into schema_migrations (name) values (%s)", (migration.name,))
+                applied.append(migration.name)
+                _LOGGER.info("applied migration %s to schema %s", migration.name, schema)
+        finally:
+            await conn.execute("select pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+    return applied

@@ -1,0 +1,210 @@
+"""Payloads of every MQTT message, defined once and used by producers and consumers alike.
+
+Field names follow the user's specification (``consumption_kWh``, ``avg_voltage``), so a reading on the
+bus has the same shape as the seed's ``GET /meter/stream`` example. ``extra="ignore"``: additive fields
+stay in ``v1`` and older consumers ignore them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "ClockState",
+    "ErrorBody",
+    "GridEvent",
+    "Message",
+    "MeterReading",
+    "ReadingBatch",
+    "Reply",
+    "Request",
+    "Rollup",
+    "ServiceStatus",
+    "Watermark",
+]
+
+
+class Message(BaseModel):
+    """Base of every payload: immutable, unknown fields ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class MeterReading(Message):
+    """One meter's reading for one interval (the seed's MeterData plus code, interval and flags).
+
+    ``timestamp`` is the simulated start of the interval. Consumers have null production fields.
+    ``avg_current`` follows physics, I = S / V (DESIGN §4), not the seed's formula.
+    """
+
+    meter_id: int
+    meter_code: str
+    timestamp: AwareDatetime
+    interval_s: int = 60
+    consumption_kWh: float | None = Field(default=None, ge=0)
+    production_kWh: float | None = Field(default=None, ge=0)
+    consumption_kVAh: float | None = Field(default=None, ge=0)
+    production_kVAh: float | None = Field(default=None, ge=0)
+    avg_current: float = Field(ge=0)
+    avg_voltage: float = Field(ge=0)
+    reactive_power_kVAR: float | None = Field(default=None, ge=0)
+    power_factor: float | None = Field(default=None, ge=0, le=1)
+    is_parent: bool = False
+    # A parent reading closed before every child reported (see docs/architecture.md).
+    partial: bool = False
+
+
+class ReadingBatch(Message):
+    """All readings of one transformer's meters for one interval, column by column.
+
+    One message instead of hundreds: the per-message cost of MQTT, not the bytes, limits throughput.
+    Every list has one entry per meter; ``None`` where a meter has no production.
+    """
+
+    timestamp: AwareDatetime
+    interval_s: int = 60
+    meter_id: list[int]
+    meter_code: list[str]
+    consumption_kWh: list[float | None]
+    production_kWh: list[float | None]
+    consumption_kVAh: list[float | None]
+    production_kVAh: list[float | None]
+    avg_current: list[float]
+    avg_voltage: list[float]
+    reactive_power_kVAR: list[float | None]
+    power_factor: list[float | None]
+
+    @model_validator(mode="after")
+    def _columns_align(self) -> ReadingBatch:
+        n = len(self.meter_id)
+        for name in (
+            "meter_code",
+            "consumption_kWh",
+            "production_kWh",
+            "consumption_kVAh",
+            "production_kVAh",
+            "avg_current",
+            "avg_voltage",
+            "reactive_power_kVAR",
+            "power_factor",
+        ):
+            if len(getattr(self, name)) != n:
+                msg = f"column {name} has {len(getattr(self, name))} values, meter_id has {n}"
+                raise ValueError(msg)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.meter_id)
+
+    def rows(self) -> list[MeterReading]:
+        """The batch as one :class:`MeterReading` per meter (for per-meter consumers)."""
+        return [
+            MeterReading(
+                meter_id=self.meter_id[i],
+                meter_code=self.meter_code[i],
+                timestamp=self.timestamp,
+                interval_s=self.interval_s,
+                consumption_kWh=self.consumption_kWh[i],
+                production_kWh=self.production_kWh[i],
+                consumption_kVAh=self.consumption_kVAh[i],
+                production_kVAh=self.production_kVAh[i],
+                avg_current=self.avg_current[i],
+                avg_voltage=self.avg_voltage[i],
+                reactive_power_kVAR=self.reactive_power_kVAR[i],
+                power_factor=self.power_factor[i],
+            )
+            for i in range(len(self.meter_id))
+        ]
+
+
+class ClockState(Message):
+    """The simulation clock, published retained by the instance that owns it."""
+
+    current_datetime: AwareDatetime
+    state: Literal["running", "paused"]
+    speed: float
+    interval_s: int
+    tick: int = Field(ge=0, description="intervals simulated since the start date")
+    # How far the simulation is behind its schedule, in real seconds; 0 when keeping up.
+    lag_s: float = 0.0
+    # Intervals skipped (merged) because the pipeline fell behind.
+    dropped_intervals: int = 0
+    # The last interval whose readings were all published (and acknowledged by the broker).
+    last_published: AwareDatetime | None = None
+
+
+class Watermark(Message):
+    """The latest interval the aggregator has committed for every meter it saw (retained)."""
+
+    committed_until: AwareDatetime
+    readings_committed: int = 0
+
+
+class ServiceStatus(Message):
+    """A service's liveness: retained ``online`` on start, ``offline`` as last will and on shutdown."""
+
+    service: str
+    instance: str
+    state: Literal["online", "offline"]
+    version: str = "0.1.0"
+    started_at: AwareDatetime | None = None
+    detail: dict[str, Any] = {}
+
+
+class GridEvent(Message):
+    """An alert: transformer overload, voltage out of band, tamper, outage, meter fault, spike, control."""
+
+    type: str
+    severity: Literal["info", "warning", "critical"] = "info"
+    timestamp: AwareDatetime
+    subject: str = Field(description="the grid node or meter code concerned")
+    message: str
+    data: dict[str, Any] = {}
+
+
+class Rollup(Message):
+    """An aggregate over a grid node (transformer, feeder, utility) or a parent meter for one interval."""
+
+    level: Literal["transformer", "feeder", "utility"]
+    node_id: int
+    node_code: str
+    timestamp: AwareDatetime
+    interval_s: int = 60
+    consumption_kWh: float
+    production_kWh: float
+    net_kWh: float
+    apparent_kVA: float = Field(description="mean apparent power over the interval")
+    capacity_kVA: float | None = None
+    loading_pct: float | None = None
+    meters_expected: int
+    meters_reporting: int
+    partial: bool = False
+
+
+class ErrorBody(Message):
+    """What went wrong: an HTTP-like status, the field concerned (when there is one) and why."""
+
+    status: int = Field(ge=400, le=599)
+    code: str
+    message: str
+    field: str | None = None
+    details: dict[str, Any] = {}
+
+
+class Request(Message):
+    """A command envelope. Reply topic and correlation id travel here so it works on MQTT 3.1.1."""
+
+    correlation_id: str
+    reply_to: str | None = None
+    data: dict[str, Any] = {}
+
+
+class Reply(Message):
+    """A reply envelope: ``ok`` with data, or ``error`` with an :class:`ErrorBody`."""
+
+    correlation_id: str
+    status: Literal["ok", "error"]
+    data: Any = None
+    error: ErrorBody | None = None

@@ -1,0 +1,144 @@
+"""Settings for every gridsim process: one prefix (``GRIDSIM_``), nested groups split by ``__``.
+
+``GRIDSIM_MQTT__URL=mqtt://broker:1883`` sets ``Settings().mqtt.url``. Nothing else in the project reads
+``os.environ`` for configuration: every service builds its settings from this module in ``main()``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "BillingSettings",
+    "DbSettings",
+    "FeasibilitySettings",
+    "GatewaySettings",
+    "LogSettings",
+    "MqttSettings",
+    "Settings",
+    "SimSettings",
+]
+
+
+class MqttSettings(BaseModel):
+    """The broker every service talks to."""
+
+    url: str = "mqtt://127.0.0.1:1883"
+    base_topic: str = Field(default="gridsim", pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    # MQTT 3.1.1 is the level every supported broker speaks (mosquitto, rumqttd's v4 port).
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    username: str | None = None
+    password: str | None = None
+    keepalive_s: int = Field(default=30, ge=5)
+    rpc_timeout_s: float = Field(default=10.0, gt=0)
+
+    @property
+    def host(self) -> str:
+        """Host name parsed from the URL."""
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        """Port parsed from the URL (1883 when absent)."""
+        return urlsplit(self.url).port or 1883
+
+    @field_validator("url")
+    @classmethod
+    def _mqtt_scheme(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"mqtt", "tcp"}:
+            msg = f"GRIDSIM_MQTT__URL must start with mqtt:// (got {value!r})"
+            raise ValueError(msg)
+        return value
+
+
+class DbSettings(BaseModel):
+    """The PostgreSQL (or TimescaleDB) database."""
+
+    url: str = "postgresql://postgres@127.0.0.1:5432/gridsim"
+    # Every table lives in this schema; tests give each test its own.
+    schema_name: str = Field(default="public", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    pool_min: int = Field(default=1, ge=1)
+    pool_max: int = Field(default=8, ge=1)
+    # Raw minute readings older than this are dropped (rollups are kept). 0 keeps them for ever.
+    raw_retention_days: int = Field(default=0, ge=0)
+
+
+class LogSettings(BaseModel):
+    """Logging: JSON lines when not on a terminal, console text on one."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class SimSettings(BaseModel):
+    """The simulation: clock, physics seed, demo world, sharding, publishing."""
+
+    start: datetime = datetime(2025, 6, 20, tzinfo=UTC)
+    speed: float = Field(default=1440.0, gt=0, description="simulated seconds per real second")
+    interval_s: int = Field(default=60, ge=1, le=3600, description="simulated seconds per reading")
+    seed: int = 42
+    autostart: bool = True
+    demo_world: bool = True
+    demo_world_file: str | None = None
+    # shard "i/n": this instance simulates the feeders whose index % n == i; instance 0 owns the clock.
+    shard: str = Field(default="0/1", pattern=r"^\d+/\d+$")
+    publish: Literal["batch", "per_meter", "both"] = "both"
+    # How long `step` waits for the aggregator's watermark before it answers anyway (seconds).
+    step_ack_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class GatewaySettings(BaseModel):
+    """The HTTP gateway."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    # Mutating routes need one of these in X-API-Key when any is set; open when empty.
+    api_keys: list[str] = []
+    overload_webhook_url: str | None = None
+    overload_webhook_share: float = Field(default=0.9, gt=0)
+
+
+class BillingSettings(BaseModel):
+    """Tariff: flat by default; time-of-use when ``tou_peak_rate`` is set."""
+
+    currency: str = "INR"
+    grid_rate: Decimal = Decimal("6.0")
+    grid_credit_rate: Decimal = Decimal("3.0")
+    tou_peak_rate: Decimal | None = None
+    tou_peak_start_hour: int = Field(default=16, ge=0, le=23)
+    tou_peak_end_hour: int = Field(default=21, ge=1, le=24)
+
+
+class FeasibilitySettings(BaseModel):
+    """Connection feasibility."""
+
+    radius_m: float = Field(default=2000.0, gt=0, description="how far a 'nearby' transformer may be")
+    consumption_share: float = 0.8
+    production_share: float = 0.3
+    decide_on_measured_load: bool = False
+
+
+class Settings(BaseSettings):
+    """Every gridsim setting, read from ``GRIDSIM_*`` environment variables (and a ``.env`` file)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GRIDSIM_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    instance: str = Field(default="0", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    mqtt: MqttSettings = MqttSettings()
+    db: DbSettings = DbSettings()
+    log: LogSettings = LogSettings()
+    sim: SimSettings = SimSettings()
+    gateway: GatewaySettings = GatewaySettings()
+    billing: BillingSettings = BillingSettings()
+    feasibility: FeasibilitySettings = FeasibilitySettings()

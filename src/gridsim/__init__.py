@@ -1,0 +1,1 @@
+"""gridsim: the launcher (`gridsim up`) and the embedded broker and database."""
