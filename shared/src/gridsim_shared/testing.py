@@ -1,0 +1,108 @@
+"""Test helpers shared by every test suite: run services in-process, talk to the gateway, await messages.
+
+Integration tests run each service's real ``serve(settings, stop)`` coroutine in the test's event loop,
+against the real broker and database named by the ``settings`` fixture (root ``conftest.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping
+from typing import Any, TypeVar
+
+import httpx
+
+from gridsim_shared.bus import Bus
+from gridsim_shared.channels import Channel
+from gridsim_shared.messages import Message
+from gridsim_shared.settings import Settings
+
+__all__ = ["Collector", "gateway_client", "running"]
+
+M = TypeVar("M", bound=Message)
+P = TypeVar("P")
+
+Serve = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
+
+
+@contextlib.asynccontextmanager
+async def running(*serves: Serve, settings: Settings, ready: float = 0.0) -> AsyncIterator[None]:
+    """Run services' ``serve`` coroutines in the background; stop them (and surface their errors) on exit."""
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(serve(settings, stop)) for serve in serves]
+    try:
+        if ready:
+            await asyncio.sleep(ready)
+        for task in tasks:
+            if task.done():
+                task.result()  # a service that died at start-up fails the test with its own error
+        yield
+    finally:
+        stop.set()
+        done, pending = await asyncio.wait(tasks, timeout=10)
+        for task in pending:
+            task.cancel()
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+
+@contextlib.asynccontextmanager
+async def gateway_client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for a FastAPI ``app`` in-process, with its lifespan run (bus and pool open)."""
+    async with app.router.lifespan_context(app) as state:
+        # Starlette copies lifespan state into each request's state; ASGITransport needs it passed along.
+        transport = httpx.ASGITransport(app=_WithState(app, state))
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://gridsim.test", timeout=60
+        ) as client:
+            yield client
+
+
+class _WithState:
+    """ASGI wrapper that injects the lifespan state into every request scope."""
+
+    def __init__(self, app: Any, state: dict[str, Any] | None) -> None:
+        self.app = app
+        self.state = state or {}
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ) -> None:
+        if scope["type"] in {"http", "websocket"}:
+            scope = {**scope, "state": dict(self.state)}
+        await self.app(scope, receive, send)
+
+
+class Collector:
+    """Subscribe to a channel *before* triggering something, then await the messages it caused."""
+
+    def __init__(self, bus: Bus, channel: Channel[M, P], **fixed: str) -> None:
+        self.bus = bus
+        self.channel = channel
+        self.fixed = fixed
+        self.messages: list[tuple[Any, Any]] = []
+        self._event = asyncio.Event()
+
+    async def start(self) -> Collector:
+        """Subscribe; returns self for chaining."""
+
+        async def on(msg: Any, path: Any) -> None:
+            self.messages.append((msg, path))
+            self._event.set()
+
+        await self.bus.subscribe(self.channel, on, **self.fixed)
+        await asyncio.sleep(0.05)  # let the SUBACK arrive before the caller triggers anything
+        return self
+
+    async def wait_for(self, count: int = 1, timeout: float = 10.0) -> list[tuple[Any, Any]]:
+        """Wait until at least ``count`` messages arrived; raise ``TimeoutError`` otherwise."""
+        async with asyncio.timeout(timeout):
+            while len(self.messages) < count:
+                self._event.clear()
+                await self._event.wait()
+        return self.messages
