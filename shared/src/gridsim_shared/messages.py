@@ -133,6 +133,8 @@ class ClockState(Message):
     dropped_intervals: int = 0
     # The last interval whose readings were all published (and acknowledged by the broker).
     last_published: AwareDatetime | None = None
+    # Bumped whenever meters, links, ERs or the grid change, so consumers know to reload the topology.
+    world_version: int = 0
 
 
 class Watermark(Message):

@@ -88,7 +88,9 @@ class SimSettings(BaseModel):
     demo_world_file: str | None = None
     # shard "i/n": this instance simulates the feeders whose index % n == i; instance 0 owns the clock.
     shard: str = Field(default="0/1", pattern=r"^\d+/\d+$")
-    publish: Literal["batch", "per_meter", "both"] = "both"
+    # batch: one columnar message per transformer per interval (what the aggregator stores);
+    # both: also one message per meter on its reading topic, for subscribers that want single meters.
+    publish: Literal["batch", "both"] = "both"
     # How long `step` waits for the aggregator's watermark before it answers anyway (seconds).
     step_ack_timeout_s: float = Field(default=30.0, gt=0)
 

@@ -19,7 +19,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         open_pool(settings.db, name=SERVICE) as pool,
         Bus(settings.mqtt, SERVICE, settings.instance) as bus,
     ):
-        await bus.include(router, Deps(settings=settings, bus=bus, pool=pool))
+        await bus.include(router, Deps(settings=settings, bus=bus, pool=pool, on_world_changed=lambda: None))
         await stop.wait()
 
 

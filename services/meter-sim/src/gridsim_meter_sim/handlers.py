@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
@@ -19,6 +20,9 @@ class Deps:
     settings: Settings
     bus: Bus
     pool: AsyncConnectionPool
+    # Called after any change to meters, links, ERs, DERs or the grid: the engine reloads its arrays
+    # before the next interval ("generation starts with the next interval").
+    on_world_changed: Callable[[], None]
 
 
 router: Router[Deps] = Router()
