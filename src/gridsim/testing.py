@@ -1,0 +1,216 @@
+"""The logic behind the root ``conftest.py`` fixtures: a real broker and a real PostgreSQL for tests.
+
+Each is found by a ladder (STYLE.md §2.8), first rung that works wins:
+
+1. ``GRIDSIM_TEST_MQTT_URL`` / ``GRIDSIM_TEST_DATABASE_URL`` when set;
+2. the machine's own servers, ``127.0.0.1:1883`` and ``postgresql://postgres@127.0.0.1:5432/test``;
+3. private servers from :mod:`gridsim.embedded`, in a temp dir, stopped at the end of the session;
+4. testcontainers, only when it is installed and a Docker engine answers.
+
+When none works the tests that need one are skipped, except in CI (``CI`` or
+``GRIDSIM_REQUIRE_INTEGRATION`` set), where a silent skip would hide that they never ran: they fail.
+
+Only tests marked ``integration`` should use these fixtures (documented, not enforced).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+from gridsim.embedded import EmbeddedServerError, free_port, port_answers, start_broker, start_postgres
+from gridsim_shared.settings import DbSettings, MqttSettings, Settings, SimSettings
+
+__all__ = [
+    "LOCAL_DATABASE_URL",
+    "LOCAL_MQTT_URL",
+    "IsolatedSettings",
+    "Ladder",
+    "Unavailable",
+    "database_url_ladder",
+    "fresh_settings",
+    "integration_required",
+    "mqtt_url_ladder",
+    "run_coroutine",
+]
+
+log = logging.getLogger("gridsim.testing")
+
+LOCAL_MQTT_URL = "mqtt://127.0.0.1:1883"
+LOCAL_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+T = TypeVar("T")
+# A rung-by-rung search for a server; what it starts is stopped when the ExitStack closes.
+Ladder = Callable[[contextlib.ExitStack], str]
+
+
+class Unavailable(Exception):
+    """No rung of the ladder gave a server; the message says what was tried."""
+
+
+def integration_required() -> bool:
+    """True in CI, where a missing broker or database must fail the run instead of skipping."""
+    return bool(os.environ.get("CI") or os.environ.get("GRIDSIM_REQUIRE_INTEGRATION"))
+
+
+def run_coroutine(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion on a private loop in a worker thread.
+
+    Sync fixtures may be set up while pytest-asyncio owns the main thread's loop; ``asyncio.run``
+    there would replace (and then close) it.
+    """
+    result: list[T] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(factory()))
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=target, name="gridsim-testing")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return result[0]
+
+
+# ----------------------------------------------------------------------------------- ladders
+
+
+def _private_dir(stack: contextlib.ExitStack) -> Path:
+    """A temp dir removed at the end of the session, searchable by the unprivileged server users."""
+    path = Path(tempfile.mkdtemp(prefix="gridsim-test-"))
+    path.chmod(0o755)  # ours, fresh: PostgreSQL runs as nobody when the tests run as root
+    stack.callback(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+    except ImportError:
+        return False
+    try:
+        docker.from_env().ping()
+    except Exception:
+        return False
+    return True
+
+
+def mqtt_url_ladder(stack: contextlib.ExitStack) -> str:
+    """The broker URL for this session; servers it starts are stopped when ``stack`` closes."""
+    if url := os.environ.get("GRIDSIM_TEST_MQTT_URL"):
+        return url
+    if port_answers("127.0.0.1", 1883):
+        return LOCAL_MQTT_URL
+    tried = ["GRIDSIM_TEST_MQTT_URL unset", "nothing on 127.0.0.1:1883"]
+    try:
+        server = start_broker(_private_dir(stack), free_port())
+    except (EmbeddedServerError, OSError) as error:
+        tried.append(f"embedded broker failed: {error}")
+    else:
+        stack.callback(server.stop)
+        return server.url
+    if _docker_answers():
+        from testcontainers.mqtt import MosquittoContainer
+
+        container = stack.enter_context(MosquittoContainer("eclipse-mosquitto:2"))
+        return f"mqtt://{container.get_container_host_ip()}:{container.get_exposed_port(1883)}"
+    tried.append("no Docker engine (or testcontainers not installed)")
+    raise Unavailable("no MQTT broker: " + "; ".join(tried))
+
+
+def _database_connects(url: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=2):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def database_url_ladder(stack: contextlib.ExitStack) -> str:
+    """The PostgreSQL URL for this session; servers it starts are stopped when ``stack`` closes."""
+    if url := os.environ.get("GRIDSIM_TEST_DATABASE_URL"):
+        return url
+    local = urlsplit(LOCAL_DATABASE_URL)
+    if port_answers("127.0.0.1", local.port or 5432) and _database_connects(LOCAL_DATABASE_URL):
+        return LOCAL_DATABASE_URL
+    tried = ["GRIDSIM_TEST_DATABASE_URL unset", f"{LOCAL_DATABASE_URL} does not answer"]
+    try:
+        server = start_postgres(_private_dir(stack) / "pg", free_port(), database="test")
+    except (EmbeddedServerError, OSError) as error:
+        tried.append(f"embedded PostgreSQL failed: {error}")
+    else:
+        stack.callback(server.stop)
+        return server.url
+    if _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        container = stack.enter_context(PostgresContainer("timescale/timescaledb:latest-pg16", driver=None))
+        return str(container.get_connection_url())
+    tried.append("no Docker engine (or testcontainers not installed)")
+    raise Unavailable("no PostgreSQL: " + "; ".join(tried))
+
+
+# ---------------------------------------------------------------------------------- settings
+
+
+class IsolatedSettings(Settings):
+    """``Settings`` built from its arguments only: no environment variables, no ``.env``."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def _drop_schema(database_url: str, schema: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
+
+
+@contextlib.contextmanager
+def fresh_settings(mqtt_url: str, database_url: str) -> Iterator[Settings]:
+    """Settings for one test: its own topic prefix, a fresh migrated schema (dropped afterwards).
+
+    The simulation neither loads the demo world nor runs its clock: tests step it.
+    """
+    from gridsim_shared.db import apply_migrations
+
+    suffix = secrets.token_hex(4)
+    schema = f"t_{suffix}"
+    settings = IsolatedSettings(
+        mqtt=MqttSettings(url=mqtt_url, base_topic=f"t-{suffix}"),
+        db=DbSettings(url=database_url, schema_name=schema),
+        sim=SimSettings(demo_world=False, autostart=False),
+    )
+    try:
+        run_coroutine(lambda: apply_migrations(database_url, schema))
+        yield settings
+    finally:
+        _drop_schema(database_url, schema)

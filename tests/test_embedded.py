@@ -1,0 +1,158 @@
+"""The embedded broker and PostgreSQL: they start, answer, keep data, and die with their parent."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiomqtt
+import psutil
+import psycopg
+import pytest
+
+from gridsim.embedded import (
+    NOBODY,
+    EmbeddedServer,
+    free_port,
+    port_answers,
+    start_broker,
+    start_postgres,
+)
+
+pytestmark = pytest.mark.integration
+
+BROKERS = [
+    pytest.param(
+        "mosquitto",
+        marks=pytest.mark.skipif(shutil.which("mosquitto") is None, reason="mosquitto not on PATH"),
+    ),
+    "iotcore",
+]
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A temp dir the unprivileged server users can reach (pytest's tmp_path is 0700 under root)."""
+    path = Path(tempfile.mkdtemp(prefix="gridsim-embedded-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _listening_addresses(server: EmbeddedServer) -> set[str]:
+    # Every server here listens in its main process (the postmaster, not its backends).
+    connections = psutil.Process(server.pid).net_connections(kind="inet")
+    return {conn.laddr.ip for conn in connections if conn.status == psutil.CONN_LISTEN}
+
+
+async def _round_trip(url_port: int, payload: bytes) -> bytes:
+    topic = f"gridsim-test/{os.getpid()}/round-trip"
+    async with aiomqtt.Client("127.0.0.1", port=url_port) as client:
+        await client.subscribe(topic, qos=1)
+        await client.publish(topic, payload, qos=1)
+        async with asyncio.timeout(5):
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                return message.payload
+    msg = "the broker closed the stream without a message"
+    raise AssertionError(msg)
+
+
+@pytest.mark.parametrize("kind", BROKERS)
+async def test_broker_round_trip_including_a_large_payload(server_dir: Path, kind: str) -> None:
+    port = free_port()
+    assert not port_answers("127.0.0.1", port)
+    server = start_broker(server_dir, port, kind=kind)  # type: ignore[arg-type]
+    try:
+        assert server.url == f"mqtt://127.0.0.1:{port}"
+        assert port_answers("127.0.0.1", port)
+        assert await _round_trip(port, b"hello") == b"hello"
+        # rumqttd drops payloads over 20 KB by default, silently; batched readings are bigger.
+        big = os.urandom(2 * 1024 * 1024)
+        assert await _round_trip(port, big) == big
+        assert _listening_addresses(server) == {"127.0.0.1"}
+    finally:
+        server.stop()
+    assert not server.running
+    assert not port_answers("127.0.0.1", port)
+
+
+def test_postgres_query_and_data_survive_a_restart(server_dir: Path) -> None:
+    data = server_dir / "pg"
+    with start_postgres(data, free_port(), database="gridsim") as server:
+        assert server.url.endswith("/gridsim")
+        with psycopg.connect(server.url, autocommit=True) as conn:
+            conn.execute("create table kept (id int primary key, note text)")
+            conn.execute("insert into kept values (1, 'survives')")
+        if os.geteuid() == 0:
+            assert psutil.Process(server.pid).uids().effective == NOBODY
+        assert _listening_addresses(server) == {"127.0.0.1"}
+    assert not server.running
+
+    # Another port, same data dir: no initdb, the row is still there.
+    with start_postgres(data, free_port(), database="gridsim") as again:
+        with psycopg.connect(again.url) as conn:
+            row = conn.execute("select note from kept where id = 1").fetchone()
+    assert row == ("survives",)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL as nobody")
+def test_postgres_falls_back_to_tmp_when_a_parent_is_closed_to_nobody(server_dir: Path) -> None:
+    closed = server_dir / "closed"
+    closed.mkdir(mode=0o700)
+    closed.chmod(0o700)
+    server = start_postgres(closed / "pg", free_port())
+    try:
+        assert server.data_dir.parent == Path(tempfile.gettempdir())
+        assert server.data_dir.name.startswith("gridsim-pg-")
+        assert oct(closed.stat().st_mode & 0o777) == "0o700"  # left as it was
+    finally:
+        server.stop()
+        shutil.rmtree(server.data_dir, ignore_errors=True)
+        server.log_path.unlink(missing_ok=True)
+
+
+_PARENT_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from gridsim.embedded import free_port, start_broker, start_postgres
+    root = Path(sys.argv[1])
+    servers = [
+        start_broker(root / "mosq", free_port()),
+        start_broker(root / "rumqttd", free_port(), kind="iotcore"),
+        start_postgres(root / "pg", free_port()),
+    ]
+    print(" ".join(str(s.pid) for s in servers), flush=True)
+    time.sleep(120)
+    """
+)
+
+
+def test_kill_9_of_the_parent_leaves_no_server(server_dir: Path) -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT_SCRIPT, str(server_dir)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        pids = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(pids) == 3
+        children = [psutil.Process(pid) for pid in pids]
+        assert all(child.is_running() for child in children)
+    finally:
+        parent.kill()
+        parent.wait()
+        assert parent.stdout is not None
+        parent.stdout.close()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    orphans = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    for orphan in orphans:  # don't leave them running when the assertion fails
+        orphan.kill()
+    assert [p.pid for p in orphans] == []
