@@ -145,6 +145,7 @@ class Backends:
         # Reverse order of start: the database goes before the broker it was started after.
         for server in reversed(self.servers):
             server.stop()
+            log.info("stopped the embedded %s", server.name)
         self.servers.clear()
 
 

@@ -1,0 +1,156 @@
+"""``gridsim up --embedded`` as a user runs it: healthy within a minute, nothing left behind after it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from gridsim.embedded import free_port
+from gridsim.launcher import SERVICES
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(180)]
+
+HEALTHY_WITHIN_S = 60.0
+
+
+@dataclass
+class Launcher:
+    process: subprocess.Popen[bytes]
+    http_port: int
+    log_path: Path
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def descendants(self) -> list[psutil.Process]:
+        return psutil.Process(self.process.pid).children(recursive=True)
+
+
+def _cmdline(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:  # exited meanwhile (or a zombie)
+        return ""
+
+
+def _fully_healthy(report: dict[str, Any]) -> bool:
+    services = report.get("services") or {}
+    return (
+        report.get("status") == "ok"
+        and report.get("broker", {}).get("ok") is True
+        and report.get("database", {}).get("ok") is True
+        and all(services.get(name) == "online" for name in SERVICES)
+    )
+
+
+def _wait_healthy(launcher: Launcher) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{launcher.http_port}/health"
+    deadline = time.monotonic() + HEALTHY_WITHIN_S
+    last: Any = None
+    while time.monotonic() < deadline:
+        assert launcher.process.poll() is None, f"gridsim up exited early:\n{launcher.log_tail()}"
+        try:
+            last = httpx.get(url, timeout=2).json()
+        except (httpx.HTTPError, ValueError):
+            last = None
+        # The launcher announces itself once it saw the same report; wait for that too.
+        announced = "gridsim is up" in launcher.log_path.read_text(errors="replace")
+        if isinstance(last, dict) and _fully_healthy(last) and announced:
+            return last
+        time.sleep(0.5)
+    pytest.fail(f"not healthy within {HEALTHY_WITHIN_S:.0f} s; last /health: {last}\n{launcher.log_tail()}")
+
+
+def _assert_all_gone(processes: list[psutil.Process], timeout: float) -> None:
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    orphans = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    described = [f"{p.pid} {_cmdline(p)[:80]}" for p in orphans]
+    for orphan in orphans:  # don't leave them running when the assertion fails
+        orphan.kill()
+    assert described == []
+
+
+@pytest.fixture
+def launcher() -> Iterator[Launcher]:
+    """``gridsim up --embedded`` in a fresh data dir, with an environment free of GRIDSIM_* settings."""
+    work = Path(tempfile.mkdtemp(prefix="gridsim-e2e-"))
+    work.chmod(0o755)  # the embedded PostgreSQL runs as nobody when the tests run as root
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("GRIDSIM_")}
+    port = free_port()
+    log_path = work / "gridsim-up.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gridsim.cli", "up", "--embedded", "--data-dir", str(work / "data"),
+             "--http-port", str(port)],
+            cwd=work,  # no .env from the checkout
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    started = Launcher(process, port, log_path)
+    try:
+        yield started
+    finally:
+        leftovers = started.descendants() if process.poll() is None else []
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for child in leftovers:
+            child.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_up_is_healthy_and_sigterm_stops_everything(launcher: Launcher) -> None:
+    started = time.monotonic()
+    report = _wait_healthy(launcher)
+    print(f"healthy after {time.monotonic() - started:.1f} s: {report}")
+    children = launcher.descendants()
+    # five services, the broker and the postmaster at least
+    assert len(children) >= len(SERVICES) + 2
+
+    launcher.process.send_signal(signal.SIGTERM)
+    assert launcher.process.wait(timeout=30) == 0, launcher.log_tail()
+    _assert_all_gone(children, timeout=5)
+
+
+def test_a_crashed_service_is_restarted(launcher: Launcher) -> None:
+    _wait_healthy(launcher)
+    [aggregator] = [p for p in launcher.descendants() if "gridsim_aggregator" in _cmdline(p)]
+    aggregator.kill()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        replacements = [
+            p
+            for p in launcher.descendants()
+            if "gridsim_aggregator" in _cmdline(p) and p.pid != aggregator.pid
+        ]
+        if replacements:
+            break
+        time.sleep(0.2)
+    assert replacements, launcher.log_tail()
+    assert "aggregator exited with code -9; restarting" in launcher.log_path.read_text()
+    _wait_healthy(launcher)
+
+
+def test_kill_9_of_the_launcher_leaves_no_orphan(launcher: Launcher) -> None:
+    _wait_healthy(launcher)
+    children = launcher.descendants()
+    assert len(children) >= len(SERVICES) + 2
+
+    launcher.process.kill()
+    launcher.process.wait()
+    _assert_all_gone(children, timeout=15)
