@@ -140,6 +140,10 @@ class TopicTemplate(Generic[P]):
             msg = f"topic {topic!r} is not a {self.kind} topic under {base!r}"
             raise TopicError(msg)
         values: dict[str, Any] = dict(zip(self.fields, parts[3:], strict=True))
+        bad = [f"{name}={value!r}" for name, value in values.items() if not is_segment(value)]
+        if bad:
+            msg = f"topic {topic!r} has invalid levels: {', '.join(bad)}"
+            raise TopicError(msg)
         return self.path_type(**values)
 
     def matches(self, base: str, topic: str) -> bool:

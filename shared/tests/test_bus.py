@@ -1,0 +1,181 @@
+"""The bus on a real broker: request/reply, error replies, poison messages, status and last will, reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from gridsim.embedded import free_port, start_broker
+from gridsim_shared import channels
+from gridsim_shared.bus import Bus, Router
+from gridsim_shared.errors import NotFoundError, RemoteError, RpcTimeout
+from gridsim_shared.ids import MeterPath
+from gridsim_shared.messages import MeterReading, ServiceStatus
+from gridsim_shared.settings import MqttSettings
+from gridsim_shared.testing import Collector
+from gridsim_shared.topics import ServicePath
+
+pytestmark = pytest.mark.integration
+
+PATH = MeterPath("u", "f", "t", "m-1")
+
+
+class Lookup(BaseModel):
+    meter_id: str
+
+
+router: Router[dict[str, int]] = Router()
+
+
+@router.command("lookup", Lookup)
+async def lookup(request: Lookup, deps: dict[str, int]) -> dict[str, int]:
+    if request.meter_id not in deps:
+        msg = f"meter {request.meter_id!r} not found"
+        raise NotFoundError(msg, field="meter_id")
+    return {"id": deps[request.meter_id]}
+
+
+@router.command("explode")
+async def explode(_request: dict[str, object], _deps: dict[str, int]) -> None:
+    msg = "secret internals"
+    raise RuntimeError(msg)
+
+
+def _mqtt(url: str) -> MqttSettings:
+    return MqttSettings(url=url, base_topic=f"t-{secrets.token_hex(4)}", rpc_timeout_s=5)
+
+
+def _reading(meter_id: int) -> MeterReading:
+    return MeterReading(
+        meter_id=meter_id,
+        meter_code="m-1",
+        timestamp=datetime(2025, 6, 20, tzinfo=UTC),
+        consumption_kWh=0.1,
+        avg_current=1.0,
+        avg_voltage=240.0,
+    )
+
+
+async def test_request_reply_carries_data_and_errors(mqtt_url: str) -> None:
+    settings = _mqtt(mqtt_url)
+    async with Bus(settings, "meter-sim") as server, Bus(settings, "gateway") as client:
+        await server.include(router, {"MTR-1": 1})
+        assert await client.request("meter-sim", "lookup", {"meter_id": "MTR-1"}) == {"id": 1}
+        with pytest.raises(RemoteError) as missing:
+            await client.request("meter-sim", "lookup", {"meter_id": "MTR-9"})
+        assert (missing.value.status, missing.value.field) == (404, "meter_id")
+        with pytest.raises(RemoteError) as invalid:
+            await client.request("meter-sim", "lookup", {})
+        assert (invalid.value.status, invalid.value.field) == (422, "meter_id")
+        with pytest.raises(RemoteError) as internal:
+            await client.request("meter-sim", "explode", {})
+        assert internal.value.status == 500
+        assert "secret" not in internal.value.message
+        with pytest.raises(RemoteError) as unknown:
+            await client.request("meter-sim", "nothing", {})
+        assert unknown.value.status == 404
+
+
+async def test_request_without_a_server_times_out(mqtt_url: str) -> None:
+    async with Bus(_mqtt(mqtt_url), "gateway") as client:
+        with pytest.raises(RpcTimeout, match="billing did not answer bill"):
+            await client.request("billing", "bill", {}, timeout=0.3)
+
+
+async def test_malformed_messages_are_counted_dropped_and_the_consumer_goes_on(mqtt_url: str) -> None:
+    settings = _mqtt(mqtt_url)
+    async with Bus(settings, "aggregator") as consumer, Bus(settings, "meter-sim") as producer:
+        collector = await Collector(consumer, channels.READING).start()
+        topic = channels.READING.topic(settings.base_topic, PATH)
+        await producer.publish_raw(topic, b"{not json")
+        await producer.publish_raw(topic, b'{"meter_id": "x"}')
+        await producer.publish_raw(
+            f"{settings.base_topic}/v1/reading/u/f/t/UPPER", _reading(2).model_dump_json().encode()
+        )
+        await producer.publish(channels.READING, _reading(3), PATH)
+        (message, path), *_ = await collector.wait_for(1)
+        assert message.meter_id == 3
+        assert path == PATH
+        assert consumer.dropped == 3
+
+
+async def test_status_is_retained_online_then_offline(mqtt_url: str) -> None:
+    settings = _mqtt(mqtt_url)
+    service = Bus(settings, "billing", "7")
+    await service.start()
+    async with Bus(settings, "gateway") as watcher:
+        statuses = await Collector(watcher, channels.STATUS, service="billing").start()
+        (online, path), *_ = await statuses.wait_for(1)  # retained: arrives although published earlier
+        assert (online.state, path) == ("online", ServicePath("billing", "7"))
+        await service.close()
+        messages = await statuses.wait_for(2)
+        assert messages[-1][0].state == "offline"
+
+
+_CRASHING_SERVICE = """
+import asyncio, sys
+from gridsim_shared.bus import Bus
+from gridsim_shared.settings import MqttSettings
+
+async def main() -> None:
+    async with Bus(MqttSettings(url=sys.argv[1], base_topic=sys.argv[2]), "feasibility"):
+        print("up", flush=True)
+        await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+async def test_last_will_reports_offline_when_the_process_dies(mqtt_url: str) -> None:
+    settings = _mqtt(mqtt_url)
+    async with Bus(settings, "gateway") as watcher:
+        statuses = await Collector(watcher, channels.STATUS, service="feasibility").start()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _CRASHING_SERVICE,
+            mqtt_url,
+            settings.base_topic,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert process.stdout is not None
+            assert await asyncio.wait_for(process.stdout.readline(), 20) == b"up\n"
+            (online, _), *_ = await statuses.wait_for(1)
+            assert online.state == "online"
+            process.kill()  # no DISCONNECT: the broker publishes the will
+            messages = await statuses.wait_for(2, timeout=15)
+            last: ServiceStatus = messages[1][0]
+            assert last.state == "offline"
+        finally:
+            if process.returncode is None:
+                process.kill()
+            await process.wait()
+
+
+async def test_reconnects_and_resubscribes_after_a_broker_restart(tmp_path: Path) -> None:
+    port = free_port()
+    settings = _mqtt(f"mqtt://127.0.0.1:{port}")
+    broker = start_broker(tmp_path / "broker", port)
+    try:
+        async with Bus(settings, "aggregator") as consumer, Bus(settings, "meter-sim") as producer:
+            collector = await Collector(consumer, channels.READING).start()
+            broker.stop()
+            await asyncio.sleep(0.3)
+            assert not consumer.connected
+            broker = start_broker(tmp_path / "broker", port)
+            await consumer.wait_connected(15)
+            await producer.wait_connected(15)
+            await asyncio.sleep(0.2)
+            await producer.publish(channels.READING, _reading(5), PATH)
+            (message, _), *_ = await collector.wait_for(1)
+            assert message.meter_id == 5
+            assert consumer.reconnects >= 1
+    finally:
+        broker.stop()
