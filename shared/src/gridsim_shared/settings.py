@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -115,6 +116,25 @@ class BillingSettings(BaseModel):
     tou_peak_rate: Decimal | None = None
     tou_peak_start_hour: int = Field(default=16, ge=0, le=23)
     tou_peak_end_hour: int = Field(default=21, ge=1, le=24)
+    # IANA zone of billing months and time-of-use hours (the simulated clock itself runs in UTC).
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            msg = f"GRIDSIM_BILLING__TIMEZONE must be an IANA time zone such as UTC or Asia/Kolkata (got {value!r})"
+            raise ValueError(msg) from exc
+        return value
+
+    @model_validator(mode="after")
+    def _peak_window(self) -> BillingSettings:
+        if self.tou_peak_start_hour >= self.tou_peak_end_hour:
+            msg = "billing.tou_peak_start_hour must be before billing.tou_peak_end_hour"
+            raise ValueError(msg)
+        return self
 
 
 class FeasibilitySettings(BaseModel):
