@@ -1,0 +1,38 @@
+# gridsim developer commands. `make help` lists them; `make run` and `make test` work on a fresh machine.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+# `pip install --user` puts uv here, and it is often not on PATH yet.
+export PATH := $(HOME)/.local/bin:$(PATH)
+
+BENCH_SCRIPT ?= bench/run.py
+
+.PHONY: help install run test lint typecheck bench all
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: ## install uv when missing, then the locked dependencies into .venv
+	@# Debian's own python3 refuses --user installs (PEP 668) unless told that is fine.
+	@command -v uv >/dev/null 2>&1 || python3 -m pip install --user uv \
+		|| python3 -m pip install --user --break-system-packages uv || pip install uv
+	uv sync --locked
+
+run: install ## start gridsim (broker, database and the five services); Ctrl-C stops it
+	uv run gridsim up
+
+test: install ## run the tests (integration tests find or start their own broker and database)
+	uv run pytest
+
+lint: install ## ruff: lint and formatting
+	uv run ruff check .
+	uv run ruff format --check .
+
+typecheck: install ## mypy --strict over every package
+	uv run mypy src shared/src services/*/src
+
+bench: install ## throughput benchmark (writes its results file)
+	@test -f $(BENCH_SCRIPT) || { echo "no benchmark script at $(BENCH_SCRIPT)" >&2; exit 1; }
+	uv run python $(BENCH_SCRIPT)
+
+all: lint typecheck test ## lint, typecheck and test
