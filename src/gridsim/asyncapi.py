@@ -1,0 +1,190 @@
+"""The AsyncAPI document of every gridsim topic, generated from the channels and message models.
+
+``python -m gridsim.asyncapi > docs/asyncapi.yaml`` writes it; a test checks that the committed file is
+what the code generates, so the document cannot drift from the messages on the wire.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import yaml
+
+from gridsim_shared import channels, messages, topics
+from gridsim_shared.channels import Channel
+
+__all__ = ["CHANNEL_DOCS", "SERVICES", "build_document", "render"]
+
+SERVICES = ("meter-sim", "aggregator", "billing", "feasibility")
+
+# What each channel carries, who publishes it and who listens — the prose of the document.
+CHANNEL_DOCS: dict[str, tuple[Channel[Any, Any], str]] = {
+    "reading": (
+        channels.READING,
+        "One meter's reading for one interval (the seed's MeterData fields plus meter_code and the simulated "
+        "timestamp). Leaves are published by meter-sim when `GRIDSIM_SIM__PUBLISH=both` (the default); parent "
+        "meters by the aggregator, flagged `is_parent`.",
+    ),
+    "batch": (
+        channels.BATCH,
+        "All readings of one transformer's meters for one interval, as columns (one list per field, one entry "
+        "per meter; null where a consumer has no production). meter-sim publishes one per transformer per "
+        "interval at QoS 1; this is what the aggregator stores. Meters with K = 0 are absent.",
+    ),
+    "rollup-transformer": (
+        channels.ROLLUP_TRANSFORMER,
+        "A transformer's aggregate for one interval with its loading as a share of its kVA rating (retained: "
+        "the latest value).",
+    ),
+    "rollup-feeder": (channels.ROLLUP_FEEDER, "A feeder's aggregate for one interval (retained)."),
+    "rollup-utility": (channels.ROLLUP_UTILITY, "The utility's aggregate for one interval (retained)."),
+    "event": (
+        channels.EVENT,
+        "Grid events: `overload` (a transformer's sustained or thermal overload), `voltage` (a meter outside "
+        "its band), `spike`, `control`, `p2p-trade`, ... The subject level is the node or meter code.",
+    ),
+    "meter-event": (
+        channels.METER_EVENT,
+        "A meter's own events under its place in the grid: `status` (online/offline), `tamper`, `fault`.",
+    ),
+    "clock": (
+        channels.CLOCK,
+        "The simulation clock (retained), published by the meter-sim instance that owns it at every tick: "
+        "simulated time, running/paused, speed, lag, dropped intervals, world_version.",
+    ),
+    "watermark": (
+        channels.WATERMARK,
+        "The latest interval the aggregator has committed to the database (retained). `POST /simulation/step` "
+        "waits for it so a script can step and then read.",
+    ),
+    "status": (
+        channels.STATUS,
+        "A service instance's liveness (retained): `online` on connect, `offline` on shutdown and as the MQTT "
+        "last will.",
+    ),
+}
+
+
+def _topic_address(template: topics.TopicTemplate[Any]) -> str:
+    levels = "/".join("{" + name + "}" for name in template.fields)
+    return "/".join(part for part in ("{base}", topics.VERSION, template.kind, levels) if part)
+
+
+def _schema(model: type[messages.Message]) -> dict[str, Any]:
+    return model.model_json_schema(ref_template="#/components/schemas/{model}")
+
+
+def build_document() -> dict[str, Any]:
+    """The AsyncAPI 3.0 document as a dict."""
+    doc_channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    for name, (channel, description) in CHANNEL_DOCS.items():
+        model_name = channel.model.__name__
+        schema = _schema(channel.model)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model_name] = schema
+        doc_channels[name] = {
+            "address": _topic_address(channel.template),
+            "description": description,
+            "parameters": {
+                field: {"description": f"{field} id ({'[a-z0-9][a-z0-9_-]{0,31}'})"}
+                for field in ["base", *channel.template.fields]
+            },
+            "messages": {model_name: {"$ref": f"#/components/messages/{model_name}"}},
+            "bindings": {"mqtt": {"qos": channel.qos, "retain": channel.retain}},
+        }
+        operations[f"receive-{name}"] = {"action": "receive", "channel": {"$ref": f"#/channels/{name}"}}
+    for model in (messages.Request, messages.Reply, messages.ErrorBody):
+        schema = _schema(model)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    doc_channels["command"] = {
+        "address": _topic_address(topics.COMMAND),
+        "description": "A request to one operation of one service (the gateway's HTTP routes use these; agents "
+        "can too). The envelope carries `correlation_id` and `reply_to`, so request/reply works on MQTT 3.1.1; "
+        "`data` is the operation's body (the same JSON as the HTTP route's body).",
+        "parameters": {"base": {}, "service": {}, "operation": {}},
+        "messages": {"Request": {"$ref": "#/components/messages/Request"}},
+        "bindings": {"mqtt": {"qos": 1, "retain": False}},
+    }
+    doc_channels["reply"] = {
+        "address": _topic_address(topics.REPLY),
+        "description": "Replies for one client: `{correlation_id, status: ok|error, data | error}`; errors carry "
+        "an HTTP-like status, a code, the field and the reason.",
+        "parameters": {"base": {}, "client": {}},
+        "messages": {"Reply": {"$ref": "#/components/messages/Reply"}},
+        "bindings": {"mqtt": {"qos": 1, "retain": False}},
+    }
+    operations["send-command"] = {"action": "send", "channel": {"$ref": "#/channels/command"}}
+    for service in SERVICES:
+        _add_service_commands(service, doc_channels, operations, schemas)
+    operations["receive-reply"] = {"action": "receive", "channel": {"$ref": "#/channels/reply"}}
+    component_messages = {
+        name: {
+            "name": name,
+            "contentType": "application/json",
+            "payload": {"$ref": f"#/components/schemas/{name}"},
+        }
+        for name in sorted({spec[0].model.__name__ for spec in CHANNEL_DOCS.values()} | {"Request", "Reply"})
+    }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "gridsim topics",
+            "version": "1.0.0",
+            "description": "Every MQTT topic of gridsim. Topics are `{base}/v1/{kind}/{path...}`: the base is "
+            "`GRIDSIM_MQTT__BASE_TOPIC` (default `gridsim`), the kind comes before the grid path so that `#` "
+            "selects a whole subtree (e.g. `gridsim/v1/reading/pge/sf-mission/#`). Every level is an id "
+            "matching `[a-z0-9][a-z0-9_-]{0,31}`. QoS 1 is at-least-once: consumers are idempotent. This file "
+            "is generated from the message models (`python -m gridsim.asyncapi`).",
+        },
+        "defaultContentType": "application/json",
+        "servers": {"local": {"host": "127.0.0.1:1883", "protocol": "mqtt", "description": "`gridsim up`"}},
+        "channels": doc_channels,
+        "operations": operations,
+        "components": {"messages": component_messages, "schemas": dict(sorted(schemas.items()))},
+    }
+
+
+def _add_service_commands(
+    service: str, doc_channels: dict[str, Any], operations: dict[str, Any], schemas: dict[str, Any]
+) -> None:
+    """One channel per operation a service answers, with the schema of its request's ``data``."""
+    router = importlib.import_module(f"gridsim_{service.replace('-', '_')}.handlers").router
+    for operation, (model, handler) in sorted(router._commands.items()):
+        name = f"cmd-{service}-{operation}"
+        data_schema: dict[str, Any] = {"type": "object"}
+        if model is not None:
+            data_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(data_schema.pop("$defs", {}))
+            schemas[model.__name__] = data_schema
+            data_schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+        doc_channels[name] = {
+            "address": f"{{base}}/{topics.VERSION}/{topics.COMMAND.kind}/{service}/{operation}",
+            "description": (handler.__doc__ or "").strip().splitlines()[0] if handler.__doc__ else operation,
+            "messages": {
+                "Request": {
+                    "name": f"{name}-request",
+                    "payload": {
+                        "allOf": [
+                            {"$ref": "#/components/schemas/Request"},
+                            {"type": "object", "properties": {"data": data_schema}},
+                        ]
+                    },
+                }
+            },
+            "bindings": {"mqtt": {"qos": 1, "retain": False}},
+        }
+        operations[f"send-{name}"] = {"action": "send", "channel": {"$ref": f"#/channels/{name}"}}
+
+
+def render() -> str:
+    """The document as YAML text."""
+    return yaml.safe_dump(build_document(), sort_keys=False, allow_unicode=True, width=110)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())

@@ -1,0 +1,121 @@
+"""The AsyncAPI document: generated from the models, committed, and accepting the real messages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import orjson
+import yaml
+
+from gridsim import asyncapi
+from gridsim_shared import channels
+from gridsim_shared.channels import Channel
+from gridsim_shared.messages import (
+    ClockState,
+    GridEvent,
+    Message,
+    MeterReading,
+    ReadingBatch,
+    Reply,
+    Request,
+    Rollup,
+    ServiceStatus,
+    Watermark,
+)
+
+DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.yaml"
+T0 = datetime(2025, 6, 20, 12, tzinfo=UTC)
+
+SAMPLES: list[Message] = [
+    MeterReading(
+        meter_id=1, meter_code="MTR-1", timestamp=T0, consumption_kWh=0.02, avg_current=5.0, avg_voltage=240.0
+    ),
+    ReadingBatch(
+        timestamp=T0,
+        meter_id=[1],
+        meter_code=["MTR-1"],
+        consumption_kWh=[0.02],
+        production_kWh=[None],
+        consumption_kVAh=[0.021],
+        production_kVAh=[None],
+        avg_current=[5.0],
+        avg_voltage=[240.0],
+        reactive_power_kVAR=[0.006],
+        power_factor=[0.95],
+    ),
+    Rollup(
+        level="transformer",
+        node_id=3,
+        node_code="tx-101",
+        timestamp=T0,
+        consumption_kWh=1.0,
+        production_kWh=0.5,
+        net_kWh=0.5,
+        apparent_kVA=35.0,
+        capacity_kVA=50.0,
+        loading_pct=70.0,
+        meters_expected=10,
+        meters_reporting=10,
+    ),
+    GridEvent(
+        type="overload", severity="critical", timestamp=T0, subject="tx-101", message="sustained overload"
+    ),
+    ClockState(current_datetime=T0, state="running", speed=1440, interval_s=60, tick=720),
+    Watermark(committed_until=T0, readings_committed=150),
+    ServiceStatus(service="billing", instance="0", state="online", started_at=T0),
+    Request(correlation_id="c1", reply_to="gridsim/v1/reply/gateway", data={"intervals": 5}),
+    Reply(correlation_id="c1", status="ok", data={"stepped": 5}),
+]
+
+
+def _document() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(DOC_PATH.read_text())
+    return loaded
+
+
+def test_committed_document_is_what_the_models_generate() -> None:
+    assert DOC_PATH.read_text() == asyncapi.render(), (
+        "regenerate: uv run python -m gridsim.asyncapi > docs/asyncapi.yaml"
+    )
+
+
+def test_every_channel_of_the_library_is_documented() -> None:
+    documented = {spec[0] for spec in asyncapi.CHANNEL_DOCS.values()}
+    defined = {value for value in vars(channels).values() if isinstance(value, Channel)}
+    assert defined == documented
+    doc = _document()
+    for name, (channel, _description) in asyncapi.CHANNEL_DOCS.items():
+        entry = doc["channels"][name]
+        assert entry["bindings"]["mqtt"] == {"qos": channel.qos, "retain": channel.retain}
+        assert entry["address"].startswith("{base}/v1/" + channel.template.kind)
+
+
+def test_schemas_accept_the_real_messages_and_refuse_broken_ones() -> None:
+    doc = _document()
+    schemas = doc["components"]["schemas"]
+    registry_root = {"components": {"schemas": schemas}}
+    for sample in SAMPLES:
+        schema = {**schemas[type(sample).__name__], "components": registry_root["components"]}
+        instance = orjson.loads(sample.model_dump_json())
+        jsonschema.validate(instance, schema)
+        required = schema.get("required", [])
+        if required:
+            broken = {k: v for k, v in instance.items() if k != required[0]}
+            try:
+                jsonschema.validate(broken, schema)
+            except jsonschema.ValidationError:
+                continue
+            msg = f"{type(sample).__name__} schema accepted a message without {required[0]}"
+            raise AssertionError(msg)
+
+
+def test_every_service_command_is_documented() -> None:
+    doc = _document()
+    for service in asyncapi.SERVICES:
+        module = __import__(f"gridsim_{service.replace('-', '_')}.handlers", fromlist=["router"])
+        for operation in module.router.operations:
+            entry = doc["channels"][f"cmd-{service}-{operation}"]
+            assert entry["address"] == f"{{base}}/v1/cmd/{service}/{operation}"
