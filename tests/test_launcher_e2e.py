@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -105,12 +106,18 @@ def launcher() -> Iterator[Launcher]:
     try:
         yield started
     finally:
-        leftovers = started.descendants() if process.poll() is None else []
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        for child in leftovers:
-            child.kill()
+        if process.poll() is None:  # the test left it running: stop it as a user would
+            leftovers = started.descendants()
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            _, alive = psutil.wait_procs(leftovers, timeout=10)
+            for child in alive:
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -1,0 +1,122 @@
+"""docker-compose.yml and deploy/Dockerfile agree with the code: entry points, settings, lock file.
+
+Docker is not needed: the files are read as data.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from gridsim.launcher import SERVICES
+from gridsim_shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+DOCKERFILE = (ROOT / "deploy" / "Dockerfile").read_text()
+
+
+def _built_services() -> dict[str, str]:
+    """Compose service name -> the SERVICE build argument it builds with."""
+    return {
+        name: spec["build"]["args"]["SERVICE"]
+        for name, spec in COMPOSE["services"].items()
+        if "build" in spec
+    }
+
+
+def _environment(spec: dict[str, Any]) -> dict[str, str]:
+    env = spec.get("environment") or {}
+    if isinstance(env, list):  # the KEY=value list form
+        env = dict(item.split("=", 1) for item in env)
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def settings_field_exists(variable: str, model: type[BaseModel] = Settings) -> bool:
+    """Whether ``GRIDSIM_A__B`` names a field of ``Settings`` (``a.b``), walking nested models."""
+    prefix = "GRIDSIM_"
+    if not variable.upper().startswith(prefix):
+        return False
+    current: Any = model
+    for part in variable[len(prefix) :].lower().split("__"):
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return False  # a path that goes deeper than the settings do
+        field = current.model_fields.get(part)
+        if field is None:
+            return False
+        current = field.annotation
+    return True
+
+
+def test_every_service_is_in_compose_and_built_from_the_one_dockerfile() -> None:
+    built = _built_services()
+    assert set(SERVICES) <= set(built)
+    assert set(built.values()) <= set(SERVICES)
+    for name, spec in COMPOSE["services"].items():
+        if name in SERVICES:
+            assert built[name] == name
+            assert Path(spec["build"]["dockerfile"]) == Path("deploy/Dockerfile")
+            assert spec["build"]["context"] == "."
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_service_declares_its_console_script(service: str) -> None:
+    package_dir = ROOT / "services" / service
+    project = tomllib.loads((package_dir / "pyproject.toml").read_text())
+    target = project["project"]["scripts"][f"gridsim-{service}"]
+    module, _, function = target.partition(":")
+    assert module == f"{SERVICES[service]}.__main__"
+    source = package_dir / "src" / Path(*module.split(".")).with_suffix(".py")
+    assert re.search(rf"^def {function}\(", source.read_text(), re.MULTILINE), f"{source} has no {function}()"
+
+
+def test_every_gridsim_variable_in_compose_is_a_setting() -> None:
+    variables = {
+        key
+        for spec in COMPOSE["services"].values()
+        for key in _environment(spec)
+        if key.upper().startswith("GRIDSIM_")
+    }
+    assert {"GRIDSIM_MQTT__URL", "GRIDSIM_DB__URL"} <= variables
+    assert sorted(v for v in variables if not settings_field_exists(v)) == []
+
+
+def test_the_settings_walker_rejects_what_is_not_a_field() -> None:
+    assert settings_field_exists("GRIDSIM_GATEWAY__PORT")
+    assert not settings_field_exists("GRIDSIM_GATEWAY__PROT")
+    assert not settings_field_exists("GRIDSIM_MQTT__URL__HOST")
+    assert not settings_field_exists("GRIDSIM_NOPE")
+    assert not settings_field_exists("MQTT__URL")
+
+
+def test_dockerfile_installs_one_service_from_the_lock_file() -> None:
+    assert re.search(r"^FROM python:3\.11-slim", DOCKERFILE, re.MULTILINE)
+    sync = re.search(r"uv sync[^\n]*", DOCKERFILE)
+    assert sync is not None
+    assert "--frozen" in sync.group()
+    assert "--no-dev" in sync.group()
+    assert '--package "gridsim-${SERVICE}"' in sync.group()
+    assert re.search(r"^CMD .*gridsim-\$\{SERVICE\}", DOCKERFILE, re.MULTILINE)
+
+
+def test_gateway_is_published_on_8000_and_listens_on_all_interfaces() -> None:
+    gateway = COMPOSE["services"]["gateway"]
+    assert any(str(port).endswith("8000:8000") for port in gateway["ports"])
+    env = _environment(gateway)
+    assert env["GRIDSIM_GATEWAY__HOST"] == "0.0.0.0"
+    assert env["GRIDSIM_GATEWAY__PORT"] == "8000"
+
+
+def test_compose_points_at_files_that_exist() -> None:
+    mounts = [m for spec in COMPOSE["services"].values() for m in spec.get("volumes", [])]
+    for mount in mounts:
+        source = mount.split(":", 1)[0]
+        if source.startswith("./"):
+            assert (ROOT / source).is_file(), source
+    assert "timescale/timescaledb:latest-pg16" in {spec.get("image") for spec in COMPOSE["services"].values()}
