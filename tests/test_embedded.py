@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,12 +13,14 @@ import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiomqtt
 import psutil
 import psycopg
 import pytest
 
+from gridsim import testing
 from gridsim.embedded import (
     NOBODY,
     EmbeddedServer,
@@ -25,6 +29,7 @@ from gridsim.embedded import (
     start_broker,
     start_postgres,
 )
+from gridsim_shared.settings import DbSettings, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -156,3 +161,61 @@ def test_kill_9_of_the_parent_leaves_no_server(server_dir: Path) -> None:
     for orphan in orphans:  # don't leave them running when the assertion fails
         orphan.kill()
     assert [p.pid for p in orphans] == []
+
+
+# ------------------------------------------------------------------- the fixture ladder (gridsim.testing)
+
+
+def test_ladder_prefers_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRIDSIM_TEST_MQTT_URL", "mqtt://broker.invalid:1884")
+    monkeypatch.setenv("GRIDSIM_TEST_DATABASE_URL", "postgresql://u@db.invalid/x")
+    with contextlib.ExitStack() as stack:
+        assert testing.mqtt_url_ladder(stack) == "mqtt://broker.invalid:1884"
+        assert testing.database_url_ladder(stack) == "postgresql://u@db.invalid/x"
+
+
+def test_ladder_starts_private_servers_when_nothing_local_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GRIDSIM_TEST_MQTT_URL", raising=False)
+    monkeypatch.delenv("GRIDSIM_TEST_DATABASE_URL", raising=False)
+    monkeypatch.setattr(testing, "port_answers", lambda host, port, timeout=0.3: False)
+    with contextlib.ExitStack() as stack:
+        mqtt_url = testing.mqtt_url_ladder(stack)
+        database_url = testing.database_url_ladder(stack)
+        assert mqtt_url != testing.LOCAL_MQTT_URL
+        assert database_url != testing.LOCAL_DATABASE_URL
+        mqtt_port = urlsplit(mqtt_url).port
+        assert mqtt_port is not None
+        assert port_answers("127.0.0.1", mqtt_port)
+        with psycopg.connect(database_url) as conn:
+            assert conn.execute("select current_database()").fetchone() == ("test",)
+    assert not port_answers("127.0.0.1", mqtt_port)  # stopped with the stack
+
+
+def test_settings_fixture_gives_an_isolated_migrated_schema(
+    settings: Settings, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRIDSIM_SIM__DEMO_WORLD", "false")  # must not leak into test settings
+    schema = settings.db.schema_name
+    assert re.fullmatch(r"t_[0-9a-f]{8}", schema)
+    assert settings.mqtt.base_topic == "t-" + schema.removeprefix("t_")
+    assert (settings.sim.demo_world, settings.sim.autostart) == (False, False)
+    rebuilt = testing.IsolatedSettings(db=DbSettings(url=database_url, schema_name=schema))
+    assert rebuilt.sim.demo_world is True  # the default, not the environment's "false"
+    assert rebuilt.model_fields_set == {"db"}
+    with psycopg.connect(database_url) as conn:
+        migrated = conn.execute(
+            "select count(*) from information_schema.tables"
+            " where table_schema = %s and table_name = 'schema_migrations'",
+            (schema,),
+        ).fetchone()
+    assert migrated == (1,)
+
+
+def test_fresh_settings_drops_its_schema(mqtt_url: str, database_url: str) -> None:
+    with testing.fresh_settings(mqtt_url, database_url) as settings:
+        schema = settings.db.schema_name
+    with psycopg.connect(database_url) as conn:
+        left = conn.execute(
+            "select count(*) from information_schema.schemata where schema_name = %s", (schema,)
+        ).fetchone()
+    assert left == (0,)
