@@ -20,7 +20,7 @@ import psutil
 import psycopg
 import pytest
 
-from gridsim import testing
+from gridsim import launcher, testing
 from gridsim.embedded import (
     NOBODY,
     EmbeddedServer,
@@ -29,6 +29,7 @@ from gridsim.embedded import (
     start_broker,
     start_postgres,
 )
+from gridsim.launcher import UpOptions
 from gridsim_shared.settings import DbSettings, Settings
 
 pytestmark = pytest.mark.integration
@@ -219,3 +220,43 @@ def test_fresh_settings_drops_its_schema(mqtt_url: str, database_url: str) -> No
             "select count(*) from information_schema.schemata where schema_name = %s", (schema,)
         ).fetchone()
     assert left == (0,)
+
+
+# ------------------------------------------------------------ gridsim up: configured or embedded backends
+
+
+def test_up_uses_a_configured_server_that_answers_and_embeds_one_that_does_not(
+    server_dir: Path, mqtt_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead_database = f"postgresql://postgres@127.0.0.1:{free_port()}/gridsim_custom"
+    monkeypatch.chdir(server_dir)  # no .env
+    monkeypatch.setenv("GRIDSIM_MQTT__URL", mqtt_url)
+    monkeypatch.setenv("GRIDSIM_DB__URL", dead_database)
+    backends = launcher.start_backends(UpOptions(data_dir=server_dir), mqtt_url, dead_database)
+    try:
+        assert backends.mqtt_url == mqtt_url
+        assert [s.name for s in backends.servers] == ["postgres"]
+        assert backends.db_url.endswith("/gridsim_custom")  # the configured name, on the embedded server
+        with psycopg.connect(backends.db_url):
+            pass
+    finally:
+        backends.stop()
+
+
+def test_up_embedded_ignores_the_configured_servers(
+    server_dir: Path, mqtt_url: str, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(server_dir)
+    monkeypatch.setenv("GRIDSIM_MQTT__URL", mqtt_url)
+    monkeypatch.setenv("GRIDSIM_DB__URL", database_url)
+    options = UpOptions(data_dir=server_dir, embedded=True)
+    backends = launcher.start_backends(options, mqtt_url, database_url)
+    servers = list(backends.servers)
+    try:
+        broker = "mosquitto" if shutil.which("mosquitto") else "rumqttd"
+        assert {s.name for s in servers} == {broker, "postgres"}
+        assert backends.mqtt_url != mqtt_url
+        assert backends.db_url != database_url
+    finally:
+        backends.stop()
+    assert not any(s.running for s in servers)
