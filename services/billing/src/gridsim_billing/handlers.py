@@ -1,15 +1,62 @@
-"""Every MQTT subscription and command of the billing service, in one place."""
+"""Every MQTT subscription and command of the billing service, in one place.
+
+Commands (``cmd/billing/{operation}``): ``create_trade``, ``list_trades``, ``get_trade``, ``bill``, ``bills``.
+Subscriptions: the retained clock (simulated "now") and the aggregator's watermark (is a month complete?).
+Publishes a ``p2p-trade`` :class:`GridEvent` on ``event/p2p-trade/{seller}`` for each recorded trade.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from psycopg_pool import AsyncConnectionPool
 
+from gridsim_billing import repository as repo
+from gridsim_billing.domain import Period, Tariff, bill_status, month_of, month_period
+from gridsim_billing.ledger import Books, to_bill
+from gridsim_billing.repository import BillRecord, Conn, MeterRow
 from gridsim_billing.settings import Settings
+from gridsim_shared import channels
 from gridsim_shared.bus import Bus, Router
+from gridsim_shared.errors import ConflictError, GridsimError, InvalidError, NotFoundError
+from gridsim_shared.messages import ClockState, GridEvent, Watermark
+from gridsim_shared.schemas.billing import (
+    Bill,
+    BillPage,
+    BillQuery,
+    BillsQuery,
+    MeterRef,
+    P2PTrade,
+    P2PTradeCreate,
+    P2PTradeCreated,
+    TradeId,
+    TradePage,
+    TradeQuery,
+)
+from gridsim_shared.topics import EventPath, NoPath
 
-__all__ = ["Deps", "router"]
+__all__ = ["ClockNotReady", "Deps", "LiveClock", "router"]
+
+_LOGGER = logging.getLogger(__name__)
+
+router: Router[Deps] = Router()
+
+
+class ClockNotReady(GridsimError):
+    """Neither a clock message nor a ``simulation_clock`` row exists yet: there is no "now" to bill at."""
+
+    status = 503
+    code = "clock_not_ready"
+
+
+@dataclass
+class LiveClock:
+    """The latest retained clock and watermark seen on the bus."""
+
+    clock: ClockState | None = None
+    watermark: Watermark | None = None
 
 
 @dataclass(frozen=True)
@@ -19,6 +66,189 @@ class Deps:
     settings: Settings
     bus: Bus
     pool: AsyncConnectionPool
+    live: LiveClock = field(default_factory=LiveClock)
 
 
-router: Router[Deps] = Router()
+# ---------------------------------------------------------------- subscriptions
+@router.subscribe(channels.CLOCK)
+async def on_clock(msg: ClockState, _path: NoPath, deps: Deps) -> None:
+    """Remember the simulated time."""
+    deps.live.clock = msg
+
+
+@router.subscribe(channels.WATERMARK)
+async def on_watermark(msg: Watermark, _path: NoPath, deps: Deps) -> None:
+    """Remember how far the aggregator has committed readings."""
+    deps.live.watermark = msg
+
+
+# ---------------------------------------------------------------- helpers
+async def _books(conn: Conn, deps: Deps) -> Books:
+    now: datetime | None = deps.live.clock.current_datetime if deps.live.clock else None
+    if now is None:
+        now = await repo.clock_row(conn)
+    if now is None:
+        msg = "the simulation clock has not started yet (is meter-sim running?)"
+        raise ClockNotReady(msg)
+    return Books(Tariff.from_settings(deps.settings.billing), now)
+
+
+async def _meter(conn: Conn, ref: MeterRef, name: str) -> MeterRow:
+    meter = await repo.resolve_meter(conn, ref)
+    if meter is None:
+        msg = f"{name}: no meter with id or code {ref!r}"
+        raise NotFoundError(msg, field=name)
+    return meter
+
+
+def _status(period: Period, books: Books, deps: Deps) -> bool:
+    """True when ``period`` gets a final bill now; 422 naming ``month`` when it has not started."""
+    clock = deps.live.clock
+    interval_s = clock.interval_s if clock else deps.settings.sim.interval_s
+    watermark = deps.live.watermark.committed_until if deps.live.watermark else None
+    status = bill_status(period, books.now, watermark, interval_s)
+    if status == "future":
+        msg = f"month: {period.month} has not started on the simulation clock (now {books.now.isoformat()})"
+        raise InvalidError(msg, field="month")
+    return status == "final"
+
+
+async def _bills(
+    conn: Conn, books: Books, meters: list[MeterRow], period: Period, *, final: bool
+) -> list[BillRecord]:
+    if final:
+        stored = await repo.final_bills(conn, period.month, [m.id for m in meters])
+        if len(stored) == len(meters):
+            return [stored[m.id] for m in meters]
+    async with conn.transaction():
+        if final:
+            await repo.lock_month(conn, period.month, exclusive=True)
+        return await books.bills(conn, meters, period, final=final)
+
+
+# ---------------------------------------------------------------- trades
+@router.command("create_trade", P2PTradeCreate)
+async def create_trade(body: P2PTradeCreate, deps: Deps) -> P2PTradeCreated:
+    """Record a P2P trade (seller: a prosumer; not in the future; not in a month already settled)."""
+    async with deps.pool.connection() as conn:
+        buyer = await _meter(conn, body.buyer_meter_id, "buyer_meter_id")
+        seller = await _meter(conn, body.seller_meter_id, "seller_meter_id")
+        if buyer.id == seller.id:
+            msg = f"seller_meter_id: buyer and seller are the same meter ({seller.code})"
+            raise InvalidError(msg, field="seller_meter_id")
+        if seller.er_type != "prosumer":
+            what = (
+                "is not linked to an energy resource" if seller.er_type is None else "belongs to a consumer"
+            )
+            msg = f"seller_meter_id: meter {seller.code} {what}; only a prosumer's meter can sell"
+            raise InvalidError(msg, field="seller_meter_id")
+        if buyer.er_type is None:
+            msg = f"buyer_meter_id: meter {buyer.code} is not linked to an energy resource, so it cannot be billed"
+            raise InvalidError(msg, field="buyer_meter_id")
+        books = await _books(conn, deps)
+        ts = body.timestamp or books.now
+        if ts > books.now:
+            msg = f"timestamp: {ts.isoformat()} is in the future of the simulation clock ({books.now.isoformat()})"
+            raise InvalidError(msg, field="timestamp")
+        month = month_of(ts, books.tz)
+        async with conn.transaction():
+            await repo.lock_month(conn, month, exclusive=False)
+            closed = await repo.month_closed_for(conn, month, buyer.id, seller.id)
+            if closed is not None:
+                msg = f"timestamp: {closed}; no trade can be added to that month"
+                raise ConflictError(msg, field="timestamp")
+            row = await repo.insert_trade(
+                conn,
+                buyer=buyer,
+                seller=seller,
+                units_kwh=body.units_kWh,
+                price_per_kwh=body.price_per_kWh,
+                ts=ts,
+                month=month,
+            )
+        (trade,) = await books.trade_views(conn, [row])
+    await _publish(deps, trade)
+    return P2PTradeCreated(trade=trade)
+
+
+async def _publish(deps: Deps, trade: P2PTrade) -> None:
+    event = GridEvent(
+        type="p2p-trade",
+        severity="info",
+        timestamp=trade.timestamp,
+        subject=trade.seller_meter_code.lower(),
+        message=(
+            f"{trade.seller_meter_code} sold {trade.units_kWh} kWh to {trade.buyer_meter_code}"
+            f" at {trade.price_per_kWh} per kWh"
+        ),
+        data=trade.model_dump(mode="json"),
+    )
+    await deps.bus.publish(channels.EVENT, event, EventPath(type="p2p-trade", subject=event.subject))
+
+
+@router.command("list_trades", TradeQuery)
+async def list_trades(query: TradeQuery, deps: Deps) -> TradePage:
+    """Trades, oldest first, filtered by meter (as buyer, seller or either) and month."""
+    async with deps.pool.connection() as conn:
+        meter_id = None
+        if query.meter_id is not None:
+            meter_id = (await _meter(conn, query.meter_id, "meter_id")).id
+        books = await _books(conn, deps)
+        rows, total = await repo.list_trades(
+            conn,
+            meter_id=meter_id,
+            role=query.role,
+            month=query.month,
+            limit=query.page_size,
+            offset=(query.page - 1) * query.page_size,
+        )
+        items = await books.trade_views(conn, rows)
+    return TradePage(items=items, page=query.page, page_size=query.page_size, total=total)
+
+
+@router.command("get_trade", TradeId)
+async def get_trade(query: TradeId, deps: Deps) -> P2PTrade:
+    """One trade with its settlement."""
+    async with deps.pool.connection() as conn:
+        row = await repo.get_trade(conn, query.id)
+        if row is None:
+            msg = f"id: no P2P trade {query.id}"
+            raise NotFoundError(msg, field="id")
+        books = await _books(conn, deps)
+        (trade,) = await books.trade_views(conn, [row])
+    return trade
+
+
+# ---------------------------------------------------------------- bills
+@router.command("bill", BillQuery)
+async def bill(query: BillQuery, deps: Deps) -> Bill:
+    """A meter's bill for a month: final (stored once) when the month has ended, else provisional."""
+    async with deps.pool.connection() as conn:
+        meter = await _meter(conn, query.meter_id, "meter_id")
+        books = await _books(conn, deps)
+        period = month_period(query.month, books.tz)
+        final = _status(period, books, deps)
+        if meter.er_type is None and not (final and await repo.final_bills(conn, period.month, [meter.id])):
+            msg = f"meter_id: meter {meter.code} is not linked to an energy resource, so it has no bill"
+            raise InvalidError(msg, field="meter_id")
+        (record,) = await _bills(conn, books, [meter], period, final=final)
+    return to_bill(record, books.tariff.timezone)
+
+
+@router.command("bills", BillsQuery)
+async def bills(query: BillsQuery, deps: Deps) -> BillPage:
+    """One page of a month's bills for every meter linked to an ER."""
+    async with deps.pool.connection() as conn:
+        books = await _books(conn, deps)
+        period = month_period(query.month, books.tz)
+        final = _status(period, books, deps)
+        meters, total = await repo.billable_meters(conn, query.page_size, (query.page - 1) * query.page_size)
+        records = await _bills(conn, books, meters, period, final=final)
+    return BillPage(
+        month=query.month,
+        status="final" if final else "provisional",
+        items=[to_bill(r, books.tariff.timezone) for r in records],
+        page=query.page,
+        page_size=query.page_size,
+        total=total,
+    )
