@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal as D
+from decimal import Decimal
 from uuid import uuid4
 from zoneinfo import ZoneInfo
 
@@ -23,6 +23,7 @@ from gridsim_billing.domain import (
     round_money,
 )
 
+D = Decimal
 UTC_ZONE = ZoneInfo("UTC")
 KOLKATA = ZoneInfo("Asia/Kolkata")
 FLAT = Tariff(currency="INR", grid_rate=D(6), grid_credit_rate=D(3))
