@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from psycopg_pool import AsyncConnectionPool
 
+from gridsim_meter_sim import grid_repository, meter_repository, repository
 from gridsim_meter_sim.settings import Settings
 from gridsim_shared.bus import Bus, Router
+from gridsim_shared.schemas import meters as schemas
 
 __all__ = ["Deps", "router"]
 
@@ -26,3 +29,162 @@ class Deps:
 
 
 router: Router[Deps] = Router()
+
+
+# ------------------------------------------------------------------------------------------ entities
+# Energy resources, meters, links, grid nodes and the appliance catalogue (issue 3). Each command runs
+# in one transaction; commands that change what is generated call ``on_world_changed`` after commit.
+
+
+@asynccontextmanager
+async def _transaction(deps: Deps) -> AsyncIterator[repository.Conn]:
+    async with deps.pool.connection() as conn, conn.transaction():
+        yield conn
+
+
+@router.command("appliances")
+async def appliances(_body: object, deps: Deps) -> list[schemas.Appliance]:
+    """The appliance catalogue."""
+    async with _transaction(deps) as conn:
+        return await repository.catalogue(conn)
+
+
+@router.command("create_er", schemas.ErCreate)
+async def create_er(body: schemas.ErCreate, deps: Deps) -> schemas.Er:
+    """Create an energy resource with its appliances."""
+    async with _transaction(deps) as conn:
+        er = await repository.create_er(conn, body)
+    deps.on_world_changed()
+    return er
+
+
+@router.command("update_er", schemas.ErUpdate)
+async def update_er(body: schemas.ErUpdate, deps: Deps) -> schemas.Er:
+    """Change an energy resource; a sent appliance list replaces the old one."""
+    async with _transaction(deps) as conn:
+        er = await repository.update_er(conn, body)
+    deps.on_world_changed()
+    return er
+
+
+@router.command("get_er", schemas.ErRef)
+async def get_er(body: schemas.ErRef, deps: Deps) -> schemas.Er:
+    """One energy resource."""
+    async with _transaction(deps) as conn:
+        return await repository.get_er(conn, body.er_id)
+
+
+@router.command("list_ers", schemas.ErListRequest)
+async def list_ers(body: schemas.ErListRequest, deps: Deps) -> list[schemas.Er]:
+    """Energy resources, a page at a time."""
+    async with _transaction(deps) as conn:
+        return await repository.list_ers(conn, body)
+
+
+@router.command("delete_er", schemas.ErRef)
+async def delete_er(body: schemas.ErRef, deps: Deps) -> schemas.Deleted:
+    """Delete an energy resource (its meter is unlinked)."""
+    async with _transaction(deps) as conn:
+        er_id = await repository.delete_er(conn, body.er_id)
+    deps.on_world_changed()
+    return schemas.Deleted(message=f"energy resource {er_id} deleted", id=er_id)
+
+
+@router.command("create_meter", schemas.MeterCreate)
+async def create_meter(body: schemas.MeterCreate, deps: Deps) -> schemas.Meter:
+    """Create a meter under a transformer (given, its parent's, nearest, or unassigned)."""
+    async with _transaction(deps) as conn:
+        meter = await meter_repository.create_meter(conn, body)
+    deps.on_world_changed()
+    return meter
+
+
+@router.command("update_meter", schemas.MeterUpdate)
+async def update_meter(body: schemas.MeterUpdate, deps: Deps) -> schemas.Meter:
+    """Change a meter (code, parent, transformer, load factors, type, location)."""
+    async with _transaction(deps) as conn:
+        meter = await meter_repository.update_meter(conn, body)
+    deps.on_world_changed()
+    return meter
+
+
+@router.command("get_meter", schemas.MeterRefRequest)
+async def get_meter(body: schemas.MeterRefRequest, deps: Deps) -> schemas.Meter:
+    """One meter, by id or code."""
+    async with _transaction(deps) as conn:
+        return await meter_repository.get_meter(conn, body.meter)
+
+
+@router.command("list_meters", schemas.MeterListRequest)
+async def list_meters(body: schemas.MeterListRequest, deps: Deps) -> list[schemas.Meter]:
+    """Meters, a page at a time, optionally filtered."""
+    async with _transaction(deps) as conn:
+        return await meter_repository.list_meters(conn, body)
+
+
+@router.command("delete_meter", schemas.MeterRefRequest)
+async def delete_meter(body: schemas.MeterRefRequest, deps: Deps) -> schemas.Deleted:
+    """Delete a meter that has no child meters."""
+    async with _transaction(deps) as conn:
+        meter_id = await meter_repository.delete_meter(conn, body.meter)
+    deps.on_world_changed()
+    return schemas.Deleted(message=f"meter {body.meter} deleted", id=meter_id)
+
+
+@router.command("link", schemas.LinkRequest)
+async def link(body: schemas.LinkRequest, deps: Deps) -> schemas.Meter:
+    """Link a meter to an energy resource; generation starts with the next interval."""
+    async with _transaction(deps) as conn:
+        meter = await meter_repository.link(conn, body)
+    deps.on_world_changed()
+    return meter
+
+
+@router.command("unlink", schemas.UnlinkRequest)
+async def unlink(body: schemas.UnlinkRequest, deps: Deps) -> schemas.Meter:
+    """Unlink a meter from its energy resource; generation stops with the next interval."""
+    async with _transaction(deps) as conn:
+        meter = await meter_repository.unlink(conn, body)
+    deps.on_world_changed()
+    return meter
+
+
+@router.command("create_grid_node", schemas.GridNodeCreate)
+async def create_grid_node(body: schemas.GridNodeCreate, deps: Deps) -> schemas.GridNode:
+    """Create a utility, feeder or transformer."""
+    async with _transaction(deps) as conn:
+        node = await grid_repository.create_grid_node(conn, body)
+    deps.on_world_changed()
+    return node
+
+
+@router.command("update_grid_node", schemas.GridNodeUpdate)
+async def update_grid_node(body: schemas.GridNodeUpdate, deps: Deps) -> schemas.GridNode:
+    """Change a grid node (name, rating, location, parent)."""
+    async with _transaction(deps) as conn:
+        node = await grid_repository.update_grid_node(conn, body)
+    deps.on_world_changed()
+    return node
+
+
+@router.command("get_grid_node", schemas.NodeRefRequest)
+async def get_grid_node(body: schemas.NodeRefRequest, deps: Deps) -> schemas.GridNode:
+    """One grid node, by id or code."""
+    async with _transaction(deps) as conn:
+        return await grid_repository.get_grid_node(conn, body.node)
+
+
+@router.command("delete_grid_node", schemas.NodeRefRequest)
+async def delete_grid_node(body: schemas.NodeRefRequest, deps: Deps) -> schemas.Deleted:
+    """Delete a grid node with nothing below it."""
+    async with _transaction(deps) as conn:
+        node_id = await grid_repository.delete_grid_node(conn, body.node)
+    deps.on_world_changed()
+    return schemas.Deleted(message=f"grid node {body.node} deleted", id=node_id)
+
+
+@router.command("grid_tree", schemas.GridTreeRequest)
+async def grid_tree(body: schemas.GridTreeRequest, deps: Deps) -> schemas.GridTree:
+    """The grid as a tree, utilities down to child meters."""
+    async with _transaction(deps) as conn:
+        return await grid_repository.grid_tree(conn, with_meters=body.meters)
