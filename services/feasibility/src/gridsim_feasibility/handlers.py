@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from gridsim_feasibility import domain, engine, repository
+from gridsim_feasibility.engine import Choice, TransformerIndex
+from gridsim_feasibility.households import create_household
 from gridsim_feasibility.settings import Settings
 from gridsim_shared.bus import Bus, Router
+from gridsim_shared.ids import slug
+from gridsim_shared.schemas.feasibility import (
+    Connection,
+    ConnectionApproved,
+    ConnectionId,
+    ConnectionPage,
+    ConnectionQuery,
+    ConnectionRejected,
+    ConnectionRequest,
+    FeasibilityRequest,
+    Feasible,
+    NearestTransformer,
+    NotFeasible,
+    Transformer,
+    TransformerCreate,
+    TransformerGet,
+    TransformerPage,
+    TransformerQuery,
+)
 
 __all__ = ["Deps", "router"]
 
@@ -19,6 +43,207 @@ class Deps:
     settings: Settings
     bus: Bus
     pool: AsyncConnectionPool
+    index: TransformerIndex = field(default_factory=TransformerIndex)
 
 
 router: Router[Deps] = Router()
+
+
+def _spares(
+    capacity_kva: float, consumption_kw: float, production_kw: float, limits: domain.Limits
+) -> tuple[float, float]:
+    return (
+        round(capacity_kva * limits.consumption_share - consumption_kw, 3),
+        round(capacity_kva * limits.production_share - production_kw, 3),
+    )
+
+
+def _nearest(
+    choice: Choice, peak: tuple[float, float] | None, decided_on: str, limits: domain.Limits
+) -> NearestTransformer:
+    load = choice.load
+    # The spare capacity is the one the decision compared: booked load, or max(booked, measured peak).
+    base = (load.consumption_kw, load.production_kw)
+    if decided_on == "measured" and peak is not None:
+        base = (max(base[0], peak[0]), max(base[1], peak[1]))
+    spare_c, spare_p = _spares(load.capacity_kva, *base, limits)
+    measured_c, measured_p = _spares(load.capacity_kva, *peak, limits) if peak else (None, None)
+    return NearestTransformer(
+        id=load.id,
+        name=load.name,
+        distance_meters=round(choice.distance_m, 1),
+        spare_consumption_capacity=spare_c,
+        spare_production_capacity=spare_p,
+        code=load.code,
+        capacity_kVA=load.capacity_kva,
+        connected_consumption_kW=load.consumption_kw,
+        connected_production_kW=load.production_kw,
+        measured_peak_consumption_kW=round(peak[0], 3) if peak else None,
+        measured_peak_production_kW=round(peak[1], 3) if peak else None,
+        measured_spare_consumption_capacity=measured_c,
+        measured_spare_production_capacity=measured_p,
+        decided_on="measured" if decided_on == "measured" else "nameplate",
+    )
+
+
+@router.command("check", FeasibilityRequest)
+async def check(body: FeasibilityRequest, deps: Deps) -> Feasible | NotFeasible:
+    """The seed's feasibility check: the nearest transformer that carries the request. No side effects."""
+    settings = deps.settings.feasibility
+    async with deps.pool.connection() as conn:
+        outcome = await engine.evaluate(conn, deps.index, engine.as_request(body), settings, reserve=False)
+        if outcome.choice is None:
+            return NotFeasible(
+                reason=domain.REASON_NONE_NEARBY,
+                limiting=outcome.limiting or "none_in_radius",
+                radius_m=settings.radius_m,
+                transformers_in_radius=outcome.candidates,
+            )
+        choice = outcome.choice
+        peak = choice.measured
+        if peak is None:
+            peaks = await repository.measured_peaks(conn, [choice.load.id], settings.measured_window_h)
+            peak = peaks.get(choice.load.id)
+    return Feasible(
+        nearest_transformer=_nearest(choice, peak, outcome.decided_on, engine.limits_of(settings))
+    )
+
+
+@router.command("connect", ConnectionRequest)
+async def connect(body: ConnectionRequest, deps: Deps) -> ConnectionApproved | ConnectionRejected:
+    """The seed's ``POST /connection``: decide, book the load and store the connection in one transaction."""
+    settings = deps.settings.feasibility
+    request = engine.as_request(body)
+    connection_id = uuid.uuid4()
+    async with deps.pool.connection() as conn, conn.transaction():
+        outcome = await engine.reserve(conn, deps.index, request, settings)
+        choice = outcome.choice
+        household = None
+        if choice is not None and body.create_meter:
+            household = await create_household(conn, connection_id, body.type, request, choice.load)
+        await repository.insert_connection(
+            conn,
+            id=connection_id,
+            type=body.type,
+            requested_consumption_kw=request.consumption_kw,
+            requested_production_kw=request.production_kw,
+            latitude=request.latitude,
+            longitude=request.longitude,
+            status="approved" if choice else "rejected",
+            reason=None if choice else domain.rejection_reason(outcome.limiting),
+            limiting=outcome.limiting,
+            transformer_id=choice.load.id if choice else None,
+            distance_meters=choice.distance_m if choice else None,
+            decided_on=outcome.decided_on,
+            meter_id=household.meter_id if household else None,
+            er_id=household.er_id if household else None,
+        )
+    if choice is None:
+        return ConnectionRejected(
+            reason=domain.rejection_reason(outcome.limiting),
+            connection_id=connection_id,
+            limiting=outcome.limiting or "none_in_radius",
+        )
+    name = choice.load.name
+    return ConnectionApproved(
+        assigned_transformer=name,
+        transformer_id=choice.load.id,
+        message=f"Connection successfully created and linked to transformer {name}",
+        connection_id=connection_id,
+        distance_meters=round(choice.distance_m, 1),
+        meter_id=household.meter_id if household else None,
+        meter_code=household.meter_code if household else None,
+        er_id=household.er_id if household else None,
+    )
+
+
+@router.command("list_connections", ConnectionQuery)
+async def list_connections(query: ConnectionQuery, deps: Deps) -> ConnectionPage:
+    """Stored connections, newest first."""
+    async with deps.pool.connection() as conn:
+        rows, total = await repository.list_connections(
+            conn,
+            status=query.status,
+            transformer_id=query.transformer_id,
+            limit=query.limit,
+            offset=query.offset,
+        )
+    return ConnectionPage(
+        connections=[Connection.model_validate(r) for r in rows],
+        total=total,
+        limit=query.limit,
+        offset=query.offset,
+    )
+
+
+@router.command("get_connection", ConnectionId)
+async def get_connection(body: ConnectionId, deps: Deps) -> Connection:
+    """One stored connection."""
+    async with deps.pool.connection() as conn:
+        return Connection.model_validate(await repository.get_connection(conn, body.id))
+
+
+def _transformer(row: dict[str, Any], limits: domain.Limits) -> Transformer:
+    spare_c: float | None = None
+    spare_p: float | None = None
+    if row["capacity_kVA"] is not None:
+        spare_c, spare_p = _spares(
+            row["capacity_kVA"], row["connected_consumption_kW"], row["connected_production_kW"], limits
+        )
+    return Transformer.model_validate(
+        {**row, "spare_consumption_capacity": spare_c, "spare_production_capacity": spare_p}
+    )
+
+
+@router.command("create_transformer", TransformerCreate)
+async def create_transformer(body: TransformerCreate, deps: Deps) -> Transformer:
+    """A new transformer (a grid node under a feeder) in the feasibility view."""
+    values = {
+        "code": body.code or slug(body.name),
+        "name": body.name,
+        "parent_id": body.parent_id,
+        "capacity_kva": body.capacity_kVA,
+        "city": body.city,
+        "latitude": body.latitude,
+        "longitude": body.longitude,
+        "connected_consumption_kw": body.connected_consumption_kW,
+        "connected_production_kw": body.connected_production_kW,
+    }
+    async with deps.pool.connection() as conn, conn.transaction():
+        row = await repository.create_transformer(conn, values)
+    return _transformer(row, engine.limits_of(deps.settings.feasibility))
+
+
+@router.command("list_transformers", TransformerQuery)
+async def list_transformers(query: TransformerQuery, deps: Deps) -> TransformerPage:
+    """Assignable transformers (located, with a capacity), by id."""
+    async with deps.pool.connection() as conn:
+        rows, total = await repository.list_transformers(
+            conn, city=query.city, limit=query.limit, offset=query.offset
+        )
+    limits = engine.limits_of(deps.settings.feasibility)
+    return TransformerPage(
+        transformers=[_transformer(r, limits) for r in rows],
+        total=total,
+        limit=query.limit,
+        offset=query.offset,
+    )
+
+
+@router.command("get_transformer", TransformerGet)
+async def get_transformer(body: TransformerGet, deps: Deps) -> Transformer:
+    """One transformer with its spare capacities and its measured peak load."""
+    settings = deps.settings.feasibility
+    async with deps.pool.connection() as conn:
+        row = await repository.get_transformer(conn, body.ref)
+        peaks = await repository.measured_peaks(conn, [row["id"]], settings.measured_window_h)
+    transformer = _transformer(row, engine.limits_of(settings))
+    peak = peaks.get(row["id"])
+    if peak is None:
+        return transformer
+    return transformer.model_copy(
+        update={
+            "measured_peak_consumption_kW": round(peak[0], 3),
+            "measured_peak_production_kW": round(peak[1], 3),
+        }
+    )

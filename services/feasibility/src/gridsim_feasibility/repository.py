@@ -1,1 +1,301 @@
-"""SQL of the feasibility service: psycopg calls that return domain objects."""
+"""SQL of the feasibility service: psycopg calls that return domain objects or rows.
+
+Transformers are the ``grid_nodes`` rows with ``level = 'transformer'`` (meter-sim owns them); this service
+writes only their ``connected_*`` columns, through :func:`try_reserve`, one conditional UPDATE that can
+never take a transformer past its limits however many requests race for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+from psycopg import AsyncConnection, errors, sql
+from psycopg.rows import dict_row
+
+from gridsim_feasibility import domain
+from gridsim_shared.errors import ConflictError, InvalidError, NotFoundError
+
+__all__ = [
+    "LoadRow",
+    "create_transformer",
+    "get_connection",
+    "get_transformer",
+    "index_version",
+    "insert_connection",
+    "list_connections",
+    "list_transformers",
+    "load_positions",
+    "loads",
+    "measured_peaks",
+    "try_reserve",
+]
+
+Conn = AsyncConnection[Any]
+
+# An assignable transformer has a location and a capacity.
+_ASSIGNABLE = (
+    "level = 'transformer' and latitude is not null and longitude is not null and capacity_kva is not null"
+)
+
+
+@dataclass(frozen=True)
+class LoadRow:
+    """A transformer's identity, capacity and booked loads, read fresh."""
+
+    id: int
+    code: str
+    name: str
+    capacity_kva: float
+    consumption_kw: float
+    production_kw: float
+
+
+# ------------------------------------------------------------------ transformer positions and loads
+async def index_version(conn: Conn) -> int:
+    """The version of the transformer set (bumped by a trigger on grid_nodes, migration 0400)."""
+    cur = await conn.execute("select version from transformer_index_version")
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def load_positions(conn: Conn) -> tuple[int, domain.Positions]:
+    """Every assignable transformer's id and location, and the version they were read at."""
+    # Version first: a change between the two reads makes the next request reload again (never stale).
+    version = await index_version(conn)
+    cur = await conn.execute(
+        f"select id, latitude, longitude from grid_nodes where {_ASSIGNABLE} order by id"
+    )
+    rows = await cur.fetchall()
+    ids = [int(r[0]) for r in rows]
+    return version, domain.Positions.build(ids, [r[1] for r in rows], [r[2] for r in rows])
+
+
+async def loads(conn: Conn, ids: list[int]) -> dict[int, LoadRow]:
+    """Fresh capacity and booked loads of these transformers (missing ids: no longer assignable)."""
+    cur = await conn.execute(
+        "select id, code, name, capacity_kva, connected_consumption_kw, connected_production_kw"
+        f" from grid_nodes where id = any(%s) and {_ASSIGNABLE}",
+        (ids,),
+    )
+    return {int(r[0]): LoadRow(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in await cur.fetchall()}
+
+
+async def measured_peaks(conn: Conn, ids: list[int], window_h: int) -> dict[int, tuple[float, float]]:
+    """Each transformer's highest hourly mean consumption and production (kW) over the last ``window_h``.
+
+    From the hourly rollups of the transformer's leaf meters (parent meters are sums of leaves and would
+    count twice): the sum of one hour's kWh is that hour's mean kW. The window ends at the simulation
+    clock's now (the data is in simulated time), or the wall clock before the simulation has a clock.
+    """
+    if not ids:
+        return {}
+    cur = await conn.execute(
+        """
+        with window_end as (
+            select coalesce((select current_datetime from simulation_clock), now()) as t
+        ), leaf as (
+            select m.id, m.transformer_id from meters m
+            where m.transformer_id = any(%(ids)s)
+              and not exists (select 1 from meters c where c.parent_id = m.id)
+        ), hourly as (
+            select l.transformer_id, h.bucket,
+                   sum(h.consumption_kwh) as consumption_kw, sum(h.production_kwh) as production_kw
+            from meter_data_1h h join leaf l on l.id = h.meter_id, window_end w
+            where h.bucket > w.t - make_interval(hours => %(window)s) and h.bucket <= w.t
+            group by l.transformer_id, h.bucket
+        )
+        select transformer_id, max(consumption_kw), max(production_kw) from hourly group by transformer_id
+        """,
+        {"ids": ids, "window": window_h},
+    )
+    return {int(r[0]): (float(r[1]), float(r[2])) for r in await cur.fetchall()}
+
+
+async def try_reserve(
+    conn: Conn,
+    transformer_id: int,
+    request: domain.Request,
+    limits: domain.Limits,
+    measured: tuple[float, float] = (0.0, 0.0),
+) -> LoadRow | None:
+    """Add the request to the transformer's booked loads if, at this instant, it still fits; else ``None``.
+
+    One conditional UPDATE: PostgreSQL re-checks the condition against the latest committed row when a
+    concurrent transaction changed it first, so racing approvals queue on the row and the later ones see
+    the earlier ones' loads. A failed condition locks nothing, so a request can fall through to the next
+    transformer without ever holding two rows (no deadlocks). ``measured`` raises the booked load to the
+    measured peak first when deciding on measured load (0, 0 otherwise: connected_* are never negative).
+    """
+    cur = await conn.execute(
+        """
+        update grid_nodes set
+            connected_consumption_kw = greatest(connected_consumption_kw, %(mc)s) + %(c)s,
+            connected_production_kw = greatest(connected_production_kw, %(mp)s) + %(p)s
+        where id = %(id)s and level = 'transformer' and capacity_kva is not null
+          and greatest(connected_consumption_kw, %(mc)s) + %(c)s <= capacity_kva * %(cs)s
+          and greatest(connected_production_kw, %(mp)s) + %(p)s <= capacity_kva * %(ps)s
+        returning id, code, name, capacity_kva, connected_consumption_kw, connected_production_kw
+        """,
+        {
+            "id": transformer_id,
+            "c": request.consumption_kw,
+            "p": request.production_kw,
+            "mc": measured[0],
+            "mp": measured[1],
+            "cs": limits.consumption_share,
+            "ps": limits.production_share,
+        },
+    )
+    row = await cur.fetchone()
+    return None if row is None else LoadRow(int(row[0]), row[1], row[2], row[3], row[4], row[5])
+
+
+# ------------------------------------------------------------------ connections
+_CONNECTION_COLUMNS = """
+    c.id, c.type, c.requested_consumption_kw as "requested_consumption_kW",
+    c.requested_production_kw as "requested_production_kW", c.latitude, c.longitude, c.status, c.reason,
+    c.limiting, c.transformer_id, g.name as transformer_name, c.distance_meters, c.decided_on, c.meter_id,
+    c.er_id, c.created_at
+"""
+
+
+async def insert_connection(conn: Conn, **values: Any) -> dict[str, Any]:
+    """Store a decided connection; returns its row."""
+    columns = list(values)
+    query = sql.SQL("insert into connections ({}) values ({}) returning id").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+        sql.SQL(", ").join(sql.Placeholder(c) for c in columns),
+    )
+    cur = await conn.execute(query, values)
+    row = await cur.fetchone()
+    assert row is not None
+    return await get_connection(conn, row[0])
+
+
+async def get_connection(conn: Conn, connection_id: UUID) -> dict[str, Any]:
+    """One connection, or 404."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        f"select {_CONNECTION_COLUMNS} from connections c left join grid_nodes g on g.id = c.transformer_id"
+        " where c.id = %s",
+        (connection_id,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        msg = f"no connection {connection_id}"
+        raise NotFoundError(msg, field="id")
+    return row
+
+
+async def list_connections(
+    conn: Conn, *, status: str | None, transformer_id: int | None, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of connections, newest first, and how many match."""
+    where = "(%(status)s::text is null or c.status = %(status)s) and (%(tx)s::bigint is null or c.transformer_id = %(tx)s)"
+    params = {"status": status, "tx": transformer_id, "limit": limit, "offset": offset}
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        f"select {_CONNECTION_COLUMNS} from connections c left join grid_nodes g on g.id = c.transformer_id"
+        f" where {where} order by c.created_at desc, c.id limit %(limit)s offset %(offset)s",
+        params,
+    )
+    rows = await cur.fetchall()
+    count = await conn.execute(f"select count(*) from connections c where {where}", params)
+    total = await count.fetchone()
+    return rows, int(total[0]) if total else 0
+
+
+# ------------------------------------------------------------------ transformers (admin view)
+_TRANSFORMER_COLUMNS = """
+    id, code, name, capacity_kva as "capacity_kVA", city, latitude, longitude,
+    connected_consumption_kw as "connected_consumption_kW", connected_production_kw as "connected_production_kW",
+    parent_id, created_at
+"""
+
+
+async def get_transformer(conn: Conn, ref: int | str) -> dict[str, Any]:
+    """One transformer by node id, code or name (case-insensitive), or 404."""
+    cur = conn.cursor(row_factory=dict_row)
+    if isinstance(ref, int) or ref.isdigit():
+        await cur.execute(
+            f"select {_TRANSFORMER_COLUMNS} from grid_nodes where level = 'transformer' and id = %s",
+            (int(ref),),
+        )
+    else:
+        await cur.execute(
+            f"select {_TRANSFORMER_COLUMNS} from grid_nodes where level = 'transformer'"
+            " and (lower(code) = lower(%s) or lower(name) = lower(%s)) order by id limit 1",
+            (ref, ref),
+        )
+    row = await cur.fetchone()
+    if row is None:
+        msg = f"no transformer {ref!r}"
+        raise NotFoundError(msg, field="id")
+    return row
+
+
+async def list_transformers(
+    conn: Conn, *, city: str | None, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of assignable transformers by id, and how many match."""
+    where = f"{_ASSIGNABLE} and (%(city)s::text is null or lower(city) = lower(%(city)s))"
+    params = {"city": city, "limit": limit, "offset": offset}
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        f"select {_TRANSFORMER_COLUMNS} from grid_nodes where {where} order by id limit %(limit)s offset %(offset)s",
+        params,
+    )
+    rows = await cur.fetchall()
+    count = await conn.execute(f"select count(*) from grid_nodes where {where}", params)
+    total = await count.fetchone()
+    return rows, int(total[0]) if total else 0
+
+
+async def nearest_feeder(conn: Conn, latitude: float, longitude: float) -> int:
+    """The feeder a new transformer hangs from by default: the nearest located one, else the first."""
+    cur = await conn.execute(
+        "select id, latitude, longitude from grid_nodes where level = 'feeder' order by id"
+    )
+    rows = await cur.fetchall()
+    if not rows:
+        msg = "parent_id: there is no feeder to hang the transformer from; create the grid first"
+        raise InvalidError(msg, field="parent_id")
+    located = [r for r in rows if r[1] is not None and r[2] is not None]
+    if not located:
+        return int(rows[0][0])
+    distance = domain.haversine_m(
+        latitude, longitude, np.array([r[1] for r in located]), np.array([r[2] for r in located])
+    )
+    return int(located[int(np.argmin(distance))][0])
+
+
+async def create_transformer(conn: Conn, values: dict[str, Any]) -> dict[str, Any]:
+    """Insert a transformer under its feeder; 409 on a taken code, 422 on a parent that is no feeder."""
+    if values["parent_id"] is None:
+        values["parent_id"] = await nearest_feeder(conn, values["latitude"], values["longitude"])
+    else:
+        cur = await conn.execute("select level from grid_nodes where id = %s", (values["parent_id"],))
+        parent = await cur.fetchone()
+        if parent is None or parent[0] != "feeder":
+            msg = f"parent_id: {values['parent_id']} is not a feeder"
+            raise InvalidError(msg, field="parent_id")
+    try:
+        cur = await conn.execute(
+            """
+            insert into grid_nodes (code, name, level, parent_id, capacity_kva, city, latitude, longitude,
+                                    connected_consumption_kw, connected_production_kw)
+            values (%(code)s, %(name)s, 'transformer', %(parent_id)s, %(capacity_kva)s, %(city)s, %(latitude)s,
+                    %(longitude)s, %(connected_consumption_kw)s, %(connected_production_kw)s)
+            returning id
+            """,
+            values,
+        )
+    except errors.UniqueViolation as exc:
+        msg = f"code: a grid node with code {values['code']!r} already exists"
+        raise ConflictError(msg, field="code") from exc
+    row = await cur.fetchone()
+    assert row is not None
+    return await get_transformer(conn, int(row[0]))
