@@ -141,9 +141,11 @@ class FeasibilitySettings(BaseModel):
     """Connection feasibility."""
 
     radius_m: float = Field(default=2000.0, gt=0, description="how far a 'nearby' transformer may be")
-    consumption_share: float = 0.8
-    production_share: float = 0.3
+    consumption_share: float = Field(default=0.8, gt=0, le=1, description="share of kVA for consumption")
+    production_share: float = Field(default=0.3, gt=0, le=1, description="share of kVA for injection")
+    # Decide on max(booked, measured peak) instead of the booked (nameplate) load alone.
     decide_on_measured_load: bool = False
+    measured_window_h: int = Field(default=168, ge=1, description="hours of rollups the measured peak covers")
 
 
 class Settings(BaseSettings):
