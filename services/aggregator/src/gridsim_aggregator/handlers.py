@@ -1,24 +1,112 @@
-"""Every MQTT subscription and command of the aggregator service, in one place."""
+"""Every MQTT subscription of the aggregator service, in one place.
+
+Batches arrive on a shared subscription (``$share/<group>/.../batch/#``): each instance gets a share of
+the transformers' batches. The clock is subscribed plainly by every instance: it drives the closing rule
+(see :mod:`gridsim_aggregator.closer`) and tells each instance how far its own share is committed.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from psycopg_pool import AsyncConnectionPool
 
-from gridsim_aggregator.settings import Settings
+from gridsim_aggregator import repository
+from gridsim_aggregator.closer import Closer
+from gridsim_aggregator.ingest import Ingestor
+from gridsim_aggregator.settings import AggregatorSettings, Settings
+from gridsim_shared import channels, topics
 from gridsim_shared.bus import Bus, Router
+from gridsim_shared.ids import slug
+from gridsim_shared.messages import ClockState, GridEvent
 
-__all__ = ["Deps", "router"]
+__all__ = ["Deps", "batch_filter", "router"]
+
+_LOGGER = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Deps:
     """What the handlers need, built once in ``__main__``."""
 
     settings: Settings
+    tuning: AggregatorSettings
     bus: Bus
     pool: AsyncConnectionPool
+    ingestor: Ingestor
+    closer: Closer
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def on_voltage(self, changes: list[tuple[int, str, float]], ts: datetime) -> None:
+        """Voltage band transitions seen in committed readings: store and publish them (in the background)."""
+        task = asyncio.create_task(self._voltage_events(changes, ts))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _voltage_events(self, changes: list[tuple[int, str, float]], ts: datetime) -> None:
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(
+                    "select id, code from meters where id = any(%s)", ([c[0] for c in changes],)
+                )
+                codes: dict[int, str] = dict(await cur.fetchall())
+                events = [
+                    _voltage_event(
+                        codes.get(m, str(m)), meter_id=m, side=side, voltage=v, ts=ts, tuning=self.tuning
+                    )
+                    for m, side, v in changes
+                ]
+                await repository.insert_events(conn, [e.model_dump() for e in events])
+            for event in events:
+                await self.bus.publish(
+                    channels.EVENT, event, topics.EventPath(event.type, slug(event.subject))
+                )
+        except Exception:
+            _LOGGER.exception("could not record %d voltage events", len(changes))
+
+
+def _voltage_event(
+    code: str, *, meter_id: int, side: str, voltage: float, ts: datetime, tuning: AggregatorSettings
+) -> GridEvent:
+    band = f"{tuning.voltage_low_v:.0f}–{tuning.voltage_high_v:.0f} V"
+    if side == "normal":
+        return GridEvent(
+            type="voltage_restored",
+            severity="info",
+            timestamp=ts,
+            subject=code,
+            message=f"meter {code} voltage back in band ({voltage:.1f} V, band {band})",
+            data={"meter_id": meter_id, "avg_voltage": voltage},
+        )
+    return GridEvent(
+        type=f"voltage_{side}",
+        severity="warning",
+        timestamp=ts,
+        subject=code,
+        message=f"meter {code} voltage {voltage:.1f} V is {'below' if side == 'low' else 'above'} its band ({band})",
+        data={
+            "meter_id": meter_id,
+            "avg_voltage": voltage,
+            "low_v": tuning.voltage_low_v,
+            "high_v": tuning.voltage_high_v,
+        },
+    )
+
+
+def batch_filter(base: str, share_group: str) -> str:
+    """The ingest subscription: shared when a group is set."""
+    plain = channels.BATCH.template.filter(base)
+    return f"$share/{share_group}/{plain}" if share_group else plain
 
 
 router: Router[Deps] = Router()
+
+
+@router.subscribe(channels.CLOCK)
+async def on_clock(msg: ClockState, path: topics.NoPath, deps: Deps) -> None:
+    """The clock: marks how far meter-sim has published; drives closing."""
+    await deps.ingestor.on_clock(msg, path)
+    await deps.closer.on_clock(msg, path)

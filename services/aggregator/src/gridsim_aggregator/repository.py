@@ -1,1 +1,460 @@
-"""SQL of the aggregator service: psycopg calls that return domain objects."""
+"""SQL of the aggregator service: psycopg calls that take and return domain objects.
+
+Ingest is one transaction per flush: lock the watermark row (KEY SHARE), COPY the readings, record the
+batches, note intervals that were already closed. The COPY goes straight into ``meter_data`` (binary,
+numpy-built); only when it meets a row that is already there (a redelivery) is the transaction's COPY
+rolled back to a savepoint and redone through a staging table with ``on conflict do nothing``, so
+redelivered readings change nothing and first deliveries pay no merge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from gridsim_aggregator.copy_binary import encode_readings
+from gridsim_aggregator.domain import COLUMNS, Readings, ThermalState, Totals
+from gridsim_aggregator.topology import GridNode, MeterRow, NodeRollup
+
+__all__ = [
+    "BatchReceipt",
+    "PendingInterval",
+    "State",
+    "insert_readings",
+    "load_topology_rows",
+]
+
+Conn = AsyncConnection[Any]
+_DATA_COLUMNS = "ts, meter_id, " + ", ".join(COLUMNS)
+_TOTAL_COLUMNS = (
+    "consumption_kwh",
+    "production_kwh",
+    "consumption_kvah",
+    "production_kvah",
+    "kvarh",
+    "current_sum",
+    "vi_sum",
+    "voltage_sum",
+)
+
+
+@dataclass(frozen=True)
+class State:
+    """The aggregator_state row."""
+
+    committed_until: datetime | None
+    rolled_until: datetime | None
+    readings_committed: int
+
+
+@dataclass(frozen=True)
+class BatchReceipt:
+    """What one committed batch adds to its transformer's interval."""
+
+    ts: datetime
+    transformer_code: str
+    first_meter_id: int
+    totals: Totals  # one group
+
+
+@dataclass(frozen=True)
+class PendingInterval:
+    """An interval with committed batches that is not closed yet."""
+
+    ts: datetime
+    transformers: frozenset[str]
+    age_s: float  # since its first batch was committed
+
+
+# ------------------------------------------------------------------------------------ ingest
+
+
+async def lock_state_shared(conn: Conn) -> State:
+    """The watermark row, locked against a concurrent close until this transaction ends."""
+    cur = await conn.execute(
+        "select committed_until, rolled_until, readings_committed from aggregator_state for key share"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return State(*row)
+
+
+async def insert_readings(conn: Conn, payload: bytes) -> bool:
+    """COPY readings (a binary COPY stream of meter_data's columns); False when some were already stored."""
+    try:
+        async with conn.transaction():
+            async with conn.cursor().copy(
+                f"copy meter_data ({_DATA_COLUMNS}) from stdin (format binary)"
+            ) as cp:
+                await cp.write(payload)
+        return True
+    except psycopg.errors.UniqueViolation:
+        pass
+    await conn.execute(
+        "create temp table if not exists meter_data_stage (like meter_data including defaults) "
+        "on commit delete rows"
+    )
+    async with conn.cursor().copy(
+        f"copy meter_data_stage ({_DATA_COLUMNS}) from stdin (format binary)"
+    ) as cp:
+        await cp.write(payload)
+    await conn.execute(
+        f"insert into meter_data ({_DATA_COLUMNS}) select {_DATA_COLUMNS} from meter_data_stage "
+        "on conflict (ts, meter_id) do nothing"
+    )
+    await conn.execute("truncate meter_data_stage")
+    return False
+
+
+def readings_payload(batches: Sequence[Readings]) -> bytes:
+    """One binary COPY stream for several batches."""
+    from gridsim_aggregator.copy_binary import timestamps_us
+
+    ts = np.concatenate([np.full(len(b), timestamps_us(b.ts), dtype=np.int64) for b in batches])
+    ids = np.concatenate([b.meter_id for b in batches])
+    values = np.concatenate([b.values for b in batches])
+    return encode_readings(ts, ids, values)
+
+
+async def record_batches(conn: Conn, receipts: Sequence[BatchReceipt], instance: str) -> None:
+    """Insert the batches' receipts (a redelivered batch is already there and adds nothing)."""
+    cols = {name: [float(getattr(r.totals, name)[0]) for r in receipts] for name in _TOTAL_COLUMNS}
+    await conn.execute(
+        "insert into ingest_batches (ts, transformer_code, first_meter_id, readings, producers, "
+        + ", ".join(_TOTAL_COLUMNS)
+        + ", instance) select *, %s from unnest(%s::timestamptz[], %s::text[], %s::bigint[], %s::int[], "
+        "%s::int[], " + ", ".join(["%s::float8[]"] * len(_TOTAL_COLUMNS)) + ") "
+        "on conflict do nothing",
+        (
+            instance,
+            [r.ts for r in receipts],
+            [r.transformer_code for r in receipts],
+            [r.first_meter_id for r in receipts],
+            [int(r.totals.readings[0]) for r in receipts],
+            [int(r.totals.producers[0]) for r in receipts],
+            *cols.values(),
+        ),
+    )
+
+
+async def mark_late(conn: Conn, intervals: Sequence[datetime]) -> None:
+    """Remember intervals that received readings after they were closed."""
+    await conn.execute(
+        "insert into late_intervals (ts) select unnest(%s::timestamptz[]) on conflict do nothing",
+        (list(intervals),),
+    )
+
+
+async def set_progress(conn: Conn, instance: str, clock_until: datetime | None) -> None:
+    """This instance's heartbeat and the latest clock interval whose readings it has committed."""
+    await conn.execute(
+        "insert into aggregator_instances (instance, flushed_clock_until, heartbeat_at) values (%s, %s, now()) "
+        "on conflict (instance) do update set heartbeat_at = now(), flushed_clock_until = "
+        "greatest(aggregator_instances.flushed_clock_until, excluded.flushed_clock_until)",
+        (instance, clock_until),
+    )
+
+
+# ------------------------------------------------------------------------------------ closing
+
+
+async def lock_state(conn: Conn) -> State:
+    """The watermark row, locked for the closer's transaction (ingest of any interval waits for it)."""
+    cur = await conn.execute(
+        "select committed_until, rolled_until, readings_committed from aggregator_state for update"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return State(*row)
+
+
+async def read_state(conn: Conn) -> State:
+    """The watermark row, unlocked."""
+    cur = await conn.execute("select committed_until, rolled_until, readings_committed from aggregator_state")
+    row = await cur.fetchone()
+    assert row is not None
+    return State(*row)
+
+
+async def pending_intervals(conn: Conn, after: datetime | None, limit: int = 2000) -> list[PendingInterval]:
+    """Intervals after ``after`` that have committed batches, oldest first."""
+    cur = await conn.execute(
+        "select ts, array_agg(distinct transformer_code), extract(epoch from now() - min(committed_at)) "
+        "from ingest_batches where %s::timestamptz is null or ts > %s group by ts order by ts limit %s",
+        (after, after, limit),
+    )
+    return [PendingInterval(ts, frozenset(codes), float(age)) for ts, codes, age in await cur.fetchall()]
+
+
+async def live_clock_progress(conn: Conn, live_s: float) -> datetime | None:
+    """The clock interval every live instance has committed through (None if one has not reported)."""
+    cur = await conn.execute(
+        "select bool_and(flushed_clock_until is not null), min(flushed_clock_until) from aggregator_instances "
+        "where heartbeat_at > now() - make_interval(secs => %s)",
+        (live_s,),
+    )
+    row = await cur.fetchone()
+    if row is None or not row[0]:
+        return None
+    value: datetime | None = row[1]
+    return value
+
+
+async def batch_totals(conn: Conn, ts: datetime) -> tuple[dict[str, Totals], int]:
+    """Each transformer's sums for interval ``ts`` (chunks added up) and the readings committed."""
+    cur = await conn.execute(
+        "select transformer_code, sum(readings), sum(producers), "
+        + ", ".join(f"sum({c})" for c in _TOTAL_COLUMNS)
+        + " from ingest_batches where ts = %s group by transformer_code",
+        (ts,),
+    )
+    out: dict[str, Totals] = {}
+    total = 0
+    for code, readings, producers, *sums in await cur.fetchall():
+        floats = {
+            name: np.array([float(v)], dtype=np.float64) for name, v in zip(_TOTAL_COLUMNS, sums, strict=True)
+        }
+        out[code] = Totals(
+            **floats,
+            readings=np.array([int(readings)], dtype=np.int64),
+            producers=np.array([int(producers)], dtype=np.int64),
+        )
+        total += int(readings)
+    return out, total
+
+
+async def leaf_readings(conn: Conn, ts: datetime, interval_s: int, leaves: np.ndarray) -> Readings:
+    """Stored readings of ``leaves`` for interval ``ts``."""
+    if len(leaves) == 0:
+        return Readings(ts, interval_s, np.zeros(0, dtype=np.int64), np.zeros((0, len(COLUMNS))))
+    cur = await conn.execute(
+        f"select meter_id, {', '.join(COLUMNS)} from meter_data where ts = %s and meter_id = any(%s) "
+        "and not is_parent",
+        (ts, leaves.tolist()),
+    )
+    rows = await cur.fetchall()
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    values = np.array([[np.nan if v is None else v for v in r[1:]] for r in rows], dtype=np.float64)
+    return Readings(ts, interval_s, ids, values.reshape(len(rows), len(COLUMNS)))
+
+
+async def upsert_parents(
+    conn: Conn, ts: datetime, ids: np.ndarray, values: np.ndarray, partial: np.ndarray
+) -> None:
+    """Store parent readings; a recomputed interval replaces the earlier (partial) aggregate."""
+    if len(ids) == 0:
+        return
+    cols = [[None if np.isnan(v) else float(v) for v in values[:, j]] for j in range(len(COLUMNS))]
+    await conn.execute(
+        f"insert into meter_data ({_DATA_COLUMNS}, is_parent, partial) "
+        f"select %s::timestamptz, id, {', '.join(COLUMNS)}, true, p from unnest(%s::bigint[], "
+        + ", ".join(["%s::float8[]"] * len(COLUMNS))
+        + f", %s::bool[]) as u(id, {', '.join(COLUMNS)}, p) "
+        "on conflict (ts, meter_id) do update set "
+        + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS)
+        + ", is_parent = true, partial = excluded.partial",
+        (ts, ids.tolist(), *cols, partial.tolist()),
+    )
+
+
+async def upsert_grid(conn: Conn, ts: datetime, rollups: Sequence[NodeRollup], hot: dict[int, float]) -> None:
+    """Store grid rollups of interval ``ts`` (replacing a recomputed one)."""
+    if not rollups:
+        return
+    await conn.cursor().executemany(
+        "insert into grid_rollups (ts, node_id, level, consumption_kwh, production_kwh, consumption_kvah, "
+        "production_kvah, kvarh, apparent_kva, capacity_kva, loading_pct, hot_spot_c, meters_expected, "
+        "meters_reporting, partial) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "on conflict (ts, node_id) do update set consumption_kwh = excluded.consumption_kwh, "
+        "production_kwh = excluded.production_kwh, consumption_kvah = excluded.consumption_kvah, "
+        "production_kvah = excluded.production_kvah, kvarh = excluded.kvarh, "
+        "apparent_kva = excluded.apparent_kva, loading_pct = excluded.loading_pct, "
+        "hot_spot_c = coalesce(excluded.hot_spot_c, grid_rollups.hot_spot_c), "
+        "meters_expected = excluded.meters_expected, meters_reporting = excluded.meters_reporting, "
+        "partial = excluded.partial",
+        [
+            (
+                ts,
+                r.node.id,
+                r.node.level,
+                float(r.totals.consumption_kwh[0]),
+                float(r.totals.production_kwh[0]),
+                float(r.totals.consumption_kvah[0]),
+                float(r.totals.production_kvah[0]),
+                float(r.totals.kvarh[0]),
+                r.apparent_kva,
+                r.node.capacity_kva,
+                r.loading_pct,
+                hot.get(r.node.id),
+                r.meters_expected,
+                r.meters_reporting,
+                r.partial,
+            )
+            for r in rollups
+        ],
+    )
+
+
+async def load_thermal(conn: Conn) -> dict[int, tuple[datetime, ThermalState]]:
+    """Every transformer's last thermal state."""
+    cur = await conn.execute(
+        "select node_id, ts, top_oil_rise_c, hot_spot_gradient_c, overloaded from transformer_thermal"
+    )
+    return {nid: (ts, ThermalState(oil, spot, over)) for nid, ts, oil, spot, over in await cur.fetchall()}
+
+
+async def save_thermal(conn: Conn, ts: datetime, states: dict[int, ThermalState]) -> None:
+    """Store transformers' thermal states after interval ``ts``."""
+    if not states:
+        return
+    await conn.cursor().executemany(
+        "insert into transformer_thermal (node_id, ts, top_oil_rise_c, hot_spot_gradient_c, overloaded) "
+        "values (%s, %s, %s, %s, %s) on conflict (node_id) do update set ts = excluded.ts, "
+        "top_oil_rise_c = excluded.top_oil_rise_c, hot_spot_gradient_c = excluded.hot_spot_gradient_c, "
+        "overloaded = excluded.overloaded",
+        [(nid, ts, s.top_oil_rise_c, s.hot_spot_gradient_c, s.overloaded) for nid, s in states.items()],
+    )
+
+
+async def insert_events(conn: Conn, events: Sequence[dict[str, Any]]) -> None:
+    """Store grid events (dicts with the GridEvent fields)."""
+    if not events:
+        return
+    await conn.cursor().executemany(
+        "insert into events (type, severity, sim_time, subject, message, data) values (%s, %s, %s, %s, %s, %s)",
+        [
+            (e["type"], e["severity"], e["timestamp"], e["subject"], e["message"], Jsonb(e["data"]))
+            for e in events
+        ],
+    )
+
+
+async def advance(conn: Conn, ts: datetime, readings: int) -> None:
+    """Move the watermark to ``ts``."""
+    await conn.execute(
+        "update aggregator_state set committed_until = greatest(committed_until, %s), "
+        "readings_committed = readings_committed + %s, updated_at = now()",
+        (ts, readings),
+    )
+
+
+async def take_late(conn: Conn) -> list[datetime]:
+    """Intervals to recompute, removed from the list (in the caller's transaction)."""
+    cur = await conn.execute("delete from late_intervals returning ts")
+    return sorted(row[0] for row in await cur.fetchall())
+
+
+# ------------------------------------------------------------------------------------ time rollups
+
+_METER_SUMS = (
+    "consumption_kwh, production_kwh, consumption_kvah, production_kvah, kvarh, voltage_sum, current_max, "
+    "readings"
+)
+_GRID_SUMS = (
+    "consumption_kwh, production_kwh, consumption_kvah, production_kvah, kvarh, peak_kva, peak_at, intervals"
+)
+_ORIGIN = "timestamptz '2000-01-01 00:00:00+00'"
+
+
+def _replace(table: str, columns: str) -> str:
+    sets = ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in columns.split(","))
+    key = "meter_id" if table.startswith("meter") else "node_id"
+    return f"on conflict ({key}, bucket) do update set {sets}"
+
+
+async def roll_minutes(conn: Conn, start: datetime, end: datetime) -> None:
+    """15-minute rollups of meters and grid nodes for windows in [start, end), recomputed from the rows."""
+    await conn.execute(
+        f"insert into meter_data_15m (meter_id, bucket, {_METER_SUMS}) "
+        f"select meter_id, date_bin('15 minutes', ts, {_ORIGIN}), coalesce(sum(consumption_kwh), 0), "
+        "coalesce(sum(production_kwh), 0), coalesce(sum(consumption_kvah), 0), "
+        "coalesce(sum(production_kvah), 0), coalesce(sum(reactive_power_kvar), 0), sum(avg_voltage), "
+        "max(avg_current), count(*) from meter_data where ts >= %s and ts < %s group by 1, 2 "
+        + _replace("meter_data_15m", _METER_SUMS),
+        (start, end),
+    )
+    await conn.execute(
+        f"insert into grid_rollups_15m (node_id, bucket, {_GRID_SUMS}) "
+        f"select node_id, date_bin('15 minutes', ts, {_ORIGIN}), sum(consumption_kwh), sum(production_kwh), "
+        "sum(consumption_kvah), sum(production_kvah), sum(kvarh), max(apparent_kva), "
+        "(array_agg(ts order by apparent_kva desc, ts))[1], count(*) from grid_rollups "
+        "where ts >= %s and ts < %s group by 1, 2 " + _replace("grid_rollups_15m", _GRID_SUMS),
+        (start, end),
+    )
+
+
+async def roll_coarser(
+    conn: Conn, *, source: str, target: str, width: str, start: datetime, end: datetime
+) -> None:
+    """Rollups of ``width`` over buckets of ``source`` in [start, end) (e.g. 15m → 1h, 1h → 1d)."""
+    await conn.execute(
+        f"insert into meter_data_{target} (meter_id, bucket, {_METER_SUMS}) "
+        f"select meter_id, date_bin('{width}', bucket, {_ORIGIN}), sum(consumption_kwh), sum(production_kwh), "
+        "sum(consumption_kvah), sum(production_kvah), sum(kvarh), sum(voltage_sum), max(current_max), "
+        f"sum(readings) from meter_data_{source} where bucket >= %s and bucket < %s group by 1, 2 "
+        + _replace(f"meter_data_{target}", _METER_SUMS),
+        (start, end),
+    )
+    await conn.execute(
+        f"insert into grid_rollups_{target} (node_id, bucket, {_GRID_SUMS}) "
+        f"select node_id, date_bin('{width}', bucket, {_ORIGIN}), sum(consumption_kwh), sum(production_kwh), "
+        "sum(consumption_kvah), sum(production_kvah), sum(kvarh), max(peak_kva), "
+        "(array_agg(peak_at order by peak_kva desc, peak_at))[1], sum(intervals) "
+        f"from grid_rollups_{source} where bucket >= %s and bucket < %s group by 1, 2 "
+        + _replace(f"grid_rollups_{target}", _GRID_SUMS),
+        (start, end),
+    )
+
+
+async def set_rolled(conn: Conn, until: datetime) -> None:
+    """Record that 15-minute windows before ``until`` are rolled up."""
+    await conn.execute(
+        "update aggregator_state set rolled_until = greatest(rolled_until, %s), updated_at = now()", (until,)
+    )
+
+
+async def apply_retention(conn: Conn, before: datetime) -> int:
+    """Drop raw minute readings (and per-interval grid rows and receipts) older than ``before``."""
+    cur = await conn.execute("delete from meter_data where ts < %s", (before,))
+    deleted = cur.rowcount
+    await conn.execute("delete from grid_rollups where ts < %s", (before,))
+    await conn.execute("delete from ingest_batches where ts < %s", (before,))
+    return deleted
+
+
+# ------------------------------------------------------------------------------------ topology
+
+
+async def load_topology_rows(conn: Conn) -> tuple[list[GridNode], list[MeterRow]]:
+    """Grid nodes (parents before children) and meters."""
+    cur = await conn.execute(
+        "select id, code, level, parent_id, capacity_kva from grid_nodes order by "
+        "case level when 'utility' then 0 when 'feeder' then 1 else 2 end, id"
+    )
+    nodes = [GridNode(*row) for row in await cur.fetchall()]
+    cur = await conn.execute(
+        "select id, code, parent_id, transformer_id, status, load_factor_consumption, "
+        "load_factor_production from meters order by id"
+    )
+    meters = [MeterRow(*row) for row in await cur.fetchall()]
+    return nodes, meters
+
+
+def day_floor(ts: datetime) -> datetime:
+    """Midnight UTC of ``ts``."""
+    return ts.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def hour_floor(ts: datetime) -> datetime:
+    """The hour of ``ts``."""
+    return ts.replace(minute=0, second=0, microsecond=0)
+
+
+ONE_DAY = timedelta(days=1)

@@ -1,0 +1,405 @@
+"""Closing intervals: parent meters, grid rollups, overload events, time rollups, the watermark.
+
+Exactly one instance closes (it holds a PostgreSQL advisory lock; the others ingest only and take over
+when it dies). Closing reads only committed data, so it does not matter which instance ingested what.
+
+The closing rule for interval T (oldest first, never out of order):
+
+1. *complete*: every transformer with a meter expected to report (linked, online, K > 0) has a batch
+   committed for T; or
+2. *clocked*: meter-sim's clock said ``last_published >= T`` and every live aggregator instance has
+   committed every message it received before that clock message; or
+3. *bounded wait*: ``close_after_s`` has passed since T's first batch was committed.
+
+A node or parent closed with fewer readings than expected is marked ``partial``. Readings that arrive
+after their interval closed are stored, and the interval is recomputed (``late_intervals``), partial flags
+included; the watermark does not move back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from gridsim_aggregator import domain, repository
+from gridsim_aggregator.domain import ThermalParams, ThermalState, Totals
+from gridsim_aggregator.repository import Conn
+from gridsim_aggregator.settings import AggregatorSettings
+from gridsim_aggregator.topology import NodeRollup, Topology, build_topology, grid_rollups
+from gridsim_shared import channels, topics
+from gridsim_shared.bus import Bus
+from gridsim_shared.ids import FeederPath, MeterPath, TransformerPath, UtilityPath
+from gridsim_shared.messages import ClockState, GridEvent, MeterReading, Rollup, Watermark
+
+__all__ = ["Closer"]
+
+_LOGGER = logging.getLogger(__name__)
+_LEADER_LOCK = 0x61676772  # "aggr"
+_QUARTER = timedelta(minutes=15)
+
+
+@dataclass
+class _Closed:
+    """What one closed interval publishes once its transaction has committed."""
+
+    ts: datetime
+    parents: list[tuple[MeterPath, MeterReading]] = field(default_factory=list)
+    rollups: list[NodeRollup] = field(default_factory=list)
+    events: list[GridEvent] = field(default_factory=list)
+    readings: int = 0
+
+
+@dataclass
+class Closer:
+    """Closes intervals while this instance is the leader."""
+
+    pool: AsyncConnectionPool
+    bus: Bus
+    database_url: str
+    schema: str
+    tuning: AggregatorSettings
+    interval_s: int = 60
+    raw_retention_days: int = 0
+    thermal: ThermalParams = field(default_factory=ThermalParams)
+    closed: int = 0
+
+    def __post_init__(self) -> None:
+        self._wake = asyncio.Event()
+        self._clock_marks: dict[datetime, float] = {}  # clock-announced interval → when first seen
+        self._world_version: int | None = None
+        self._topology: Topology | None = None
+        self._thermal_state: dict[int, tuple[datetime, ThermalState]] | None = None
+        self._peaks: dict[int, tuple[datetime, float, datetime]] = {}  # node → (day, kVA, at)
+        self.is_leader = False
+
+    def wake(self) -> None:
+        """Something was committed: look for intervals to close."""
+        self._wake.set()
+
+    async def on_clock(self, clock: ClockState, _path: topics.NoPath) -> None:
+        """Remember intervals meter-sim finished publishing; reload the world when it changed."""
+        self.interval_s = clock.interval_s
+        if self._world_version is not None and clock.world_version != self._world_version:
+            self._topology = None
+        self._world_version = clock.world_version
+        if clock.last_published is not None:
+            self._clock_marks.setdefault(clock.last_published, time.monotonic())
+        self.wake()
+
+    # ------------------------------------------------------------------ leadership loop
+    async def run(self, stop: asyncio.Event) -> None:
+        """Try to become the closer; close intervals while leader; retry after database failures."""
+        while not stop.is_set():
+            try:
+                conn = await repository_connect(self.database_url, self.schema)
+                async with conn:
+                    cur = await conn.execute("select pg_try_advisory_lock(%s)", (_LEADER_LOCK,))
+                    row = await cur.fetchone()
+                    if row is None or not row[0]:
+                        await _sleep_or_stop(stop, 1.0)
+                        continue
+                    self.is_leader = True
+                    self._topology = None
+                    self._thermal_state = None
+                    _LOGGER.info("this instance closes intervals")
+                    while not stop.is_set():
+                        await self.close_ready()
+                        await conn.execute("select 1")  # the lock lives as long as this connection
+                        self._wake.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wake.wait(), 0.25)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                _LOGGER.warning("closer lost the database (%s); retrying", exc)
+                await _sleep_or_stop(stop, 0.5)
+            finally:
+                self.is_leader = False
+
+    # ------------------------------------------------------------------ closing
+    async def topology(self, conn: Conn) -> Topology:
+        """The world, loaded when first needed or after ``world_version`` changed."""
+        if self._topology is None:
+            nodes, meters = await repository.load_topology_rows(conn)
+            self._topology = build_topology(nodes, meters)
+        return self._topology
+
+    async def close_ready(self) -> int:
+        """Close every interval the rule allows, recompute late ones; return how many were closed."""
+        async with self.pool.connection() as conn:
+            state = await repository.read_state(conn)
+            pending = await repository.pending_intervals(conn, state.committed_until)
+            clocked_until = await repository.live_clock_progress(conn, self.tuning.instance_live_s)
+            topo = await self.topology(conn)
+            if pending and any(code not in topo.by_code for p in pending for code in p.transformers):
+                self._topology = None  # a batch names a transformer created since we loaded
+                topo = await self.topology(conn)
+        now = time.monotonic()
+        candidates = {p.ts: p for p in pending}
+        for ts in list(self._clock_marks):
+            if state.committed_until is not None and ts <= state.committed_until:
+                del self._clock_marks[ts]
+        expected = {
+            topo.nodes[i].code
+            for i in range(len(topo.nodes))
+            if topo.nodes[i].level == "transformer" and topo.expected_per_node[i] > 0
+        }
+        count = 0
+        for ts in sorted(set(candidates) | set(self._clock_marks)):
+            p = candidates.get(ts)
+            complete = p is not None and expected <= p.transformers
+            clocked = clocked_until is not None and ts <= clocked_until
+            age = p.age_s if p is not None else now - self._clock_marks[ts]
+            if not (complete or clocked or age >= self.tuning.close_after_s):
+                break
+            await self.close(ts)
+            self._clock_marks.pop(ts, None)
+            count += 1
+        await self.recompute_late()
+        return count
+
+    async def close(self, ts: datetime, *, recompute: bool = False) -> None:
+        """Close interval ``ts`` in one transaction, then publish what it produced."""
+        async with self.pool.connection() as conn:
+            async with conn.transaction():
+                state = await repository.lock_state(conn)
+                if not recompute and state.committed_until is not None and ts <= state.committed_until:
+                    return
+                closed = await self._close_in(conn, ts, recompute=recompute)
+                if not recompute:
+                    await repository.advance(conn, ts, closed.readings)
+            await self._roll_time(conn, ts, state.rolled_until, recompute=recompute)
+        await self._publish(closed, state.readings_committed + closed.readings, recompute=recompute)
+        self.closed += 0 if recompute else 1
+
+    async def recompute_late(self) -> None:
+        """Recompute intervals that received readings after they were closed."""
+        async with self.pool.connection() as conn, conn.transaction():
+            late = await repository.take_late(conn)
+        for ts in late:
+            await self.close(ts, recompute=True)
+
+    async def _close_in(self, conn: Conn, ts: datetime, *, recompute: bool) -> _Closed:
+        topo = await self.topology(conn)
+        closed = _Closed(ts)
+        # Parent meters: the sum over their leaves, any depth.
+        leaves = await repository.leaf_readings(conn, ts, self.interval_s, topo.tree.leaves)
+        totals = domain.parent_totals(topo.tree, leaves)
+        values = domain.totals_as_readings(totals)
+        expected = domain.expected_per_parent(topo.tree, topo.expected_leaves)
+        partial = totals.readings < expected
+        await repository.upsert_parents(conn, ts, topo.tree.parents, values, partial)
+        for i, pid in enumerate(topo.tree.parents.tolist()):
+            path = topo.meter_paths.get(pid)
+            if path is not None:
+                closed.parents.append(
+                    (
+                        path,
+                        _reading(
+                            pid,
+                            topo.meter_code[pid],
+                            ts=ts,
+                            interval_s=self.interval_s,
+                            v=values[i],
+                            partial=bool(partial[i]),
+                        ),
+                    )
+                )
+        # Grid rollups from the batches' sums.
+        by_code, closed.readings = await repository.batch_totals(conn, ts)
+        per_transformer: dict[int, Totals] = {
+            topo.by_code[code]: t for code, t in by_code.items() if code in topo.by_code
+        }
+        closed.rollups = grid_rollups(topo, per_transformer, self.interval_s)
+        hot: dict[int, float] = {}
+        if not recompute:
+            hot, closed.events = await self._thermal(conn, ts, closed.rollups)
+            await repository.insert_events(conn, [e.model_dump() for e in closed.events])
+        await repository.upsert_grid(conn, ts, closed.rollups, hot)
+        return closed
+
+    async def _thermal(
+        self, conn: Conn, ts: datetime, rollups: list[NodeRollup]
+    ) -> tuple[dict[int, float], list[GridEvent]]:
+        if self._thermal_state is None:
+            self._thermal_state = await repository.load_thermal(conn)
+        hot: dict[int, float] = {}
+        events: list[GridEvent] = []
+        updated: dict[int, ThermalState] = {}
+        for r in rollups:
+            if r.node.level != "transformer" or not r.node.capacity_kva:
+                continue
+            before_ts, before = self._thermal_state.get(r.node.id, (None, ThermalState()))
+            dt = self.interval_s if before_ts is None else max(0.0, (ts - before_ts).total_seconds())
+            state = domain.thermal_step(before, r.apparent_kva / r.node.capacity_kva, dt, self.thermal)
+            state, change = domain.overload_transition(state, self.thermal)
+            hot[r.node.id] = state.hot_spot_c(self.thermal)
+            updated[r.node.id] = state
+            self._thermal_state[r.node.id] = (ts, state)
+            if change is not None:
+                events.append(_overload_event(r, ts, change, hot[r.node.id], self.thermal))
+        await repository.save_thermal(conn, ts, updated)
+        return hot, events
+
+    async def _roll_time(self, conn: Conn, ts: datetime, rolled: datetime | None, *, recompute: bool) -> None:
+        window = domain.bucket_start(ts, _QUARTER)
+        if recompute:
+            if rolled is None or window >= rolled:
+                return  # not rolled yet: the normal roll will include it
+            start, end = window, window + _QUARTER
+        else:
+            # Windows strictly before the one holding the next interval are complete.
+            end = domain.bucket_start(ts + timedelta(seconds=self.interval_s), _QUARTER)
+            start = rolled if rolled is not None else domain.bucket_start(ts, timedelta(days=1))
+            if end <= start:
+                return
+        async with conn.transaction():
+            await repository.roll_minutes(conn, start, end)
+            # Hours and days: recomputed from the finer rows for every one the new windows touch.
+            h0, h1 = repository.hour_floor(start), repository.hour_floor(end - timedelta(microseconds=1))
+            await repository.roll_coarser(
+                conn, source="15m", target="1h", width="1 hour", start=h0, end=h1 + timedelta(hours=1)
+            )
+            d0 = repository.day_floor(start)
+            d1 = repository.day_floor(end - timedelta(microseconds=1)) + repository.ONE_DAY
+            await repository.roll_coarser(conn, source="1h", target="1d", width="1 day", start=d0, end=d1)
+            if not recompute:
+                await repository.set_rolled(conn, end)
+                if self.raw_retention_days and repository.day_floor(end) > repository.day_floor(start):
+                    deleted = await repository.apply_retention(
+                        conn, end - timedelta(days=self.raw_retention_days)
+                    )
+                    _LOGGER.info("retention dropped %d raw readings before %s", deleted, end)
+
+    # ------------------------------------------------------------------ publishing
+    async def _publish(self, closed: _Closed, readings_committed: int, *, recompute: bool) -> None:
+        for path, reading in closed.parents:
+            await self.bus.publish(channels.READING, reading, path)
+        topo = self._topology
+        for r in closed.rollups:
+            if topo is None:
+                break
+            await _publish_rollup(
+                self.bus,
+                topo=topo,
+                r=r,
+                ts=closed.ts,
+                interval_s=self.interval_s,
+                peak=self._peak(r, closed.ts),
+            )
+        for event in closed.events:
+            await self.bus.publish(channels.EVENT, event, topics.EventPath(event.type, event.subject))
+        if not recompute:
+            await self.bus.publish(
+                channels.WATERMARK,
+                Watermark(committed_until=closed.ts, readings_committed=readings_committed),
+                topics.NoPath(),
+            )
+
+    def _peak(self, r: NodeRollup, ts: datetime) -> tuple[float, datetime]:
+        """The node's coincident peak today: its highest mean kVA of any interval so far, and when."""
+        day = repository.day_floor(ts)
+        known = self._peaks.get(r.node.id)
+        if known is None or known[0] != day or r.apparent_kva > known[1]:
+            known = (day, r.apparent_kva, ts)
+            self._peaks[r.node.id] = known
+        return known[1], known[2]
+
+
+def _reading(
+    meter_id: int, code: str, *, ts: datetime, interval_s: int, v: np.ndarray, partial: bool
+) -> MeterReading:
+    def opt(x: float) -> float | None:
+        return None if np.isnan(x) else float(x)
+
+    return MeterReading(
+        meter_id=meter_id,
+        meter_code=code,
+        timestamp=ts,
+        interval_s=interval_s,
+        consumption_kWh=opt(v[domain.CONS]),
+        production_kWh=opt(v[domain.PROD]),
+        consumption_kVAh=opt(v[domain.CONS_VA]),
+        production_kVAh=opt(v[domain.PROD_VA]),
+        avg_current=float(v[domain.CURRENT]),
+        avg_voltage=float(v[domain.VOLTAGE]),
+        reactive_power_kVAR=opt(v[domain.KVAR]),
+        power_factor=opt(v[domain.PF]),
+        is_parent=True,
+        partial=partial,
+    )
+
+
+async def _publish_rollup(
+    bus: Bus, *, topo: Topology, r: NodeRollup, ts: datetime, interval_s: int, peak: tuple[float, datetime]
+) -> None:
+    t = r.totals
+    msg = Rollup(
+        level=r.node.level,  # type: ignore[arg-type]
+        node_id=r.node.id,
+        node_code=r.node.code,
+        timestamp=ts,
+        interval_s=interval_s,
+        consumption_kWh=float(t.consumption_kwh[0]),
+        production_kWh=float(t.production_kwh[0]),
+        net_kWh=float(t.consumption_kwh[0] - t.production_kwh[0]),
+        apparent_kVA=r.apparent_kva,
+        capacity_kVA=r.node.capacity_kva,
+        loading_pct=r.loading_pct,
+        meters_expected=r.meters_expected,
+        meters_reporting=r.meters_reporting,
+        partial=r.partial,
+        coincident_peak_kVA=peak[0],
+        coincident_peak_at=peak[1],
+    )
+    path = topo.node_path(r.node)
+    if isinstance(path, TransformerPath):
+        await bus.publish(channels.ROLLUP_TRANSFORMER, msg, path)
+    elif isinstance(path, FeederPath):
+        await bus.publish(channels.ROLLUP_FEEDER, msg, path)
+    elif isinstance(path, UtilityPath):
+        await bus.publish(channels.ROLLUP_UTILITY, msg, path)
+
+
+def _overload_event(
+    r: NodeRollup, ts: datetime, change: str, hot_c: float, params: ThermalParams
+) -> GridEvent:
+    started = change == "start"
+    return GridEvent(
+        type="transformer_overload" if started else "transformer_overload_cleared",
+        severity="critical" if started else "info",
+        timestamp=ts,
+        subject=r.node.code,
+        message=(
+            f"transformer {r.node.code} hot spot {hot_c:.0f} °C above {params.alarm_c:.0f} °C "
+            f"(loading {r.loading_pct or 0:.0f} % of {r.node.capacity_kva:.0f} kVA)"
+            if started
+            else f"transformer {r.node.code} hot spot back to {hot_c:.0f} °C"
+        ),
+        data={
+            "node_id": r.node.id,
+            "loading_pct": r.loading_pct,
+            "apparent_kVA": r.apparent_kva,
+            "capacity_kVA": r.node.capacity_kva,
+            "hot_spot_c": hot_c,
+        },
+    )
+
+
+async def repository_connect(url: str, schema: str) -> Any:
+    """A dedicated connection (the leader lock lives with it)."""
+    from gridsim_shared.db import connect
+
+    return await connect(url, schema, autocommit=True)
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

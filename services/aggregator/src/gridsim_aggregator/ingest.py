@@ -1,0 +1,237 @@
+"""Ingest: ReadingBatch messages → buffered → one COPY transaction per flush → acknowledged.
+
+A message's PUBACK is sent only after the transaction holding its readings commits; until then the
+broker keeps it (persistent session), so a crash loses nothing and a redelivery is absorbed by the
+``(ts, meter_id)`` key. A flush that fails (database down) is retried until it succeeds; meanwhile the
+buffer stops accepting messages, which holds the broker's queue (backpressure, no loss).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+from pydantic import ValidationError
+
+from gridsim_aggregator import domain, repository
+from gridsim_aggregator.domain import Readings, VoltageTracker
+from gridsim_aggregator.repository import BatchReceipt
+from gridsim_aggregator.settings import AggregatorSettings
+from gridsim_shared import channels, topics
+from gridsim_shared.bus import Ack
+from gridsim_shared.messages import ClockState
+
+__all__ = ["Counters", "Ingestor"]
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class Counters:
+    """What ingest has done, for the status topic and tests."""
+
+    batches: int = 0
+    readings: int = 0  # readings in committed flushes (redeliveries included)
+    flushes: int = 0
+    redelivered_flushes: int = 0
+    malformed: int = 0
+    flush_retries: int = 0
+    late_intervals: int = 0
+
+
+@dataclass
+class _Item:
+    seq: int
+    readings: Readings
+    receipt: BatchReceipt
+    ack: Ack
+
+
+@dataclass
+class _Mark:
+    """A clock message: once every message received before it is committed, its interval is ours."""
+
+    seq: int
+    last_published: datetime
+
+
+@dataclass
+class Ingestor:
+    """Buffers batches and flushes them with COPY; tracks how far the clock's readings are committed."""
+
+    pool: AsyncConnectionPool
+    base: str
+    instance: str
+    tuning: AggregatorSettings
+    on_committed: Callable[[], None] = lambda: None
+    on_voltage: Callable[[list[tuple[int, str, float]], datetime], None] = lambda _c, _t: None
+    counters: Counters = field(default_factory=Counters)
+
+    def __post_init__(self) -> None:
+        self._buffer: list[_Item] = []
+        self._buffered_rows = 0
+        self._seq = 0
+        self._inflight: dict[int, int] = {}  # flush id → lowest seq in it
+        self._flush_ids = 0
+        self._slots = asyncio.Semaphore(self.tuning.copy_connections)
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._marks: list[_Mark] = []
+        self._clock_until: datetime | None = None
+        self._closing = False
+        self.voltage = VoltageTracker(
+            domain.VoltageBand(self.tuning.voltage_low_v, self.tuning.voltage_high_v)
+        )
+
+    @property
+    def clock_until(self) -> datetime | None:
+        """The latest clock interval whose readings (as received by this instance) are committed."""
+        return self._clock_until
+
+    # ------------------------------------------------------------------ receiving
+    async def on_message(self, topic: str, payload: bytes, ack: Ack) -> None:
+        """Raw handler of the batch subscription."""
+        self._seq += 1
+        try:
+            batch, path = channels.BATCH.decode(self.base, topic, payload)
+        except (ValidationError, topics.TopicError) as exc:
+            self.counters.malformed += 1
+            _LOGGER.warning("dropped malformed batch on %s (%s): %.200r", topic, exc, payload)
+            ack()
+            return
+        readings = domain.readings_from_batch(batch)
+        totals = domain.group_totals(readings, np.zeros(len(readings), dtype=np.int64), 1)
+        first = int(readings.meter_id.min()) if len(readings) else 0
+        receipt = BatchReceipt(readings.ts, path.transformer, first, totals)
+        self._buffer.append(_Item(self._seq, readings, receipt, ack))
+        self._buffered_rows += len(readings)
+        self.counters.batches += 1
+        if self._buffered_rows >= self.tuning.flush_rows:
+            await self._start_flush()
+        elif self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.tuning.flush_ms / 1000, self._on_timer)
+
+    async def on_clock(self, clock: ClockState, _path: topics.NoPath) -> None:
+        """A clock message: everything received before it belongs to intervals up to ``last_published``."""
+        if clock.last_published is None:
+            return
+        self._marks.append(_Mark(self._seq, clock.last_published))
+        if self._buffer:
+            await self._start_flush()
+        else:
+            await self._settle_marks()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._buffer and not self._closing:
+            task = asyncio.create_task(self._start_flush())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ flushing
+    async def _start_flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        await self._slots.acquire()  # backpressure: the bus stops dispatching while every slot is busy
+        items, self._buffer, self._buffered_rows = self._buffer, [], 0
+        if not items:
+            self._slots.release()
+            return
+        self._flush_ids += 1
+        flush_id = self._flush_ids
+        self._inflight[flush_id] = items[0].seq
+        task = asyncio.create_task(self._flush(flush_id, items))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self, flush_id: int, items: list[_Item]) -> None:
+        try:
+            payload = repository.readings_payload([i.readings for i in items])
+            delay = 0.1
+            while True:
+                try:
+                    fresh = await self._commit(items, payload)
+                    break
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    if self._closing:
+                        return  # never acknowledged: the broker redelivers after restart
+                    self.counters.flush_retries += 1
+                    _LOGGER.warning(
+                        "flush of %d batches failed (%s); retrying in %.1f s", len(items), exc, delay
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+            for item in items:
+                item.ack()
+            self.counters.flushes += 1
+            self.counters.redelivered_flushes += 0 if fresh else 1
+            self.counters.readings += sum(len(i.readings) for i in items)
+            for item in items:
+                changes = self.voltage.update(item.readings.meter_id, item.readings.values[:, domain.VOLTAGE])
+                if changes:
+                    self.on_voltage(changes, item.readings.ts)
+        finally:
+            del self._inflight[flush_id]
+            self._slots.release()
+        await self._settle_marks()
+        self.on_committed()
+
+    async def _commit(self, items: list[_Item], payload: bytes) -> bool:
+        async with self.pool.connection() as conn, conn.transaction():
+            state = await repository.lock_state_shared(conn)
+            fresh = await repository.insert_readings(conn, payload)
+            await repository.record_batches(conn, [i.receipt for i in items], self.instance)
+            if state.committed_until is not None:
+                late = sorted({i.readings.ts for i in items if i.readings.ts <= state.committed_until})
+                if late:
+                    self.counters.late_intervals += len(late)
+                    await repository.mark_late(conn, late)
+        return fresh
+
+    async def _settle_marks(self) -> None:
+        """Advance ``clock_until`` past every clock mark whose earlier messages are all committed."""
+        pending = [i.seq for i in self._buffer] + list(self._inflight.values())
+        low = min(pending) if pending else self._seq + 1
+        settled = [m for m in self._marks if m.seq < low]
+        if not settled:
+            return
+        self._marks = [m for m in self._marks if m.seq >= low]
+        until = max(m.last_published for m in settled)
+        if self._clock_until is None or until > self._clock_until:
+            self._clock_until = until
+            await self.write_progress()
+            self.on_committed()
+
+    async def write_progress(self) -> None:
+        """Heartbeat and clock progress of this instance (the closer reads every instance's)."""
+        with contextlib.suppress(psycopg.OperationalError, psycopg.InterfaceError):
+            async with self.pool.connection() as conn:
+                await repository.set_progress(conn, self.instance, self._clock_until)
+
+    async def heartbeat(self, stop: asyncio.Event, every_s: float = 1.0) -> None:
+        """Write the heartbeat until ``stop``."""
+        while not stop.is_set():
+            await self.write_progress()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Flush what is buffered and wait for running flushes (graceful shutdown)."""
+        deadline = time.monotonic() + timeout
+        if self._buffer:
+            await self._start_flush()
+        while self._tasks and time.monotonic() < deadline:
+            await asyncio.wait(list(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
+        self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
