@@ -183,6 +183,9 @@ class Rollup(Message):
     meters_expected: int
     meters_reporting: int
     partial: bool = False
+    # The node's coincident peak so far today (highest interval mean kVA) and when it happened.
+    coincident_peak_kVA: float | None = None
+    coincident_peak_at: AwareDatetime | None = None
 
 
 class ErrorBody(Message):
