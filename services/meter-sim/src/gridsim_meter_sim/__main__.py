@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+from gridsim_meter_sim.engine import Engine
 from gridsim_meter_sim.handlers import Deps, router
 from gridsim_meter_sim.settings import Settings
+from gridsim_meter_sim.world import load_demo_world
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import open_pool
 from gridsim_shared.service import run_main
@@ -15,12 +18,27 @@ SERVICE = "meter-sim"
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     """Run the service until ``stop`` is set."""
+    engines: list[Engine] = []  # the Bus asks for status detail before the engine exists
+
+    def status_detail() -> dict[str, Any]:
+        return engines[0].status_detail() if engines else {}
+
     async with (
         open_pool(settings.db, name=SERVICE) as pool,
-        Bus(settings.mqtt, SERVICE, settings.instance) as bus,
+        Bus(settings.mqtt, SERVICE, settings.instance, status_detail=status_detail) as bus,
     ):
-        await bus.include(router, Deps(settings=settings, bus=bus, pool=pool, on_world_changed=lambda: None))
-        await stop.wait()
+        await load_demo_world(pool, settings)  # first start only, before the engine reads the world
+        engine = Engine(settings, bus, pool)
+        engines.append(engine)
+        deps = Deps(
+            settings=settings, bus=bus, pool=pool, on_world_changed=engine.world_changed, engine=engine
+        )
+        if engine.owner:
+            # Only the clock owner (shard 0) answers commands: one writer, one reply per request. Other
+            # shards learn of world changes from the clock's world_version.
+            await bus.include(router, deps)
+        await engine.start()
+        await engine.run(stop)
 
 
 def main() -> None:

@@ -1,1 +1,406 @@
-"""Pure domain functions of the meter-sim service: no I/O, no asyncio, no SQL."""
+"""Pure domain functions of the meter-sim service: the physics of a reading (DESIGN §4). No I/O.
+
+The fleet is a struct of arrays (one numpy array per attribute, one row per leaf meter, sorted by
+transformer) and :func:`simulate` computes one interval for every meter at once: loops run over
+appliance profiles (a dozen), never over meters. Randomness comes from :mod:`randomness`, keyed by
+(seed, meter id, stream, time), so a reading does not depend on shard layout or call order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
+
+from gridsim_meter_sim import randomness, shapes, solar
+
+__all__ = [
+    "NOMINAL_V",
+    "DerRow",
+    "Fleet",
+    "MeterRow",
+    "ProfileLoad",
+    "Readings",
+    "build_fleet",
+    "seed_consumption_kwh",
+    "seed_current_a",
+    "simulate",
+]
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+BOOL = npt.NDArray[np.bool_]
+
+NOMINAL_V = 240.0  # the middle of the seed's 230-250 V band
+SEED_V_MIN, SEED_V_MAX = 230.0, 250.0
+PF_MIN = 0.8
+# End-of-line voltage drop at full transformer load (5 % of nominal, the ANSI/SERC band allocation).
+SAG_V_AT_FULL_LOAD = 12.0
+DEFAULT_KVA_PER_METER = 5.0  # transformers without a rating: sized for ~5 kVA per connected meter
+
+_ACTIVITY = shapes.activity_table()
+_SEASON_OF_PROFILE = np.array([b.season for b in shapes.PROFILES.values()])
+_MODE_OF_PROFILE = [b.mode for b in shapes.PROFILES.values()]
+_SLOT_OF_PROFILE = [b.slot_min for b in shapes.PROFILES.values()]
+
+# Random streams: one id per use, so adding a use never shifts another's numbers.
+_S_PF, _S_VOLT, _S_VOLT_NOISE, _S_POSITION, _S_PHASE, _S_PERIOD = 1, 2, 3, 4, 5, 6
+_S_PROFILE_BASE = 100  # + profile index: the on/off draws of that appliance profile
+
+
+@dataclass(frozen=True, slots=True)
+class MeterRow:
+    """One leaf meter linked to an ER, as the repository reads it."""
+
+    meter_id: int
+    meter_code: str
+    er_type: str  # consumer | prosumer
+    er_kind: str
+    er_profile: str  # realistic | flat
+    load_factor_consumption: float
+    load_factor_production: float
+    online: bool
+    latitude: float
+    longitude: float
+    transformer_id: int
+    transformer_code: str
+    transformer_kva: float | None
+    feeder_code: str
+    utility_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class DerRow:
+    """One switched-on, connected DER of an ER (an appliance × quantity)."""
+
+    er_meter_id: int  # the meter the DER's ER is linked to
+    profile: str
+    role: str  # consumption | production
+    base_kwh_per_min: float
+    power_factor: float
+    quantity: int
+    capacity_kw: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileLoad:
+    """The meters that have appliances of one profile, and how much (sparse column of the fleet)."""
+
+    profile: int
+    idx: npt.NDArray[np.intp]  # rows of the fleet
+    base_kwh_per_min: F64  # Σ base_kWh/min × quantity of this profile's appliances at that meter
+    tan_phi: F64  # reactive/active ratio of those appliances (from their power factors)
+    units: F64  # how many appliances: many units average out (diversity)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Every simulated meter as arrays, rows sorted by transformer then meter id."""
+
+    meter_id: I64
+    meter_code: list[str]
+    key: npt.NDArray[np.uint64]
+    transformer: npt.NDArray[np.intp]  # row → transformer position
+    kind: npt.NDArray[np.intp]
+    flat: BOOL
+    prosumer: BOOL
+    online: BOOL
+    k_consumption: F64
+    k_production: F64
+    latitude: F64
+    longitude: F64
+    utc_offset_min: I64
+    hemisphere: F64  # +1 north, -1 south: seasons flip
+    seed_base_kwh_per_min: F64  # Σ appliance base kWh/min × quantity (the seed's base_kWh)
+    solar_kw: F64  # rated PV power (kW)
+    loads: list[ProfileLoad]
+    cloud_cells: npt.NDArray[np.uint64]
+    cloud_cell_of: npt.NDArray[np.intp]
+    voltage_offset: F64  # where the meter sits on its feeder: its no-load voltage deviation (V)
+    line_position: F64  # share of the end-of-line drop this meter sees, in [0.3, 1]
+    # Per transformer (in order of first appearance): codes, capacity, and the row slice [start, stop).
+    transformer_codes: list[tuple[str, str, str]]  # (utility, feeder, transformer)
+    transformer_kva: F64
+    transformer_bounds: I64  # len = transformers + 1
+    sky: solar.CloudSky = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.meter_id)
+
+
+@dataclass(frozen=True)
+class Readings:
+    """One interval for the whole fleet. Rows where ``active`` is False send nothing (K = 0, offline).
+
+    Production columns are NaN for consumers (null on the wire).
+    """
+
+    timestamp: datetime
+    interval_s: int
+    active: BOOL
+    consumption_kwh: F64
+    production_kwh: F64
+    consumption_kvah: F64
+    production_kvah: F64
+    reactive_kvar: F64
+    power_factor: F64
+    voltage: F64
+    current: F64
+
+    @property
+    def count(self) -> int:
+        """How many meters report in this interval."""
+        return int(self.active.sum())
+
+
+def seed_consumption_kwh(base_kwh_per_min: float, k: float) -> float:
+    """The seed's formula: ``energy_kWh = base_kWh * K`` (per minute). The ``flat`` profile reproduces it."""
+    return base_kwh_per_min * k
+
+
+def seed_current_a(kwh: float, voltage: float) -> float:
+    """The seed's current formula ``kWh·1000 / (V·60)``, kept only to document why it is not used.
+
+    It divides a minute's energy by 60 as if the minute were an hour's 60th twice over: the result is
+    3,600 times too small. gridsim uses I = S / V (see docs/physics.md).
+    """
+    return kwh * 1000.0 / (voltage * 60.0)
+
+
+def _utc_offset_min(longitude: F64) -> I64:
+    # Local clock time from longitude, to the half hour: 15° per hour (no daylight saving; documented).
+    return (np.round(longitude / 7.5) * 30.0).astype(np.int64)
+
+
+def build_fleet(seed: int, meters: Sequence[MeterRow], ders: Sequence[DerRow]) -> Fleet:
+    """Arrays for ``meters`` (any order) and their DERs; rows are sorted by transformer, then meter id."""
+    order = sorted(meters, key=lambda m: (m.transformer_id, m.meter_id))
+    n = len(order)
+    row_of = {m.meter_id: i for i, m in enumerate(order)}
+    meter_id = np.array([m.meter_id for m in order], dtype=np.int64)
+    key = randomness.meter_keys(seed, meter_id)
+
+    transformer_rows: dict[int, int] = {}
+    transformer_codes: list[tuple[str, str, str]] = []
+    transformer_kva: list[float | None] = []
+    transformer = np.empty(n, dtype=np.intp)
+    for i, m in enumerate(order):
+        t = transformer_rows.get(m.transformer_id)
+        if t is None:
+            t = transformer_rows[m.transformer_id] = len(transformer_codes)
+            transformer_codes.append((m.utility_code, m.feeder_code, m.transformer_code))
+            transformer_kva.append(m.transformer_kva)
+        transformer[i] = t
+    counts = np.bincount(transformer, minlength=len(transformer_codes)) if n else np.zeros(0, np.int64)
+    bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    kva = np.array(
+        [
+            v if v is not None else max(25.0, DEFAULT_KVA_PER_METER * c)
+            for v, c in zip(transformer_kva, counts, strict=True)
+        ],
+        dtype=np.float64,
+    )
+
+    seed_base = np.zeros(n)
+    solar_kw = np.zeros(n)
+    per_profile: dict[int, dict[int, list[float]]] = {}  # profile → row → [base, base·tanφ, units]
+    for d in ders:
+        row = row_of.get(d.er_meter_id)
+        if row is None:
+            continue
+        if d.role == "production":
+            rated = d.capacity_kw if d.capacity_kw is not None else d.base_kwh_per_min * 60.0
+            solar_kw[row] += rated * d.quantity
+            continue
+        base = d.base_kwh_per_min * d.quantity
+        seed_base[row] += base
+        acc = per_profile.setdefault(shapes.profile_index(d.profile), {}).setdefault(row, [0.0, 0.0, 0.0])
+        acc[0] += base
+        acc[1] += base * math.tan(math.acos(min(max(d.power_factor, 0.01), 1.0)))
+        acc[2] += d.quantity
+    loads = []
+    for p, rows in sorted(per_profile.items()):
+        idx = np.array(sorted(rows), dtype=np.intp)
+        values = np.array([rows[int(r)] for r in idx], dtype=np.float64)
+        loads.append(ProfileLoad(p, idx, values[:, 0], values[:, 1] / values[:, 0], values[:, 2]))
+
+    latitude = np.array([m.latitude for m in order], dtype=np.float64)
+    longitude = np.array([m.longitude for m in order], dtype=np.float64)
+    all_cells = solar.cloud_cells(latitude, longitude)
+    cells, cell_of = np.unique(all_cells, return_inverse=True)
+    kind_of = {k: i for i, k in enumerate(shapes.KINDS)}
+    return Fleet(
+        meter_id=meter_id,
+        meter_code=[m.meter_code for m in order],
+        key=key,
+        transformer=transformer,
+        kind=np.array([kind_of.get(m.er_kind, 0) for m in order], dtype=np.intp),
+        flat=np.array([m.er_profile == "flat" for m in order], dtype=bool),
+        prosumer=np.array([m.er_type == "prosumer" for m in order], dtype=bool),
+        online=np.array([m.online for m in order], dtype=bool),
+        k_consumption=np.array([m.load_factor_consumption for m in order], dtype=np.float64),
+        k_production=np.array([m.load_factor_production for m in order], dtype=np.float64),
+        latitude=latitude,
+        longitude=longitude,
+        utc_offset_min=_utc_offset_min(longitude),
+        hemisphere=np.where(latitude >= 0, 1.0, -1.0),
+        seed_base_kwh_per_min=seed_base,
+        solar_kw=solar_kw,
+        loads=loads,
+        cloud_cells=cells,
+        cloud_cell_of=cell_of.astype(np.intp),
+        voltage_offset=(randomness.uniform(key, _S_VOLT, 0) - 0.5) * 6.0,
+        line_position=0.3 + 0.7 * randomness.uniform(key, _S_POSITION, 0),
+        transformer_codes=transformer_codes,
+        transformer_kva=kva,
+        transformer_bounds=bounds,
+        sky=solar.CloudSky(seed, cells),
+    )
+
+
+def _season_multiplier(season: str, summer: F64) -> F64 | float:
+    # summer ∈ [0, 1]: 1 at the local summer solstice, 0 at the winter one.
+    if season == "summer":
+        return summer * summer
+    if season == "winter":
+        return (1.0 - summer) ** 2
+    if season == "water":
+        return 0.6 + 0.4 * (1.0 - summer)  # geysers work harder on cold inlet water
+    return 1.0
+
+
+def _on_fraction(load: ProfileLoad, duty: F64, keys: npt.NDArray[np.uint64], epoch_min: int) -> F64:
+    """Share of rated power drawn this minute, whose expectation over meters and days is ``duty``."""
+    mode = _MODE_OF_PROFILE[load.profile]
+    slot = _SLOT_OF_PROFILE[load.profile]
+    stream = _S_PROFILE_BASE + load.profile
+    # Each meter runs its own phase so sessions and compressor cycles are not synchronised.
+    phase = (randomness.mix64(keys ^ np.uint64(_S_PHASE + load.profile)) % np.uint64(slot)).astype(np.int64)
+    if mode == "cycle":
+        # A thermostat cycle: period varies ±20 % by meter, on for duty × period at the start of each period.
+        period = slot * (0.8 + 0.4 * randomness.uniform(keys, _S_PERIOD + load.profile, 0))
+        position = np.mod(epoch_min + phase, period)
+        on = (position < duty * period).astype(np.float64)
+    else:
+        sessions = ((epoch_min + phase) // slot).astype(np.uint64)
+        u = randomness.uniform(keys, stream, sessions)
+        if mode == "continuous":
+            return np.clip(duty * (0.6 + 0.8 * u), 0.0, 1.0)
+        on = (u < duty).astype(np.float64)
+    # Many identical units behind one meter (50 flats' fridges) average out: deviation shrinks as 1/√n.
+    return duty + (on - duty) / np.sqrt(load.units)
+
+
+def _consumption_kwh_per_min(fleet: Fleet, when: datetime) -> tuple[F64, F64]:
+    """Active and reactive energy per minute (kWh, kVARh) of every meter's appliances at ``when``."""
+    n = len(fleet)
+    epoch_min = int(when.timestamp()) // 60
+    local = epoch_min + fleet.utc_offset_min
+    minute_of_day = np.mod(local, 1440)
+    weekday = np.mod(local // 1440 + 3, 7)  # 1970-01-01 was a Thursday (Monday = 0)
+    day_factor = shapes.WEEKEND_FACTOR[fleet.kind, weekday]
+    doy = when.timetuple().tm_yday
+    summer = 0.5 + 0.5 * math.cos(2.0 * math.pi * (doy - 172) / 365.0) * fleet.hemisphere
+    p = np.zeros(n)
+    q = np.zeros(n)
+    for load in fleet.loads:
+        idx = load.idx
+        duty = _ACTIVITY[fleet.kind[idx], load.profile, minute_of_day[idx]] * day_factor[idx]
+        duty = np.clip(duty * _season_multiplier(_SEASON_OF_PROFILE[load.profile], summer[idx]), 0.0, 1.0)
+        energy = load.base_kwh_per_min * _on_fraction(load, duty, fleet.key[idx], epoch_min)
+        p[idx] += energy
+        q[idx] += energy * load.tan_phi
+    return p, q
+
+
+def _production_kwh(fleet: Fleet, when: datetime, interval_s: int) -> F64:
+    """Solar energy over the interval (kWh); NaN for consumers. Evaluated at the interval's midpoint."""
+    out = np.full(len(fleet), np.nan)
+    rows = np.flatnonzero(fleet.prosumer)
+    if not len(rows):
+        return out
+    mid = when + timedelta(seconds=interval_s / 2)
+    elevation = solar.solar_elevation(mid, fleet.latitude[rows], fleet.longitude[rows])
+    ghi = solar.clear_sky_ghi(elevation)
+    hours = interval_s / 3600.0
+    realistic = (
+        solar.pv_kw(fleet.solar_kw[rows], ghi, fleet.sky.index(mid, fleet.cloud_cell_of[rows])) * hours
+    )
+    # The seed's formula: base_kWh per minute × a time-of-day multiplier in [0, 1] (here the sun's).
+    flat = fleet.solar_kw[rows] / 60.0 * np.clip(ghi / 1000.0, 0.0, 1.0) * (interval_s / 60.0)
+    out[rows] = np.where(fleet.flat[rows], flat, realistic) * fleet.k_production[rows]
+    return out
+
+
+def simulate(fleet: Fleet, when: datetime, interval_s: int) -> Readings:
+    """Every meter's reading for the interval starting at ``when`` (UTC, aware)."""
+    n = len(fleet)
+    tick = np.uint64(int(when.timestamp()) // interval_s)
+    minutes = interval_s / 60.0
+    hours = interval_s / 3600.0
+    active = fleet.online & ~((fleet.k_consumption == 0) & ((fleet.k_production == 0) | ~fleet.prosumer))
+
+    p_min, q_min = _consumption_kwh_per_min(fleet, when)
+    seed_formula = fleet.seed_base_kwh_per_min * fleet.k_consumption * minutes
+    consumption = np.where(fleet.flat, seed_formula, p_min * fleet.k_consumption * minutes)
+    production = _production_kwh(fleet, when, interval_s)
+    produced = np.nan_to_num(production)
+
+    # Power factor: the seed's uniform [0.8, 1] for flat ERs; for realistic ones the appliance mix
+    # (Σ P and Σ Q of what is running) with a little jitter, kept in the seed's [0.8, 1] band.
+    u_pf = randomness.uniform(fleet.key, _S_PF, tick)
+    apparent_min = np.sqrt(p_min * p_min + q_min * q_min)
+    mix = np.divide(p_min, apparent_min, out=np.ones(n), where=apparent_min > 0)
+    pf = np.where(fleet.flat, PF_MIN + (1.0 - PF_MIN) * u_pf, np.clip(mix + 0.04 * (u_pf - 0.5), PF_MIN, 1.0))
+
+    consumption_kvah = consumption / pf
+    production_kvah = production / pf
+    throughput_kwh = consumption + produced
+    throughput_kvah = consumption_kvah + np.nan_to_num(production_kvah)
+    kvar = np.sqrt(np.maximum(throughput_kvah * throughput_kvah - throughput_kwh * throughput_kwh, 0.0))
+
+    # Apparent power through the service cable: what is imported minus what is exported, in VA.
+    net_kva = (consumption - produced) / pf / hours
+    voltage = _voltage(fleet, net_kva * active, tick)
+    current = np.abs(net_kva) * 1000.0 / voltage
+    return Readings(
+        timestamp=when,
+        interval_s=interval_s,
+        active=active,
+        consumption_kwh=consumption,
+        production_kwh=production,
+        consumption_kvah=consumption_kvah,
+        production_kvah=production_kvah,
+        reactive_kvar=kvar,
+        power_factor=pf,
+        voltage=voltage,
+        current=current,
+    )
+
+
+def _voltage(fleet: Fleet, net_kva: F64, tick: np.uint64) -> F64:
+    """Service voltage: the seed's uniform 230-250 V for flat ERs; otherwise a feeder model.
+
+    Realistic: 240 V ± the meter's fixed place on the feeder, minus a drop proportional to its
+    transformer's signed loading (import sags, PV export lifts) and to how far down the line it is,
+    plus a little noise. A transformer at full load pulls its last customer 12 V (5 %) down.
+    """
+    if not len(fleet):
+        return np.zeros(0)
+    load_kva = np.bincount(fleet.transformer, weights=net_kva, minlength=len(fleet.transformer_kva))
+    loading = load_kva / fleet.transformer_kva
+    noise = randomness.normal(fleet.key, _S_VOLT_NOISE, tick)
+    realistic = (
+        NOMINAL_V
+        + fleet.voltage_offset
+        - SAG_V_AT_FULL_LOAD * loading[fleet.transformer] * fleet.line_position
+        + 0.3 * noise
+    )
+    seed_band = SEED_V_MIN + (SEED_V_MAX - SEED_V_MIN) * randomness.uniform(
+        fleet.key, _S_VOLT_NOISE + 1, tick
+    )
+    return np.where(fleet.flat, seed_band, np.maximum(realistic, 1.0))

@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from psycopg_pool import AsyncConnectionPool
 
 from gridsim_meter_sim import grid_repository, meter_repository, repository
+from gridsim_meter_sim.engine import Engine
 from gridsim_meter_sim.settings import Settings
 from gridsim_shared.bus import Bus, Router
+from gridsim_shared.errors import GridsimError
 from gridsim_shared.schemas import meters as schemas
+from gridsim_shared.schemas import simulation as clock_schemas
 
 __all__ = ["Deps", "router"]
 
@@ -26,6 +29,8 @@ class Deps:
     # Called after any change to meters, links, ERs, DERs or the grid: the engine reloads its arrays
     # before the next interval ("generation starts with the next interval").
     on_world_changed: Callable[[], None]
+    # The clock and physics (None only where a test builds Deps without an engine).
+    engine: Engine | None = None
 
 
 router: Router[Deps] = Router()
@@ -188,3 +193,55 @@ async def grid_tree(body: schemas.GridTreeRequest, deps: Deps) -> schemas.GridTr
     """The grid as a tree, utilities down to child meters."""
     async with _transaction(deps) as conn:
         return await grid_repository.grid_tree(conn, with_meters=body.meters)
+
+
+# ------------------------------------------------------------------------------------------ the clock
+# Answered by the instance that owns the clock (shard 0); see engine.py and docs/physics.md.
+
+
+class _NoEngine(GridsimError):
+    status = 503
+    code = "engine_not_ready"
+
+
+def _engine(deps: Deps) -> Engine:
+    if deps.engine is None:
+        msg = "the simulation engine is not running in this meter-sim instance"
+        raise _NoEngine(msg)
+    return deps.engine
+
+
+@router.command("clock")
+async def clock(_body: object, deps: Deps) -> clock_schemas.SimulationTime:
+    """The simulation clock."""
+    return _engine(deps).simulation_time()
+
+
+@router.command("pause")
+async def pause(_body: object, deps: Deps) -> clock_schemas.SimulationTime:
+    """Pause the clock (idempotent)."""
+    return await _engine(deps).pause()
+
+
+@router.command("resume")
+async def resume(_body: object, deps: Deps) -> clock_schemas.SimulationTime:
+    """Run the clock on the wall-clock schedule (idempotent)."""
+    return await _engine(deps).resume()
+
+
+@router.command("set_speed", clock_schemas.SpeedRequest)
+async def set_speed(body: clock_schemas.SpeedRequest, deps: Deps) -> clock_schemas.SimulationTime:
+    """Simulated seconds per real second."""
+    return await _engine(deps).set_speed(body.speed)
+
+
+@router.command("jump", clock_schemas.JumpRequest)
+async def jump(body: clock_schemas.JumpRequest, deps: Deps) -> clock_schemas.SimulationTime:
+    """Move the clock to a time (no readings for the intervals jumped over)."""
+    return await _engine(deps).jump(body.to)
+
+
+@router.command("step", clock_schemas.StepRequest)
+async def step(body: clock_schemas.StepRequest, deps: Deps) -> clock_schemas.StepResult:
+    """Simulate and publish N intervals as fast as possible; answer once published (and stored)."""
+    return await _engine(deps).step(body.intervals)

@@ -1,0 +1,476 @@
+"""The simulation engine: the clock, the fleet, and one interval after another onto the bus.
+
+One instance owns the clock (shard 0): it persists it in ``simulation_clock``, advances it on the
+wall-clock schedule (``speed`` simulated seconds per real second) or by ``step``, and publishes it
+retained on the clock topic after every interval. Other shards follow that retained topic and simulate
+their own feeders for each interval the owner has published. Falling behind is reported, never hidden:
+``lag_s`` says how late the last interval was, ``dropped_intervals`` how many were skipped to keep the
+schedule (DESIGN §3). Details in docs/physics.md ("The clock").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from psycopg_pool import AsyncConnectionPool
+
+from gridsim_meter_sim import domain, fleet_repository
+from gridsim_meter_sim.domain import Fleet, Readings
+from gridsim_meter_sim.fleet_repository import ClockRow
+from gridsim_meter_sim.publisher import Prepared, Publisher
+from gridsim_shared import channels
+from gridsim_shared.errors import ConflictError, InvalidError
+from gridsim_shared.messages import ClockState, ServiceStatus, Watermark
+from gridsim_shared.schemas.simulation import SimulationTime, StepResult
+from gridsim_shared.settings import Settings
+from gridsim_shared.topics import NoPath, ServicePath
+
+__all__ = ["Engine", "parse_shard"]
+
+_LOGGER = logging.getLogger(__name__)
+
+SERVICE = "meter-sim"
+# When more intervals than this are due at once, the excess is skipped (and counted) to keep the schedule.
+MAX_CATCH_UP = 10
+# A follower replays at most this many intervals it missed; a larger gap is a jump.
+MAX_FOLLOW = 1440
+PERSIST_EVERY_S = 1.0  # the clock row is written at most this often while ticking (and on every command)
+_THREAD_ABOVE = 2000  # fleets larger than this are simulated in a worker thread (PUBACKs keep flowing)
+
+
+def parse_shard(shard: str) -> tuple[int, int]:
+    """``"i/n"`` → ``(i, n)``, with 0 ≤ i < n."""
+    index, _, count = shard.partition("/")
+    i, n = int(index), int(count)
+    if n < 1 or not 0 <= i < n:
+        msg = f"sim.shard must be i/n with 0 <= i < n (got {shard!r})"
+        raise ValueError(msg)
+    return i, n
+
+
+@dataclass
+class _Clock:
+    current: datetime  # start of the next interval to simulate
+    tick: int
+    speed: float
+    interval_s: int
+    state: Literal["running", "paused"]
+
+    @property
+    def interval(self) -> timedelta:
+        return timedelta(seconds=self.interval_s)
+
+    @property
+    def origin(self) -> datetime:
+        return self.current - self.tick * self.interval
+
+
+class Engine:
+    """The clock and the physics of one meter-sim instance."""
+
+    def __init__(self, settings: Settings, bus: Any, pool: AsyncConnectionPool) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.pool = pool
+        self.shard, self.shards = parse_shard(settings.sim.shard)
+        self.owner = self.shard == 0
+        self.publisher = Publisher(bus, per_meter=settings.sim.publish == "both")
+        self.clock: _Clock | None = None
+        self.fleet: Fleet | None = None
+        self.world_version = 0
+        self._world_dirty = True
+        self.lag_s = 0.0
+        self.dropped_intervals = 0
+        self.last_published: datetime | None = None
+        self.intervals_published = 0
+        self._lock = asyncio.Lock()  # one interval (or one command) at a time
+        self._wake = asyncio.Event()  # the schedule changed: pause, resume, speed, jump, step
+        self._persisted_at = 0.0
+        self._watermark: datetime | None = None
+        self._watermark_changed = asyncio.Event()
+        self._aggregators: dict[str, bool] = {}
+        self._followers: dict[str, datetime | None] = {}
+        self._followers_changed = asyncio.Event()
+        self._owner_clock: ClockState | None = None
+        self._owner_clock_changed = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ start and run
+    async def start(self) -> None:
+        """Load (or create) the clock, subscribe to what the engine listens to, publish the clock."""
+        await self.bus.subscribe(channels.WATERMARK, self._on_watermark)
+        await self.bus.subscribe(channels.STATUS, self._on_aggregator_status, service="aggregator")
+        if self.owner:
+            await self.bus.subscribe(channels.STATUS, self._on_shard_status, service=SERVICE)
+            self.clock = await self._load_or_create_clock()
+            await self._publish_clock()
+        else:
+            await self.bus.subscribe(channels.CLOCK, self._on_owner_clock)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick until ``stop`` is set: on the wall clock (owner) or after the owner's clock (followers)."""
+        loop = self._run_owner if self.owner else self._run_follower
+        task = asyncio.create_task(loop())
+        await stop.wait()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        for pending in list(self._tasks):
+            pending.cancel()
+        if self.owner and self.clock is not None:
+            await self._persist(force=True)
+
+    async def _load_or_create_clock(self) -> _Clock:
+        row = await fleet_repository.load_clock(self.pool)
+        if row is not None:
+            state: Literal["running", "paused"] = "running" if row.state == "running" else "paused"
+            clock = _Clock(row.current_datetime.astimezone(UTC), row.tick, row.speed, row.interval_s, state)
+            _LOGGER.info("clock resumed at %s (tick %d, %s)", clock.current, clock.tick, clock.state)
+            return clock
+        sim = self.settings.sim
+        start = sim.start if sim.start.tzinfo else sim.start.replace(tzinfo=UTC)
+        clock = _Clock(
+            start.astimezone(UTC), 0, sim.speed, sim.interval_s, "running" if sim.autostart else "paused"
+        )
+        await fleet_repository.save_clock(self.pool, self._row(clock))
+        return clock
+
+    async def _run_owner(self) -> None:
+        assert self.clock is not None
+        while True:
+            if self.clock.state != "running":
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self._run_schedule()
+
+    async def _run_schedule(self) -> None:
+        """Tick on the wall clock from now until the schedule changes (pause, speed, jump, step)."""
+        assert self.clock is not None
+        self._wake.clear()
+        period = self.clock.interval_s / self.clock.speed  # real seconds per interval
+        anchor, anchor_tick = time.monotonic(), self.clock.tick
+        while self.clock.state == "running" and not self._wake.is_set():
+            done = self.clock.tick - anchor_tick
+            deadline = anchor + (done + 1) * period  # when the current interval ends in real time
+            wait = deadline - time.monotonic()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                continue
+            due = int((time.monotonic() - anchor) / period) - done
+            async with self._lock:
+                if self._wake.is_set():
+                    return
+                if due > MAX_CATCH_UP:
+                    skipped = due - MAX_CATCH_UP
+                    self.dropped_intervals += skipped
+                    self.clock.current += skipped * self.clock.interval
+                    self.clock.tick += skipped
+                    deadline += skipped * period
+                    _LOGGER.warning("fell %d intervals behind; skipped %d to keep the schedule", due, skipped)
+                await self._advance(publish_status=False)
+                self.lag_s = max(0.0, time.monotonic() - deadline)
+                await self._publish_clock()
+                await self._persist()
+
+    # ------------------------------------------------------------------ one interval
+    async def _ensure_fleet(self) -> Fleet:
+        if self._world_dirty or self.fleet is None:
+            self._world_dirty = False
+            meters, ders = await fleet_repository.load_fleet_rows(self.pool, self.shard, self.shards)
+            self.fleet = await asyncio.to_thread(domain.build_fleet, self.settings.sim.seed, meters, ders)
+            _LOGGER.info("fleet loaded: %d meters (shard %d/%d)", len(self.fleet), self.shard, self.shards)
+        return self.fleet
+
+    def _prepare(self, fleet: Fleet, when: datetime, interval_s: int) -> tuple[Readings, Prepared]:
+        readings = domain.simulate(fleet, when, interval_s)
+        return readings, self.publisher.prepare(fleet, readings)
+
+    async def _compute(self, when: datetime, interval_s: int) -> Prepared:
+        fleet = await self._ensure_fleet()
+        if len(fleet) > _THREAD_ABOVE:
+            _, prepared = await asyncio.to_thread(self._prepare, fleet, when, interval_s)
+        else:
+            _, prepared = self._prepare(fleet, when, interval_s)
+        return prepared
+
+    async def _advance(self, *, publish_status: bool) -> int:
+        """Simulate and publish the clock's current interval, then move the clock one interval on."""
+        assert self.clock is not None
+        prepared = await self._compute(self.clock.current, self.clock.interval_s)
+        count = await self.publisher.send(prepared)
+        self._mark_published(self.clock.current)
+        if publish_status:
+            await self.bus.publish_status()
+        return count
+
+    def _mark_published(self, when: datetime) -> None:
+        assert self.clock is not None
+        self.last_published = when
+        self.intervals_published += 1
+        self.clock.current = when + self.clock.interval
+        self.clock.tick += 1
+
+    # ------------------------------------------------------------------ commands (clock owner)
+    def _require_owner(self) -> _Clock:
+        if not self.owner or self.clock is None:
+            msg = f"this meter-sim instance (shard {self.shard}/{self.shards}) does not own the clock"
+            raise ConflictError(msg)
+        return self.clock
+
+    def clock_state(self) -> ClockState:
+        """The clock as published on the clock topic."""
+        clock = self.clock
+        if clock is None:
+            msg = "the clock has not been received from the owning instance yet"
+            raise ConflictError(msg)
+        return ClockState(
+            current_datetime=clock.current,
+            state=clock.state,
+            speed=clock.speed,
+            interval_s=clock.interval_s,
+            tick=clock.tick,
+            lag_s=round(self.lag_s, 3),
+            dropped_intervals=self.dropped_intervals,
+            last_published=self.last_published,
+            world_version=self.world_version,
+        )
+
+    def simulation_time(self) -> SimulationTime:
+        """The clock as the HTTP API shows it."""
+        return SimulationTime.of(self.clock_state())
+
+    async def _command_done(self, action: str, params: dict[str, Any]) -> SimulationTime:
+        clock = self._require_owner()
+        self._wake.set()  # the wall-clock schedule re-anchors from now
+        await self._persist(force=True)
+        await fleet_repository.log_control(self.pool, clock.current, f"clock.{action}", params)
+        await self._publish_clock()
+        return self.simulation_time()
+
+    async def pause(self) -> SimulationTime:
+        """Stop the clock (idempotent)."""
+        async with self._lock:
+            self._require_owner().state = "paused"
+            self.lag_s = 0.0
+            return await self._command_done("pause", {})
+
+    async def resume(self) -> SimulationTime:
+        """Run the clock on the wall-clock schedule (idempotent)."""
+        async with self._lock:
+            self._require_owner().state = "running"
+            return await self._command_done("resume", {})
+
+    async def set_speed(self, speed: float) -> SimulationTime:
+        """Simulated seconds per real second from now on."""
+        async with self._lock:
+            self._require_owner().speed = speed
+            return await self._command_done("speed", {"speed": speed})
+
+    async def jump(self, to: datetime) -> SimulationTime:
+        """Move the clock to ``to`` (rounded down to an interval); nothing is produced for skipped intervals."""
+        async with self._lock:
+            clock = self._require_owner()
+            origin = clock.origin
+            ticks = int((to - origin).total_seconds() // clock.interval_s)
+            if ticks < 0:
+                msg = f"to: {to.isoformat()} is before the simulation's start {origin.isoformat()}"
+                raise InvalidError(msg, field="to")
+            previous = clock.current
+            clock.tick = ticks
+            clock.current = origin + ticks * clock.interval
+            self.lag_s = 0.0
+            return await self._command_done(
+                "jump", {"from": previous.isoformat(), "to": clock.current.isoformat()}
+            )
+
+    async def step(self, intervals: int) -> StepResult:
+        """Simulate ``intervals`` intervals as fast as possible; return once they are published (and stored).
+
+        Computing interval k+1 overlaps with waiting for the broker's acknowledgements of interval k.
+        """
+        started = time.monotonic()
+        async with self._lock:
+            clock = self._require_owner()
+            first = clock.current
+            readings = 0
+            sending: asyncio.Task[int] | None = None
+            when = clock.current
+            try:
+                for _ in range(intervals):
+                    prepared = await self._compute(when, clock.interval_s)
+                    if sending is not None:
+                        readings += await sending
+                    sending = asyncio.create_task(self._send_and_tick(prepared, when))
+                    when += clock.interval
+                if sending is not None:
+                    readings += await sending
+            finally:
+                if sending is not None and not sending.done():
+                    sending.cancel()
+                self._wake.set()
+                await self._persist(force=True)
+            last = self.last_published
+        stored, caught_up = await self._wait_downstream(last, readings)
+        return StepResult(
+            intervals=intervals,
+            readings=readings,
+            first_interval=first,
+            last_interval=last,
+            clock=self.simulation_time(),
+            stored=stored,
+            shards_caught_up=caught_up,
+            elapsed_s=round(time.monotonic() - started, 3),
+        )
+
+    async def _send_and_tick(self, prepared: Prepared, when: datetime) -> int:
+        count = await self.publisher.send(prepared)
+        self._mark_published(when)
+        self.lag_s = 0.0
+        await self._publish_clock()
+        return count
+
+    async def _wait_downstream(self, last: datetime | None, readings: int) -> tuple[bool | None, bool]:
+        """Wait (bounded) until follower shards and the aggregator have caught up with ``last``."""
+        if last is None:
+            return None, True
+        deadline = time.monotonic() + self.settings.sim.step_ack_timeout_s
+        caught_up = await self._wait_until(
+            deadline,
+            self._followers_changed,
+            lambda: all(p is not None and p >= last for p in self._followers.values()),
+        )
+        if not any(self._aggregators.values()) or (readings == 0 and not self._followers):
+            return None, caught_up
+        stored = await self._wait_until(
+            deadline,
+            self._watermark_changed,
+            lambda: self._watermark is not None and self._watermark >= last,
+        )
+        return stored, caught_up
+
+    @staticmethod
+    async def _wait_until(deadline: float, changed: asyncio.Event, done: Any) -> bool:
+        while not done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+        return True
+
+    # ------------------------------------------------------------------ world changes
+    def world_changed(self) -> None:
+        """Meters, links, ERs, DERs or the grid changed: reload before the next interval, tell the shards."""
+        self._world_dirty = True
+        self.world_version += 1
+        if self.owner and self.clock is not None:
+            task = asyncio.create_task(self._publish_clock())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ followers
+    async def _on_owner_clock(self, msg: ClockState, _path: NoPath) -> None:
+        self._owner_clock = msg
+        self._owner_clock_changed.set()
+
+    async def _run_follower(self) -> None:
+        while True:
+            self._owner_clock_changed.clear()
+            target = self._owner_clock
+            if target is None:
+                await self._owner_clock_changed.wait()
+                continue
+            async with self._lock:
+                await self._follow(target)
+            if self._owner_clock is target:
+                await self._owner_clock_changed.wait()
+
+    async def _follow(self, target: ClockState) -> None:
+        """Catch up with the owner's clock: simulate the intervals it published, or jump with it."""
+        if target.world_version != self.world_version:
+            self.world_version = target.world_version
+            self._world_dirty = True
+        interval = timedelta(seconds=target.interval_s)
+        clock = self.clock
+        published_through = target.last_published == target.current_datetime - interval
+        gap = (target.current_datetime - clock.current) / interval if clock else 0
+        if clock is None or not published_through or not 0 <= gap <= MAX_FOLLOW or clock.interval != interval:
+            if clock is not None and published_through and gap > MAX_FOLLOW:
+                self.dropped_intervals += int(gap)
+            self.clock = _Clock(
+                target.current_datetime, target.tick, target.speed, target.interval_s, target.state
+            )
+            return
+        clock.speed, clock.state = target.speed, target.state
+        published = False
+        while clock.current < target.current_datetime:
+            prepared = await self._compute(clock.current, clock.interval_s)
+            await self.publisher.send(prepared)
+            self._mark_published(clock.current)
+            published = True
+        clock.tick = target.tick
+        self.lag_s = target.lag_s
+        if published:
+            await self.bus.publish_status()
+
+    # ------------------------------------------------------------------ what the engine listens to
+    async def _on_watermark(self, msg: Watermark, _path: NoPath) -> None:
+        self._watermark = msg.committed_until
+        self._watermark_changed.set()
+
+    async def _on_aggregator_status(self, msg: ServiceStatus, path: ServicePath) -> None:
+        self._aggregators[path.instance] = msg.state == "online"
+        self._watermark_changed.set()
+
+    async def _on_shard_status(self, msg: ServiceStatus, path: ServicePath) -> None:
+        if path.instance == self.bus.instance:
+            return
+        if msg.state != "online":
+            self._followers.pop(path.instance, None)
+        else:
+            raw = msg.detail.get("last_published")
+            self._followers[path.instance] = datetime.fromisoformat(raw) if isinstance(raw, str) else None
+        self._followers_changed.set()
+
+    # ------------------------------------------------------------------ clock topic, clock row, status
+    async def _publish_clock(self) -> None:
+        await self.bus.publish(channels.CLOCK, self.clock_state(), NoPath())
+
+    def _row(self, clock: _Clock) -> ClockRow:
+        return ClockRow(clock.current, clock.tick, clock.speed, clock.interval_s, clock.state)
+
+    async def _persist(self, *, force: bool = False) -> None:
+        if self.clock is None or not self.owner:
+            return
+        now = time.monotonic()
+        if force or now - self._persisted_at >= PERSIST_EVERY_S:
+            self._persisted_at = now
+            await fleet_repository.save_clock(self.pool, self._row(self.clock))
+            await self.bus.publish_status()  # fresh lag, drops and progress in the retained status
+
+    def status_detail(self) -> dict[str, Any]:
+        """What the service's retained status says about the simulation (lag, drops, progress)."""
+        clock = self.clock
+        return {
+            "shard": f"{self.shard}/{self.shards}",
+            "role": "clock" if self.owner else "follower",
+            "meters": len(self.fleet) if self.fleet is not None else 0,
+            "world_version": self.world_version,
+            "tick": clock.tick if clock else None,
+            "clock_state": clock.state if clock else None,
+            "lag_s": round(self.lag_s, 3),
+            "dropped_intervals": self.dropped_intervals,
+            "last_published": self.last_published.isoformat() if self.last_published else None,
+            "intervals_published": self.intervals_published,
+            "readings_published": self.publisher.readings_published,
+            "messages_published": self.publisher.messages_published,
+        }

@@ -1,0 +1,179 @@
+"""meter-sim commands for the DEG World Engine compatibility layer: single DERs, bulk DER switches, bulk
+load factors, DFP subscriptions, and the reset to the demo world.
+
+Each runs in one transaction, records what it changed in ``control_log`` (with the simulated time), and
+calls ``on_world_changed`` after commit, so the change shows from the next interval on, exactly like a
+change made through gridsim's own API.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from gridsim_meter_sim.handlers import Deps
+from gridsim_meter_sim.repository import Conn, fetch_all, fetch_one, valid_id
+from gridsim_shared.bus import Router
+from gridsim_shared.errors import InvalidError, NotFoundError
+from gridsim_shared.schemas import worldengine as schemas
+
+__all__ = ["router"]
+
+router: Router[Deps] = Router()
+
+_DER_COLUMNS = "id, er_id, appliance_id, quantity, switched_on, lifecycle, created_at, updated_at"
+
+
+async def _log(conn: Conn, action: str, target: dict[str, Any], params: dict[str, Any], meters: list[int]) -> None:
+    # The simulated time the change takes effect at; the wall clock before the clock's first tick.
+    await conn.execute(
+        "insert into control_log (sim_time, action, target, params, meter_ids)"
+        " values (coalesce((select current_datetime from simulation_clock), now()), %s, %s, %s, %s)",
+        (action, json.dumps(target), json.dumps(params), meters),
+    )
+
+
+async def _meters_of_ers(conn: Conn, er_ids: list[int]) -> list[int]:
+    rows = await fetch_all(conn, "select id from meters where er_id = any(%s) order by id", (er_ids,))
+    return [row["id"] for row in rows]
+
+
+@router.command("create_der", schemas.DerCreate)
+async def create_der(body: schemas.DerCreate, deps: Deps) -> schemas.DerOut:
+    """Add one appliance instance (a DER) to an ER; connected at once, switched off unless asked."""
+    async with deps.pool.connection() as conn, conn.transaction():
+        if await fetch_one(conn, "select 1 from energy_resources where id = %s", (body.er_id,)) is None:
+            msg = f"energy resource {body.er_id} not found"
+            raise NotFoundError(msg, field="er_id")
+        if await fetch_one(conn, "select 1 from appliances where id = %s", (body.appliance_id,)) is None:
+            msg = f"appliance {body.appliance_id} not found in the catalogue"
+            raise NotFoundError(msg, field="appliance_id")
+        row = await fetch_one(
+            conn,
+            "insert into ders (er_id, appliance_id, quantity, switched_on, lifecycle)"
+            f" values (%s, %s, %s, %s, 'connected') returning {_DER_COLUMNS}",
+            (body.er_id, body.appliance_id, body.quantity, body.switched_on),
+        )
+        assert row is not None
+        await _log(
+            conn,
+            "der_create",
+            {"er_id": body.er_id, "der_id": row["id"]},
+            {"appliance_id": body.appliance_id, "switched_on": body.switched_on},
+            await _meters_of_ers(conn, [body.er_id]),
+        )
+    deps.on_world_changed()
+    return schemas.DerOut.model_validate(row)
+
+
+@router.command("switch_der", schemas.DerSwitch)
+async def switch_der(body: schemas.DerSwitch, deps: Deps) -> schemas.DerOut:
+    """Switch one DER on or off (or flip it); with ``er_id`` it must belong to that ER."""
+    async with deps.pool.connection() as conn, conn.transaction():
+        der = await fetch_one(
+            conn, "select id, er_id, switched_on from ders where id = %s for update", (body.der_id,)
+        )
+        if der is None:
+            msg = f"DER {body.der_id} not found"
+            raise NotFoundError(msg, field="der_id")
+        if body.er_id is not None and der["er_id"] != body.er_id:
+            msg = f"DER {body.der_id} does not belong to energy resource {body.er_id}"
+            raise InvalidError(msg, field="der_id")
+        state = (not der["switched_on"]) if body.switched_on is None else body.switched_on
+        row = await fetch_one(
+            conn,
+            f"update ders set switched_on = %s, updated_at = now() where id = %s returning {_DER_COLUMNS}",
+            (state, body.der_id),
+        )
+        assert row is not None
+        await _log(
+            conn,
+            "der_switch",
+            {"er_id": der["er_id"], "der_id": body.der_id},
+            {"switched_on": state},
+            await _meters_of_ers(conn, [der["er_id"]]),
+        )
+    deps.on_world_changed()
+    return schemas.DerOut.model_validate(row)
+
+
+@router.command("switch_ders", schemas.DersSwitch)
+async def switch_ders(body: schemas.DersSwitch, deps: Deps) -> schemas.DersSwitched:
+    """Switch many DERs on or off at once; ids that name no DER are skipped (a bulk update)."""
+    async with deps.pool.connection() as conn, conn.transaction():
+        rows = await fetch_all(
+            conn,
+            "update ders set switched_on = %s, updated_at = now() where id = any(%s) returning id, er_id",
+            (body.switched_on, [i for i in body.der_ids if valid_id(i)]),
+        )
+        ids = sorted(row["id"] for row in rows)
+        if ids:
+            await _log(
+                conn,
+                "der_switch",
+                {"der_ids": ids},
+                {"switched_on": body.switched_on},
+                await _meters_of_ers(conn, sorted({row["er_id"] for row in rows})),
+            )
+    if ids:
+        deps.on_world_changed()
+    return schemas.DersSwitched(count=len(ids), der_ids=ids)
+
+
+@router.command("set_load_factors", schemas.LoadFactorsSet)
+async def set_load_factors(body: schemas.LoadFactorsSet, deps: Deps) -> schemas.LoadFactorsSetResult:
+    """Set K_consumption and/or K_production of many meters, all or none (404 naming a missing meter)."""
+    if body.load_factor_consumption is None and body.load_factor_production is None:
+        msg = "give load_factor_consumption, load_factor_production or both"
+        raise InvalidError(msg, field="load_factor_consumption")
+    wanted = sorted(set(body.meter_ids))
+    async with deps.pool.connection() as conn, conn.transaction():
+        rows = await fetch_all(
+            conn,
+            "update meters set load_factor_consumption = coalesce(%s, load_factor_consumption),"
+            " load_factor_production = coalesce(%s, load_factor_production), updated_at = now()"
+            " where id = any(%s) returning id",
+            (body.load_factor_consumption, body.load_factor_production, wanted),
+        )
+        found = sorted(row["id"] for row in rows)
+        missing = sorted(set(wanted) - set(found))
+        if missing:  # raising rolls the whole update back
+            msg = f"meter {missing[0]} not found"
+            raise NotFoundError(msg, field="meter_ids", details={"missing": missing})
+        await _log(
+            conn,
+            "load_factor",
+            {"meter_ids": found},
+            {
+                "load_factor_consumption": body.load_factor_consumption,
+                "load_factor_production": body.load_factor_production,
+            },
+            found,
+        )
+    deps.on_world_changed()
+    return schemas.LoadFactorsSetResult(meter_ids=found)
+
+
+@router.command("set_subscription", schemas.SubscriptionSet)
+async def set_subscription(body: schemas.SubscriptionSet, deps: Deps) -> dict[str, int]:
+    """Record a meter's demand-flexibility subscription order id (it changes no reading)."""
+    ref = body.meter
+    async with deps.pool.connection() as conn, conn.transaction():
+        row = None
+        if (isinstance(ref, int) or ref.isdigit()) and valid_id(int(ref)):
+            row = await fetch_one(
+                conn,
+                "update meters set dfp_subscription_id = %s, updated_at = now() where id = %s returning id",
+                (body.subscription_id, int(ref)),
+            )
+        if row is None and isinstance(ref, str):
+            row = await fetch_one(
+                conn,
+                "update meters set dfp_subscription_id = %s, updated_at = now()"
+                " where lower(code) = lower(%s) returning id",
+                (body.subscription_id, ref),
+            )
+        if row is None:
+            msg = f"meter {ref!r} not found"
+            raise NotFoundError(msg, field="meter")
+    return {"id": row["id"]}
