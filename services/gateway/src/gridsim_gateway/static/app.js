@@ -1,0 +1,732 @@
+// gridsim dashboard: plain JavaScript and hand-drawn SVG, no build step, no CDN (works offline).
+// Data: the gateway's public API plus /events/live (Server-Sent Events: clock, watermark, rollups, events).
+"use strict";
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const DAY_MS = 24 * 3600 * 1000;
+const MAX_EVENTS = 100;
+// Display bands of transformer loading (rollup loading_pct). The aggregator decides what is an overload
+// event; these only colour the bars.
+const WARNING_PCT = 80;
+const CRITICAL_PCT = 100;
+
+const state = {
+  clock: null,
+  grid: null,
+  nodes: new Map(),        // "level:id" -> {level, id, code, name, node}
+  meterByCode: new Map(),  // lower-case code -> meter tree node
+  rollups: new Map(),      // transformer code -> latest Rollup
+  txHistory: new Map(),    // transformer code -> Map(ts ms -> point), rollups seen since the page loaded
+  selection: null,         // {kind: "meter"|"transformer", id, code, label}
+  points: new Map(),       // ts ms -> {t, cons, prod, volt} for the selection
+  lastFetched: null,       // ms of the newest point fetched for a meter
+  fetching: false,
+  refetch: false,
+  events: [],
+  transformers: null,      // feasibility's transformer list (positions)
+  feasibility: null,       // last answer and request
+};
+
+// ------------------------------------------------------------------------------------------- helpers
+
+const $ = (sel) => document.querySelector(sel);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+
+function svg(tag, attrs = {}, text) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) if (v !== null && v !== undefined) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function fmt(value, digits = 2) {
+  if (value === null || value === undefined || Number.isNaN(value)) return "—";
+  return Number(value).toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+function isoMinute(ms) { return new Date(ms).toISOString().slice(0, 16).replace("T", " "); }
+function hhmm(ms) { return new Date(ms).toISOString().slice(11, 16); }
+
+function loadingClass(pct) {
+  if (pct === null || pct === undefined) return "unknown";
+  if (pct >= CRITICAL_PCT) return "critical";
+  if (pct >= WARNING_PCT) return "warning";
+  return "normal";
+}
+
+let toastTimer = null;
+function toast(message, isError = false) {
+  const box = $("#toast");
+  box.textContent = message;
+  box.className = "toast show" + (isError ? " error" : "");
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { box.className = "toast"; }, 3500);
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const err = (body && body.error) || {};
+    super(err.message || `HTTP ${status}`);
+    this.status = status;
+    this.field = err.field;
+  }
+}
+
+// Every call goes through here: JSON in and out, the project's error body turned into an ApiError, and an
+// X-API-Key asked for once (and remembered) when the gateway protects mutating routes.
+async function api(method, path, body) {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const headers = { Accept: "application/json" };
+    const key = localStorage.getItem("gridsim-api-key");
+    if (key) headers["X-API-Key"] = key;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await res.text();
+    const data = text ? JSON.parse(text) : null;
+    if (res.ok) return data;
+    if (res.status === 401 && attempt === 0) {
+      const entered = window.prompt("This gridsim needs an API key for changes (X-API-Key):");
+      if (entered) { localStorage.setItem("gridsim-api-key", entered); continue; }
+    }
+    throw new ApiError(res.status, data);
+  }
+  throw new ApiError(401, null);
+}
+
+// ------------------------------------------------------------------------------------------- clock
+
+function renderClock() {
+  const c = state.clock;
+  if (!c) return;
+  const ms = Date.parse(c.current_datetime);
+  const iso = new Date(ms).toISOString();
+  $("#clock-date").textContent = iso.slice(0, 10);
+  $("#clock-time").textContent = iso.slice(11, 16);
+  const badge = $("#clock-state");
+  badge.textContent = c.state;
+  badge.className = "badge " + c.state;
+  const lag = c.lag_s > 1 ? ` · ${fmt(c.lag_s, 1)} s behind` : "";
+  $("#clock-detail").textContent = `${fmt(c.speed, 0)}× · ${c.interval_s} s interval · tick ${c.tick}${lag}`;
+  $("#btn-pause").disabled = c.state === "paused";
+  $("#btn-resume").disabled = c.state === "running";
+  $("#btn-step").disabled = c.state === "running";
+  const speed = $("#speed");
+  const value = String(Math.round(c.speed));
+  if (![...speed.options].some((o) => o.value === value)) speed.append(el("option", { value, text: `${value}×` }));
+  if (document.activeElement !== speed) speed.value = value;
+  const month = $("#bill-month");
+  if (!month.value) month.value = iso.slice(0, 7);
+}
+
+async function clockAction(label, method, path, body) {
+  try {
+    const answer = await api(method, path, body);
+    if (answer && answer.current_datetime) { state.clock = { ...state.clock, ...answer }; renderClock(); }
+    toast(label);
+  } catch (err) {
+    toast(`${label} failed: ${err.message}`, true);
+  }
+}
+
+function setupControls() {
+  $("#btn-pause").addEventListener("click", () => clockAction("Paused", "POST", "/simulation/pause"));
+  $("#btn-resume").addEventListener("click", () => clockAction("Resumed", "POST", "/simulation/resume"));
+  $("#btn-step").addEventListener("click", () => clockAction("Stepped one interval", "POST", "/simulation/step", { intervals: 1 }));
+  $("#speed").addEventListener("change", (e) =>
+    clockAction(`Speed ${e.target.value}×`, "PUT", "/simulation/speed", { speed: Number(e.target.value) }));
+}
+
+async function pollHealth() {
+  const box = $("#health");
+  try {
+    const h = await api("GET", "/health");
+    box.className = "health " + h.status;
+    const down = Object.entries(h.services).filter(([, s]) => s !== "online").map(([n]) => n);
+    $("#health-text").textContent = h.status === "ok" ? "all services online" : `degraded: ${down.join(", ") || "broker/database"}`;
+  } catch (err) {
+    box.className = "health down";
+    $("#health-text").textContent = "gateway unreachable";
+  }
+}
+
+// ------------------------------------------------------------------------------------------- grid tree
+
+function indexGrid(grid) {
+  state.nodes.clear();
+  state.meterByCode.clear();
+  const walkMeters = (meters) => {
+    for (const m of meters) {
+      state.meterByCode.set(m.meter_id.toLowerCase(), m);
+      walkMeters(m.children || []);
+    }
+  };
+  const walk = (nodes) => {
+    for (const n of nodes) {
+      state.nodes.set(`${n.level}:${n.id}`, n);
+      walkMeters(n.meters || []);
+      walk(n.children || []);
+    }
+  };
+  walk(grid.utilities);
+}
+
+function loadBar(code) {
+  const r = state.rollups.get(code);
+  const pct = r ? r.loading_pct : null;
+  const cls = loadingClass(pct);
+  const wrap = el("span", { class: `load ${cls}`, "data-transformer": code, "data-loading": cls });
+  const bar = el("span", { class: "bar" }, el("span", { class: "fill", style: `width:${Math.min(pct || 0, 100)}%` }));
+  const label = el("span", { class: "pct", text: pct === null ? "—" : `${fmt(pct, 0)} %` });
+  wrap.title = r ? `${fmt(r.apparent_kVA, 1)} kVA of ${fmt(r.capacity_kVA, 0)} kVA at ${isoMinute(Date.parse(r.timestamp))}` : "no rollup yet";
+  wrap.append(bar, label);
+  return wrap;
+}
+
+function meterItem(m) {
+  const kids = m.children || [];
+  const icon = kids.length ? "▣" : m.er_type === "prosumer" ? "☀" : "⌂";
+  const li = el("li", { role: "treeitem" },
+    el("button", {
+      class: "node", type: "button", "data-level": "meter", "data-id": m.id, "data-code": m.meter_id,
+      onclick: () => select({ kind: "meter", id: m.id, code: m.meter_id, label: `Meter ${m.meter_id}` }),
+    },
+    el("span", { class: "twisty" }), el("span", { class: "icon", text: icon }),
+    el("span", { class: "name", text: m.meter_id }),
+    el("span", { class: "meta", text: kids.length ? `parent · ${kids.length}` : (m.er_type || "unlinked") })));
+  if (kids.length) li.append(el("ul", { role: "group" }, kids.map(meterItem)));
+  return li;
+}
+
+function nodeItem(n) {
+  const isTx = n.level === "transformer";
+  const kids = isTx ? (n.meters || []) : (n.children || []);
+  const open = !isTx;  // transformers start folded: a demo world has many meters
+  const group = el("ul", { role: "group", class: open ? "" : "hidden" },
+    isTx ? kids.map(meterItem) : kids.map(nodeItem));
+  const icons = { utility: "⌂", feeder: "⎇", transformer: "⏚" };
+  const twisty = el("span", { class: "twisty", text: kids.length ? (open ? "▾" : "▸") : "" });
+  const toggle = () => {
+    group.classList.toggle("hidden");
+    twisty.textContent = group.classList.contains("hidden") ? "▸" : "▾";
+  };
+  const button = el("button", {
+    class: "node", type: "button", "data-level": n.level, "data-id": n.id, "data-code": n.code,
+    "aria-expanded": String(open),
+    onclick: (e) => {
+      if (isTx) {
+        // The arrow folds; the row selects the transformer (and unfolds it to show its meters).
+        if (e.target === twisty || group.classList.contains("hidden")) toggle();
+        if (e.target === twisty) return;
+        select({ kind: "transformer", id: n.id, code: n.code, label: `Transformer ${n.name}`, capacity: n.capacity_kVA });
+      } else toggle();
+    },
+  }, twisty, el("span", { class: "icon", text: icons[n.level] }), el("span", { class: "name", text: n.name }));
+  if (isTx) button.append(loadBar(n.code));
+  else button.append(el("span", { class: "meta", text: metaOf(n) }));
+  return el("li", { role: "treeitem" }, button, group);
+}
+
+function metaOf(n) {
+  let tx = 0, meters = 0;
+  const count = (node) => {
+    if (node.level === "transformer") { tx++; meters += countMeters(node.meters || []); }
+    for (const c of node.children || []) count(c);
+  };
+  count(n);
+  return `${tx} tx · ${meters} meters`;
+}
+
+function countMeters(list) { return list.reduce((s, m) => s + 1 + countMeters(m.children || []), 0); }
+
+async function loadGrid() {
+  try {
+    const grid = await api("GET", "/grid");
+    state.grid = grid;
+    indexGrid(grid);
+    const tree = $("#tree");
+    tree.replaceChildren(grid.utilities.length
+      ? el("ul", { role: "group" }, grid.utilities.map(nodeItem))
+      : el("p", { class: "muted", text: "The grid is empty: create nodes and meters through the API (see /docs)." }));
+    $("#tree-summary").textContent = `${grid.transformers} transformers · ${grid.meters} meters`;
+    if (!state.selection) autoSelect(grid);
+    applyFilter();
+  } catch (err) {
+    $("#tree").replaceChildren(el("p", { class: "error", text: `Could not load the grid: ${err.message}` }));
+  }
+}
+
+// Start on the first prosumer meter (both consumption and production have something to show).
+function autoSelect(grid) {
+  const meters = [...state.meterByCode.values()];
+  const pick = meters.find((m) => m.er_type === "prosumer" && !(m.children || []).length) || meters[0];
+  if (pick) select({ kind: "meter", id: pick.id, code: pick.meter_id, label: `Meter ${pick.meter_id}` });
+}
+
+function applyFilter() {
+  const q = $("#tree-filter").value.trim().toLowerCase();
+  for (const li of document.querySelectorAll("#tree li")) li.classList.remove("hidden");
+  if (!q) return;
+  const visit = (li) => {
+    const own = li.querySelector(":scope > .node").textContent.toLowerCase().includes(q);
+    const group = li.querySelector(":scope > ul");
+    let child = false;
+    if (group) for (const c of group.children) child = visit(c) || child;
+    if (child && group) group.classList.remove("hidden");
+    li.classList.toggle("hidden", !(own || child));
+    return own || child;
+  };
+  for (const li of document.querySelectorAll("#tree > ul > li")) visit(li);
+}
+
+function updateLoadBars() {
+  for (const wrap of document.querySelectorAll(".load[data-transformer]")) {
+    wrap.replaceWith(loadBar(wrap.dataset.transformer));
+  }
+}
+
+// ------------------------------------------------------------------------------------------- selection and chart
+
+function select(sel) {
+  state.selection = sel;
+  state.points = new Map();
+  state.lastFetched = null;
+  for (const b of document.querySelectorAll(".node.selected")) b.classList.remove("selected");
+  const b = document.querySelector(`.node[data-level="${sel.kind}"][data-id="${sel.id}"]`);
+  if (b) b.classList.add("selected");
+  $("#chart-title").textContent = sel.label;
+  if (sel.kind === "meter") $("#bill-meter").value = sel.code;
+  if (sel.kind === "transformer") {
+    for (const p of (state.txHistory.get(sel.code) || new Map()).values()) state.points.set(p.t, p);
+  }
+  drawChart();
+  if (sel.kind === "meter") fetchMeter();
+}
+
+function readingPoint(r) {
+  const t = Date.parse(r.timestamp);
+  const hours = (r.interval_s || (state.clock ? state.clock.interval_s : 60)) / 3600;
+  return {
+    t,
+    cons: r.consumption_kWh === null || r.consumption_kWh === undefined ? null : r.consumption_kWh / hours,
+    prod: r.production_kWh === null || r.production_kWh === undefined ? null : r.production_kWh / hours,
+    volt: r.avg_voltage ?? null,
+  };
+}
+
+function rollupPoint(r) {
+  const hours = (r.interval_s || 60) / 3600;
+  return { t: Date.parse(r.timestamp), cons: r.consumption_kWh / hours, prod: r.production_kWh / hours, volt: null, load: r.loading_pct };
+}
+
+function asReadings(body) {
+  if (Array.isArray(body)) return body;
+  for (const key of ["readings", "items", "data", "points"]) if (body && Array.isArray(body[key])) return body[key];
+  return [];
+}
+
+// A meter's readings of the last simulated day, then only what is new since the last fetch. Called on
+// selection and on every watermark (the aggregator has committed readings up to it).
+async function fetchMeter() {
+  const sel = state.selection;
+  if (!sel || sel.kind !== "meter") return;
+  if (state.fetching) { state.refetch = true; return; }
+  const now = state.clock ? Date.parse(state.clock.current_datetime) : Date.now();
+  const from = state.lastFetched !== null ? state.lastFetched + 1000 : now - DAY_MS;
+  const params = new URLSearchParams({ meter_id: sel.code, from: new Date(from).toISOString(), to: new Date(now).toISOString() });
+  state.fetching = true;
+  try {
+    const body = await api("GET", `/meter/stream?${params}`);
+    if (state.selection !== sel) return;
+    for (const r of asReadings(body)) {
+      const p = readingPoint(r);
+      state.points.set(p.t, p);
+      if (state.lastFetched === null || p.t > state.lastFetched) state.lastFetched = p.t;
+    }
+    drawChart();
+  } catch (err) {
+    if (state.selection === sel) showChartMessage(`No readings: ${err.message}`);
+  } finally {
+    state.fetching = false;
+    if (state.refetch) { state.refetch = false; fetchMeter(); }
+  }
+}
+
+function showChartMessage(text) {
+  $("#chart").replaceChildren(el("div", { class: "empty", text }));
+  $("#chart").dataset.points = "0";
+}
+
+function niceMax(v) {
+  if (!(v > 0)) return 1;
+  const p = 10 ** Math.floor(Math.log10(v));
+  for (const m of [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (m * p >= v) return m * p;
+  return 10 * p;
+}
+
+function drawChart() {
+  const box = $("#chart");
+  const sel = state.selection;
+  const legend = $("#chart-legend");
+  if (!sel) { showChartMessage("Select a meter or a transformer in the grid."); return; }
+  const isTx = sel.kind === "transformer";
+  legend.replaceChildren(
+    el("span", {}, el("i", { style: "background:var(--consumption)" }), "consumption kW"),
+    el("span", {}, el("i", { style: "background:var(--production)" }), "production kW"),
+    el("span", {}, el("i", { style: "background:var(--voltage)" }), isTx ? "loading %" : "voltage V"));
+  const all = [...state.points.values()].sort((a, b) => a.t - b.t);
+  const latest = all.length ? all[all.length - 1].t : null;
+  const end = Math.max(latest ?? 0, state.clock ? Date.parse(state.clock.current_datetime) : 0) || Date.now();
+  const start = end - DAY_MS;
+  const pts = all.filter((p) => p.t >= start);
+  box.dataset.points = String(pts.length);
+  if (!pts.length) {
+    showChartMessage(isTx ? "Waiting for this transformer's rollups…" : "Waiting for readings… (step or resume the clock)");
+    box.dataset.points = "0";
+    return;
+  }
+  const W = box.clientWidth || 800, H = box.clientHeight || 300;
+  const m = { l: 52, r: 52, t: 12, b: 26 };
+  const iw = W - m.l - m.r, ih = H - m.t - m.b;
+  const x = (t) => m.l + ((t - start) / DAY_MS) * iw;
+  const kwMax = niceMax(Math.max(...pts.map((p) => Math.max(p.cons || 0, p.prod || 0))) * 1.1);
+  const y = (v) => m.t + ih - (v / kwMax) * ih;
+  const right = pts.map((p) => (isTx ? p.load : p.volt)).filter((v) => v !== null && v !== undefined);
+  let rMin = 0, rMax = 100;
+  if (right.length) {
+    if (isTx) { rMax = niceMax(Math.max(100, ...right) * 1.05); }
+    else {
+      const lo = Math.min(...right), hi = Math.max(...right), pad = Math.max(2, (hi - lo) * 0.15);
+      rMin = Math.floor((lo - pad) / 2) * 2; rMax = Math.ceil((hi + pad) / 2) * 2;
+    }
+  }
+  const yr = (v) => m.t + ih - ((v - rMin) / (rMax - rMin)) * ih;
+
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `${sel.label} chart` });
+  const axis = svg("g", { class: "axis" });
+  for (let i = 0; i <= 4; i++) {
+    const v = (kwMax * i) / 4, yy = y(v);
+    axis.append(svg("line", { x1: m.l, x2: W - m.r, y1: yy, y2: yy, class: "grid-line" }));
+    axis.append(svg("text", { x: m.l - 6, y: yy + 4, "text-anchor": "end" }, fmt(v, v < 10 ? 2 : 0)));
+    const rv = rMin + ((rMax - rMin) * i) / 4;
+    axis.append(svg("text", { x: W - m.r + 6, y: yy + 4 }, fmt(rv, 0)));
+  }
+  const hourMs = 3600 * 1000;
+  const stepH = iw < 500 ? 6 : 3;
+  for (let t = Math.ceil(start / (stepH * hourMs)) * stepH * hourMs; t <= end; t += stepH * hourMs) {
+    axis.append(svg("line", { x1: x(t), x2: x(t), y1: m.t, y2: m.t + ih, class: "grid-line" }));
+    axis.append(svg("text", { x: x(t), y: H - 8, "text-anchor": "middle" }, hhmm(t)));
+  }
+  axis.append(svg("text", { x: 4, y: m.t + 10 }, "kW"));
+  axis.append(svg("text", { x: W - 4, y: m.t + 10, "text-anchor": "end" }, isTx ? "%" : "V"));
+  root.append(axis);
+
+  const line = (key, scale) => {
+    let d = "", gap = true;
+    for (const p of pts) {
+      const v = p[key];
+      if (v === null || v === undefined) { gap = true; continue; }
+      d += `${gap ? "M" : "L"}${x(p.t).toFixed(1)},${scale(v).toFixed(1)}`;
+      gap = false;
+    }
+    return d;
+  };
+  const area = (key) => {
+    const seg = pts.filter((p) => p[key] !== null && p[key] !== undefined);
+    if (seg.length < 2) return "";
+    return `M${x(seg[0].t)},${y(0)}` + seg.map((p) => `L${x(p.t).toFixed(1)},${y(p[key]).toFixed(1)}`).join("") + `L${x(seg[seg.length - 1].t)},${y(0)}Z`;
+  };
+  root.append(svg("path", { d: area("cons"), class: "area consumption" }));
+  root.append(svg("path", { d: area("prod"), class: "area production" }));
+  root.append(svg("path", { d: line(isTx ? "load" : "volt", yr), class: "series voltage", "data-series": isTx ? "loading" : "voltage" }));
+  root.append(svg("path", { d: line("cons", y), class: "series consumption", "data-series": "consumption" }));
+  root.append(svg("path", { d: line("prod", y), class: "series production", "data-series": "production" }));
+
+  // Events about the selection (spikes, overloads, voltage, tamper) as labelled markers.
+  const subject = (sel.code || "").toLowerCase();
+  const marks = svg("g", { class: "markers" });
+  for (const ev of state.events) {
+    const t = Date.parse(ev.timestamp);
+    if (t < start || t > end || !eventConcerns(ev, subject, sel)) continue;
+    const g = svg("g", { class: "marker", "data-type": ev.type });
+    g.append(svg("line", { x1: x(t), x2: x(t), y1: m.t, y2: m.t + ih }));
+    g.append(svg("text", { x: x(t) + 4, y: m.t + 12 }, ev.type));
+    marks.append(g);
+  }
+  root.append(marks);
+  if (latest !== null) root.append(svg("line", { x1: x(latest), x2: x(latest), y1: m.t, y2: m.t + ih, class: "now-line" }));
+  box.replaceChildren(root);
+  box.dataset.points = String(pts.length);
+}
+
+function eventConcerns(ev, subject, sel) {
+  if ((ev.subject || "").toLowerCase() === subject) return true;
+  const d = ev.data || {};
+  const codes = [].concat(d.meter_code || [], d.meter_codes || [], d.transformer || [], d.transformer_code || []);
+  if (codes.some((c) => String(c).toLowerCase() === subject)) return true;
+  const ids = [].concat(d.meter_id || [], d.meter_ids || []);
+  return sel.kind === "meter" && ids.some((i) => Number(i) === Number(sel.id));
+}
+
+// ------------------------------------------------------------------------------------------- events
+
+function addEvents(list) {
+  if (!list.length) return;
+  state.events.push(...list);
+  state.events.sort((a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp));
+  if (state.events.length > MAX_EVENTS) state.events.splice(0, state.events.length - MAX_EVENTS);
+  renderEvents();
+  if (state.selection) drawChart();
+}
+
+function renderEvents() {
+  const ol = $("#events");
+  if (!state.events.length) { ol.replaceChildren(el("li", { class: "muted empty", text: "No events yet." })); return; }
+  ol.replaceChildren(...state.events.slice().reverse().map((ev) =>
+    el("li", { "data-type": ev.type, "data-severity": ev.severity },
+      el("span", { class: `sev ${ev.severity}`, text: ev.severity }),
+      el("span", { class: "what" }, `${ev.type} · ${ev.subject}`, el("span", { class: "when", text: isoMinute(Date.parse(ev.timestamp)) })),
+      el("span", { class: "msg", text: ev.message }))));
+  $("#events-count").textContent = `${state.events.length} shown`;
+}
+
+// ------------------------------------------------------------------------------------------- live feed
+
+function onRollups(list) {
+  for (const r of list) {
+    state.rollups.set(r.node_code, r);
+    let h = state.txHistory.get(r.node_code);
+    if (!h) { h = new Map(); state.txHistory.set(r.node_code, h); }
+    const p = rollupPoint(r);
+    h.set(p.t, p);
+    if (h.size > 1500) h.delete(h.keys().next().value);
+    const sel = state.selection;
+    if (sel && sel.kind === "transformer" && sel.code === r.node_code) state.points.set(p.t, p);
+  }
+  updateLoadBars();
+  if (state.selection && state.selection.kind === "transformer") drawChart();
+  if (state.feasibility || state.transformers) drawPlot();
+}
+
+function connectLive() {
+  const source = new EventSource("/events/live");
+  const pendingEvents = [];
+  let flush = null;
+  source.addEventListener("clock", (e) => {
+    const before = state.clock;
+    state.clock = JSON.parse(e.data);
+    renderClock();
+    if (before && before.world_version !== state.clock.world_version) loadGrid();
+  });
+  source.addEventListener("watermark", () => fetchMeter());
+  source.addEventListener("rollups", (e) => onRollups(JSON.parse(e.data)));
+  source.addEventListener("event", (e) => {
+    pendingEvents.push(JSON.parse(e.data));
+    if (!flush) flush = setTimeout(() => { flush = null; addEvents(pendingEvents.splice(0)); }, 50);
+  });
+  source.addEventListener("ready", () => { document.body.dataset.live = "ready"; });
+  source.onerror = () => { document.body.dataset.live = "reconnecting"; };
+}
+
+// ------------------------------------------------------------------------------------------- bill
+
+function setupBill() {
+  $("#bill-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const out = $("#bill");
+    const params = new URLSearchParams({ meter_id: $("#bill-meter").value.trim(), month: $("#bill-month").value });
+    out.replaceChildren(el("span", { class: "muted", text: "Computing…" }));
+    try {
+      const b = await api("GET", `/bill?${params}`);
+      const cur = b.currency;
+      const row = (label, value, cls) => el("tr", { class: cls }, el("td", { text: label }), el("td", { text: value }));
+      out.replaceChildren(
+        el("div", {}, el("strong", { text: `${b.meter_code} · ${b.month} ` }), el("span", { class: "pill", text: `${b.status} · ${b.type} · ${b.tariff}` })),
+        el("table", { "data-testid": "bill-table" },
+          row("Consumed", `${fmt(b.total_consumed_kWh, 3)} kWh`),
+          row("Produced", `${fmt(b.total_produced_kWh, 3)} kWh`),
+          row("From the grid", `${fmt(b.grid_units_used_kWh, 3)} kWh @ ${fmt(b.grid_rate)}`),
+          row("Exported to the grid", `${fmt(b.grid_units_exported_kWh, 3)} kWh @ ${fmt(b.grid_credit_rate)}`),
+          row("P2P bought / sold", `${fmt(b.p2p_bought_kWh, 3)} / ${fmt(b.p2p_sold_kWh, 3)} kWh`),
+          row("Grid bill", `${cur} ${fmt(b.grid_bill)}`),
+          row("Grid earning", `${cur} ${fmt(b.grid_earning)}`),
+          row("P2P cost / earning", `${cur} ${fmt(b.p2p_cost)} / ${fmt(b.p2p_earning)}`),
+          row(b.amount_due < 0 ? "Refund" : "Amount due", `${cur} ${fmt(Math.abs(b.amount_due))}`, "total")));
+    } catch (err) {
+      out.replaceChildren(el("span", { class: "error", text: err.message }));
+    }
+  });
+}
+
+// ------------------------------------------------------------------------------------------- feasibility
+
+async function loadTransformers() {
+  try {
+    const page = await api("GET", "/admin/transformers?limit=10000");
+    state.transformers = page.transformers.filter((t) => t.latitude !== null && t.longitude !== null);
+  } catch (err) {
+    state.transformers = [];
+    $("#feas-plot").replaceChildren(el("div", { class: "empty", text: `Transformers unavailable: ${err.message}` }));
+    return;
+  }
+  if (state.transformers.length && !$("#feas-lat").value) {
+    const avg = (k) => state.transformers.reduce((s, t) => s + t[k], 0) / state.transformers.length;
+    $("#feas-lat").value = avg("latitude").toFixed(5);
+    $("#feas-lon").value = avg("longitude").toFixed(5);
+  }
+  drawPlot();
+}
+
+// An equirectangular projection around the transformers' centre: metres east/north, equal scale.
+function projection(points, W, H, pad) {
+  const lat0 = points.reduce((s, p) => s + p.lat, 0) / points.length;
+  const kx = 111320 * Math.cos((lat0 * Math.PI) / 180), ky = 110540;
+  const xs = points.map((p) => p.lon * kx), ys = points.map((p) => p.lat * ky);
+  let minX = Math.min(...xs), maxX = Math.max(...xs), minY = Math.min(...ys), maxY = Math.max(...ys);
+  const span = Math.max(maxX - minX, maxY - minY, 400);
+  const cx = (minX + maxX) / 2, cy = (minY + maxY) / 2;
+  const scale = Math.min(W - 2 * pad, H - 2 * pad) / span;
+  return {
+    x: (lon) => W / 2 + (lon * kx - cx) * scale,
+    y: (lat) => H / 2 - (lat * ky - cy) * scale,
+    lon: (px) => (cx + (px - W / 2) / scale) / kx,
+    lat: (py) => (cy - (py - H / 2) / scale) / ky,
+    metres: (m) => m * scale,
+  };
+}
+
+function drawPlot() {
+  const box = $("#feas-plot");
+  const txs = state.transformers || [];
+  if (!txs.length) {
+    if (state.transformers) box.replaceChildren(el("div", { class: "empty", text: "No transformers with a position yet." }));
+    return;
+  }
+  const W = box.clientWidth || 600, H = box.clientHeight || 360;
+  const f = state.feasibility;
+  const pts = txs.map((t) => ({ lat: t.latitude, lon: t.longitude }));
+  if (f) pts.push({ lat: f.request.latitude, lon: f.request.longitude });
+  const proj = projection(pts, W, H, 40);
+  state.plotProjection = proj;
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "transformer positions" });
+  const nearest = f && f.answer.status === "feasible" ? f.answer.nearest_transformer : null;
+  if (f && f.answer.radius_m) {
+    root.append(svg("circle", { cx: proj.x(f.request.longitude), cy: proj.y(f.request.latitude), r: proj.metres(f.answer.radius_m), class: "radius" }));
+  }
+  if (nearest) {
+    const t = txs.find((tx) => tx.id === nearest.id);
+    if (t) root.append(svg("line", { x1: proj.x(f.request.longitude), y1: proj.y(f.request.latitude), x2: proj.x(t.longitude), y2: proj.y(t.latitude), class: "link" }));
+  }
+  for (const t of txs) {
+    const r = state.rollups.get(t.code);
+    const cls = loadingClass(r ? r.loading_pct : null);
+    const isNearest = nearest && nearest.id === t.id;
+    const size = 5 + Math.min(6, Math.sqrt(t.capacity_kVA || 100) / 5);
+    const g = svg("g", { "data-transformer": t.code });
+    const c = svg("circle", { cx: proj.x(t.longitude), cy: proj.y(t.latitude), r: size, class: `tx ${cls}${isNearest ? " nearest" : ""}` });
+    c.append(svg("title", {}, `${t.name}: ${fmt(t.capacity_kVA, 0)} kVA, spare ${fmt(t.spare_consumption_capacity, 1)} kW consumption / ${fmt(t.spare_production_capacity, 1)} kW production`));
+    g.append(c, svg("text", { x: proj.x(t.longitude) + size + 3, y: proj.y(t.latitude) + 4, class: `label${isNearest ? " strong" : ""}` }, t.name));
+    root.append(g);
+  }
+  if (f) {
+    const rx = proj.x(f.request.longitude), ry = proj.y(f.request.latitude);
+    root.append(svg("path", { d: star(rx, ry, 10, 4.5), class: "req", "data-testid": "feas-request" }));
+    if (nearest) root.append(svg("text", { x: rx + 12, y: ry - 8, class: "label strong" }, `${fmt(nearest.distance_meters, 0)} m`));
+  }
+  // A 1 km scale bar.
+  const km = proj.metres(1000);
+  if (km > 20 && km < W / 2) {
+    root.append(svg("line", { x1: 14, x2: 14 + km, y1: H - 14, y2: H - 14, stroke: "#42515f", "stroke-width": 2 }));
+    root.append(svg("text", { x: 14, y: H - 20, class: "label" }, "1 km"));
+  }
+  box.replaceChildren(root);
+}
+
+function star(cx, cy, R, r) {
+  let d = "";
+  for (let i = 0; i < 10; i++) {
+    const a = (Math.PI / 5) * i - Math.PI / 2, rad = i % 2 ? r : R;
+    d += `${i ? "L" : "M"}${(cx + rad * Math.cos(a)).toFixed(1)},${(cy + rad * Math.sin(a)).toFixed(1)}`;
+  }
+  return d + "Z";
+}
+
+function setupFeasibility() {
+  const form = $("#feas-form");
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const data = new FormData(form);
+    const request = {
+      type: data.get("type"),
+      requested_consumption_kW: Number(data.get("requested_consumption_kW")),
+      requested_production_kW: Number(data.get("requested_production_kW")),
+      latitude: Number(data.get("latitude")),
+      longitude: Number(data.get("longitude")),
+    };
+    const out = $("#feas-result");
+    out.replaceChildren(el("span", { class: "muted", text: "Checking…" }));
+    try {
+      const answer = await api("POST", "/feasibility-check", request);
+      state.feasibility = { request, answer };
+      if (answer.status === "feasible") {
+        const n = answer.nearest_transformer;
+        out.replaceChildren(
+          el("div", { class: "verdict ok", "data-status": "feasible", text: "Feasible" }),
+          el("div", { text: `${n.name} at ${fmt(n.distance_meters, 0)} m` }),
+          el("div", { class: "muted", text: `spare ${fmt(n.spare_consumption_capacity, 1)} kW consumption · ${fmt(n.spare_production_capacity, 1)} kW production (${n.decided_on})` }));
+      } else {
+        out.replaceChildren(
+          el("div", { class: "verdict no", "data-status": "not_feasible", text: "Not feasible" }),
+          el("div", { text: answer.reason }),
+          el("div", { class: "muted", text: `${answer.transformers_in_radius} transformers within ${fmt(answer.radius_m / 1000, 1)} km` }));
+      }
+      drawPlot();
+    } catch (err) {
+      out.replaceChildren(el("span", { class: "error", text: err.message }));
+    }
+  });
+  $("#feas-type").addEventListener("change", (e) => {
+    const prod = form.elements.requested_production_kW;
+    if (e.target.value === "consumer") prod.value = "0";
+    prod.disabled = e.target.value === "consumer";
+  });
+  form.elements.requested_production_kW.disabled = true;
+  $("#feas-plot").addEventListener("click", (e) => {
+    const proj = state.plotProjection;
+    if (!proj) return;
+    const rect = e.currentTarget.getBoundingClientRect();
+    const W = e.currentTarget.clientWidth, H = e.currentTarget.clientHeight;
+    const px = ((e.clientX - rect.left) / rect.width) * W, py = ((e.clientY - rect.top) / rect.height) * H;
+    $("#feas-lat").value = proj.lat(py).toFixed(5);
+    $("#feas-lon").value = proj.lon(px).toFixed(5);
+    form.requestSubmit();
+  });
+}
+
+// ------------------------------------------------------------------------------------------- start
+
+function start() {
+  setupControls();
+  setupBill();
+  setupFeasibility();
+  $("#tree-filter").addEventListener("input", applyFilter);
+  window.addEventListener("resize", () => { drawChart(); drawPlot(); });
+  connectLive();
+  loadGrid();
+  loadTransformers();
+  pollHealth();
+  setInterval(pollHealth, 10000);
+}
+
+document.addEventListener("DOMContentLoaded", start);

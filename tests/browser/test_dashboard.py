@@ -1,0 +1,199 @@
+"""The dashboard in a real browser: headless Chromium (Debian's package) driven by Playwright.
+
+The whole system runs in-process: meter-sim (demo world, clock stopped), aggregator, billing and
+feasibility as services, and the gateway app served by uvicorn on a free port so the browser has a real
+HTTP server. Screenshots go to ``artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from gridsim_aggregator.__main__ import serve as serve_aggregator
+from gridsim_billing.__main__ import serve as serve_billing
+from gridsim_feasibility.__main__ import serve as serve_feasibility
+from gridsim_gateway.main import create_app
+from gridsim_meter_sim.__main__ import serve as serve_meter_sim
+from gridsim_shared.settings import Settings, SimSettings
+from gridsim_shared.testing import running
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.timeout(240)]
+
+CHROMIUM = Path("/usr/bin/chromium")
+# platform-notes §5: Debian's chromium, headless, nothing phoning home.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    """Debian's chromium; the tests skip without it, except in CI (where `.ci/run` installs it)."""
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is missing (apt-get install -y chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI is set, so this fails instead of skipping")
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+def _free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def serving_gateway(settings: Settings) -> AsyncIterator[str]:
+    """The gateway app on a real port in this event loop; yields its base URL."""
+    sock = _free_socket()
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(settings), log_level="warning", lifespan="on", timeout_graceful_shutdown=2
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(30):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(task, 10)
+        sock.close()
+
+
+async def _until(check: Any, timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll an async ``check`` until it returns something truthy."""
+    async with asyncio.timeout(timeout):
+        while True:
+            value = await check()
+            if value:
+                return value
+            await asyncio.sleep(0.2)
+    msg = f"timed out waiting for {what}"  # pragma: no cover - asyncio.timeout raises first
+    raise AssertionError(msg)
+
+
+@pytest.fixture
+def demo_settings(settings: Settings) -> Settings:
+    """The test's settings with the demo world loaded and the clock stopped (the test steps it)."""
+    sim = settings.sim.model_copy(update={"demo_world": True, "autostart": False})
+    assert isinstance(sim, SimSettings)
+    return settings.model_copy(update={"sim": sim})
+
+
+async def _grid(client: httpx.AsyncClient) -> dict[str, Any] | None:
+    res = await client.get("/grid")
+    if res.status_code != 200:
+        return None
+    grid: dict[str, Any] = res.json()
+    return grid if grid["meters"] else None
+
+
+async def test_dashboard_drives_the_live_grid(chromium: Path, demo_settings: Settings) -> None:
+    """Load, tree, chart growing with steps, pause, feasibility and bill, with no console errors."""
+    from playwright.async_api import async_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    async with (
+        running(
+            serve_meter_sim, serve_aggregator, serve_billing, serve_feasibility, settings=demo_settings
+        ),
+        serving_gateway(demo_settings) as base,
+        httpx.AsyncClient(base_url=base, timeout=30) as api,
+        async_playwright() as pw,
+    ):
+        grid = await _until(lambda: _grid(api), what="the demo world in GET /grid")
+        browser = await pw.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1440, "height": 1000})
+            problems: list[str] = []
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+
+            await page.goto(base + "/")
+            await page.wait_for_selector("body[data-live=ready]")
+
+            # The tree shows the demo world: every utility, feeder and transformer by name.
+            transformers = page.locator('#tree .node[data-level="transformer"]')
+            await transformers.first.wait_for()
+            assert await transformers.count() == grid["transformers"]
+            for utility in grid["utilities"]:
+                assert await page.locator(f'#tree .node[data-id="{utility["id"]}"]').count() == 1
+            summary = await page.text_content("#tree-summary")
+            assert summary == f"{grid['transformers']} transformers · {grid['meters']} meters"
+
+            # A meter is selected; stepping the clock from the page adds points to its chart.
+            chart = page.locator("#chart")
+            assert (await page.text_content("#chart-title") or "").startswith("Meter ")
+            before = int(await chart.get_attribute("data-points") or 0)
+            for _ in range(3):
+                await page.click("[data-testid=step]")
+                await page.wait_for_function(
+                    "n => Number(document.querySelector('#chart').dataset.points) > n", arg=before
+                )
+                now = int(await chart.get_attribute("data-points") or 0)
+                assert now > before
+                before = now
+            assert await page.locator("#chart path.series.consumption").get_attribute("d")
+            # Transformer rollups arrived and colour the loading bars.
+            await page.wait_for_selector(".load[data-loading=normal], .load[data-loading=warning], .load[data-loading=critical]")
+            await page.screenshot(path=str(SCREENSHOTS / "dashboard-stepped.png"), full_page=True)
+
+            # Resume: the chart grows on its own; pause: it stops.
+            await page.select_option("[data-testid=speed]", "360")
+            await page.click("[data-testid=resume]")
+            await page.wait_for_selector("#clock-state.running")
+            await page.wait_for_function(
+                "n => Number(document.querySelector('#chart').dataset.points) >= n + 5", arg=before
+            )
+            await page.click("[data-testid=pause]")
+            await page.wait_for_selector("#clock-state.paused")
+            # Let the last interval's watermark land, then nothing may move.
+            await asyncio.sleep(1.0)
+            paused_points = await chart.get_attribute("data-points")
+            paused_clock = await page.text_content("#clock-time")
+            await asyncio.sleep(2.0)
+            assert await chart.get_attribute("data-points") == paused_points
+            assert await page.text_content("#clock-time") == paused_clock
+
+            # Feasibility: the form answers and the answer is drawn on the transformer plot.
+            await page.locator("#feas-plot svg circle.tx").first.wait_for()
+            await page.click("#feas-form button[type=submit]")
+            verdict = page.locator("#feas-result .verdict")
+            await verdict.wait_for()
+            assert await verdict.get_attribute("data-status") in {"feasible", "not_feasible"}
+            await page.locator("[data-testid=feas-request]").wait_for()
+
+            # A bill for the selected meter and the clock's month.
+            await page.click("#bill-form button[type=submit]")
+            await page.locator("[data-testid=bill-table]").wait_for()
+            await page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+
+            assert problems == [], f"console errors: {problems}"
+        finally:
+            await browser.close()
