@@ -183,7 +183,7 @@ def test_household_ders_fit_the_requested_load() -> None:
     consumption_w = sum(power[a] * q for a, q, _ in ders if a != 12)
     assert 13_500 <= consumption_w <= 15_000
     solar = [d for d in ders if d[0] == 12]
-    assert solar == [(12, 7, 8.0)]
+    assert solar == [(12, 7, pytest.approx(8.0 / 7))]
     small = domain.household_ders(0.5, 0.0, {k: float(v) for k, v in power.items()})
     assert sum(power[a] * q for a, q, _ in small) <= 500
     assert all(a != 12 for a, _, _ in small)

@@ -14,11 +14,13 @@ import pytest
 
 from gridsim_feasibility.__main__ import serve as serve_feasibility
 from gridsim_gateway.main import create_app
+from gridsim_meter_sim.__main__ import serve as serve_meter_sim
+from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import connect
 from gridsim_shared.errors import RpcTimeout
 from gridsim_shared.settings import FeasibilitySettings, Settings
-from gridsim_shared.testing import gateway_client, running
+from gridsim_shared.testing import Collector, gateway_client, running
 
 pytestmark = pytest.mark.integration
 
@@ -356,7 +358,8 @@ async def test_approved_connection_becomes_a_meter_and_reports_measured_peak(set
             "select appliance_id, quantity, capacity_kw from ders where er_id = %s",
             (result["er_id"],),
         )
-        assert (12, 7, 8.0) in ders  # one solar array of the requested 8 kW
+        solar = [(q, kw) for a, q, kw in ders if a == 12]
+        assert solar == [(7, pytest.approx(8.0 / 7))]  # panels rated together at the requested 8 kW
         stored = (await client.get(f"/connection/{result['connection_id']}")).json()
         assert (stored["meter_id"], stored["er_id"]) == (result["meter_id"], result["er_id"])
 
@@ -382,6 +385,14 @@ async def test_approved_connection_becomes_a_meter_and_reports_measured_peak(set
         assert nearest["spare_consumption_capacity"] == 65.0  # nameplate: 80 − 15 booked
         detail = (await client.get(f"/admin/transformers/{tx['id']}")).json()
         assert detail["measured_peak_consumption_kW"] == 30.0
+        # The aggregator's per-transformer hourly rollups, where present, are the measurement.
+        await _sql(
+            settings,
+            "insert into grid_rollups_1h (node_id, bucket, consumption_kwh, production_kwh) values (%s, %s, 42, 2)",
+            (tx["id"], now - timedelta(hours=5)),
+        )
+        detail = (await client.get(f"/admin/transformers/{tx['id']}")).json()
+        assert detail["measured_peak_consumption_kW"] == 42.0
 
 
 async def test_deciding_on_measured_load(settings: Settings) -> None:
@@ -409,3 +420,29 @@ async def test_deciding_on_measured_load(settings: Settings) -> None:
         assert after["connected_consumption_kW"] == 76.0
         second = (await client.post("/connection", json=_request("consumer", 6.0))).json()
         assert second["status"] == "rejected"
+
+
+async def test_created_meter_produces_readings(settings: Settings) -> None:
+    """The whole loop: approve with create_meter, meter-sim reloads, one step gives the meter a reading."""
+    await _grid(settings)
+    async with (
+        running(serve_meter_sim, serve_feasibility, settings=settings),
+        gateway_client(create_app(settings)) as client,
+        Bus(settings.mqtt, "probe", "1") as bus,
+    ):
+        await _until_serving(settings)
+        await _transformer(client, "TX-LIVE", north(60), 100)
+        result = (
+            await client.post("/connection", json={**_request("prosumer", 6.0, 3.0), "create_meter": True})
+        ).json()
+        assert result["status"] == "approved"
+        readings = await Collector(bus, channels.READING, meter=result["meter_code"].lower()).start()
+        async with asyncio.timeout(20):
+            while not readings.messages:
+                # meter-sim reloads its world on the notification; step until the new meter reports.
+                await bus.request("meter-sim", "step", {"intervals": 1}, timeout=15)
+                with contextlib.suppress(TimeoutError):
+                    await readings.wait_for(1, timeout=1)
+        reading, path = readings.messages[0]
+        assert path.transformer == "tx-live"
+        assert reading.consumption_kWh >= 0

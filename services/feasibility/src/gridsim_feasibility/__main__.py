@@ -19,8 +19,11 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         open_pool(settings.db, name=SERVICE) as pool,
         Bus(settings.mqtt, SERVICE, settings.instance) as bus,
     ):
-        await bus.include(router, Deps(settings=settings, bus=bus, pool=pool))
+        deps = Deps(settings=settings, bus=bus, pool=pool)
+        await bus.include(router, deps)
         await stop.wait()
+        for task in list(deps.tasks):
+            task.cancel()
 
 
 def main() -> None:

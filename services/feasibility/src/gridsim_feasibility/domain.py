@@ -238,7 +238,8 @@ def household_ders(
 
     Appliances are added from the household list while their rated power still fits in the requested
     consumption (a connection's requested kW is its sanctioned load: what may run at once), then
-    air conditioners fill what is left. Production is one solar array of exactly the requested kW.
+    air conditioners fill what is left. Production is solar panels of the catalogue's size, rated
+    together at exactly the requested kW.
     """
     ders: list[tuple[int, int, float | None]] = []
     budget_w = consumption_kw * 1000
@@ -251,6 +252,7 @@ def household_ders(
     if extra_ac > 0:
         ders.append((AIR_CONDITIONER, extra_ac, None))
     if production_kw > 0:
+        # capacity_kw is per unit (meter-sim multiplies by quantity): panels of equal size, exact total.
         panels = max(1, round(production_kw * 1000 / power_w[SOLAR_PANEL]))
-        ders.append((SOLAR_PANEL, panels, production_kw))
+        ders.append((SOLAR_PANEL, panels, production_kw / panels))
     return ders

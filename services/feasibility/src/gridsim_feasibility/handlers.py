@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +15,7 @@ from gridsim_feasibility.engine import Choice, TransformerIndex
 from gridsim_feasibility.households import create_household
 from gridsim_feasibility.settings import Settings
 from gridsim_shared.bus import Bus, Router
+from gridsim_shared.errors import GridsimError
 from gridsim_shared.ids import slug
 from gridsim_shared.schemas.feasibility import (
     Connection,
@@ -35,6 +38,8 @@ from gridsim_shared.schemas.feasibility import (
 
 __all__ = ["Deps", "router"]
 
+_LOGGER = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Deps:
@@ -44,6 +49,20 @@ class Deps:
     bus: Bus
     pool: AsyncConnectionPool
     index: TransformerIndex = field(default_factory=TransformerIndex)
+    # Background notifications to meter-sim, cancelled when the service stops.
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+async def _tell_meter_sim(bus: Bus, er_id: int) -> None:
+    """Ask meter-sim to reload its world so the new meter produces readings from the next interval.
+
+    meter-sim has no "reload" command; an empty ``update_er`` of the new ER is the owner's own API for
+    "this ER changed" and makes it reload. If meter-sim is not running, it loads the meter when it starts.
+    """
+    try:
+        await bus.request("meter-sim", "update_er", {"er_id": er_id}, timeout=10)
+    except GridsimError as exc:
+        _LOGGER.warning("meter-sim was not told about ER %s (%s); it loads it on its next start", er_id, exc)
 
 
 router: Router[Deps] = Router()
@@ -138,6 +157,10 @@ async def connect(body: ConnectionRequest, deps: Deps) -> ConnectionApproved | C
             meter_id=household.meter_id if household else None,
             er_id=household.er_id if household else None,
         )
+    if household is not None:
+        task = asyncio.create_task(_tell_meter_sim(deps.bus, household.er_id))
+        deps.tasks.add(task)
+        task.add_done_callback(deps.tasks.discard)
     if choice is None:
         return ConnectionRejected(
             reason=domain.rejection_reason(outcome.limiting),

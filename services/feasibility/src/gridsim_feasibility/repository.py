@@ -86,32 +86,51 @@ async def loads(conn: Conn, ids: list[int]) -> dict[int, LoadRow]:
 async def measured_peaks(conn: Conn, ids: list[int], window_h: int) -> dict[int, tuple[float, float]]:
     """Each transformer's highest hourly mean consumption and production (kW) over the last ``window_h``.
 
-    From the hourly rollups of the transformer's leaf meters (parent meters are sums of leaves and would
-    count twice): the sum of one hour's kWh is that hour's mean kW. The window ends at the simulation
-    clock's now (the data is in simulated time), or the wall clock before the simulation has a clock.
+    One hour's kWh is that hour's mean kW. The aggregator's hourly grid rollups (migration 0200) give it
+    per transformer; where a transformer has none in the window (no aggregator, or older data), the sum of
+    its leaf meters' hourly rollups does (parent meters are sums of leaves and would count twice). The
+    window ends at the simulation clock's now (the data is in simulated time), or the wall clock's.
     """
     if not ids:
         return {}
-    cur = await conn.execute(
-        """
-        with window_end as (
-            select coalesce((select current_datetime from simulation_clock), now()) as t
-        ), leaf as (
-            select m.id, m.transformer_id from meters m
-            where m.transformer_id = any(%(ids)s)
-              and not exists (select 1 from meters c where c.parent_id = m.id)
-        ), hourly as (
-            select l.transformer_id, h.bucket,
-                   sum(h.consumption_kwh) as consumption_kw, sum(h.production_kwh) as production_kw
-            from meter_data_1h h join leaf l on l.id = h.meter_id, window_end w
-            where h.bucket > w.t - make_interval(hours => %(window)s) and h.bucket <= w.t
-            group by l.transformer_id, h.bucket
-        )
-        select transformer_id, max(consumption_kw), max(production_kw) from hourly group by transformer_id
-        """,
-        {"ids": ids, "window": window_h},
-    )
-    return {int(r[0]): (float(r[1]), float(r[2])) for r in await cur.fetchall()}
+    params = {"ids": ids, "window": window_h}
+    peaks: dict[int, tuple[float, float]] = {}
+    cur = await conn.execute("select to_regclass('grid_rollups_1h') is not null")
+    row = await cur.fetchone()
+    if row and row[0]:
+        cur = await conn.execute(_NODE_PEAKS, params)
+        peaks = {int(r[0]): (float(r[1]), float(r[2])) for r in await cur.fetchall()}
+    rest = [i for i in ids if i not in peaks]
+    if rest:
+        cur = await conn.execute(_METER_PEAKS, {**params, "ids": rest})
+        peaks |= {int(r[0]): (float(r[1]), float(r[2])) for r in await cur.fetchall()}
+    return peaks
+
+
+_WINDOW_END = (
+    "with window_end as (select coalesce((select current_datetime from simulation_clock), now()) as t)"
+)
+_NODE_PEAKS = f"""
+{_WINDOW_END}
+select h.node_id, max(h.consumption_kwh), max(h.production_kwh)
+from grid_rollups_1h h, window_end w
+where h.node_id = any(%(ids)s) and h.bucket > w.t - make_interval(hours => %(window)s) and h.bucket <= w.t
+group by h.node_id
+"""
+_METER_PEAKS = f"""
+{_WINDOW_END}, leaf as (
+    select m.id, m.transformer_id from meters m
+    where m.transformer_id = any(%(ids)s)
+      and not exists (select 1 from meters c where c.parent_id = m.id)
+), hourly as (
+    select l.transformer_id, h.bucket,
+           sum(h.consumption_kwh) as consumption_kw, sum(h.production_kwh) as production_kw
+    from meter_data_1h h join leaf l on l.id = h.meter_id, window_end w
+    where h.bucket > w.t - make_interval(hours => %(window)s) and h.bucket <= w.t
+    group by l.transformer_id, h.bucket
+)
+select transformer_id, max(consumption_kw), max(production_kw) from hourly group by transformer_id
+"""
 
 
 async def try_reserve(
