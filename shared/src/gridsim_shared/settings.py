@@ -105,6 +105,9 @@ class GatewaySettings(BaseModel):
     api_keys: list[str] = []
     overload_webhook_url: str | None = None
     overload_webhook_share: float = Field(default=0.9, gt=0)
+    # DEG World Engine streams (/meter-data-simulator/...): the original's periods, in real seconds.
+    we_transformer_stream_s: float = Field(default=10.0, gt=0)
+    we_dataset_poll_s: float = Field(default=1.0, gt=0)
 
 
 class BillingSettings(BaseModel):
