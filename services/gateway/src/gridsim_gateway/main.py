@@ -13,6 +13,7 @@ from gridsim_gateway.errors import install_error_handlers
 from gridsim_gateway.routes import admin, billing, dashboard, feasibility, grid, health, readings, simulation
 from gridsim_gateway.settings import Settings
 from gridsim_gateway.state import LiveState
+from gridsim_gateway.worldengine import install as install_world_engine
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import open_pool
@@ -57,9 +58,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(simulation.router)
     app.include_router(billing.router)
+    app.include_router(dashboard.router)
     app.include_router(feasibility.router)
     app.include_router(admin.router)
     app.include_router(grid.router)
     app.include_router(readings.router)
-    app.include_router(dashboard.router)
+    install_world_engine(app, settings)
     return app

@@ -9,10 +9,13 @@ change made through gridsim's own API.
 from __future__ import annotations
 
 import json
+import logging
+from pathlib import Path
 from typing import Any
 
 from gridsim_meter_sim.handlers import Deps
 from gridsim_meter_sim.repository import Conn, fetch_all, fetch_one, valid_id
+from gridsim_meter_sim.world import default_world_path, load_world, read_world
 from gridsim_shared.bus import Router
 from gridsim_shared.errors import InvalidError, NotFoundError
 from gridsim_shared.schemas import worldengine as schemas
@@ -21,10 +24,33 @@ __all__ = ["router"]
 
 router: Router[Deps] = Router()
 
+_LOGGER = logging.getLogger(__name__)
+
+# What a reset empties besides the grid, meters, ERs and DERs: the readings and everything derived from
+# them (other services' tables, so only where they exist as plain tables: a TimescaleDB continuous
+# aggregate is a view that follows its hypertable), and connection requests naming the old transformers.
+# Appliances, P2P trades, bills, events and the control log stay, as the World Engine's reset kept trades.
+_DERIVED_TABLES = (
+    "meter_data",
+    "meter_data_15m",
+    "meter_data_1h",
+    "meter_data_1d",
+    "grid_rollups",
+    "grid_rollups_15m",
+    "grid_rollups_1h",
+    "grid_rollups_1d",
+    "ingest_batches",
+    "late_intervals",
+    "transformer_thermal",
+    "connections",
+)
+
 _DER_COLUMNS = "id, er_id, appliance_id, quantity, switched_on, lifecycle, created_at, updated_at"
 
 
-async def _log(conn: Conn, action: str, target: dict[str, Any], params: dict[str, Any], meters: list[int]) -> None:
+async def _log(
+    conn: Conn, action: str, target: dict[str, Any], params: dict[str, Any], meters: list[int]
+) -> None:
     # The simulated time the change takes effect at; the wall clock before the clock's first tick.
     await conn.execute(
         "insert into control_log (sim_time, action, target, params, meter_ids)"
@@ -177,3 +203,48 @@ async def set_subscription(body: schemas.SubscriptionSet, deps: Deps) -> dict[st
             msg = f"meter {ref!r} not found"
             raise NotFoundError(msg, field="meter")
     return {"id": row["id"]}
+
+
+async def _empty_world(conn: Conn) -> None:
+    for table in _DERIVED_TABLES:
+        found = await fetch_one(
+            conn, "select relkind::text as kind from pg_class where oid = to_regclass(%s)", (table,)
+        )
+        if found is not None and found["kind"] in {"r", "p"}:
+            await conn.execute(f"delete from {table}")  # names from the tuple above
+    await conn.execute("update meters set parent_id = null where parent_id is not null")
+    await conn.execute("delete from meters")
+    await conn.execute("delete from energy_resources")  # DERs go with them (on delete cascade)
+    for level in ("transformer", "feeder", "utility"):
+        await conn.execute("delete from grid_nodes where level = %s", (level,))
+
+
+@router.command("reset_world", schemas.ResetWorld)
+async def reset_world(_body: schemas.ResetWorld, deps: Deps) -> schemas.ResetResult:
+    """Delete the grid, meters, ERs, DERs and readings, and load the demo world (or the configured world
+    file) again through the same loader as the first start, all in one transaction. Ids are new."""
+    configured = deps.settings.sim.demo_world_file
+    path = Path(configured) if configured else default_world_path()
+    try:
+        world = read_world(path)
+    except ValueError as exc:
+        raise InvalidError(str(exc), field="demo_world_file") from exc
+    async with deps.pool.connection() as conn, conn.transaction():
+        await _empty_world(conn)
+        summary = await load_world(conn, world)
+        counts = await fetch_one(
+            conn,
+            "select (select count(*) from grid_nodes where level = 'utility') as utilities,"
+            " (select count(*) from ders) as ders",
+        )
+        assert counts is not None
+        await _log(conn, "reset_world", {"world": summary.name}, {"file": str(path)}, [])
+    deps.on_world_changed()
+    _LOGGER.info("world reset to %r: %d meters", summary.name, summary.meters)
+    return schemas.ResetResult(
+        utilities=counts["utilities"],
+        transformers=summary.transformers,
+        meters=summary.meters,
+        energy_resources=summary.energy_resources,
+        ders=counts["ders"],
+    )

@@ -1,0 +1,145 @@
+"""gridsim's readings and transformer rollups as the World Engine's meter datasets and grid loads.
+
+A meter dataset row is one of gridsim's stored readings (``meter_data``) in the World Engine's camelCase
+fields; a grid-load row is one of the aggregator's transformer rollups (``grid_rollups``), with the mean
+apparent power over the interval as ``current_transformer_load`` (kVA against ``max_capacity_KW``, which is
+the transformer's kVA rating). Neither table has an integer id, so ids are made from the simulated time
+and the meter (or transformer) id: unique, and ascending with time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from gridsim_gateway.worldengine.entities import TRANSFORMER, iso
+from gridsim_gateway.worldengine.sqlquery import load
+from gridsim_gateway.worldengine.strapi import Populate
+
+__all__ = [
+    "DEFAULT_ROWS",
+    "MAX_ROWS",
+    "dataset_row",
+    "grid_load_rows",
+    "health",
+    "latest_dataset",
+    "meter_datasets",
+    "row_id",
+]
+
+Conn = AsyncConnection[Any]
+
+# The World Engine returned every row; gridsim stores a reading a simulated minute, so a list is capped.
+DEFAULT_ROWS = 1000
+MAX_ROWS = 10_000
+
+_DATASET_COLUMNS = (
+    "ts, meter_id, consumption_kwh, production_kwh, consumption_kvah, production_kvah, avg_current,"
+    " avg_voltage, reactive_power_kvar, power_factor, is_parent, partial"
+)
+
+
+def row_id(ts: datetime, owner: int) -> int:
+    """A row id from the simulated time (seconds) and the owner id: unique and ascending with time."""
+    return int(ts.timestamp()) * 1_000_000 + owner % 1_000_000
+
+
+def dataset_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored reading as a World Engine meter-dataset row."""
+    stamp = iso(row["ts"])
+    return {
+        "id": row_id(row["ts"], row["meter_id"]),
+        "consumptionKWh": row["consumption_kwh"] or 0.0,
+        "productionKWh": row["production_kwh"] or 0.0,
+        "consumptionKVAh": row["consumption_kvah"] or 0.0,
+        "avgCurrent": row["avg_current"],
+        "avgVoltage": row["avg_voltage"],
+        "reactivePowerKVAR": row["reactive_power_kvar"] or 0.0,
+        "powerFactor": row["power_factor"],
+        "timestamp": stamp,
+        # additive: gridsim's production kVAh, and whether the row sums child meters
+        "productionKVAh": row["production_kvah"] or 0.0,
+        "isParent": row["is_parent"],
+        "partial": row["partial"],
+        "createdAt": stamp,
+        "updatedAt": stamp,
+        "publishedAt": stamp,
+    }
+
+
+async def meter_datasets(
+    conn: Conn, meter_id: int | None, limit: int, offset: int = 0
+) -> list[dict[str, Any]]:
+    """The latest ``limit`` readings (skipping ``offset`` newer ones) of one meter, or of all, oldest first."""
+    where = "where meter_id = %s" if meter_id is not None else ""
+    params: list[Any] = [meter_id] if meter_id is not None else []
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"select {_DATASET_COLUMNS} from meter_data {where}"
+            " order by ts desc, meter_id desc limit %s offset %s",
+            [*params, limit, offset],
+        )
+        rows = await cur.fetchall()
+    return [dataset_row(row) | {"meter_id": row["meter_id"]} for row in reversed(rows)]
+
+
+async def latest_dataset(conn: Conn, meter_id: int) -> dict[str, Any] | None:
+    """A meter's newest reading as a dataset row, or None."""
+    rows = await meter_datasets(conn, meter_id, 1)
+    return rows[0] if rows else None
+
+
+def health(load_kva: float, capacity: float | None) -> dict[str, Any]:
+    """The stream's extra fields: Normal ≤ 70 %, Warning ≤ 90 %, Critical above; percentages to 2 dp."""
+    if not capacity:
+        return {"health_status": "Normal", "load_percentage": None, "margin_percentage": None}
+    share = load_kva / capacity
+    status = "Normal" if share <= 0.7 else "Warning" if share <= 0.9 else "Critical"
+    return {
+        "health_status": status,
+        "load_percentage": round(share * 100, 2),
+        "margin_percentage": round((1 - share) * 100, 2),
+    }
+
+
+async def grid_load_rows(
+    conn: Conn, *, transformer_id: int | None = None, limit: int = DEFAULT_ROWS, offset: int = 0
+) -> list[dict[str, Any]]:
+    """Transformer rollups as grid-load rows, newest first, each with its transformer and substation."""
+    where = "where level = 'transformer'" + (" and node_id = %s" if transformer_id is not None else "")
+    params: list[Any] = [transformer_id] if transformer_id is not None else []
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "select ts, node_id, apparent_kva, capacity_kva, loading_pct, consumption_kwh, production_kwh,"
+            f" partial from grid_rollups {where} order by ts desc, node_id limit %s offset %s",
+            [*params, limit, offset],
+        )
+        rows = await cur.fetchall()
+    transformers = {
+        t["id"]: t
+        for t in await load(
+            conn, TRANSFORMER, list(dict.fromkeys(r["node_id"] for r in rows)), Populate.parse("substation")
+        )
+    }
+    result = []
+    for row in rows:
+        stamp = iso(row["ts"])
+        result.append(
+            {
+                "id": row_id(row["ts"], row["node_id"]),
+                "current_transformer_load": row["apparent_kva"],
+                "timestamp": stamp,
+                # additive: gridsim's loading in per cent of the rating, and the energies of the interval
+                "loading_pct": row["loading_pct"],
+                "consumptionKWh": row["consumption_kwh"],
+                "productionKWh": row["production_kwh"],
+                "createdAt": stamp,
+                "updatedAt": stamp,
+                "publishedAt": stamp,
+                "transformer": transformers.get(row["node_id"]),
+            }
+        )
+    return result

@@ -1,0 +1,117 @@
+"""RPC models of the meter-sim commands the DEG World Engine compatibility layer needs and gridsim's own
+API did not have: single DERs (one appliance instance, switched on or off), bulk DER switching, bulk load
+factors, a meter's demand-flexibility subscription, and resetting the world to the demo world.
+
+The gateway's ``/meter-data-simulator`` routes translate World Engine bodies into these; meter-sim applies
+them to its own tables in one transaction each and reloads the simulation from the next interval.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from gridsim_shared.schemas.meters import LoadFactor, MeterRef
+
+__all__ = [
+    "DerCreate",
+    "DerOut",
+    "DerSwitch",
+    "DersSwitch",
+    "DersSwitched",
+    "LoadFactorsSet",
+    "LoadFactorsSetResult",
+    "ResetResult",
+    "ResetWorld",
+    "SubscriptionSet",
+]
+
+Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DerCreate(_Request):
+    """``create_der``: one appliance instance of an ER. World Engine DERs start switched off."""
+
+    er_id: Id
+    appliance_id: Id
+    quantity: int = Field(default=1, ge=1, le=10_000)
+    switched_on: bool = False
+
+
+class DerSwitch(_Request):
+    """``switch_der``: set one DER on or off, or flip it when ``switched_on`` is null.
+
+    With ``er_id`` the DER must belong to that ER (the World Engine's ``/toggle-der/{er_id}``).
+    """
+
+    der_id: Id
+    er_id: Id | None = None
+    switched_on: bool | None = None
+
+
+class DersSwitch(_Request):
+    """``switch_ders``: set many DERs at once (unknown ids are skipped, as a bulk update skips them)."""
+
+    der_ids: list[Id] = Field(max_length=100_000)
+    switched_on: bool
+
+
+class DersSwitched(BaseModel):
+    """How many DERs a bulk switch changed, and which."""
+
+    count: int
+    der_ids: list[int]
+
+
+class DerOut(BaseModel):
+    """A DER row."""
+
+    id: int
+    er_id: int
+    appliance_id: int
+    quantity: int
+    switched_on: bool
+    lifecycle: Literal["purchased", "installed", "connected"]
+    created_at: datetime
+    updated_at: datetime
+
+
+class LoadFactorsSet(_Request):
+    """``set_load_factors``: K_consumption and/or K_production of many meters, in one transaction."""
+
+    meter_ids: list[Id] = Field(min_length=1, max_length=100_000)
+    load_factor_consumption: LoadFactor | None = None
+    load_factor_production: LoadFactor | None = None
+
+
+class LoadFactorsSetResult(BaseModel):
+    """The meters changed."""
+
+    meter_ids: list[int]
+
+
+class SubscriptionSet(_Request):
+    """``set_subscription``: a meter's demand-flexibility (DFP) subscription order id (null clears it)."""
+
+    meter: MeterRef
+    subscription_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None
+
+
+class ResetWorld(_Request):
+    """``reset_world``: delete the grid, meters, ERs, DERs and readings; load the demo world again."""
+
+
+class ResetResult(BaseModel):
+    """What the reset left: the demo world's counts."""
+
+    utilities: int
+    transformers: int
+    meters: int
+    energy_resources: int
+    ders: int
