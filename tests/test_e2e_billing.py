@@ -29,7 +29,7 @@ from gridsim_shared.errors import RemoteError, RpcTimeout
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import gateway_client, running
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+pytestmark = pytest.mark.integration
 
 START = datetime(2025, 6, 30, 10, tzinfo=UTC)
 INTERVAL_S = 900
