@@ -120,9 +120,7 @@ async def test_dashboard_drives_the_live_grid(chromium: Path, demo_settings: Set
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     async with (
-        running(
-            serve_meter_sim, serve_aggregator, serve_billing, serve_feasibility, settings=demo_settings
-        ),
+        running(serve_meter_sim, serve_aggregator, serve_billing, serve_feasibility, settings=demo_settings),
         serving_gateway(demo_settings) as base,
         httpx.AsyncClient(base_url=base, timeout=30) as api,
         async_playwright() as pw,
@@ -143,7 +141,12 @@ async def test_dashboard_drives_the_live_grid(chromium: Path, demo_settings: Set
             await transformers.first.wait_for()
             assert await transformers.count() == grid["transformers"]
             for utility in grid["utilities"]:
-                assert await page.locator(f'#tree .node[data-id="{utility["id"]}"]').count() == 1
+                assert (
+                    await page.locator(
+                        f'#tree .node[data-level="utility"][data-id="{utility["id"]}"]'
+                    ).count()
+                    == 1
+                )
             summary = await page.text_content("#tree-summary")
             assert summary == f"{grid['transformers']} transformers · {grid['meters']} meters"
 
@@ -161,8 +164,25 @@ async def test_dashboard_drives_the_live_grid(chromium: Path, demo_settings: Set
                 before = now
             assert await page.locator("#chart path.series.consumption").get_attribute("d")
             # Transformer rollups arrived and colour the loading bars.
-            await page.wait_for_selector(".load[data-loading=normal], .load[data-loading=warning], .load[data-loading=critical]")
+            await page.wait_for_selector(
+                ".load[data-loading=normal], .load[data-loading=warning], .load[data-loading=critical]"
+            )
             await page.screenshot(path=str(SCREENSHOTS / "dashboard-stepped.png"), full_page=True)
+
+            # A transformer's chart: its interval rollups since the steps.
+            await transformers.first.click()
+            await page.wait_for_function(
+                "document.querySelector('#chart-title').textContent.startsWith('Transformer ')"
+            )
+            await page.wait_for_function("Number(document.querySelector('#chart').dataset.points) > 0")
+            await page.screenshot(path=str(SCREENSHOTS / "dashboard-transformer.png"))
+            meter = page.locator('#tree .node[data-level="meter"]').first
+            await meter.click()
+            await page.wait_for_function(
+                "document.querySelector('#chart-title').textContent.startsWith('Meter ')"
+            )
+            await page.wait_for_function("Number(document.querySelector('#chart').dataset.points) > 0")
+            before = int(await chart.get_attribute("data-points") or 0)
 
             # Resume: the chart grows on its own; pause: it stops.
             await page.select_option("[data-testid=speed]", "360")
@@ -195,5 +215,9 @@ async def test_dashboard_drives_the_live_grid(chromium: Path, demo_settings: Set
             await page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
 
             assert problems == [], f"console errors: {problems}"
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await page.screenshot(path=str(SCREENSHOTS / "dashboard-failure.png"), full_page=True)
+            raise
         finally:
             await browser.close()

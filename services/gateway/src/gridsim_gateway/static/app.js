@@ -16,10 +16,9 @@ const state = {
   nodes: new Map(),        // "level:id" -> {level, id, code, name, node}
   meterByCode: new Map(),  // lower-case code -> meter tree node
   rollups: new Map(),      // transformer code -> latest Rollup
-  txHistory: new Map(),    // transformer code -> Map(ts ms -> point), rollups seen since the page loaded
-  selection: null,         // {kind: "meter"|"transformer", id, code, label}
+  selection: null,         // {kind: "meter"|"node", level, id, code, label}
   points: new Map(),       // ts ms -> {t, cons, prod, volt} for the selection
-  lastFetched: null,       // ms of the newest point fetched for a meter
+  lastFetched: null,       // ms of the newest point fetched for the selection
   fetching: false,
   refetch: false,
   events: [],
@@ -49,6 +48,22 @@ function svg(tag, attrs = {}, text) {
   for (const [k, v] of Object.entries(attrs)) if (v !== null && v !== undefined) node.setAttribute(k, v);
   if (text !== undefined) node.textContent = text;
   return node;
+}
+
+// Small line icons drawn here (a glyph font may lack the symbols): 16×16 paths.
+const ICONS = {
+  utility: "M2 14h12M4 14V7l4-4 4 4v7M7 14v-3h2v3",
+  feeder: "M8 1v5M8 6 3 10M8 6l5 4M3 10v5M13 10v5M8 6v9",
+  transformer: "M3 5a3 3 0 1 0 6 0 3 3 0 1 0-6 0M7 11a3 3 0 1 0 6 0 3 3 0 1 0-6 0M6 8v0",
+  meter: "M2 3h12v10H2zM5 9l2-3 2 2 2-3",
+  parent: "M1 2h9v8H1zM6 6h9v8H6z",
+  prosumer: "M8 5a3 3 0 1 0 0 6 3 3 0 1 0 0-6M8 1v2M8 13v2M1 8h2M13 8h2M3 3l1.5 1.5M11.5 11.5 13 13M3 13l1.5-1.5M11.5 4.5 13 3",
+};
+
+function icon(kind) {
+  const root = svg("svg", { viewBox: "0 0 16 16", width: 15, height: 15, class: `icon ${kind}`, "aria-hidden": "true" });
+  root.append(svg("path", { d: ICONS[kind] }));
+  return root;
 }
 
 function fmt(value, digits = 2) {
@@ -122,6 +137,7 @@ function renderClock() {
   $("#btn-pause").disabled = c.state === "paused";
   $("#btn-resume").disabled = c.state === "running";
   $("#btn-step").disabled = c.state === "running";
+  $("#step-size").disabled = c.state === "running";
   const speed = $("#speed");
   const value = String(Math.round(c.speed));
   if (![...speed.options].some((o) => o.value === value)) speed.append(el("option", { value, text: `${value}×` }));
@@ -133,7 +149,9 @@ function renderClock() {
 async function clockAction(label, method, path, body) {
   try {
     const answer = await api(method, path, body);
-    if (answer && answer.current_datetime) { state.clock = { ...state.clock, ...answer }; renderClock(); }
+    // Clock routes answer the clock; a step answers what it did, with the clock inside.
+    const clock = answer && (answer.clock || answer);
+    if (clock && clock.current_datetime) { state.clock = { ...state.clock, ...clock }; renderClock(); }
     toast(label);
   } catch (err) {
     toast(`${label} failed: ${err.message}`, true);
@@ -143,7 +161,10 @@ async function clockAction(label, method, path, body) {
 function setupControls() {
   $("#btn-pause").addEventListener("click", () => clockAction("Paused", "POST", "/simulation/pause"));
   $("#btn-resume").addEventListener("click", () => clockAction("Resumed", "POST", "/simulation/resume"));
-  $("#btn-step").addEventListener("click", () => clockAction("Stepped one interval", "POST", "/simulation/step", { intervals: 1 }));
+  $("#btn-step").addEventListener("click", () => {
+    const intervals = Number($("#step-size").value);
+    clockAction(`Stepped ${intervals} interval${intervals > 1 ? "s" : ""}`, "POST", "/simulation/step", { intervals });
+  });
   $("#speed").addEventListener("change", (e) =>
     clockAction(`Speed ${e.target.value}×`, "PUT", "/simulation/speed", { speed: Number(e.target.value) }));
 }
@@ -196,13 +217,13 @@ function loadBar(code) {
 
 function meterItem(m) {
   const kids = m.children || [];
-  const icon = kids.length ? "▣" : m.er_type === "prosumer" ? "☀" : "⌂";
+  const kind = kids.length ? "parent" : m.er_type === "prosumer" ? "prosumer" : "meter";
   const li = el("li", { role: "treeitem" },
     el("button", {
       class: "node", type: "button", "data-level": "meter", "data-id": m.id, "data-code": m.meter_id,
       onclick: () => select({ kind: "meter", id: m.id, code: m.meter_id, label: `Meter ${m.meter_id}` }),
     },
-    el("span", { class: "twisty" }), el("span", { class: "icon", text: icon }),
+    el("span", { class: "twisty" }), icon(kind),
     el("span", { class: "name", text: m.meter_id }),
     el("span", { class: "meta", text: kids.length ? `parent · ${kids.length}` : (m.er_type || "unlinked") })));
   if (kids.length) li.append(el("ul", { role: "group" }, kids.map(meterItem)));
@@ -215,7 +236,6 @@ function nodeItem(n) {
   const open = !isTx;  // transformers start folded: a demo world has many meters
   const group = el("ul", { role: "group", class: open ? "" : "hidden" },
     isTx ? kids.map(meterItem) : kids.map(nodeItem));
-  const icons = { utility: "⌂", feeder: "⎇", transformer: "⏚" };
   const twisty = el("span", { class: "twisty", text: kids.length ? (open ? "▾" : "▸") : "" });
   const toggle = () => {
     group.classList.toggle("hidden");
@@ -225,14 +245,13 @@ function nodeItem(n) {
     class: "node", type: "button", "data-level": n.level, "data-id": n.id, "data-code": n.code,
     "aria-expanded": String(open),
     onclick: (e) => {
-      if (isTx) {
-        // The arrow folds; the row selects the transformer (and unfolds it to show its meters).
-        if (e.target === twisty || group.classList.contains("hidden")) toggle();
-        if (e.target === twisty) return;
-        select({ kind: "transformer", id: n.id, code: n.code, label: `Transformer ${n.name}`, capacity: n.capacity_kVA });
-      } else toggle();
+      // The arrow folds; the row selects the node for the chart (and unfolds a folded transformer).
+      if (e.target === twisty || (isTx && group.classList.contains("hidden"))) toggle();
+      if (e.target === twisty) return;
+      const title = { utility: "Utility", feeder: "Feeder", transformer: "Transformer" }[n.level];
+      select({ kind: "node", level: n.level, id: n.id, code: n.code, label: `${title} ${n.name}` });
     },
-  }, twisty, el("span", { class: "icon", text: icons[n.level] }), el("span", { class: "name", text: n.name }));
+  }, twisty, icon(n.level), el("span", { class: "name", text: n.name }));
   if (isTx) button.append(loadBar(n.code));
   else button.append(el("span", { class: "meta", text: metaOf(n) }));
   return el("li", { role: "treeitem" }, button, group);
@@ -303,15 +322,13 @@ function select(sel) {
   state.points = new Map();
   state.lastFetched = null;
   for (const b of document.querySelectorAll(".node.selected")) b.classList.remove("selected");
-  const b = document.querySelector(`.node[data-level="${sel.kind}"][data-id="${sel.id}"]`);
+  const level = sel.kind === "meter" ? "meter" : sel.level;
+  const b = document.querySelector(`.node[data-level="${level}"][data-id="${sel.id}"]`);
   if (b) b.classList.add("selected");
   $("#chart-title").textContent = sel.label;
   if (sel.kind === "meter") $("#bill-meter").value = sel.code;
-  if (sel.kind === "transformer") {
-    for (const p of (state.txHistory.get(sel.code) || new Map()).values()) state.points.set(p.t, p);
-  }
   drawChart();
-  if (sel.kind === "meter") fetchMeter();
+  fetchSeries();
 }
 
 function readingPoint(r) {
@@ -325,32 +342,31 @@ function readingPoint(r) {
   };
 }
 
+// A grid node's interval rollup (GET /rollups/{code}): energies as mean kW, peak loading on the right axis.
 function rollupPoint(r) {
   const hours = (r.interval_s || 60) / 3600;
-  return { t: Date.parse(r.timestamp), cons: r.consumption_kWh / hours, prod: r.production_kWh / hours, volt: null, load: r.loading_pct };
+  return { t: Date.parse(r.timestamp), cons: r.consumption_kWh / hours, prod: r.production_kWh / hours, volt: null, load: r.peak_loading_pct };
 }
 
-function asReadings(body) {
-  if (Array.isArray(body)) return body;
-  for (const key of ["readings", "items", "data", "points"]) if (body && Array.isArray(body[key])) return body[key];
-  return [];
-}
-
-// A meter's readings of the last simulated day, then only what is new since the last fetch. Called on
-// selection and on every watermark (the aggregator has committed readings up to it).
-async function fetchMeter() {
+// The selection's points of the last simulated day, then only what is new since the last fetch. Called on
+// selection and on every watermark (the aggregator has committed readings and rollups up to it).
+async function fetchSeries() {
   const sel = state.selection;
-  if (!sel || sel.kind !== "meter") return;
+  if (!sel) return;
   if (state.fetching) { state.refetch = true; return; }
   const now = state.clock ? Date.parse(state.clock.current_datetime) : Date.now();
   const from = state.lastFetched !== null ? state.lastFetched + 1000 : now - DAY_MS;
-  const params = new URLSearchParams({ meter_id: sel.code, from: new Date(from).toISOString(), to: new Date(now).toISOString() });
+  const range = { from: new Date(from).toISOString(), to: new Date(now).toISOString() };
+  const url = sel.kind === "meter"
+    ? `/meter/stream?${new URLSearchParams({ meter_id: sel.code, ...range })}`
+    : `/rollups/${encodeURIComponent(sel.code)}?${new URLSearchParams({ resolution: "raw", ...range })}`;
+  const toPoint = sel.kind === "meter" ? readingPoint : rollupPoint;
   state.fetching = true;
   try {
-    const body = await api("GET", `/meter/stream?${params}`);
+    const body = await api("GET", url);
     if (state.selection !== sel) return;
-    for (const r of asReadings(body)) {
-      const p = readingPoint(r);
+    for (const r of body) {
+      const p = toPoint(r);
       state.points.set(p.t, p);
       if (state.lastFetched === null || p.t > state.lastFetched) state.lastFetched = p.t;
     }
@@ -359,7 +375,7 @@ async function fetchMeter() {
     if (state.selection === sel) showChartMessage(`No readings: ${err.message}`);
   } finally {
     state.fetching = false;
-    if (state.refetch) { state.refetch = false; fetchMeter(); }
+    if (state.refetch) { state.refetch = false; fetchSeries(); }
   }
 }
 
@@ -380,7 +396,7 @@ function drawChart() {
   const sel = state.selection;
   const legend = $("#chart-legend");
   if (!sel) { showChartMessage("Select a meter or a transformer in the grid."); return; }
-  const isTx = sel.kind === "transformer";
+  const isTx = sel.kind === "node";
   legend.replaceChildren(
     el("span", {}, el("i", { style: "background:var(--consumption)" }), "consumption kW"),
     el("span", {}, el("i", { style: "background:var(--production)" }), "production kW"),
@@ -388,18 +404,21 @@ function drawChart() {
   const all = [...state.points.values()].sort((a, b) => a.t - b.t);
   const latest = all.length ? all[all.length - 1].t : null;
   const end = Math.max(latest ?? 0, state.clock ? Date.parse(state.clock.current_datetime) : 0) || Date.now();
-  const start = end - DAY_MS;
+  // The last simulated day; while there is less than a day of data, its span (at least two hours).
+  const first = all.length ? all[0].t : end;
+  const start = Math.max(end - DAY_MS, Math.min(first, end - 3600 * 1000));
+  const span = end - start;
   const pts = all.filter((p) => p.t >= start);
   box.dataset.points = String(pts.length);
   if (!pts.length) {
-    showChartMessage(isTx ? "Waiting for this transformer's rollups…" : "Waiting for readings… (step or resume the clock)");
+    showChartMessage("Waiting for readings… (step or resume the clock)");
     box.dataset.points = "0";
     return;
   }
   const W = box.clientWidth || 800, H = box.clientHeight || 300;
   const m = { l: 52, r: 52, t: 12, b: 26 };
   const iw = W - m.l - m.r, ih = H - m.t - m.b;
-  const x = (t) => m.l + ((t - start) / DAY_MS) * iw;
+  const x = (t) => m.l + ((t - start) / span) * iw;
   const kwMax = niceMax(Math.max(...pts.map((p) => Math.max(p.cons || 0, p.prod || 0))) * 1.1);
   const y = (v) => m.t + ih - (v / kwMax) * ih;
   const right = pts.map((p) => (isTx ? p.load : p.volt)).filter((v) => v !== null && v !== undefined);
@@ -423,7 +442,7 @@ function drawChart() {
     axis.append(svg("text", { x: W - m.r + 6, y: yy + 4 }, fmt(rv, 0)));
   }
   const hourMs = 3600 * 1000;
-  const stepH = iw < 500 ? 6 : 3;
+  const stepH = [1, 2, 3, 6].find((h) => (span / (h * hourMs)) * 60 <= iw / 2) || 6;
   for (let t = Math.ceil(start / (stepH * hourMs)) * stepH * hourMs; t <= end; t += stepH * hourMs) {
     axis.append(svg("line", { x1: x(t), x2: x(t), y1: m.t, y2: m.t + ih, class: "grid-line" }));
     axis.append(svg("text", { x: x(t), y: H - 8, "text-anchor": "middle" }, hhmm(t)));
@@ -504,19 +523,9 @@ function renderEvents() {
 // ------------------------------------------------------------------------------------------- live feed
 
 function onRollups(list) {
-  for (const r of list) {
-    state.rollups.set(r.node_code, r);
-    let h = state.txHistory.get(r.node_code);
-    if (!h) { h = new Map(); state.txHistory.set(r.node_code, h); }
-    const p = rollupPoint(r);
-    h.set(p.t, p);
-    if (h.size > 1500) h.delete(h.keys().next().value);
-    const sel = state.selection;
-    if (sel && sel.kind === "transformer" && sel.code === r.node_code) state.points.set(p.t, p);
-  }
+  for (const r of list) state.rollups.set(r.node_code, r);
   updateLoadBars();
-  if (state.selection && state.selection.kind === "transformer") drawChart();
-  if (state.feasibility || state.transformers) drawPlot();
+  if (state.transformers) drawPlot();
 }
 
 function connectLive() {
@@ -529,7 +538,7 @@ function connectLive() {
     renderClock();
     if (before && before.world_version !== state.clock.world_version) loadGrid();
   });
-  source.addEventListener("watermark", () => fetchMeter());
+  source.addEventListener("watermark", () => fetchSeries());
   source.addEventListener("rollups", (e) => onRollups(JSON.parse(e.data)));
   source.addEventListener("event", (e) => {
     pendingEvents.push(JSON.parse(e.data));
@@ -594,9 +603,8 @@ function projection(points, W, H, pad) {
   const kx = 111320 * Math.cos((lat0 * Math.PI) / 180), ky = 110540;
   const xs = points.map((p) => p.lon * kx), ys = points.map((p) => p.lat * ky);
   let minX = Math.min(...xs), maxX = Math.max(...xs), minY = Math.min(...ys), maxY = Math.max(...ys);
-  const span = Math.max(maxX - minX, maxY - minY, 400);
   const cx = (minX + maxX) / 2, cy = (minY + maxY) / 2;
-  const scale = Math.min(W - 2 * pad, H - 2 * pad) / span;
+  const scale = Math.min((W - 2 * pad) / Math.max(maxX - minX, 400), (H - 2 * pad) / Math.max(maxY - minY, 400));
   return {
     x: (lon) => W / 2 + (lon * kx - cx) * scale,
     y: (lat) => H / 2 - (lat * ky - cy) * scale,
@@ -642,7 +650,11 @@ function drawPlot() {
   if (f) {
     const rx = proj.x(f.request.longitude), ry = proj.y(f.request.latitude);
     root.append(svg("path", { d: star(rx, ry, 10, 4.5), class: "req", "data-testid": "feas-request" }));
-    if (nearest) root.append(svg("text", { x: rx + 12, y: ry - 8, class: "label strong" }, `${fmt(nearest.distance_meters, 0)} m`));
+    const t = nearest && txs.find((tx) => tx.id === nearest.id);
+    if (t) {
+      const mx = (rx + proj.x(t.longitude)) / 2, my = (ry + proj.y(t.latitude)) / 2;
+      root.append(svg("text", { x: mx, y: my - 6, class: "label strong", "text-anchor": "middle" }, `${fmt(nearest.distance_meters, 0)} m`));
+    }
   }
   // A 1 km scale bar.
   const km = proj.metres(1000);
