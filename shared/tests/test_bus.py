@@ -179,3 +179,22 @@ async def test_reconnects_and_resubscribes_after_a_broker_restart(tmp_path: Path
             assert consumer.reconnects >= 1
     finally:
         broker.stop()
+
+
+async def test_commands_of_several_routers_are_served_by_one_table(mqtt_url: str) -> None:
+    """Two routers included on one bus: each command answered once, by its own router with its deps."""
+    other: Router[str] = Router()
+
+    @other.command("whoami")
+    async def whoami(_request: dict[str, object], deps: str) -> str:
+        return deps
+
+    settings = _mqtt(mqtt_url)
+    async with Bus(settings, "meter-sim") as server, Bus(settings, "gateway") as client:
+        await server.include(router, {"MTR-1": 1})
+        await server.include(other, "second router")
+        for _ in range(5):  # a second command subscription would race and answer "unknown operation"
+            assert await client.request("meter-sim", "lookup", {"meter_id": "MTR-1"}) == {"id": 1}
+            assert await client.request("meter-sim", "whoami") == "second router"
+        with pytest.raises(ValueError, match="already serves"):
+            await server.include(other, "twice")

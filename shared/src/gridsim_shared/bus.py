@@ -143,6 +143,8 @@ class Bus:
         self._pending: dict[str, asyncio.Future[Reply]] = {}
         self._counter = itertools.count()
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Every included router's commands, each handler bound to its router's deps.
+        self._commands: dict[str, tuple[type[BaseModel] | None, Callable[..., Awaitable[Any]]]] = {}
         self.started_at = datetime.now(UTC)
         self.dropped = 0  # malformed messages logged and dropped
         self.handler_errors = 0
@@ -342,15 +344,23 @@ class Bus:
 
             await self.subscribe(channel, call, **fixed)
         if router._commands:
-            commands = dict(router._commands)
+            # One command table per bus, whatever the number of routers: a second subscription to the
+            # command topic would answer "unknown operation" for the first router's commands (and race it).
+            subscribe = not self._commands
+            for operation, (model, handler) in router._commands.items():
+                if operation in self._commands:
+                    msg = f"{self.service} already serves the operation {operation!r}"
+                    raise ValueError(msg)
+                self._commands[operation] = (model, _bind(handler, deps))
+            if subscribe:
 
-            async def on_command(topic: str, payload: bytes, ack: Ack) -> None:
-                ack()
-                await self._serve_command(commands, deps, topic, payload)
+                async def on_command(topic: str, payload: bytes, ack: Ack) -> None:
+                    ack()
+                    await self._serve_command(self._commands, None, topic, payload)
 
-            await self.subscribe_raw(
-                topics.COMMAND.filter(self.base, service=self.service), on_command, concurrent=True
-            )
+                await self.subscribe_raw(
+                    topics.COMMAND.filter(self.base, service=self.service), on_command, concurrent=True
+                )
 
     def _drop(self, topic: str, payload: bytes, exc: Exception) -> None:
         self.dropped += 1
@@ -499,6 +509,15 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     return value
+
+
+def _bind(handler: Callable[..., Awaitable[Any]], deps: Any) -> Callable[..., Awaitable[Any]]:
+    """``handler(model, deps)`` with its router's deps fixed (the table is shared by every router)."""
+
+    async def bound(arg: Any, _deps: Any) -> Any:
+        return await handler(arg, deps)
+
+    return bound
 
 
 def _strip_share(filter_: str) -> str:
