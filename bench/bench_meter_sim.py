@@ -1,0 +1,287 @@
+"""Benchmark: meter-sim's tick compute and its step-mode publishing rate through the broker.
+
+1. ``compute`` — one interval of :func:`gridsim_meter_sim.domain.simulate` for 1k, 10k and 100k realistic
+   homes (a third with rooftop PV), and the encoding of that interval into columnar batch JSON.
+   Target: 100k meters under 50 ms.
+2. ``publish`` — the service's own ``Engine.step`` (fleet loaded from PostgreSQL, simulate, encode,
+   publish at QoS 1, wait for every PUBACK) against the local Mosquitto, with a subscriber in another
+   process counting what arrives. Batched messages, one per transformer. Target: 1,000,000 readings/s.
+
+Uses ``GRIDSIM_MQTT__URL`` / ``GRIDSIM_DB__URL`` (defaults 127.0.0.1:1883 and database ``test``) with a
+unique base topic and a scratch schema dropped afterwards. Writes ``bench/results/meter_sim.json`` and .md.
+
+    uv run python bench/bench_meter_sim.py [--meters 100000] [--intervals 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import platform
+import secrets
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gridsim_meter_sim import domain
+from gridsim_meter_sim.domain import DerRow, MeterRow
+from gridsim_meter_sim.engine import Engine
+from gridsim_meter_sim.publisher import encode_batches
+from gridsim_shared import channels
+from gridsim_shared.bus import Bus
+from gridsim_shared.db import apply_migrations, connect, open_pool
+from gridsim_shared.settings import DbSettings, MqttSettings, Settings, SimSettings
+
+RESULTS = Path(__file__).parent / "results"
+MQTT_URL = os.environ.get("GRIDSIM_MQTT__URL", "mqtt://127.0.0.1:1883")
+DB_URL = os.environ.get("GRIDSIM_DB__URL", "postgresql://postgres@127.0.0.1:5432/test")
+# A household: LED bulbs ×6, fan, TV, fridge, microwave, washing machine, AC (catalogue ids 1,2,3,4,6,7,8).
+HOME = [
+    ("lighting", 0.00017, 0.9, 6),
+    ("cooling", 0.00125, 0.85, 1),
+    ("evening", 0.002, 0.85, 1),
+    ("fridge", 0.00333, 0.85, 1),
+    ("cooking", 0.01667, 0.98, 1),
+    ("laundry", 0.00833, 0.85, 1),
+    ("ac", 0.025, 0.85, 1),
+]
+
+
+# ------------------------------------------------------------------------------------------ compute
+def synthetic_fleet(n: int, per_transformer: int = 100) -> domain.Fleet:
+    meters, ders = [], []
+    for i in range(1, n + 1):
+        t = (i - 1) // per_transformer
+        prosumer = i % 3 == 0
+        meters.append(
+            MeterRow(i, f"MTR-{i:06d}", "prosumer" if prosumer else "consumer", "home", "realistic", 1.0,
+                     1.0 if prosumer else 0.0, True, 37.70 + (i % 97) * 0.002, -122.50 + (i % 89) * 0.002,
+                     t, f"t{t}", 5.0 * per_transformer, "f1", "u1")
+        )  # fmt: skip
+        ders += [DerRow(i, p, "consumption", b, pf, q, None) for p, b, pf, q in HOME]
+        if prosumer:
+            ders.append(DerRow(i, "solar", "production", 0.02, 1.0, 3, None))
+    return domain.build_fleet(42, meters, ders)
+
+
+def bench_compute(sizes: list[int], repeats: int) -> list[dict[str, Any]]:
+    rows = []
+    for n in sizes:
+        fleet = synthetic_fleet(n)
+        start = datetime(2025, 6, 21, 1, 0, tzinfo=UTC)  # 18:00 in San Francisco: evening peak, sun low
+        domain.simulate(fleet, start, 60)  # warm-up (cloud table of the day)
+        compute, encode = [], []
+        for k in range(repeats):
+            t0 = time.perf_counter()
+            readings = domain.simulate(fleet, start + timedelta(minutes=k + 1), 60)
+            t1 = time.perf_counter()
+            encode_batches(fleet, readings)
+            t2 = time.perf_counter()
+            compute.append((t1 - t0) * 1000)
+            encode.append((t2 - t1) * 1000)
+        rows.append(
+            {
+                "meters": n,
+                "tick_ms_median": round(statistics.median(compute), 2),
+                "tick_ms_p95": round(sorted(compute)[int(0.95 * (len(compute) - 1))], 2),
+                "encode_ms_median": round(statistics.median(encode), 2),
+            }
+        )
+        print(
+            f"compute {n:>7} meters: tick {rows[-1]['tick_ms_median']} ms, encode {rows[-1]['encode_ms_median']} ms"
+        )
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ publish
+def _subscriber(base: str, per_message: int, expected: int, ready: Any, out: Any) -> None:
+    """Child process: count readings arriving on the batch topics (decoding every 100th to check)."""
+
+    async def main() -> None:
+        state = {"messages": 0, "readings": 0, "checked": 0, "first": 0.0, "last": 0.0}
+        done = asyncio.Event()
+
+        async def on(_topic: str, payload: bytes, ack: Any) -> None:
+            ack()
+            now = time.perf_counter()
+            if not state["messages"]:
+                state["first"] = now
+            state["messages"] += 1
+            if state["messages"] % 100 == 1:
+                assert len(orjson.loads(payload)["meter_id"]) == per_message
+                state["checked"] += 1
+            state["readings"] += per_message
+            state["last"] = now
+            if state["readings"] >= expected:
+                done.set()
+
+        async with Bus(MqttSettings(url=MQTT_URL, base_topic=base), "bench-subscriber", "0") as bus:
+            await bus.subscribe_raw(channels.BATCH.template.filter(base), on)
+            await asyncio.sleep(0.2)
+            ready.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), 120)
+        out.put(state)
+
+    asyncio.run(main())
+
+
+async def _insert_world(conn: Any, meters: int, per_transformer: int) -> None:
+    transformers = meters // per_transformer
+    feeders = max(1, transformers // 10)
+    await conn.execute("insert into grid_nodes (code, name, level) values ('u1', 'Utility', 'utility')")
+    await conn.execute(
+        "insert into grid_nodes (code, name, level, parent_id) select 'f' || g, 'Feeder', 'feeder', "
+        "(select id from grid_nodes where code = 'u1') from generate_series(1, %s) g",
+        (feeders,),
+    )
+    await conn.execute(
+        "insert into grid_nodes (code, name, level, parent_id, capacity_kva) select 't' || g, 'Transformer', "
+        "'transformer', (select id from grid_nodes where code = 'f' || (1 + (g - 1) %% %s)), %s "
+        "from generate_series(1, %s) g",
+        (feeders, 5.0 * per_transformer, transformers),
+    )
+    await conn.execute(
+        "insert into energy_resources (id, name, type, latitude, longitude) select g, 'home ' || g, "
+        "case when g %% 3 = 0 then 'prosumer' else 'consumer' end, 37.70 + (g %% 97) * 0.002, "
+        "-122.50 + (g %% 89) * 0.002 from generate_series(1, %s) g",
+        (meters,),
+    )
+    await conn.execute(
+        "insert into ders (er_id, appliance_id, quantity) select er.id, a.id, case when a.id = 1 then 6 else 1 end "
+        "from energy_resources er cross join (values (1), (2), (3), (4), (6), (7), (8)) as a (id)"
+    )
+    await conn.execute(
+        "insert into ders (er_id, appliance_id, quantity) select id, 12, 3 from energy_resources where type = 'prosumer'"
+    )
+    await conn.execute(
+        "insert into meters (code, transformer_id, er_id, load_factor_production) select 'MTR-' || g, "
+        "(select id from grid_nodes where code = 't' || (1 + (g - 1) / %s)), g, "
+        "case when g %% 3 = 0 then 1 else 0 end from generate_series(1, %s) g",
+        (per_transformer, meters),
+    )
+
+
+async def bench_publish(meters: int, per_transformer: int, intervals: int) -> dict[str, Any]:
+    schema = f"bench_ms_{secrets.token_hex(4)}"
+    base = f"bench-{secrets.token_hex(4)}"
+    await apply_migrations(DB_URL, schema)
+    settings = Settings(
+        mqtt=MqttSettings(url=MQTT_URL, base_topic=base),
+        db=DbSettings(url=DB_URL, schema_name=schema),
+        sim=SimSettings(publish="batch", autostart=False, demo_world=False, step_ack_timeout_s=5),
+    )
+    try:
+        async with await connect(DB_URL, schema) as conn:
+            await _insert_world(conn, meters, per_transformer)
+            await conn.commit()
+        ctx = mp.get_context("spawn")
+        ready, out = ctx.Event(), ctx.Queue()
+        expected = meters * intervals
+        child = ctx.Process(target=_subscriber, args=(base, per_transformer, expected, ready, out))
+        child.start()
+        ready.wait(30)
+        async with (
+            open_pool(settings.db, name="bench") as pool,
+            Bus(settings.mqtt, "meter-sim", "bench") as bus,
+        ):
+            engine = Engine(settings, bus, pool)
+            await engine.start()
+            t0 = time.perf_counter()
+            await engine._ensure_fleet()
+            load_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            result = await engine.step(intervals)
+            elapsed = time.perf_counter() - t0
+        received = out.get(timeout=150)
+        child.join(10)
+        sub_span = received["last"] - received["first"]
+        row = {
+            "meters": meters,
+            "meters_per_message": per_transformer,
+            "intervals": intervals,
+            "fleet_load_s": round(load_s, 2),
+            "step_s": round(elapsed, 3),
+            "readings_published": result.readings,
+            "published_readings_per_s": round(result.readings / elapsed),
+            "messages_per_s": round(result.readings / per_transformer / elapsed),
+            "readings_received": received["readings"],
+            "received_readings_per_s": round(received["readings"] / sub_span) if sub_span > 0 else None,
+            "lost": expected - received["readings"],
+        }
+        print(
+            f"publish {meters} meters, {per_transformer}/message: {row['published_readings_per_s']:,} readings/s "
+            f"published (acked), {row['readings_received']:,}/{expected:,} received"
+        )
+        return row
+    finally:
+        async with await connect(DB_URL, "public") as conn:
+            await conn.execute(f"drop schema if exists {schema} cascade")
+            await conn.commit()
+
+
+def write(results: dict[str, Any]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "meter_sim.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = [
+        "# meter-sim benchmark",
+        "",
+        f"Machine: {results['machine']['cpus']} CPUs, Python {results['machine']['python']}; run {results['run_at']}.",
+        "Command: `uv run python bench/bench_meter_sim.py`.",
+        "",
+        "## One tick's compute (target: 100k meters under 50 ms)",
+        "",
+        "| meters | simulate median (ms) | p95 (ms) | encode to batch JSON (ms) |",
+        "|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['meters']:,} | {r['tick_ms_median']} | {r['tick_ms_p95']} | {r['encode_ms_median']} |"
+        for r in results["compute"]
+    ]
+    lines += [
+        "",
+        "## Step mode through Mosquitto, batched per transformer, QoS 1 (target: 1,000,000 readings/s)",
+        "",
+        "`Engine.step`: simulate, encode, publish, wait for every PUBACK; a subscriber in another process counts.",
+        "",
+        "| meters | meters/message | intervals | step (s) | published readings/s | messages/s | received | lost |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['meters']:,} | {r['meters_per_message']} | {r['intervals']} | {r['step_s']} | "
+        f"{r['published_readings_per_s']:,} | {r['messages_per_s']:,} | {r['readings_received']:,} | {r['lost']} |"
+        for r in results["publish"]
+    ]
+    (RESULTS / "meter_sim.md").write_text("\n".join(lines) + "\n")
+
+
+async def amain(args: argparse.Namespace) -> None:
+    results: dict[str, Any] = {
+        "run_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "compute": bench_compute([1_000, 10_000, 100_000], args.repeats),
+        "publish": [],
+    }
+    for per in (1000, 100):
+        results["publish"].append(await bench_publish(args.meters, per, args.intervals))
+    write(results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--meters", type=int, default=100_000)
+    parser.add_argument("--intervals", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=30)
+    asyncio.run(amain(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
