@@ -76,7 +76,9 @@ async def make_world(settings: Settings) -> World:
     return World(u, f, {"t1": t1, "t2": t2}, ids, {"t1": ["M1", "M2", "M3"], "t2": ["M4"]}, off=["M5"])
 
 
-def make_batch(world: World, transformer: str, ts: datetime, seed: int = 0, codes: list[str] | None = None) -> ReadingBatch:
+def make_batch(
+    world: World, transformer: str, ts: datetime, seed: int = 0, codes: list[str] | None = None
+) -> ReadingBatch:
     """Plausible readings for the transformer's reporting meters (M3 is a prosumer)."""
     rng = np.random.default_rng(seed + int(ts.timestamp()) // 60)
     codes = codes if codes is not None else world.leaves[transformer]
@@ -103,7 +105,9 @@ def make_batch(world: World, transformer: str, ts: datetime, seed: int = 0, code
     )
 
 
-async def publish_interval(bus: Bus, world: World, ts: datetime, *, clock: bool = True) -> dict[str, ReadingBatch]:
+async def publish_interval(
+    bus: Bus, world: World, ts: datetime, *, clock: bool = True
+) -> dict[str, ReadingBatch]:
     """Every transformer's batch for ``ts``, then the clock saying ``ts`` is published."""
     batches = {t: make_batch(world, t, ts) for t in world.leaves}
     for t, batch in batches.items():

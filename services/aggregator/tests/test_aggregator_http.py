@@ -11,8 +11,9 @@ from datetime import timedelta
 import httpx
 import pytest
 import uvicorn
-
 from aggregator_world import T0, fetch, make_world, publish_interval
+from test_aggregator_pipeline import wait_watermark
+
 from gridsim.embedded import free_port
 from gridsim_aggregator.__main__ import serve
 from gridsim_aggregator.settings import AggregatorSettings
@@ -21,7 +22,6 @@ from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import Collector, running
-from test_aggregator_pipeline import wait_watermark
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,9 @@ async def _aggregator(settings: Settings, stop: asyncio.Event) -> None:
 async def http_gateway(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The real gateway on a free port (SSE needs a real server to stream)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
     task = asyncio.create_task(server.serve())
     try:
         async with asyncio.timeout(10):
@@ -66,29 +68,38 @@ async def test_meter_stream_json_resolutions_errors_and_live(settings: Settings)
         ]
         assert set(latest[0]) >= {"meter_id", "timestamp", "consumption_kWh", "avg_voltage", "power_factor"}
         stored = await fetch(
-            settings, "select consumption_kwh from meter_data where meter_id = %s order by ts", world.meters["M1"]
+            settings,
+            "select consumption_kwh from meter_data where meter_id = %s order by ts",
+            world.meters["M1"],
         )
         assert [r["consumption_kWh"] for r in latest] == [r[0] for r in stored[-5:]]
 
         window = {"from": T0.isoformat(), "to": (T0 + timedelta(minutes=14)).isoformat()}
-        parent = (await http.get("/meter/stream", params={"meter_id": str(world.meters["P2"]), **window})).json()
-        assert len(parent) == 15 and all(r["is_parent"] for r in parent)
+        parent = (
+            await http.get("/meter/stream", params={"meter_id": str(world.meters["P2"]), **window})
+        ).json()
+        assert len(parent) == 15
+        assert all(r["is_parent"] for r in parent)
         quarter = (
             await http.get("/meter/stream", params={"meter_id": "P2", "resolution": "15m", **window})
         ).json()
-        assert len(quarter) == 1 and quarter[0]["readings"] == 15
+        assert len(quarter) == 1
+        assert quarter[0]["readings"] == 15
         assert quarter[0]["consumption_kWh"] == pytest.approx(sum(r["consumption_kWh"] for r in parent))
 
         missing = await http.get("/meter/stream", params={"meter_id": "nope"})
-        assert missing.status_code == 404 and missing.json()["error"]["field"] == "meter_id"
+        assert missing.status_code == 404
+        assert missing.json()["error"]["field"] == "meter_id"
         bad = await http.get("/meter/stream", params={"meter_id": "m1", "resolution": "5m"})
-        assert bad.status_code == 422 and bad.json()["error"]["field"] == "resolution"
+        assert bad.status_code == 422
+        assert bad.json()["error"]["field"] == "resolution"
         async with await_connection(settings) as conn:
             await conn.execute("insert into meters (code) values ('LONELY')")
         assert (await http.get("/meter/stream", params={"meter_id": "lonely"})).json() == []
 
         series = (await http.get("/rollups/t1", params={"resolution": "15m"})).json()
-        assert series[0]["intervals"] == 15 and series[0]["capacity_kVA"] == 50.0
+        assert series[0]["intervals"] == 15
+        assert series[0]["capacity_kVA"] == 50.0
 
         # Live: new committed readings of M1 arrive as SSE events.
         async with http.stream("GET", "/meter/stream/live", params={"meter_id": "M1"}) as response:

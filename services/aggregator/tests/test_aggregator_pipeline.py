@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-
 from aggregator_world import T0, fetch, make_batch, make_world, publish_clock, publish_interval
+
 from gridsim_aggregator.__main__ import serve
 from gridsim_aggregator.settings import AggregatorSettings
 from gridsim_shared import channels
@@ -51,7 +51,11 @@ async def test_interval_stores_leaves_parents_and_grid_rollups(settings: Setting
         await parents.wait_for(3)
         await rollups.wait_for(2)
 
-    rows = await fetch(settings, "select meter_id, consumption_kwh, avg_current, avg_voltage, is_parent, partial from meter_data where ts = %s", T0)
+    rows = await fetch(
+        settings,
+        "select meter_id, consumption_kwh, avg_current, avg_voltage, is_parent, partial from meter_data where ts = %s",
+        T0,
+    )
     by_id = {r[0]: r for r in rows}
     m = world.meters
     leaves = {m[c]: (batches[t], i) for t in batches for i, c in enumerate(batches[t].meter_code)}
@@ -65,22 +69,28 @@ async def test_interval_stores_leaves_parents_and_grid_rollups(settings: Setting
     assert p2[1] == pytest.approx(kwh)
     assert p2[2] == pytest.approx(amps)
     assert p2[3] == pytest.approx(volts)
-    assert p2[4] is True and p2[5] is False
+    assert p2[4] is True
+    assert p2[5] is False
     # p3's only child is OFF: zero, not silence, and not partial (nothing was expected)
     assert by_id[m["P3"]][1:4] == (0.0, 0.0, 0.0)
     published = {msg.meter_id: msg for msg, _ in parents.messages}
-    assert published[m["P2"]].is_parent and published[m["P2"]].consumption_kWh == pytest.approx(kwh)
+    assert published[m["P2"]].is_parent
+    assert published[m["P2"]].consumption_kWh == pytest.approx(kwh)
     assert published[m["P3"]].consumption_kWh == 0.0
     # transformer rollup: loading against the rating
     t1 = next(msg for msg, path in rollups.messages if path.transformer == "t1")
-    assert t1.meters_expected == 3 and t1.meters_reporting == 3 and not t1.partial
+    assert t1.meters_expected == 3
+    assert t1.meters_reporting == 3
+    assert not t1.partial
     assert t1.capacity_kVA == 50.0
     assert t1.loading_pct == pytest.approx(100 * t1.apparent_kVA / 50.0)
     assert t1.coincident_peak_kVA == pytest.approx(t1.apparent_kVA)
-    grid = await fetch(settings, "select level, meters_reporting from grid_rollups where ts = %s order by level", T0)
-    assert grid == [("feeder", 4), ("transformer", 3), ("transformer", 1), ("utility", 4)] or sorted(grid) == sorted(
-        [("feeder", 4), ("transformer", 3), ("transformer", 1), ("utility", 4)]
+    grid = await fetch(
+        settings, "select level, meters_reporting from grid_rollups where ts = %s order by level", T0
     )
+    assert grid == [("feeder", 4), ("transformer", 3), ("transformer", 1), ("utility", 4)] or sorted(
+        grid
+    ) == sorted([("feeder", 4), ("transformer", 3), ("transformer", 1), ("utility", 4)])
 
 
 async def test_redelivered_and_malformed_messages_change_nothing(settings: Settings) -> None:
@@ -90,32 +100,52 @@ async def test_redelivered_and_malformed_messages_change_nothing(settings: Setti
         await asyncio.sleep(0.3)
         first = make_batch(world, "t1", T0)
         await bus.publish(channels.BATCH, first, world.path("t1"))
-        await bus.publish_raw(channels.BATCH.topic(settings.mqtt.base_topic, world.path("t1")), b'{"not": "a batch"}')
+        await bus.publish_raw(
+            channels.BATCH.topic(settings.mqtt.base_topic, world.path("t1")), b'{"not": "a batch"}'
+        )
         await bus.publish(channels.BATCH, first, world.path("t1"))  # redelivery
         await bus.publish(channels.BATCH, make_batch(world, "t2", T0), world.path("t2"))
         await publish_clock(bus, T0)
         mark = await wait_watermark(marks, T0)
     assert mark.readings_committed == 4  # the duplicate batch counted once
-    rows = await fetch(settings, "select count(*), sum(consumption_kwh) from meter_data where ts = %s and not is_parent", T0)
+    rows = await fetch(
+        settings, "select count(*), sum(consumption_kwh) from meter_data where ts = %s and not is_parent", T0
+    )
     assert rows[0][0] == 4
     expected = sum(first.consumption_kWh) + sum(make_batch(world, "t2", T0).consumption_kWh)  # type: ignore[arg-type]
     assert rows[0][1] == pytest.approx(expected)
 
 
-async def test_missing_child_closes_partial_after_bounded_wait_then_late_reading_repairs(settings: Settings) -> None:
+async def test_missing_child_closes_partial_after_bounded_wait_then_late_reading_repairs(
+    settings: Settings,
+) -> None:
     world = await make_world(settings)
     async with Bus(settings.mqtt, "test") as bus, running(_serve(), settings=settings):
         marks = await Collector(bus, channels.WATERMARK).start()
         await asyncio.sleep(0.3)
         await bus.publish(channels.BATCH, make_batch(world, "t1", T0), world.path("t1"))  # t2 (M4) is late
         await wait_watermark(marks, T0, timeout=10)
-        p2 = await fetch(settings, "select partial from meter_data where ts = %s and meter_id = %s", T0, world.meters["P2"])
+        p2 = await fetch(
+            settings, "select partial from meter_data where ts = %s and meter_id = %s", T0, world.meters["P2"]
+        )
         assert p2 == [(True,)]
         await bus.publish(channels.BATCH, make_batch(world, "t2", T0), world.path("t2"))
         async with asyncio.timeout(10):
-            while (await fetch(settings, "select partial from meter_data where ts = %s and meter_id = %s", T0, world.meters["P2"])) != [(False,)]:
+            while (
+                await fetch(
+                    settings,
+                    "select partial from meter_data where ts = %s and meter_id = %s",
+                    T0,
+                    world.meters["P2"],
+                )
+            ) != [(False,)]:
                 await asyncio.sleep(0.05)
-    t2 = await fetch(settings, "select meters_reporting, partial from grid_rollups where ts = %s and node_id = %s", T0, world.transformers["t2"])
+    t2 = await fetch(
+        settings,
+        "select meters_reporting, partial from grid_rollups where ts = %s and node_id = %s",
+        T0,
+        world.transformers["t2"],
+    )
     assert t2 == [(1, False)]
 
 
@@ -132,7 +162,10 @@ async def test_time_rollups_sum_the_minutes(settings: Settings) -> None:
         "select meter_id, sum(consumption_kwh), count(*) from meter_data where ts < %s group by meter_id order by 1",
         T0 + timedelta(minutes=30),
     )
-    quarter = await fetch(settings, "select meter_id, sum(consumption_kwh), sum(readings) from meter_data_15m group by meter_id order by 1")
+    quarter = await fetch(
+        settings,
+        "select meter_id, sum(consumption_kwh), sum(readings) from meter_data_15m group by meter_id order by 1",
+    )
     assert [(a, round(b, 9), c) for a, b, c in minutes] == [(a, round(b, 9), c) for a, b, c in quarter]
     hour = await fetch(settings, "select meter_id, consumption_kwh, readings from meter_data_1h order by 1")
     day = await fetch(settings, "select meter_id, consumption_kwh, readings from meter_data_1d order by 1")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import aiomqtt
 import numpy as np
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -79,6 +80,8 @@ class Closer:
         self._topology: Topology | None = None
         self._thermal_state: dict[int, tuple[datetime, ThermalState]] | None = None
         self._peaks: dict[int, tuple[datetime, float, datetime]] = {}  # node → (day, kVA, at)
+        self._watermark: Watermark | None = None
+        self._published_watermark: Watermark | None = None
         self.is_leader = False
 
     def wake(self) -> None:
@@ -113,6 +116,7 @@ class Closer:
                     _LOGGER.info("this instance closes intervals")
                     while not stop.is_set():
                         await self.close_ready()
+                        await self._publish_watermark()
                         await conn.execute("select 1")  # the lock lives as long as this connection
                         self._wake.clear()
                         with contextlib.suppress(TimeoutError):
@@ -280,28 +284,40 @@ class Closer:
 
     # ------------------------------------------------------------------ publishing
     async def _publish(self, closed: _Closed, readings_committed: int, *, recompute: bool) -> None:
-        for path, reading in closed.parents:
-            await self.bus.publish(channels.READING, reading, path)
-        topo = self._topology
-        for r in closed.rollups:
-            if topo is None:
-                break
-            await _publish_rollup(
-                self.bus,
-                topo=topo,
-                r=r,
-                ts=closed.ts,
-                interval_s=self.interval_s,
-                peak=self._peak(r, closed.ts),
-            )
-        for event in closed.events:
-            await self.bus.publish(channels.EVENT, event, topics.EventPath(event.type, event.subject))
+        """Publish after commit. With the broker away the watermark is kept and published on recovery
+        (retained: only the latest matters); parent readings, rollups and events of that moment are logged
+        as lost to subscribers (they are stored)."""
+        try:
+            for path, reading in closed.parents:
+                await self.bus.publish(channels.READING, reading, path)
+            topo = self._topology
+            for r in closed.rollups if topo is not None else []:
+                assert topo is not None
+                await _publish_rollup(
+                    self.bus,
+                    topo=topo,
+                    r=r,
+                    ts=closed.ts,
+                    interval_s=self.interval_s,
+                    peak=self._peak(r, closed.ts),
+                )
+            for event in closed.events:
+                await self.bus.publish(channels.EVENT, event, topics.EventPath(event.type, event.subject))
+        except aiomqtt.MqttError as exc:
+            _LOGGER.warning("could not publish interval %s (%s); it is stored", closed.ts, exc)
         if not recompute:
-            await self.bus.publish(
-                channels.WATERMARK,
-                Watermark(committed_until=closed.ts, readings_committed=readings_committed),
-                topics.NoPath(),
-            )
+            self._watermark = Watermark(committed_until=closed.ts, readings_committed=readings_committed)
+        await self._publish_watermark()
+
+    async def _publish_watermark(self) -> None:
+        mark = self._watermark
+        if mark is None or mark == self._published_watermark:
+            return
+        try:
+            await self.bus.publish(channels.WATERMARK, mark, topics.NoPath())
+            self._published_watermark = mark
+        except aiomqtt.MqttError as exc:
+            _LOGGER.warning("watermark %s not published yet (%s)", mark.committed_until, exc)
 
     def _peak(self, r: NodeRollup, ts: datetime) -> tuple[float, datetime]:
         """The node's coincident peak today: its highest mean kVA of any interval so far, and when."""

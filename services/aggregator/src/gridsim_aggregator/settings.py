@@ -28,8 +28,11 @@ class AggregatorSettings(BaseSettings):
     close_after_s: float = Field(default=5.0, gt=0)
     # An instance that has not written its heartbeat for this long no longer holds intervals open.
     instance_live_s: float = Field(default=10.0, gt=0)
-    # Shared-subscription group for ingest ("" subscribes plainly: every instance gets every batch).
-    share_group: str = Field(default="aggregator", pattern=r"^[a-z0-9_-]*$")
+    # Shared-subscription group for ingest: set it (e.g. "aggregator") when several instances split the
+    # batches. Empty (the default) subscribes plainly, which is what survives a broker restart on
+    # Mosquitto 2.0: a restarted Mosquitto does not route to a shared group until a member resubscribes,
+    # so batches published in that window are dropped (measured; see docs/data.md).
+    share_group: str = Field(default="", pattern=r"^[a-z0-9_-]*$")
     # The service-voltage band outside which a meter raises a voltage event.
     voltage_low_v: float = 216.0
     voltage_high_v: float = 254.0

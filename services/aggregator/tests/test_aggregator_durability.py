@@ -1,0 +1,295 @@
+"""Durability under faults, on real servers: kill -9 the aggregator, restart the broker, restart PostgreSQL.
+
+Each scenario publishes readings at QoS 1 (a batch counts as published once the broker acknowledged it;
+one that was not is published again, as meter-sim does), injects the fault half-way, and then checks that
+the stored readings equal, interval by interval, what was published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import aiomqtt
+import pytest
+from aggregator_world import T0, fetch, publish_clock
+
+from gridsim.embedded import free_port, port_answers, start_postgres
+from gridsim_aggregator.__main__ import serve
+from gridsim_aggregator.settings import AggregatorSettings
+from gridsim_shared import channels
+from gridsim_shared.bus import Bus
+from gridsim_shared.db import apply_migrations, connect
+from gridsim_shared.ids import TransformerPath
+from gridsim_shared.messages import ReadingBatch
+from gridsim_shared.settings import DbSettings, MqttSettings, Settings
+from gridsim_shared.testing import running
+
+pytestmark = pytest.mark.integration
+
+TRANSFORMERS = 4
+METERS = 250  # per transformer: 1,000 meters
+INTERVALS = 40
+
+_CONF = """\
+listener {port} 127.0.0.1
+allow_anonymous true
+persistence true
+persistence_location {dir}/
+autosave_interval 1
+max_queued_messages 0
+max_queued_bytes 0
+max_inflight_messages 0
+log_dest file {dir}/mosquitto.log
+"""
+
+
+class Broker:
+    """A private Mosquitto with persistence, restartable on the same port."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.port = free_port()
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+        directory.chmod(0o777)  # mosquitto drops to its own user when started as root
+        self.conf = directory / "mosquitto.conf"
+        self.conf.write_text(_CONF.format(port=self.port, dir=directory))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)])
+        for _ in range(250):
+            if port_answers("127.0.0.1", self.port):
+                return
+            time.sleep(0.02)
+        msg = "mosquitto did not start"
+        raise RuntimeError(msg)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)  # saves the persistent sessions and their queues
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def broker() -> Iterator[Broker]:
+    with tempfile.TemporaryDirectory(prefix="gridsim-broker-") as tmp:
+        b = Broker(Path(tmp))
+        b.start()
+        try:
+            yield b
+        finally:
+            b.stop()
+
+
+def _settings(settings: Settings, mqtt_url: str, db_url: str | None = None) -> Settings:
+    return settings.model_copy(
+        update={
+            "mqtt": MqttSettings(url=mqtt_url, base_topic=settings.mqtt.base_topic),
+            "db": DbSettings(url=db_url or settings.db.url, schema_name=settings.db.schema_name),
+        }
+    )
+
+
+async def _world(settings: Settings) -> list[list[int]]:
+    async with await connect(settings.db.url, settings.db.schema_name, autocommit=True) as conn:
+        await conn.execute("insert into grid_nodes (code, name, level) values ('u1', 'U', 'utility')")
+        await conn.execute(
+            "insert into grid_nodes (code, name, level, parent_id) values ('f1', 'F', 'feeder', 1)"
+        )
+        ids: list[list[int]] = []
+        for t in range(TRANSFORMERS):
+            cur = await conn.execute(
+                "insert into grid_nodes (code, name, level, parent_id, capacity_kva) values (%s, %s, 'transformer', 2, 100) returning id",
+                (f"t{t}", f"T{t}"),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            cur = await conn.execute(
+                "insert into meters (code, transformer_id) select 'M' || %s || '-' || g, %s "
+                "from generate_series(1, %s) g returning id",
+                (t, row[0], METERS),
+            )
+            ids.append([r[0] for r in await cur.fetchall()])
+    return ids
+
+
+def _batch(ids: list[int], i: int) -> ReadingBatch:
+    n = len(ids)
+    kwh = [0.001 * ((m * 7 + i) % 97 + 1) for m in ids]
+    return ReadingBatch(
+        timestamp=T0 + timedelta(minutes=i),
+        meter_id=ids,
+        meter_code=[f"m{m}" for m in ids],
+        consumption_kWh=kwh,
+        production_kWh=[None] * n,
+        consumption_kVAh=[k / 0.9 for k in kwh],
+        production_kVAh=[None] * n,
+        avg_current=[k * 1000 for k in kwh],
+        avg_voltage=[240.0] * n,
+        reactive_power_kVAR=[k * 0.48 for k in kwh],
+        power_factor=[0.9] * n,
+    )
+
+
+async def _publish_all(
+    bus: Bus, ids: list[list[int]], fault: Callable[[], Awaitable[None]]
+) -> dict[int, float]:
+    """Publish every interval (re-publishing what the broker did not acknowledge); return kWh per interval."""
+    expected: dict[int, float] = {}
+    for i in range(INTERVALS):
+        if i == INTERVALS // 2:
+            await fault()
+        for t, meters in enumerate(ids):
+            batch = _batch(meters, i)
+            while True:
+                try:
+                    await asyncio.wait_for(
+                        bus.publish(channels.BATCH, batch, TransformerPath("u1", "f1", f"t{t}")), 5
+                    )
+                    break
+                except (aiomqtt.MqttError, TimeoutError):
+                    await asyncio.sleep(0.1)
+            expected[i] = expected.get(i, 0.0) + sum(batch.consumption_kWh)  # type: ignore[arg-type]
+    await publish_clock(bus, T0 + timedelta(minutes=INTERVALS - 1))
+    return expected
+
+
+async def _wait_committed(settings: Settings, timeout: float = 30.0) -> None:
+    last = T0 + timedelta(minutes=INTERVALS - 1)
+    async with asyncio.timeout(timeout):
+        while True:
+            with contextlib.suppress(Exception):
+                rows = await fetch(settings, "select committed_until from aggregator_state")
+                if rows[0][0] is not None and rows[0][0] >= last:
+                    return
+            await asyncio.sleep(0.1)
+
+
+async def _check(settings: Settings, expected: dict[int, float]) -> None:
+    rows = await fetch(
+        settings,
+        "select ts, count(*), count(distinct meter_id), sum(consumption_kwh) from meter_data group by ts order by ts",
+    )
+    assert len(rows) == INTERVALS
+    for ts, count, distinct, kwh in rows:
+        i = int((ts - T0).total_seconds() // 60)
+        assert count == distinct == TRANSFORMERS * METERS, ts
+        assert kwh == pytest.approx(expected[i]), ts
+    state = await fetch(settings, "select readings_committed from aggregator_state")
+    assert state == [(INTERVALS * TRANSFORMERS * METERS,)]
+
+
+async def _wait_some_rows(settings: Settings) -> None:
+    async with asyncio.timeout(10):
+        while (await fetch(settings, "select count(*) from meter_data"))[0][0] == 0:
+            await asyncio.sleep(0.02)
+
+
+TUNING = AggregatorSettings(flush_ms=10, close_after_s=30)
+
+
+async def _serve(settings: Settings, stop: asyncio.Event) -> None:
+    await serve(settings, stop, TUNING)
+
+
+async def test_kill_9_aggregator_mid_run_loses_nothing(settings: Settings, broker: Broker) -> None:
+    s = _settings(settings, broker.url)
+    ids = await _world(s)
+    env = {
+        **os.environ,
+        "GRIDSIM_MQTT__URL": s.mqtt.url,
+        "GRIDSIM_MQTT__BASE_TOPIC": s.mqtt.base_topic,
+        "GRIDSIM_DB__URL": s.db.url,
+        "GRIDSIM_DB__SCHEMA_NAME": s.db.schema_name,
+        "GRIDSIM_AGGREGATOR__FLUSH_MS": "10",
+        "GRIDSIM_AGGREGATOR__CLOSE_AFTER_S": "30",
+        "GRIDSIM_LOG__LEVEL": "WARNING",
+    }
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "gridsim_aggregator"], env=env)
+
+    proc = spawn()
+    try:
+        async with Bus(s.mqtt, "meter-sim-test") as bus:
+            await _wait_status(s)
+
+            async def kill() -> None:
+                nonlocal proc
+                await _wait_some_rows(s)
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(5)
+                proc = spawn()
+
+            expected = await _publish_all(bus, ids, kill)
+            await _wait_committed(s)
+        await _check(s, expected)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+
+
+async def _wait_status(settings: Settings) -> None:
+    """Wait until the aggregator has registered its (persistent) session."""
+    async with asyncio.timeout(20):
+        while not (await fetch(settings, "select count(*) from aggregator_instances"))[0][0]:
+            await asyncio.sleep(0.05)
+
+
+async def test_broker_restart_mid_run_loses_nothing(settings: Settings, broker: Broker) -> None:
+    s = _settings(settings, broker.url)
+    ids = await _world(s)
+    async with running(_serve, settings=s), Bus(s.mqtt, "meter-sim-test") as bus:
+        await _wait_status(s)
+
+        async def restart() -> None:
+            await _wait_some_rows(s)
+            await asyncio.to_thread(broker.stop)
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(broker.start)
+
+        expected = await _publish_all(bus, ids, restart)
+        await _wait_committed(s)
+    await _check(s, expected)
+
+
+@contextlib.asynccontextmanager
+async def private_postgres() -> AsyncIterator[tuple[Path, int]]:
+    with tempfile.TemporaryDirectory(prefix="gridsim-pg-") as tmp:
+        os.chmod(tmp, 0o755)
+        yield Path(tmp) / "data", free_port()
+
+
+async def test_postgres_restart_mid_run_loses_nothing(settings: Settings, broker: Broker) -> None:
+    async with private_postgres() as (data, port):
+        server = await asyncio.to_thread(start_postgres, data, port)
+        try:
+            await apply_migrations(server.url, settings.db.schema_name)
+            s = _settings(settings, broker.url, server.url)
+            ids = await _world(s)
+            async with running(_serve, settings=s), Bus(s.mqtt, "meter-sim-test") as bus:
+                await _wait_status(s)
+
+                async def restart() -> None:
+                    nonlocal server
+                    await _wait_some_rows(s)
+                    await asyncio.to_thread(server.stop)
+                    await asyncio.sleep(0.5)
+                    server = await asyncio.to_thread(start_postgres, data, port)
+
+                expected = await _publish_all(bus, ids, restart)
+                await _wait_committed(s)
+            await _check(s, expected)
+        finally:
+            await asyncio.to_thread(server.stop)
