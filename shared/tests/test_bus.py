@@ -198,3 +198,33 @@ async def test_commands_of_several_routers_are_served_by_one_table(mqtt_url: str
             assert await client.request("meter-sim", "whoami") == "second router"
         with pytest.raises(ValueError, match="already serves"):
             await server.include(other, "twice")
+
+
+async def test_a_custom_validator_failing_in_a_command_is_a_422_reply(mqtt_url: str) -> None:
+    """pydantic's error context holds the ValueError itself; the reply must still serialise."""
+    from pydantic import field_validator
+
+    class Even(BaseModel):
+        n: int
+
+        @field_validator("n")
+        @classmethod
+        def _even(cls, value: int) -> int:
+            if value % 2:
+                msg = "must be even"
+                raise ValueError(msg)
+            return value
+
+    checks: Router[None] = Router()
+
+    @checks.command("half", Even)
+    async def half(request: Even, _deps: None) -> int:
+        return request.n // 2
+
+    settings = _mqtt(mqtt_url)
+    async with Bus(settings, "meter-sim") as server, Bus(settings, "gateway") as client:
+        await server.include(checks, None)
+        with pytest.raises(RemoteError) as odd:
+            await client.request("meter-sim", "half", {"n": 3})
+        assert (odd.value.status, odd.value.field) == (422, "n")
+        assert "must be even" in odd.value.message

@@ -55,7 +55,9 @@ def validation_error(exc: ValidationError, prefix: str = "") -> InvalidError:
     name = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or None)
     message = f"{name}: {first['msg']}" if name else first["msg"]
     return InvalidError(
-        message, field=name, details={"errors": exc.errors(include_url=False, include_input=False)}
+        message,
+        field=name,
+        details={"errors": exc.errors(include_url=False, include_input=False, include_context=False)},
     )
 
 
