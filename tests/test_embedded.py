@@ -125,6 +125,30 @@ def test_postgres_falls_back_to_tmp_when_a_parent_is_closed_to_nobody(server_dir
         server.log_path.unlink(missing_ok=True)
 
 
+def _broker_scratch_dirs() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("gridsim-broker-*"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the broker as another user")
+@pytest.mark.skipif(shutil.which("mosquitto") is None, reason="mosquitto not on PATH")
+async def test_mosquitto_in_a_folder_closed_to_its_user_still_starts_and_leaves_nothing(
+    server_dir: Path,
+) -> None:
+    closed = server_dir / "closed"
+    closed.mkdir(mode=0o700)
+    closed.chmod(0o700)
+    scratch_before = _broker_scratch_dirs()
+    port = free_port()
+    server = start_broker(closed / "broker", port, kind="mosquitto")
+    try:
+        assert await _round_trip(port, b"config was readable") == b"config was readable"
+        assert server.log_path.parent == (closed / "broker").resolve()
+    finally:
+        server.stop()
+    assert _broker_scratch_dirs() == scratch_before
+    assert oct(closed.stat().st_mode & 0o777) == "0o700"
+
+
 _PARENT_SCRIPT = textwrap.dedent(
     """
     import sys, time

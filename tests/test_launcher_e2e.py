@@ -160,4 +160,7 @@ def test_kill_9_of_the_launcher_leaves_no_orphan(launcher: Launcher) -> None:
 
     launcher.process.kill()
     launcher.process.wait()
-    _assert_all_gone(children, timeout=15)
+    # Each child got SIGTERM from the kernel and shuts down gracefully, while the embedded broker and
+    # database vanish at the same moment; closing an MQTT client whose broker is gone can take up to
+    # the client's 30 s timeout. Nobody is left to send SIGKILL, so allow for that.
+    _assert_all_gone(children, timeout=40)

@@ -71,6 +71,8 @@ class EmbeddedServer:
     log_path: Path
     stop_signal: signal.Signals = signal.SIGTERM
     _log_file: IO[bytes] | None = field(default=None, repr=False)
+    # Scratch folders that only live as long as the server (removed by stop()).
+    _scratch: list[Path] = field(default_factory=list, repr=False)
 
     @property
     def pid(self) -> int:
@@ -93,6 +95,9 @@ class EmbeddedServer:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+        for scratch in self._scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+        self._scratch.clear()
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines the server wrote (for error messages)."""
@@ -321,14 +326,19 @@ def start_broker(
         raise EmbeddedServerError(msg)
     use_mosquitto = mosquitto is not None and kind != "iotcore"
     user = _broker_user() if use_mosquitto else None
-    if user is not None:
-        # Mosquitto runs as its own user from the start, so the config must be reachable by it.
-        data_dir = _prepare_dir("broker", data_dir, *user, own=False)
-    else:
-        data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = data_dir.resolve()
+    _mkdir_traversable(data_dir)
+    conf_dir = data_dir
+    scratch: list[Path] = []
+    if user is not None and not _traversable_by(data_dir, *user):
+        # Mosquitto runs as its own user from the start and must read its config. The broker keeps no
+        # state, so a throwaway folder does; the log stays in data_dir (the parent writes it).
+        conf_dir = Path(tempfile.mkdtemp(prefix="gridsim-broker-"))
+        conf_dir.chmod(0o755)
+        scratch.append(conf_dir)
     if use_mosquitto:
         assert mosquitto is not None
-        conf = data_dir / "mosquitto.conf"
+        conf = conf_dir / "mosquitto.conf"
         conf.write_text(_MOSQUITTO_CONF.format(port=port))
         conf.chmod(0o644)
         argv = [mosquitto, "-c", str(conf)]
@@ -340,8 +350,15 @@ def start_broker(
         name = "rumqttd"
     log_path = data_dir / f"{name}.log"
     started = time.monotonic()
-    process, log_file = _spawn(argv, log_path=log_path, death_signal=signal.SIGTERM, user=user)
-    server = EmbeddedServer(name, f"mqtt://127.0.0.1:{port}", process, data_dir, log_path, _log_file=log_file)
+    try:
+        process, log_file = _spawn(argv, log_path=log_path, death_signal=signal.SIGTERM, user=user)
+    except OSError:
+        for path in scratch:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    server = EmbeddedServer(
+        name, f"mqtt://127.0.0.1:{port}", process, data_dir, log_path, _log_file=log_file, _scratch=scratch
+    )
     if not _wait_until(lambda: port_answers("127.0.0.1", port), process, timeout):
         server.stop(timeout=2)
         msg = f"{name} did not listen on 127.0.0.1:{port} within {timeout:.0f} s:\n{server.log_tail()}"
@@ -381,8 +398,8 @@ def _usable_binaries(bin_dir: Path) -> bool:
     return not _is_root() or _traversable_by(bin_dir / "postgres", NOBODY, NOBODY)
 
 
-def _prepare_dir(name: str, data_dir: Path, uid: int, gid: int, *, own: bool) -> Path:
-    """Make ``data_dir`` usable by ``uid``; fall back to the temp dir when a parent is closed to it."""
+def _prepare_dir(name: str, data_dir: Path, uid: int, gid: int) -> Path:
+    """Give ``data_dir`` to ``uid``; fall back to the temp dir when a parent is closed to that user."""
     data_dir = data_dir.resolve()
     _mkdir_traversable(data_dir)
     if not _traversable_by(data_dir, uid, gid):
@@ -394,8 +411,7 @@ def _prepare_dir(name: str, data_dir: Path, uid: int, gid: int, *, own: bool) ->
             fallback,
         )
         data_dir = fallback
-    if own:
-        os.chown(data_dir, uid, gid)
+    os.chown(data_dir, uid, gid)
     return data_dir
 
 
@@ -455,7 +471,7 @@ def start_postgres(
     bin_dir = postgres_bin_dir()
     user = (NOBODY, NOBODY) if _is_root() else None
     if user is not None:
-        pgdata = _prepare_dir("pg", data_dir, *user, own=True)
+        pgdata = _prepare_dir("pg", data_dir, *user)
     else:
         pgdata = data_dir.resolve()
         pgdata.mkdir(parents=True, exist_ok=True)
