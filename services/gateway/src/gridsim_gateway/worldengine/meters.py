@@ -121,7 +121,7 @@ async def create_meter(request: Request, bus: BusDep) -> JSONResponse:
         try:
             await links.link(bus, request, meter_id, body.energyResource, body.productionLoadFactor)
         except Exception:
-            await bus.request("meter-sim", "delete_meter", {"ref": meter_id})
+            await bus.request("meter-sim", "delete_meter", {"meter": meter_id})
             raise
     return ok("Meter created successfully", await meter_json(request, meter_id), status=201)
 
@@ -171,7 +171,7 @@ async def update_meter(meter_id: str, request: Request, bus: BusDep) -> JSONResp
                 raise StrapiNotFound(msg_0)
     fields = _gridsim_fields(body)
     if fields:
-        await call(bus, "meter-sim", "update_meter", {"ref": key, **fields}, not_found=METER_NOT_FOUND)
+        await call(bus, "meter-sim", "update_meter", {"meter": key, **fields}, not_found=METER_NOT_FOUND)
     if "energyResource" in sent:
         if body.energyResource is None:
             await links.unlink_meter(bus, request, key)
@@ -193,7 +193,7 @@ async def update_meter(meter_id: str, request: Request, bus: BusDep) -> JSONResp
 async def delete_meter(meter_id: str, bus: BusDep) -> JSONResponse:
     """Delete a meter (gridsim refuses while it still has child meters: 400)."""
     key = parse_id(meter_id, METER_NOT_FOUND)
-    await call(bus, "meter-sim", "delete_meter", {"ref": key}, not_found=METER_NOT_FOUND)
+    await call(bus, "meter-sim", "delete_meter", {"meter": key}, not_found=METER_NOT_FOUND)
     return JSONResponse({"message": "Meter deleted successfully"})
 
 

@@ -181,7 +181,7 @@ class Compiler:
             return f"{alias}.{entity.fields[head].column}"
         relation = entity.relations.get(head)
         if relation is None or relation.pairs is None or not rest:
-            msg = f"Invalid key {'.'.join(path)}"
+            msg = f"Invalid key {'.'.join([*here[1:], *rest])}"
             raise _invalid(msg, here)
         target = ENTITIES[relation.target]
         inner, pairs = next(self._aliases), next(self._aliases)
