@@ -5,7 +5,8 @@ SHELL := /bin/bash
 # `pip install --user` puts uv here, and it is often not on PATH yet.
 export PATH := $(HOME)/.local/bin:$(PATH)
 
-BENCH_SCRIPT ?= bench/run.py
+# Every bench/bench_*.py, in turn; `make bench BENCH=bench/bench_billing.py` runs one.
+BENCH ?= $(sort $(wildcard bench/bench_*.py))
 
 .PHONY: help install run test lint typecheck bench all
 
@@ -31,8 +32,8 @@ lint: install ## ruff: lint and formatting
 typecheck: install ## mypy --strict over every package
 	uv run mypy src shared/src services/*/src
 
-bench: install ## throughput benchmark (writes its results file)
-	@test -f $(BENCH_SCRIPT) || { echo "no benchmark script at $(BENCH_SCRIPT)" >&2; exit 1; }
-	uv run python $(BENCH_SCRIPT)
+bench: install ## run the benchmarks in bench/ (each writes its results under bench/results)
+	@test -n "$(BENCH)" || { echo "no bench/bench_*.py found" >&2; exit 1; }
+	@set -e; for script in $(BENCH); do echo "==> $$script"; uv run python "$$script"; done
 
 all: lint typecheck test ## lint, typecheck and test
