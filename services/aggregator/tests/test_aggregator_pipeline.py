@@ -173,3 +173,42 @@ async def test_time_rollups_sum_the_minutes(settings: Settings) -> None:
     assert np.allclose([r[1] for r in day], [r[1] for r in hour])
     nodes = await fetch(settings, "select count(*), max(intervals) from grid_rollups_15m")
     assert nodes == [(8, 15)]  # 4 nodes x 2 windows
+
+
+async def test_two_instances_share_the_load_and_roll_up_correctly(settings: Settings) -> None:
+    """$share splits the batches; one instance closes; parents spanning both shares are still right."""
+    world = await make_world(settings)
+    shared = AggregatorSettings(flush_ms=5, close_after_s=5, share_group="aggregator")
+    second = settings.model_copy(update={"instance": "1"})
+
+    async def one(s: Settings, stop: asyncio.Event) -> None:
+        await serve(s, stop, shared)
+
+    async with (
+        Bus(settings.mqtt, "test") as bus,
+        running(one, settings=settings),
+        running(one, settings=second),
+    ):
+        marks = await Collector(bus, channels.WATERMARK).start()
+        await asyncio.sleep(0.5)
+        sent = [await publish_interval(bus, world, T0 + timedelta(minutes=i)) for i in range(10)]
+        await wait_watermark(marks, T0 + timedelta(minutes=9))
+    per_instance = await fetch(
+        settings, "select instance, count(*) from ingest_batches group by 1 order by 1"
+    )
+    assert len(per_instance) == 2  # both took a share
+    assert sum(n for _, n in per_instance) == 20
+    p2 = await fetch(
+        settings,
+        "select ts, consumption_kwh, partial from meter_data where meter_id = %s order by ts",
+        world.meters["P2"],
+    )
+    for (ts, kwh, partial), batches in zip(p2, sent, strict=True):
+        want = sum(
+            b.consumption_kWh[i]  # type: ignore[misc]
+            for b in batches.values()
+            for i, c in enumerate(b.meter_code)
+            if c in {"M1", "M2", "M4"}
+        )
+        assert kwh == pytest.approx(want), ts
+        assert partial is False

@@ -105,7 +105,10 @@ class Closer:
             try:
                 conn = await repository_connect(self.database_url, self.schema)
                 async with conn:
-                    cur = await conn.execute("select pg_try_advisory_lock(%s)", (_LEADER_LOCK,))
+                    # One closer per schema (tests and deployments may share a database).
+                    cur = await conn.execute(
+                        "select pg_try_advisory_lock(%s, hashtext(%s))", (_LEADER_LOCK, self.schema)
+                    )
                     row = await cur.fetchone()
                     if row is None or not row[0]:
                         await _sleep_or_stop(stop, 1.0)
