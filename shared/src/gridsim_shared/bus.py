@@ -38,6 +38,7 @@ from gridsim_shared.settings import MqttSettings
 __all__ = ["Ack", "Bus", "Router", "validation_error"]
 
 _LOGGER = logging.getLogger(__name__)
+_CLOSE_TIMEOUT_S = 3.0
 
 D = TypeVar("D")
 M = TypeVar("M", bound=Message)
@@ -190,8 +191,9 @@ class Bus:
             task.cancel()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-                await self._task
+            # When the broker vanished at the same moment (kill -9 of the launcher), paho's disconnect can
+            # wait for its full timeout; a service that is stopping does not need to wait for it.
+            await asyncio.wait({self._task}, timeout=_CLOSE_TIMEOUT_S)
         self._task = None
 
     @property
@@ -250,7 +252,7 @@ class Bus:
                     keepalive=self.settings.keepalive_s,
                     clean_session=None if self.settings.protocol == "5" else self._clean_session,
                     max_inflight_messages=1000,
-                    timeout=30,
+                    timeout=10,
                 ) as client:
                     if self._manual_ack:
                         # aiomqtt has no manual-ack API; paho's does: PUBACK is sent only by Ack callbacks,
