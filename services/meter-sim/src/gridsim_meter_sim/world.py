@@ -87,7 +87,7 @@ async def load_world(conn: repository.Conn, world: WorldFile) -> WorldSummary:
         try:
             await grid_repository.create_grid_node(conn, node)
         except GridsimError as exc:
-            exc.message = f"grid[{index}] ({node.code or node.name}): {exc.message}"
+            _locate(exc, f"grid[{index}] ({node.code or node.name})")
             raise
     ers = prosumers = 0
     for index, item in enumerate(world.meters):
@@ -107,7 +107,7 @@ async def load_world(conn: repository.Conn, world: WorldFile) -> WorldSummary:
                 ers += 1
                 prosumers += er.type == "prosumer"
         except GridsimError as exc:
-            exc.message = f"meters[{index}] ({item.meter_id}): {exc.message}"
+            _locate(exc, f"meters[{index}] ({item.meter_id})")
             raise
     return WorldSummary(
         name=world.name,
@@ -117,6 +117,12 @@ async def load_world(conn: repository.Conn, world: WorldFile) -> WorldSummary:
         energy_resources=ers,
         prosumers=prosumers,
     )
+
+
+def _locate(exc: GridsimError, where: str) -> None:
+    """Prefix an error with the world file entry that caused it."""
+    exc.message = f"{where}: {exc.message}"
+    exc.args = (exc.message,)
 
 
 def _meter_body(item: WorldMeter) -> MeterCreate:

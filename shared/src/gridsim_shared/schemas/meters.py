@@ -9,6 +9,7 @@ or its code everywhere; references to a grid node accept its integer id or its c
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -17,8 +18,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     StringConstraints,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -111,9 +114,37 @@ GridLevel = Annotated[Literal["utility", "feeder", "transformer"], BeforeValidat
 
 MeterCode = Annotated[str, StringConstraints(pattern=METER_CODE_PATTERN)]
 NodeCode = Annotated[str, StringConstraints(pattern=SEGMENT_PATTERN)]
+
+
+def _reference(pattern: str, what: str) -> Any:
+    """A check for a reference: an integer id or a code. One validator, so an error names the field,
+    not a union arm (``parent_id``, not ``parent_id.int``)."""
+    code = re.compile(pattern)
+
+    def check(value: Any) -> int | str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and code.fullmatch(value):
+            return value
+        msg = f"must be the {what}'s integer id or its code (matching {pattern})"
+        raise ValueError(msg)
+
+    return check
+
+
+def _reference_schema(pattern: str) -> WithJsonSchema:
+    return WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string", "pattern": pattern}]})
+
+
 # An integer is the meter's id; a string is its code (a string of digits is tried as an id first).
-MeterRef = int | MeterCode
-GridRef = int | NodeCode
+MeterRef = Annotated[
+    int | str,
+    PlainValidator(_reference(METER_CODE_PATTERN, "meter")),
+    _reference_schema(METER_CODE_PATTERN),
+]
+GridRef = Annotated[
+    int | str, PlainValidator(_reference(SEGMENT_PATTERN, "grid node")), _reference_schema(SEGMENT_PATTERN)
+]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Place = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 Pincode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9 -]{0,11}$")]
