@@ -24,8 +24,13 @@ from gridsim_billing.__main__ import serve as serve_billing
 from gridsim_feasibility.__main__ import serve as serve_feasibility
 from gridsim_gateway.main import create_app
 from gridsim_meter_sim.__main__ import serve as serve_meter_sim
+from gridsim_shared import channels
+from gridsim_shared.bus import Bus
+from gridsim_shared.ids import slug
+from gridsim_shared.messages import GridEvent
 from gridsim_shared.settings import Settings, SimSettings
 from gridsim_shared.testing import running
+from gridsim_shared.topics import EventPath
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -86,7 +91,7 @@ async def serving_gateway(settings: Settings) -> AsyncIterator[str]:
         sock.close()
 
 
-async def _until(check: Any, timeout: float = 30.0, what: str = "condition") -> Any:
+async def _until(check: Any, timeout: float = 60.0, what: str = "condition") -> Any:
     """Poll an async ``check`` until it returns something truthy."""
     async with asyncio.timeout(timeout):
         while True:
@@ -200,6 +205,22 @@ async def test_dashboard_drives_the_live_grid(chromium: Path, demo_settings: Set
             await asyncio.sleep(2.0)
             assert await chart.get_attribute("data-points") == paused_points
             assert await page.text_content("#clock-time") == paused_clock
+
+            # An event on the bus (as the aggregator publishes a voltage excursion) reaches the list and
+            # marks the selected meter's chart.
+            code = (await page.text_content("#chart-title") or "").removeprefix("Meter ")
+            clock = (await api.get("/simulation-time")).json()
+            event = GridEvent(
+                type="voltage",
+                severity="warning",
+                timestamp=clock["current_datetime"],
+                subject=code,
+                message=f"{code}: 254.2 V, above the 253 V upper limit",
+            )
+            async with Bus(demo_settings.mqtt, "browser-test") as bus:
+                await bus.publish(channels.EVENT, event, EventPath(type="voltage", subject=slug(code)))
+            await page.locator('#events li[data-type="voltage"]').wait_for()
+            await page.locator('#chart .marker[data-type="voltage"]').wait_for()
 
             # Feasibility: the form answers and the answer is drawn on the transformer plot.
             await page.locator("#feas-plot svg circle.tx").first.wait_for()

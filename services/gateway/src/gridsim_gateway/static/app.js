@@ -387,7 +387,8 @@ function showChartMessage(text) {
 function niceMax(v) {
   if (!(v > 0)) return 1;
   const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (m * p >= v) return m * p;
+  // Maxima whose quarters are round numbers (the axis has four divisions).
+  for (const m of [1, 1.2, 1.6, 2, 2.4, 3, 4, 6, 8, 10]) if (m * p >= v) return m * p;
   return 10 * p;
 }
 
@@ -437,7 +438,7 @@ function drawChart() {
   for (let i = 0; i <= 4; i++) {
     const v = (kwMax * i) / 4, yy = y(v);
     axis.append(svg("line", { x1: m.l, x2: W - m.r, y1: yy, y2: yy, class: "grid-line" }));
-    axis.append(svg("text", { x: m.l - 6, y: yy + 4, "text-anchor": "end" }, fmt(v, v < 10 ? 2 : 0)));
+    axis.append(svg("text", { x: m.l - 6, y: yy + 4, "text-anchor": "end" }, fmt(v, kwMax <= 2.4 ? 2 : kwMax <= 24 ? 1 : 0)));
     const rv = rMin + ((rMax - rMin) * i) / 4;
     axis.append(svg("text", { x: W - m.r + 6, y: yy + 4 }, fmt(rv, 0)));
   }
@@ -480,7 +481,8 @@ function drawChart() {
     if (t < start || t > end || !eventConcerns(ev, subject, sel)) continue;
     const g = svg("g", { class: "marker", "data-type": ev.type });
     g.append(svg("line", { x1: x(t), x2: x(t), y1: m.t, y2: m.t + ih }));
-    g.append(svg("text", { x: x(t) + 4, y: m.t + 12 }, ev.type));
+    const nearRight = x(t) > W - m.r - 70;
+    g.append(svg("text", { x: x(t) + (nearRight ? -4 : 4), y: m.t + 12, "text-anchor": nearRight ? "end" : "start" }, ev.type));
     marks.append(g);
   }
   root.append(marks);
