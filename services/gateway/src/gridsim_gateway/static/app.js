@@ -392,6 +392,12 @@ function niceMax(v) {
   return 10 * p;
 }
 
+// The fewest decimals that write a tick step exactly (0.75 → 2, 1.5 → 1, 2 → 0).
+function decimalsOf(step) {
+  for (let d = 0; d < 4; d++) if (Math.abs(Math.round(step * 10 ** d) - step * 10 ** d) < 1e-6) return d;
+  return 3;
+}
+
 function drawChart() {
   const box = $("#chart");
   const sel = state.selection;
@@ -438,7 +444,7 @@ function drawChart() {
   for (let i = 0; i <= 4; i++) {
     const v = (kwMax * i) / 4, yy = y(v);
     axis.append(svg("line", { x1: m.l, x2: W - m.r, y1: yy, y2: yy, class: "grid-line" }));
-    axis.append(svg("text", { x: m.l - 6, y: yy + 4, "text-anchor": "end" }, fmt(v, kwMax <= 2.4 ? 2 : kwMax <= 24 ? 1 : 0)));
+    axis.append(svg("text", { x: m.l - 6, y: yy + 4, "text-anchor": "end" }, fmt(v, decimalsOf(kwMax / 4))));
     const rv = rMin + ((rMax - rMin) * i) / 4;
     axis.append(svg("text", { x: W - m.r + 6, y: yy + 4 }, fmt(rv, 0)));
   }
