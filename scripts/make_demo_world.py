@@ -13,7 +13,7 @@ Transformer sizing (domain-facts §5): each ER's design peak is Σ rated power �
 rating its profile draws in its busiest hour (DESIGN_SHARE, read off meter-sim's time-of-day shapes at
 the evening peak, scaled by KIND_FACTOR for businesses that peak by day). Divided by a 0.9 power factor
 this gives the transformer's design kVA. Ordinary transformers get the smallest standard rating that
-keeps the design peak at or below 60 %; the two "stressed" ones (many EV chargers) get the rating that
+keeps the design peak at or below 70 %; the two "stressed" ones (many EV chargers) get the rating that
 puts it nearest 95 %, so overload events show up at the evening peak.
 """
 
@@ -78,7 +78,7 @@ KIND_FACTOR = {"home": 1.0, "apartment_complex": 1.0, "office": 1.3, "shop": 1.2
 POWER_FACTOR = 0.9
 SINGLE_PHASE_KVA = (25, 37.5, 50, 75, 100, 167, 250, 333, 500)
 THREE_PHASE_KVA = (75, 112.5, 150, 225, 300, 500, 750, 1000)
-NORMAL_LOADING = 0.60
+NORMAL_LOADING = 0.70
 STRESSED_LOADING = 0.95
 
 FIRST = [
