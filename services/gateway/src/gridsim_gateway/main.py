@@ -10,7 +10,17 @@ from fastapi import Depends, FastAPI
 
 from gridsim_gateway.deps import require_api_key
 from gridsim_gateway.errors import install_error_handlers
-from gridsim_gateway.routes import admin, billing, dashboard, feasibility, grid, health, readings, simulation
+from gridsim_gateway.routes import (
+    admin,
+    billing,
+    controls,
+    dashboard,
+    feasibility,
+    grid,
+    health,
+    readings,
+    simulation,
+)
 from gridsim_gateway.settings import Settings
 from gridsim_gateway.state import LiveState
 from gridsim_gateway.worldengine import install as install_world_engine
@@ -63,5 +73,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(grid.router)
     app.include_router(readings.router)
+    app.include_router(controls.router)
     install_world_engine(app, settings)
     return app

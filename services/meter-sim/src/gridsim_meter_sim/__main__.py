@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gridsim_meter_sim import worldengine_commands
+from gridsim_meter_sim import control_commands, worldengine_commands
 from gridsim_meter_sim.engine import Engine
 from gridsim_meter_sim.handlers import Deps, router
 from gridsim_meter_sim.settings import Settings
@@ -39,6 +39,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             # shards learn of world changes from the clock's world_version.
             await bus.include(router, deps)
             await bus.include(worldengine_commands.router, deps)
+            await bus.include(control_commands.router, deps)
         await engine.start()
         await engine.run(stop)
 

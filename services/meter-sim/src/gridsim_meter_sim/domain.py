@@ -20,6 +20,7 @@ from gridsim_meter_sim import randomness, shapes, solar
 
 __all__ = [
     "NOMINAL_V",
+    "Adjustment",
     "DerRow",
     "Fleet",
     "MeterRow",
@@ -155,6 +156,20 @@ class Readings:
     def count(self) -> int:
         """How many meters report in this interval."""
         return int(self.active.sum())
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """What the operator's controls do to one interval, per fleet row (see controls.py, docs/controls.md).
+
+    ``energy = simulated × factor + add``, for consumption and production separately (production stays
+    NaN for consumers). Built by :func:`gridsim_meter_sim.controls.SpikePlan.adjustment`.
+    """
+
+    consumption_factor: F64
+    consumption_add_kwh: F64
+    production_factor: F64
+    production_add_kwh: F64
 
 
 def seed_consumption_kwh(base_kwh_per_min: float, k: float) -> float:
@@ -336,8 +351,8 @@ def _production_kwh(fleet: Fleet, when: datetime, interval_s: int) -> F64:
     return out
 
 
-def simulate(fleet: Fleet, when: datetime, interval_s: int) -> Readings:
-    """Every meter's reading for the interval starting at ``when`` (UTC, aware)."""
+def simulate(fleet: Fleet, when: datetime, interval_s: int, adjust: Adjustment | None = None) -> Readings:
+    """Every meter's reading for the interval starting at ``when`` (UTC, aware), after ``adjust`` (spikes)."""
     n = len(fleet)
     tick = np.uint64(int(when.timestamp()) // interval_s)
     minutes = interval_s / 60.0
@@ -348,6 +363,9 @@ def simulate(fleet: Fleet, when: datetime, interval_s: int) -> Readings:
     seed_formula = fleet.seed_base_kwh_per_min * fleet.k_consumption * minutes
     consumption = np.where(fleet.flat, seed_formula, p_min * fleet.k_consumption * minutes)
     production = _production_kwh(fleet, when, interval_s)
+    if adjust is not None:
+        consumption = consumption * adjust.consumption_factor + adjust.consumption_add_kwh
+        production = production * adjust.production_factor + adjust.production_add_kwh
     produced = np.nan_to_num(production)
 
     # Power factor: the seed's uniform [0.8, 1] for flat ERs; for realistic ones the appliance mix

@@ -20,7 +20,8 @@ from typing import Any, Literal
 
 from psycopg_pool import AsyncConnectionPool
 
-from gridsim_meter_sim import domain, fleet_repository
+from gridsim_meter_sim import control_repository, domain, fleet_repository
+from gridsim_meter_sim.controls import SpikePlan
 from gridsim_meter_sim.domain import Fleet, Readings
 from gridsim_meter_sim.fleet_repository import ClockRow
 from gridsim_meter_sim.publisher import Prepared, Publisher
@@ -83,6 +84,7 @@ class Engine:
         self.publisher = Publisher(bus, per_meter=settings.sim.publish == "both")
         self.clock: _Clock | None = None
         self.fleet: Fleet | None = None
+        self.spikes: SpikePlan | None = None  # load/source spikes and generators on this fleet's rows
         self.world_version = 0
         self._world_dirty = True
         self.lag_s = 0.0
@@ -185,12 +187,15 @@ class Engine:
         if self._world_dirty or self.fleet is None:
             self._world_dirty = False
             meters, ders = await fleet_repository.load_fleet_rows(self.pool, self.shard, self.shards)
+            spikes = await control_repository.load_spikes(self.pool)
             self.fleet = await asyncio.to_thread(domain.build_fleet, self.settings.sim.seed, meters, ders)
+            self.spikes = SpikePlan(self.fleet, spikes)
             _LOGGER.info("fleet loaded: %d meters (shard %d/%d)", len(self.fleet), self.shard, self.shards)
         return self.fleet
 
     def _prepare(self, fleet: Fleet, when: datetime, interval_s: int) -> tuple[Readings, Prepared]:
-        readings = domain.simulate(fleet, when, interval_s)
+        adjust = self.spikes.adjustment(when, interval_s) if self.spikes is not None else None
+        readings = domain.simulate(fleet, when, interval_s, adjust)
         return readings, self.publisher.prepare(fleet, readings)
 
     async def _compute(self, when: datetime, interval_s: int) -> Prepared:

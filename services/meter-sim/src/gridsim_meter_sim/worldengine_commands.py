@@ -17,7 +17,7 @@ from gridsim_meter_sim.handlers import Deps
 from gridsim_meter_sim.repository import Conn, fetch_all, fetch_one, valid_id
 from gridsim_meter_sim.world import default_world_path, load_world, read_world
 from gridsim_shared.bus import Router
-from gridsim_shared.errors import InvalidError, NotFoundError
+from gridsim_shared.errors import ConflictError, InvalidError, NotFoundError
 from gridsim_shared.schemas import worldengine as schemas
 
 __all__ = ["router"]
@@ -45,7 +45,9 @@ _DERIVED_TABLES = (
     "connections",
 )
 
-_DER_COLUMNS = "id, er_id, appliance_id, quantity, switched_on, lifecycle, created_at, updated_at"
+_DER_COLUMNS = (
+    "id, er_id, appliance_id, quantity, switched_on, lifecycle, capacity_kw, created_at, updated_at"
+)
 
 
 async def _log(
@@ -76,16 +78,23 @@ async def create_der(body: schemas.DerCreate, deps: Deps) -> schemas.DerOut:
             raise NotFoundError(msg, field="appliance_id")
         row = await fetch_one(
             conn,
-            "insert into ders (er_id, appliance_id, quantity, switched_on, lifecycle)"
-            f" values (%s, %s, %s, %s, 'connected') returning {_DER_COLUMNS}",
-            (body.er_id, body.appliance_id, body.quantity, body.switched_on),
+            "insert into ders (er_id, appliance_id, quantity, switched_on, lifecycle, capacity_kw)"
+            f" values (%s, %s, %s, %s, %s, %s) returning {_DER_COLUMNS}",
+            (
+                body.er_id,
+                body.appliance_id,
+                body.quantity,
+                body.switched_on,
+                body.lifecycle,
+                body.capacity_kw,
+            ),
         )
         assert row is not None
         await _log(
             conn,
             "der_create",
             {"er_id": body.er_id, "der_id": row["id"]},
-            {"appliance_id": body.appliance_id, "switched_on": body.switched_on},
+            {"appliance_id": body.appliance_id, "switched_on": body.switched_on, "lifecycle": body.lifecycle},
             await _meters_of_ers(conn, [body.er_id]),
         )
     deps.on_world_changed()
@@ -97,7 +106,9 @@ async def switch_der(body: schemas.DerSwitch, deps: Deps) -> schemas.DerOut:
     """Switch one DER on or off (or flip it); with ``er_id`` it must belong to that ER."""
     async with deps.pool.connection() as conn, conn.transaction():
         der = await fetch_one(
-            conn, "select id, er_id, switched_on from ders where id = %s for update", (body.der_id,)
+            conn,
+            "select id, er_id, switched_on, lifecycle from ders where id = %s for update",
+            (body.der_id,),
         )
         if der is None:
             msg = f"DER {body.der_id} not found"
@@ -106,6 +117,9 @@ async def switch_der(body: schemas.DerSwitch, deps: Deps) -> schemas.DerOut:
             msg = f"DER {body.der_id} does not belong to energy resource {body.er_id}"
             raise InvalidError(msg, field="der_id")
         state = (not der["switched_on"]) if body.switched_on is None else body.switched_on
+        if state and der["lifecycle"] != "connected":  # seed note 4: only a connected DER runs
+            msg = f"DER {body.der_id} is {der['lifecycle']}, not connected: only a connected DER can be switched on"
+            raise ConflictError(msg, field="switched_on", details={"lifecycle": der["lifecycle"]})
         row = await fetch_one(
             conn,
             f"update ders set switched_on = %s, updated_at = now() where id = %s returning {_DER_COLUMNS}",

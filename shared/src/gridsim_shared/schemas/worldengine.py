@@ -42,6 +42,9 @@ class DerCreate(_Request):
     appliance_id: Id
     quantity: int = Field(default=1, ge=1, le=10_000)
     switched_on: bool = False
+    # gridsim's own DER routes (controls) also give the lifecycle and a solar panel's rating.
+    lifecycle: Literal["purchased", "installed", "connected"] = "connected"
+    capacity_kw: float | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
 
 
 class DerSwitch(_Request):
@@ -78,6 +81,7 @@ class DerOut(BaseModel):
     quantity: int
     switched_on: bool
     lifecycle: Literal["purchased", "installed", "connected"]
+    capacity_kw: float | None = None
     created_at: datetime
     updated_at: datetime
 
