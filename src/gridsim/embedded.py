@@ -264,6 +264,8 @@ max_queued_messages 100000
 max_queued_bytes 0
 max_inflight_messages 0
 message_size_limit 0
+# Request/reply is latency-bound: without it each small reply waits ~40 ms for Nagle's algorithm.
+set_tcp_nodelay true
 """
 
 # rumqttd's defaults cap payloads at 20 KB (larger ones are dropped silently) and outgoing
