@@ -423,7 +423,7 @@ function drawChart() {
     return;
   }
   const W = box.clientWidth || 800, H = box.clientHeight || 300;
-  const m = { l: 52, r: 52, t: 12, b: 26 };
+  const m = { l: 52, r: 52, t: 22, b: 26 };
   const iw = W - m.l - m.r, ih = H - m.t - m.b;
   const x = (t) => m.l + ((t - start) / span) * iw;
   const kwMax = niceMax(Math.max(...pts.map((p) => Math.max(p.cons || 0, p.prod || 0))) * 1.1);
@@ -454,8 +454,8 @@ function drawChart() {
     axis.append(svg("line", { x1: x(t), x2: x(t), y1: m.t, y2: m.t + ih, class: "grid-line" }));
     axis.append(svg("text", { x: x(t), y: H - 8, "text-anchor": "middle" }, hhmm(t)));
   }
-  axis.append(svg("text", { x: 4, y: m.t + 10 }, "kW"));
-  axis.append(svg("text", { x: W - 4, y: m.t + 10, "text-anchor": "end" }, isTx ? "%" : "V"));
+  axis.append(svg("text", { x: m.l - 6, y: 10, "text-anchor": "end" }, "kW"));
+  axis.append(svg("text", { x: W - m.r + 6, y: 10 }, isTx ? "%" : "V"));
   root.append(axis);
 
   const line = (key, scale) => {
@@ -488,7 +488,7 @@ function drawChart() {
     const g = svg("g", { class: "marker", "data-type": ev.type });
     g.append(svg("line", { x1: x(t), x2: x(t), y1: m.t, y2: m.t + ih }));
     const nearRight = x(t) > W - m.r - 70;
-    g.append(svg("text", { x: x(t) + (nearRight ? -4 : 4), y: m.t + 12, "text-anchor": nearRight ? "end" : "start" }, ev.type));
+    g.append(svg("text", { x: x(t) + (nearRight ? -4 : 4), y: m.t - 6, "text-anchor": nearRight ? "end" : "start" }, ev.type));
     marks.append(g);
   }
   root.append(marks);
