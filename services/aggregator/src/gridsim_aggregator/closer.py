@@ -291,21 +291,26 @@ class Closer:
         (retained: only the latest matters); parent readings, rollups and events of that moment are logged
         as lost to subscribers (they are stored)."""
         try:
-            for path, reading in closed.parents:
-                await self.bus.publish(channels.READING, reading, path)
+            # Concurrently: each QoS 1 publish waits for its PUBACK, and an interval has one message per node.
+            sends = [self.bus.publish(channels.READING, reading, path) for path, reading in closed.parents]
             topo = self._topology
             for r in closed.rollups if topo is not None else []:
                 assert topo is not None
-                await _publish_rollup(
-                    self.bus,
-                    topo=topo,
-                    r=r,
-                    ts=closed.ts,
-                    interval_s=self.interval_s,
-                    peak=self._peak(r, closed.ts),
+                sends.append(
+                    _publish_rollup(
+                        self.bus,
+                        topo=topo,
+                        r=r,
+                        ts=closed.ts,
+                        interval_s=self.interval_s,
+                        peak=self._peak(r, closed.ts),
+                    )
                 )
-            for event in closed.events:
-                await self.bus.publish(channels.EVENT, event, topics.EventPath(event.type, event.subject))
+            sends += [
+                self.bus.publish(channels.EVENT, e, topics.EventPath(e.type, e.subject))
+                for e in closed.events
+            ]
+            await asyncio.gather(*sends)
         except aiomqtt.MqttError as exc:
             _LOGGER.warning("could not publish interval %s (%s); it is stored", closed.ts, exc)
         if not recompute:

@@ -188,9 +188,10 @@ class Ingestor:
 
     async def _commit(self, items: list[_Item], payload: bytes) -> bool:
         async with self.pool.connection() as conn, conn.transaction():
-            state = await repository.lock_state_shared(conn)
             fresh = await repository.insert_readings(conn, payload)
             await repository.record_batches(conn, [i.receipt for i in items], self.instance)
+            # Locked last, so a close in progress holds up only this final check, not the COPY.
+            state = await repository.lock_state_shared(conn)
             if state.committed_until is not None:
                 late = sorted({i.readings.ts for i in items if i.readings.ts <= state.committed_until})
                 if late:

@@ -265,13 +265,19 @@ async def upsert_parents(
 
 
 async def upsert_grid(conn: Conn, ts: datetime, rollups: Sequence[NodeRollup], hot: dict[int, float]) -> None:
-    """Store grid rollups of interval ``ts`` (replacing a recomputed one)."""
+    """Store grid rollups of interval ``ts`` (replacing a recomputed one), in one statement."""
     if not rollups:
         return
-    await conn.cursor().executemany(
+
+    def col(name: str) -> list[float]:
+        return [float(getattr(r.totals, name)[0]) for r in rollups]
+
+    await conn.execute(
         "insert into grid_rollups (ts, node_id, level, consumption_kwh, production_kwh, consumption_kvah, "
         "production_kvah, kvarh, apparent_kva, capacity_kva, loading_pct, hot_spot_c, meters_expected, "
-        "meters_reporting, partial) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "meters_reporting, partial) select %s::timestamptz, * from unnest(%s::bigint[], %s::text[], "
+        "%s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], "
+        "%s::float8[], %s::float8[], %s::int[], %s::int[], %s::bool[]) "
         "on conflict (ts, node_id) do update set consumption_kwh = excluded.consumption_kwh, "
         "production_kwh = excluded.production_kwh, consumption_kvah = excluded.consumption_kvah, "
         "production_kvah = excluded.production_kvah, kvarh = excluded.kvarh, "
@@ -279,26 +285,23 @@ async def upsert_grid(conn: Conn, ts: datetime, rollups: Sequence[NodeRollup], h
         "hot_spot_c = coalesce(excluded.hot_spot_c, grid_rollups.hot_spot_c), "
         "meters_expected = excluded.meters_expected, meters_reporting = excluded.meters_reporting, "
         "partial = excluded.partial",
-        [
-            (
-                ts,
-                r.node.id,
-                r.node.level,
-                float(r.totals.consumption_kwh[0]),
-                float(r.totals.production_kwh[0]),
-                float(r.totals.consumption_kvah[0]),
-                float(r.totals.production_kvah[0]),
-                float(r.totals.kvarh[0]),
-                r.apparent_kva,
-                r.node.capacity_kva,
-                r.loading_pct,
-                hot.get(r.node.id),
-                r.meters_expected,
-                r.meters_reporting,
-                r.partial,
-            )
-            for r in rollups
-        ],
+        (
+            ts,
+            [r.node.id for r in rollups],
+            [r.node.level for r in rollups],
+            col("consumption_kwh"),
+            col("production_kwh"),
+            col("consumption_kvah"),
+            col("production_kvah"),
+            col("kvarh"),
+            [r.apparent_kva for r in rollups],
+            [r.node.capacity_kva for r in rollups],
+            [r.loading_pct for r in rollups],
+            [hot.get(r.node.id) for r in rollups],
+            [r.meters_expected for r in rollups],
+            [r.meters_reporting for r in rollups],
+            [r.partial for r in rollups],
+        ),
     )
 
 
@@ -311,15 +314,23 @@ async def load_thermal(conn: Conn) -> dict[int, tuple[datetime, ThermalState]]:
 
 
 async def save_thermal(conn: Conn, ts: datetime, states: dict[int, ThermalState]) -> None:
-    """Store transformers' thermal states after interval ``ts``."""
+    """Store transformers' thermal states after interval ``ts``, in one statement."""
     if not states:
         return
-    await conn.cursor().executemany(
+    items = list(states.items())
+    await conn.execute(
         "insert into transformer_thermal (node_id, ts, top_oil_rise_c, hot_spot_gradient_c, overloaded) "
-        "values (%s, %s, %s, %s, %s) on conflict (node_id) do update set ts = excluded.ts, "
+        "select n, %s, o, h, v from unnest(%s::bigint[], %s::float8[], %s::float8[], %s::bool[]) as u(n, o, h, v) "
+        "on conflict (node_id) do update set ts = excluded.ts, "
         "top_oil_rise_c = excluded.top_oil_rise_c, hot_spot_gradient_c = excluded.hot_spot_gradient_c, "
         "overloaded = excluded.overloaded",
-        [(nid, ts, s.top_oil_rise_c, s.hot_spot_gradient_c, s.overloaded) for nid, s in states.items()],
+        (
+            ts,
+            [n for n, _ in items],
+            [s.top_oil_rise_c for _, s in items],
+            [s.hot_spot_gradient_c for _, s in items],
+            [s.overloaded for _, s in items],
+        ),
     )
 
 

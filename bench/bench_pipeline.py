@@ -1,0 +1,519 @@
+"""Benchmark: the whole pipeline, meter-sim → Mosquitto → aggregator → committed rows, in step mode.
+
+1. ``pipeline`` — meter-sim's own ``Engine.step`` (realistic homes, one columnar batch per transformer of
+   100 meters, QoS 1) against a private Mosquitto; the aggregator runs as its own process
+   (``python -m gridsim_aggregator``). Durable readings/s = readings committed / time from the first
+   publish until the aggregator's stored watermark reaches the last stepped interval. 1k and 10k meters.
+2. ``copy_ceiling`` — raw binary COPY of the same rows into the same table (one connection, 50k-row
+   transactions): what PostgreSQL alone takes.
+3. ``naive`` — one MQTT message and one INSERT (autocommit) per reading.
+4. ``realtime`` — 8,000 meters with the clock running at 1440x (one-minute readings: 192,000 readings/s)
+   for a while; the aggregator's watermark lag is sampled to show whether it grows.
+5. ``queries`` — 1,000 meters x 30 days of rollups stored: one meter's month bill query (sum of
+   ``meter_data_1d``) and a day of ``GET /meter/stream`` at 15-minute resolution.
+
+Uses ``GRIDSIM_DB__URL`` (default database ``test`` on 127.0.0.1:5432) with scratch schemas dropped
+afterwards, and a private Mosquitto (the machine's broker keeps Mosquitto's default queue limits, which
+drop messages under load). Writes ``bench/results/pipeline.json`` and ``.md``.
+
+    uv run python bench/bench_pipeline.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from gridsim.embedded import free_port, start_broker
+from gridsim_aggregator.copy_binary import encode_readings, timestamps_us
+from gridsim_meter_sim.engine import Engine
+from gridsim_shared.bus import Bus
+from gridsim_shared.db import apply_migrations, connect, open_pool
+from gridsim_shared.settings import DbSettings, MqttSettings, Settings, SimSettings
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_meter_sim import _insert_world
+
+RESULTS = Path(__file__).parent / "results"
+DB_URL = os.environ.get("GRIDSIM_DB__URL", "postgresql://postgres@127.0.0.1:5432/test")
+START = datetime(2025, 6, 21, 1, 0, tzinfo=UTC)
+
+
+@contextlib.asynccontextmanager
+async def scratch_schema(prefix: str) -> AsyncIterator[str]:
+    schema = f"{prefix}_{secrets.token_hex(4)}"
+    await apply_migrations(DB_URL, schema)
+    try:
+        yield schema
+    finally:
+        async with await connect(DB_URL, "public", autocommit=True) as conn:
+            await conn.execute(f"drop schema if exists {schema} cascade")
+
+
+@contextlib.contextmanager
+def aggregator_process(mqtt_url: str, base: str, schema: str) -> Any:
+    env = {
+        **os.environ,
+        "GRIDSIM_MQTT__URL": mqtt_url,
+        "GRIDSIM_MQTT__BASE_TOPIC": base,
+        "GRIDSIM_DB__URL": DB_URL,
+        "GRIDSIM_DB__SCHEMA_NAME": schema,
+        "GRIDSIM_LOG__LEVEL": "WARNING",
+    }
+    profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
+    proc = subprocess.Popen([sys.executable, *profile, "-m", "gridsim_aggregator"], env=env)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+async def committed_until(conn: Any) -> datetime | None:
+    cur = await conn.execute("select committed_until from aggregator_state")
+    row = await cur.fetchone()
+    return None if row is None else row[0]
+
+
+async def wait_aggregator_online(conn: Any) -> None:
+    async with asyncio.timeout(60):
+        while True:
+            cur = await conn.execute("select count(*) from aggregator_instances")
+            row = await cur.fetchone()
+            if row and row[0]:
+                return
+            await asyncio.sleep(0.1)
+
+
+def _settings(mqtt_url: str, base: str, schema: str, **sim: Any) -> Settings:
+    return Settings(
+        mqtt=MqttSettings(url=mqtt_url, base_topic=base),
+        db=DbSettings(url=DB_URL, schema_name=schema, pool_max=4),
+        sim=SimSettings(
+            publish="batch",
+            demo_world=False,
+            start=START,
+            step_ack_timeout_s=120,
+            **({"autostart": False} | sim),
+        ),
+    )
+
+
+# ------------------------------------------------------------------------------------ 1. pipeline
+async def bench_pipeline(mqtt_url: str, meters: int, intervals: int) -> dict[str, Any]:
+    base = f"bench-{secrets.token_hex(4)}"
+    async with scratch_schema("bench_pl") as schema:
+        async with await connect(DB_URL, schema, autocommit=True) as conn:
+            await _insert_world(conn, meters, 100)
+        settings = _settings(mqtt_url, base, schema)
+        with aggregator_process(mqtt_url, base, schema):
+            async with (
+                await connect(DB_URL, schema, autocommit=True) as conn,
+                open_pool(settings.db, name="bench") as pool,
+                Bus(settings.mqtt, "meter-sim", "bench") as bus,
+            ):
+                await wait_aggregator_online(conn)
+                engine = Engine(settings, bus, pool)
+                await engine.start()
+                await engine._ensure_fleet()
+                await asyncio.sleep(1.0)  # the aggregator's retained status reaches the engine
+                t0 = time.perf_counter()
+                stepping = asyncio.create_task(engine.step(intervals))
+                rows_done_s = None
+                while not stepping.done():  # when were all rows committed (before the intervals closed)?
+                    cur = await conn.execute("select coalesce(sum(readings), 0) from ingest_batches")
+                    row = await cur.fetchone()
+                    if rows_done_s is None and row and row[0] >= meters * intervals:
+                        rows_done_s = time.perf_counter() - t0
+                    await asyncio.sleep(0.05)
+                result = stepping.result()
+                last = result.last_interval
+                assert last is not None
+                while (await committed_until(conn) or START) < last:
+                    await asyncio.sleep(0.01)
+                elapsed = time.perf_counter() - t0
+                cur = await conn.execute("select count(*) from meter_data where not is_parent")
+                row = await cur.fetchone()
+                stored = int(row[0]) if row else 0
+        out = {
+            "meters": meters,
+            "intervals": intervals,
+            "readings_published": result.readings,
+            "readings_stored": stored,
+            "seconds": round(elapsed, 3),
+            "durable_readings_per_s": round(stored / elapsed),
+            "step_returned_after_watermark": result.stored,
+            "step_s": result.elapsed_s,
+            "all_rows_committed_s": None if rows_done_s is None else round(rows_done_s, 3),
+        }
+        print(
+            f"pipeline {meters} meters: {out['durable_readings_per_s']:,} durable readings/s ({stored:,} rows; step {result.elapsed_s} s, rows committed at {rows_done_s})"
+        )
+        return out
+
+
+# ------------------------------------------------------------------------------------ 2. copy ceiling
+def _rows(meters: int, intervals: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(1)
+    n = meters * intervals
+    ts = np.repeat([timestamps_us(START + timedelta(minutes=i)) for i in range(intervals)], meters).astype(
+        np.int64
+    )
+    ids = np.tile(np.arange(1, meters + 1, dtype=np.int64), intervals)
+    kwh = rng.uniform(0.001, 0.05, n)
+    pf = rng.uniform(0.8, 1.0, n)
+    prod = np.where(ids % 3 == 0, rng.uniform(0, 0.02, n), np.nan)
+    volts = rng.uniform(230, 250, n)
+    values = np.column_stack(
+        [kwh, prod, kwh / pf, prod / 0.98, kwh / pf * 60000 / volts, volts, kwh * 0.5, pf]
+    )
+    return ts, ids, values
+
+
+async def bench_copy(meters: int, intervals: int) -> dict[str, Any]:
+    ts, ids, values = _rows(meters, intervals)
+    chunk = 50_000
+    columns = (
+        "ts, meter_id, consumption_kwh, production_kwh, consumption_kvah, production_kvah, avg_current, "
+        "avg_voltage, reactive_power_kvar, power_factor"
+    )
+    async with scratch_schema("bench_cp") as schema:
+        async with await connect(DB_URL, schema) as conn:
+            t0 = time.perf_counter()
+            for i in range(0, len(ids), chunk):
+                data = encode_readings(ts[i : i + chunk], ids[i : i + chunk], values[i : i + chunk])
+                async with conn.cursor().copy(
+                    f"copy meter_data ({columns}) from stdin (format binary)"
+                ) as cp:
+                    await cp.write(data)
+                await conn.commit()
+            elapsed = time.perf_counter() - t0
+    out = {"rows": len(ids), "seconds": round(elapsed, 3), "rows_per_s": round(len(ids) / elapsed)}
+    print(f"binary COPY ceiling: {out['rows_per_s']:,} rows/s")
+    return out
+
+
+# ------------------------------------------------------------------------------------ 3. naive
+async def bench_naive(mqtt_url: str, readings: int) -> dict[str, Any]:
+    """One JSON message per reading at QoS 1, one INSERT per message (autocommit)."""
+    base = f"bench-{secrets.token_hex(4)}"
+    async with scratch_schema("bench_nv") as schema:
+        mqtt = MqttSettings(url=mqtt_url, base_topic=base)
+        done = asyncio.Event()
+        count = 0
+        async with await connect(DB_URL, schema, autocommit=True) as conn:
+
+            async def on(_topic: str, payload: bytes, ack: Any) -> None:
+                nonlocal count
+                r = json.loads(payload)
+                await conn.execute(
+                    "insert into meter_data (ts, meter_id, consumption_kwh, avg_current, avg_voltage) "
+                    "values (%s, %s, %s, %s, %s) on conflict do nothing",
+                    (r["timestamp"], r["meter_id"], r["consumption_kWh"], r["avg_current"], r["avg_voltage"]),
+                )
+                ack()
+                count += 1
+                if count >= readings:
+                    done.set()
+
+            async with Bus(mqtt, "naive-sub") as sub, Bus(mqtt, "naive-pub") as pub:
+                await sub.subscribe_raw(f"{base}/v1/naive/#", on)
+                await asyncio.sleep(0.3)
+                t0 = time.perf_counter()
+                for i in range(readings):
+                    body = {
+                        "meter_id": i % 1000 + 1,
+                        "timestamp": (START + timedelta(minutes=i // 1000)).isoformat(),
+                        "consumption_kWh": 0.01,
+                        "avg_current": 2.0,
+                        "avg_voltage": 240.0,
+                    }
+                    await pub.publish_raw(f"{base}/v1/naive/{i % 1000 + 1}", json.dumps(body).encode())
+                await asyncio.wait_for(done.wait(), 300)
+                elapsed = time.perf_counter() - t0
+    out = {
+        "readings": readings,
+        "seconds": round(elapsed, 3),
+        "durable_readings_per_s": round(readings / elapsed),
+    }
+    print(f"naive: {out['durable_readings_per_s']:,} durable readings/s")
+    return out
+
+
+# ------------------------------------------------------------------------------------ 4. real time
+async def bench_realtime(mqtt_url: str, meters: int, seconds: float) -> dict[str, Any]:
+    base = f"bench-{secrets.token_hex(4)}"
+    async with scratch_schema("bench_rt") as schema:
+        async with await connect(DB_URL, schema, autocommit=True) as conn:
+            await _insert_world(conn, meters, 100)
+        settings = _settings(mqtt_url, base, schema, autostart=True, speed=1440.0)
+        samples: list[dict[str, float]] = []
+        with aggregator_process(mqtt_url, base, schema):
+            async with (
+                await connect(DB_URL, schema, autocommit=True) as conn,
+                open_pool(settings.db, name="bench") as pool,
+                Bus(settings.mqtt, "meter-sim", "bench") as bus,
+            ):
+                await wait_aggregator_online(conn)
+                engine = Engine(settings, bus, pool)
+                await engine._ensure_fleet()
+                await engine.start()
+                stop = asyncio.Event()
+                runner = asyncio.create_task(engine.run(stop))
+                t0 = time.perf_counter()
+                while (now := time.perf_counter() - t0) < seconds:
+                    await asyncio.sleep(1.0)
+                    mark = await committed_until(conn)
+                    published = engine.last_published
+                    if mark is not None and published is not None:
+                        samples.append(
+                            {
+                                "t_s": round(now, 1),
+                                "lag_intervals": (published - mark).total_seconds() / 60,
+                                "meter_sim_lag_s": round(engine.lag_s, 3),
+                                "dropped_intervals": engine.dropped_intervals,
+                            }
+                        )
+                stop.set()
+                await runner
+                published_intervals = engine.intervals_published
+                cur = await conn.execute("select count(*) from meter_data where not is_parent")
+                row = await cur.fetchone()
+        first_half = [s["lag_intervals"] for s in samples[: len(samples) // 2]]
+        second_half = [s["lag_intervals"] for s in samples[len(samples) // 2 :]]
+        out = {
+            "meters": meters,
+            "speed": 1440,
+            "seconds": seconds,
+            "target_readings_per_s": meters * 1440 // 60,
+            "intervals_published": published_intervals,
+            "readings_per_s_achieved": round(published_intervals * meters / seconds),
+            "rows_stored_at_stop": int(row[0]) if row else 0,
+            "dropped_intervals": samples[-1]["dropped_intervals"] if samples else None,
+            "watermark_lag_intervals_first_half_median": statistics.median(first_half)
+            if first_half
+            else None,
+            "watermark_lag_intervals_second_half_median": statistics.median(second_half)
+            if second_half
+            else None,
+            "watermark_lag_intervals_max": max((s["lag_intervals"] for s in samples), default=None),
+            "samples": samples,
+        }
+        print(
+            f"realtime {meters} meters at 1440x: {out['readings_per_s_achieved']:,} readings/s, watermark lag "
+            f"{out['watermark_lag_intervals_first_half_median']} → {out['watermark_lag_intervals_second_half_median']} intervals"
+        )
+        return out
+
+
+# ------------------------------------------------------------------------------------ 5. queries
+async def bench_queries(meters: int, days: int) -> dict[str, Any]:
+    async with scratch_schema("bench_q") as schema:
+        async with await connect(DB_URL, schema, autocommit=True) as conn:
+            t0 = time.perf_counter()
+            # Rollups as the aggregator writes them, for every meter and every bucket of the month.
+            for table, step, n in (
+                ("15m", "15 minutes", days * 96),
+                ("1h", "1 hour", days * 24),
+                ("1d", "1 day", days),
+            ):
+                await conn.execute(
+                    f"insert into meter_data_{table} (meter_id, bucket, consumption_kwh, production_kwh, "
+                    "consumption_kvah, production_kvah, kvarh, voltage_sum, current_max, readings) "
+                    f"select m, %s::timestamptz + (b * interval '{step}'), 0.2 + (m %% 7) * 0.01, 0.0, 0.25, 0.0, 0.1, "
+                    "240.0 * 15, 5.0, 15 from generate_series(1, %s) m, generate_series(0, %s - 1) b",
+                    (START, meters, n),
+                )
+            await conn.execute("analyze")
+            fill_s = time.perf_counter() - t0
+            bill_sql = (
+                "select sum(consumption_kwh), sum(production_kwh) from meter_data_1d where meter_id = %s "
+                "and bucket >= %s and bucket < %s"
+            )
+            day_sql = (
+                "select bucket, consumption_kwh, production_kwh, consumption_kvah, production_kvah, kvarh, "
+                "voltage_sum, readings from meter_data_15m where meter_id = %s and bucket >= %s and bucket <= %s "
+                "order by bucket asc limit 1440"
+            )
+            bill, day = [], []
+            for k in range(50):
+                meter = 1 + (k * 37) % meters
+                t = time.perf_counter()
+                await (await conn.execute(bill_sql, (meter, START, START + timedelta(days=days)))).fetchall()
+                bill.append((time.perf_counter() - t) * 1000)
+                t = time.perf_counter()
+                d0 = START + timedelta(days=k % days)
+                rows = await (await conn.execute(day_sql, (meter, d0, d0 + timedelta(days=1)))).fetchall()
+                day.append((time.perf_counter() - t) * 1000)
+                assert len(rows) == 97 or len(rows) == 96 or k % days == days - 1
+    out = {
+        "meters": meters,
+        "days": days,
+        "fill_s": round(fill_s, 1),
+        "bill_month_ms_median": round(statistics.median(bill), 2),
+        "bill_month_ms_p95": round(sorted(bill)[int(0.95 * (len(bill) - 1))], 2),
+        "stream_day_15m_ms_median": round(statistics.median(day), 2),
+        "stream_day_15m_ms_p95": round(sorted(day)[int(0.95 * (len(day) - 1))], 2),
+    }
+    print(f"queries: bill {out['bill_month_ms_median']} ms, day at 15m {out['stream_day_15m_ms_median']} ms")
+    return out
+
+
+async def bench_http_day(meters: int) -> dict[str, Any] | None:
+    """A day at 15m through the real gateway route (in-process ASGI), on the same kind of data."""
+    import httpx
+
+    from gridsim_gateway.main import create_app
+    from gridsim_shared.testing import gateway_client
+
+    async with scratch_schema("bench_http") as schema:
+        async with await connect(DB_URL, schema, autocommit=True) as conn:
+            await conn.execute("insert into grid_nodes (code, name, level) values ('u1', 'U', 'utility')")
+            await conn.execute(
+                "insert into grid_nodes (code, name, level, parent_id) values ('f1', 'F', 'feeder', 1)"
+            )
+            await conn.execute(
+                "insert into grid_nodes (code, name, level, parent_id, capacity_kva) values ('t1', 'T', 'transformer', 2, 100)"
+            )
+            await conn.execute(
+                "insert into meters (code, transformer_id) select 'M' || g, 3 from generate_series(1, %s) g",
+                (meters,),
+            )
+            await conn.execute(
+                "insert into meter_data_15m (meter_id, bucket, consumption_kwh, consumption_kvah, voltage_sum, readings) "
+                "select m.id, %s::timestamptz + b * interval '15 minutes', 0.2, 0.25, 3600, 15 "
+                "from meters m, generate_series(0, 30 * 96 - 1) b",
+                (START,),
+            )
+            await conn.execute("analyze")
+        settings = Settings(
+            db=DbSettings(url=DB_URL, schema_name=schema),
+            mqtt=MqttSettings(base_topic=f"bench-{secrets.token_hex(4)}"),
+        )
+        try:
+            async with gateway_client(create_app(settings)) as client:
+                times = []
+                for k in range(30):
+                    d0 = START + timedelta(days=k)
+                    t = time.perf_counter()
+                    r = await client.get(
+                        "/meter/stream",
+                        params={
+                            "meter_id": f"M{1 + k}",
+                            "from": d0.isoformat(),
+                            "to": (d0 + timedelta(days=1)).isoformat(),
+                            "resolution": "15m",
+                        },
+                    )
+                    times.append((time.perf_counter() - t) * 1000)
+                    assert r.status_code == 200, r.text
+        except (httpx.HTTPError, ConnectionError, OSError) as exc:
+            print(f"gateway day query skipped: {exc}")
+            return None
+    out = {
+        "http_day_15m_ms_median": round(statistics.median(times), 2),
+        "http_day_15m_ms_p95": round(sorted(times)[int(0.95 * 29)], 2),
+    }
+    print(f"GET /meter/stream day at 15m: {out['http_day_15m_ms_median']} ms")
+    return out
+
+
+def write(results: dict[str, Any]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "pipeline.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    naive = results["naive"]["durable_readings_per_s"]
+    lines = [
+        "# Pipeline benchmark (meter-sim → Mosquitto → aggregator → PostgreSQL)",
+        "",
+        f"Machine: {results['machine']['cpus']} CPUs, Python {results['machine']['python']}; run {results['run_at']}.",
+        "Command: `uv run python bench/bench_pipeline.py`. Step mode; durable = committed and counted in the",
+        "aggregator's stored watermark. meter-sim, Mosquitto, the aggregator and PostgreSQL share the 2 cores.",
+        "",
+        "| case | readings | seconds | durable readings/s | × naive |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in results["pipeline"]:
+        lines.append(
+            f"| pipeline, {r['meters']:,} meters | {r['readings_stored']:,} | {r['seconds']} | "
+            f"{r['durable_readings_per_s']:,} | {r['durable_readings_per_s'] / naive:.0f}× |"
+        )
+    c = results["copy_ceiling"]
+    lines.append(
+        f"| raw binary COPY (ceiling) | {c['rows']:,} | {c['seconds']} | {c['rows_per_s']:,} | {c['rows_per_s'] / naive:.0f}× |"
+    )
+    n = results["naive"]
+    lines.append(
+        f"| naive: message + INSERT per reading | {n['readings']:,} | {n['seconds']} | {naive:,} | 1× |"
+    )
+    rt = results.get("realtime")
+    if rt:
+        lines += [
+            "",
+            f"Real time: {rt['meters']:,} meters at 1440× (target {rt['target_readings_per_s']:,} readings/s) for "
+            f"{rt['seconds']} s: {rt['readings_per_s_achieved']:,} readings/s published, {rt['dropped_intervals']} "
+            f"intervals dropped by meter-sim, aggregator watermark lag (intervals) median "
+            f"{rt['watermark_lag_intervals_first_half_median']} in the first half, "
+            f"{rt['watermark_lag_intervals_second_half_median']} in the second, max {rt['watermark_lag_intervals_max']}.",
+        ]
+    q = results["queries"]
+    lines += [
+        "",
+        f"Queries with {q['meters']:,} meters × {q['days']} days of rollups: month bill (sum of `meter_data_1d`) "
+        f"{q['bill_month_ms_median']} ms median ({q['bill_month_ms_p95']} p95); a day at 15 min "
+        f"{q['stream_day_15m_ms_median']} ms median ({q['stream_day_15m_ms_p95']} p95).",
+    ]
+    h = results.get("http")
+    if h:
+        lines.append(
+            f"`GET /meter/stream` (gateway, in-process) a day at 15 min: {h['http_day_15m_ms_median']} ms median "
+            f"({h['http_day_15m_ms_p95']} p95)."
+        )
+    (RESULTS / "pipeline.md").write_text("\n".join(lines) + "\n")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the script)")
+    parser.add_argument("--realtime-s", type=float, default=30.0)
+    args = parser.parse_args()
+    results: dict[str, Any] = {
+        "run_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    }
+    with tempfile.TemporaryDirectory(prefix="gridsim-bench-broker-") as tmp:
+        broker = start_broker(Path(tmp), free_port(), kind="mosquitto")
+        try:
+            sizes = [(1000, 60 if args.quick else 300), (10_000, 10 if args.quick else 100)]
+            results["pipeline"] = [await bench_pipeline(broker.url, m, i) for m, i in sizes]
+            results["copy_ceiling"] = await bench_copy(10_000, 10 if args.quick else 100)
+            results["naive"] = await bench_naive(broker.url, 1000 if args.quick else 5000)
+            results["realtime"] = await bench_realtime(
+                broker.url, 8000, 10 if args.quick else args.realtime_s
+            )
+        finally:
+            broker.stop()
+    results["queries"] = await bench_queries(1000, 30)
+    with contextlib.suppress(psycopg.Error):
+        results["http"] = await bench_http_day(1000)
+    write(results)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
