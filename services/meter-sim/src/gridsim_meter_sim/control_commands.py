@@ -21,10 +21,11 @@ from gridsim_meter_sim.handlers import Deps
 from gridsim_meter_sim.repository import Conn, catalogue, fetch_one, resolve_appliances
 from gridsim_shared import channels
 from gridsim_shared.bus import Router
-from gridsim_shared.errors import NotFoundError
+from gridsim_shared.errors import InvalidError, NotFoundError
 from gridsim_shared.ids import slug
 from gridsim_shared.messages import GridEvent
 from gridsim_shared.schemas import controls as schemas
+from gridsim_shared.schemas.meters import Appliance
 from gridsim_shared.schemas.worldengine import DerCreate
 from gridsim_shared.topics import EventPath, MeterEventPath
 
@@ -63,6 +64,15 @@ async def _publish(deps: Deps, conn: Conn, events: Sequence[tuple[int, GridEvent
             _LOGGER.exception("could not publish %s event of meter %s", event.type, meter_id)
 
 
+def _appliance_id(known: Sequence[Appliance], name: str, field: str) -> int:
+    """A catalogue id for an appliance name or alias; a 422 naming ``field`` lists the catalogue."""
+    try:
+        return resolve_appliances(known, [name], [])[0][0]
+    except InvalidError as exc:
+        msg = f"{field}: {exc.message.partition(': ')[2]}"
+        raise InvalidError(msg, field=field, details=exc.details) from exc
+
+
 def _status_event(meter_id: int, code: str, online: bool, when: datetime, reason: str) -> GridEvent:
     state = "online" if online else "offline"
     return GridEvent(
@@ -93,8 +103,7 @@ async def control(body: schemas.ControlRequest, deps: Deps) -> schemas.ControlRe
                 )
                 parent = found["id"]
             if body.appliance_type is not None:
-                groups = resolve_appliances(await catalogue(conn), [body.appliance_type], [])
-                appliance = groups[0][0]
+                appliance = _appliance_id(await catalogue(conn), body.appliance_type, "appliance_type")
             rows = await repo.select_meters(
                 conn, meter=meter, parent=parent, appliance=appliance, pincode=body.pincode
             )
@@ -226,7 +235,7 @@ async def add_der(body: schemas.DerAdd, deps: Deps) -> schemas.DerInfo:
     if isinstance(body.appliance, int):
         appliance_id = body.appliance
     else:
-        appliance_id = resolve_appliances(known, [body.appliance], [])[0][0]
+        appliance_id = _appliance_id(known, body.appliance, "appliance")
     switched_on = body.switched_on if body.switched_on is not None else body.lifecycle == "connected"
     if switched_on:
         name = next((a.name for a in known if a.id == appliance_id), str(appliance_id))
