@@ -18,6 +18,8 @@ from gridsim_shared.channels import Channel
 __all__ = ["CHANNEL_DOCS", "SERVICES", "build_document", "render"]
 
 SERVICES = ("meter-sim", "aggregator", "billing", "feasibility")
+# Modules besides ``handlers`` whose routers a service includes (their commands are documented too).
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {"meter-sim": ("worldengine_commands", "control_commands")}
 
 # What each channel carries, who publishes it and who listens — the prose of the document.
 CHANNEL_DOCS: dict[str, tuple[Channel[Any, Any], str]] = {
@@ -153,8 +155,11 @@ def _add_service_commands(
     service: str, doc_channels: dict[str, Any], operations: dict[str, Any], schemas: dict[str, Any]
 ) -> None:
     """One channel per operation a service answers, with the schema of its request's ``data``."""
-    router = importlib.import_module(f"gridsim_{service.replace('-', '_')}.handlers").router
-    for operation, (model, handler) in sorted(router._commands.items()):
+    package = f"gridsim_{service.replace('-', '_')}"
+    commands: dict[str, Any] = {}
+    for module in ("handlers", *COMMAND_MODULES.get(service, ())):
+        commands.update(importlib.import_module(f"{package}.{module}").router._commands)
+    for operation, (model, handler) in sorted(commands.items()):
         name = f"cmd-{service}-{operation}"
         data_schema: dict[str, Any] = {"type": "object"}
         if model is not None:
