@@ -37,15 +37,24 @@ CHANNEL_DOCS: dict[str, tuple[Channel[Any, Any], str]] = {
     ),
     "rollup-transformer": (
         channels.ROLLUP_TRANSFORMER,
-        "A transformer's aggregate for one interval with its loading as a share of its kVA rating (retained: "
-        "the latest value).",
+        "A transformer's aggregate for one interval (published by the aggregator when the interval closes): "
+        "energies, mean apparent kVA, its loading as a share of its kVA rating, meters expected/reporting, "
+        "`partial`, and the day's coincident peak (retained: the latest value).",
     ),
-    "rollup-feeder": (channels.ROLLUP_FEEDER, "A feeder's aggregate for one interval (retained)."),
-    "rollup-utility": (channels.ROLLUP_UTILITY, "The utility's aggregate for one interval (retained)."),
+    "rollup-feeder": (
+        channels.ROLLUP_FEEDER,
+        "A feeder's aggregate for one interval: the sum of its transformers, with its coincident peak (retained).",
+    ),
+    "rollup-utility": (
+        channels.ROLLUP_UTILITY,
+        "The utility's aggregate for one interval: the sum of its feeders, with its coincident peak (retained).",
+    ),
     "event": (
         channels.EVENT,
-        "Grid events: `overload` (a transformer's sustained or thermal overload), `voltage` (a meter outside "
-        "its band), `spike`, `control`, `p2p-trade`, ... The subject level is the node or meter code.",
+        "Grid events. From the aggregator: `transformer_overload` / `transformer_overload_cleared` (an IEEE "
+        "C57.91 hot-spot criterion: above 120 °C, cleared below 110 °C), `voltage_low` / `voltage_high` / "
+        "`voltage_restored` (a meter leaving or re-entering its voltage band, once per transition). Others: "
+        "`spike`, `control`, `p2p-trade`, ... The subject level is the node or meter code.",
     ),
     "meter-event": (
         channels.METER_EVENT,
