@@ -5,8 +5,8 @@ when it dies). Closing reads only committed data, so it does not matter which in
 
 The closing rule for interval T (oldest first, never out of order):
 
-1. *complete*: every transformer with a meter expected to report (linked, online, K > 0) has a batch
-   committed for T; or
+1. *complete*: T directly follows the last closed interval and every transformer with a meter expected
+   to report (linked, online, K > 0) has a batch committed for T; or
 2. *clocked*: meter-sim's clock said ``last_published >= T`` and every live aggregator instance has
    committed every message it received before that clock message; or
 3. *bounded wait*: ``close_after_s`` has passed since T's first batch was committed.
@@ -159,15 +159,21 @@ class Closer:
             if topo.nodes[i].level == "transformer" and topo.expected_per_node[i] > 0
         }
         count = 0
+        previous = state.committed_until
         for ts in sorted(set(candidates) | set(self._clock_marks)):
             p = candidates.get(ts)
-            complete = p is not None and expected <= p.transformers
+            # "Complete" needs the interval right after the last one closed: an interval with no batch
+            # committed yet (a flush being retried, another instance's share) leaves a gap that only the
+            # clock or the bounded wait may close over.
+            contiguous = previous is None or ts - previous <= timedelta(seconds=self.interval_s)
+            complete = contiguous and p is not None and expected <= p.transformers
             clocked = clocked_until is not None and ts <= clocked_until
             age = p.age_s if p is not None else now - self._clock_marks[ts]
             if not (complete or clocked or age >= self.tuning.close_after_s):
                 break
             await self.close(ts)
             self._clock_marks.pop(ts, None)
+            previous = ts
             count += 1
         await self.recompute_late()
         return count

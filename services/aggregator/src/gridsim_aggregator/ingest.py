@@ -2,8 +2,9 @@
 
 A message's PUBACK is sent only after the transaction holding its readings commits; until then the
 broker keeps it (persistent session), so a crash loses nothing and a redelivery is absorbed by the
-``(ts, meter_id)`` key. A flush that fails (database down) is retried until it succeeds; meanwhile the
-buffer stops accepting messages, which holds the broker's queue (backpressure, no loss).
+``(ts, meter_id)`` key. A flush that fails (database down, connection lost mid-COPY, failed COMMIT) is
+retried with backoff until it succeeds, its messages un-acknowledged; meanwhile the buffer stops
+accepting messages, which holds the broker's queue (backpressure, no loss).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Counters:
     redelivered_flushes: int = 0
     malformed: int = 0
     flush_retries: int = 0
+    rejected: int = 0  # batches the database refused for their content (dropped, logged)
     late_intervals: int = 0
 
 
@@ -156,38 +158,65 @@ class Ingestor:
 
     async def _flush(self, flush_id: int, items: list[_Item]) -> None:
         try:
-            payload = repository.readings_payload([i.readings for i in items])
-            delay = 0.1
-            while True:
-                try:
-                    fresh = await self._commit(items, payload)
-                    break
-                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                    if self._closing:
-                        return  # never acknowledged: the broker redelivers after restart
-                    self.counters.flush_retries += 1
-                    _LOGGER.warning(
-                        "flush of %d batches failed (%s); retrying in %.1f s", len(items), exc, delay
-                    )
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
-            for item in items:
-                item.ack()
-            self.counters.flushes += 1
-            self.counters.redelivered_flushes += 0 if fresh else 1
-            self.counters.readings += sum(len(i.readings) for i in items)
-            for item in items:
-                changes = self.voltage.update(item.readings.meter_id, item.readings.values[:, domain.VOLTAGE])
-                if changes:
-                    self.on_voltage(changes, item.readings.ts)
+            if not await self._store(items):
+                return  # shutting down: never acknowledged, the broker redelivers after restart
         finally:
             del self._inflight[flush_id]
             self._slots.release()
         await self._settle_marks()
         self.on_committed()
 
+    async def _store(self, items: list[_Item]) -> bool:
+        """Commit ``items`` then acknowledge them; False if shutdown came first (nothing acknowledged).
+
+        Any failure keeps the messages un-acknowledged and is retried with capped backoff until the
+        database takes them: a restart, a dead pool connection, a failed COMMIT all end here. Only a
+        batch PostgreSQL rejects for its own content (a constraint or data error, isolated by retrying
+        the flush batch by batch) is dropped, logged and counted, like a malformed message.
+        """
+        payload = repository.readings_payload([i.readings for i in items])
+        delay = 0.1
+        while True:
+            try:
+                fresh = await self._commit(items, payload)
+                break
+            except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
+                if len(items) > 1:
+                    results = [await self._store([item]) for item in items]
+                    return all(results)
+                self.counters.rejected += 1
+                _LOGGER.error("dropped a batch of %s the database rejects (%s)", items[0].readings.ts, exc)
+                items[0].ack()
+                return True
+            except Exception as exc:
+                if self._closing:
+                    return False
+                self.counters.flush_retries += 1
+                _LOGGER.warning(
+                    "flush of %d batches failed (%s: %s); retrying in %.1f s",
+                    len(items),
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        for item in items:
+            item.ack()
+        self.counters.flushes += 1
+        self.counters.redelivered_flushes += 0 if fresh else 1
+        self.counters.readings += sum(len(i.readings) for i in items)
+        for item in items:
+            changes = self.voltage.update(item.readings.meter_id, item.readings.values[:, domain.VOLTAGE])
+            if changes:
+                self.on_voltage(changes, item.readings.ts)
+        return True
+
     async def _commit(self, items: list[_Item], payload: bytes) -> bool:
         async with self.pool.connection() as conn, conn.transaction():
+            # The PUBACK that follows releases the broker's copy, so the commit must be on disk first,
+            # whatever the server's default (a local server may run with synchronous_commit = off).
+            await conn.execute("set local synchronous_commit = on")
             fresh = await repository.insert_readings(conn, payload)
             await repository.record_batches(conn, [i.receipt for i in items], self.instance)
             # Locked last, so a close in progress holds up only this final check, not the COPY.
