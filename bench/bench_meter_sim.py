@@ -188,7 +188,9 @@ async def bench_publish(meters: int, per_transformer: int, intervals: int) -> di
         expected = meters * intervals
         child = ctx.Process(target=_subscriber, args=(base, per_transformer, expected, ready, out))
         child.start()
-        ready.wait(30)
+        if not ready.wait(180):  # spawning a child that imports numpy is slow on a loaded machine
+            msg = "the counting subscriber did not start within 180 s"
+            raise RuntimeError(msg)
         async with (
             open_pool(settings.db, name="bench") as pool,
             Bus(settings.mqtt, "meter-sim", "bench") as bus,
@@ -202,6 +204,7 @@ async def bench_publish(meters: int, per_transformer: int, intervals: int) -> di
             result = await engine.step(intervals)
             elapsed = time.perf_counter() - t0
         received = out.get(timeout=150)
+        print("subscriber saw", received["messages"], "messages")
         child.join(10)
         sub_span = received["last"] - received["first"]
         row = {
@@ -270,7 +273,7 @@ async def amain(args: argparse.Namespace) -> None:
         "compute": bench_compute([1_000, 10_000, 100_000], args.repeats),
         "publish": [],
     }
-    for per in (1000, 100):
+    for per in args.per_message:
         results["publish"].append(await bench_publish(args.meters, per, args.intervals))
     write(results)
 
@@ -280,6 +283,9 @@ def main() -> None:
     parser.add_argument("--meters", type=int, default=100_000)
     parser.add_argument("--intervals", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument(
+        "--per-message", type=int, nargs="+", default=[1000, 100], help="meters per transformer"
+    )
     asyncio.run(amain(parser.parse_args()))
 
 

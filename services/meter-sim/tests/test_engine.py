@@ -16,6 +16,7 @@ from gridsim_meter_sim.__main__ import serve
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import open_pool
+from gridsim_shared.errors import RemoteError, RpcTimeout
 from gridsim_shared.messages import ClockState, MeterReading, ReadingBatch
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import Collector, gateway_client, running
@@ -71,12 +72,18 @@ async def insert_world(settings: Settings, *, feeders: int = 1) -> dict[str, int
 
 @asynccontextmanager
 async def meter_sim(settings: Settings) -> AsyncIterator[Bus]:
-    """meter-sim running in-process, and a test bus that has seen its clock (so commands are served)."""
-    async with Bus(settings.mqtt, "test", "t") as bus:
-        clocks = await Collector(bus, channels.CLOCK).start()
-        async with running(serve, settings=settings):
-            await clocks.wait_for(1)
-            yield bus
+    """meter-sim running in-process, and a test bus it has answered (so its commands are served).
+
+    A retained clock from an earlier run says nothing about this one, so ask until it answers.
+    """
+    async with Bus(settings.mqtt, "test", "t") as bus, running(serve, settings=settings):
+        for _ in range(40):
+            try:
+                await bus.request("meter-sim", "clock", timeout=0.5)
+                break
+            except (RpcTimeout, RemoteError):  # not subscribed yet, or the clock not loaded yet
+                await asyncio.sleep(0.05)
+        yield bus
 
 
 async def step(bus: Bus, intervals: int) -> dict[str, Any]:
