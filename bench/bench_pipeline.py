@@ -187,7 +187,8 @@ def _rows(meters: int, intervals: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return ts, ids, values
 
 
-async def bench_copy(meters: int, intervals: int) -> dict[str, Any]:
+async def bench_copy(meters: int, intervals: int, *, meter_index: bool = True) -> dict[str, Any]:
+    """Binary COPY alone; ``meter_index=False`` drops ``meter_data_meter_ts`` first (what it costs)."""
     ts, ids, values = _rows(meters, intervals)
     chunk = 50_000
     columns = (
@@ -196,6 +197,9 @@ async def bench_copy(meters: int, intervals: int) -> dict[str, Any]:
     )
     async with scratch_schema("bench_cp") as schema:
         async with await connect(DB_URL, schema) as conn:
+            if not meter_index:
+                await conn.execute("drop index meter_data_meter_ts")
+                await conn.commit()
             t0 = time.perf_counter()
             for i in range(0, len(ids), chunk):
                 data = encode_readings(ts[i : i + chunk], ids[i : i + chunk], values[i : i + chunk])
@@ -206,7 +210,7 @@ async def bench_copy(meters: int, intervals: int) -> dict[str, Any]:
                 await conn.commit()
             elapsed = time.perf_counter() - t0
     out = {"rows": len(ids), "seconds": round(elapsed, 3), "rows_per_s": round(len(ids) / elapsed)}
-    print(f"binary COPY ceiling: {out['rows_per_s']:,} rows/s")
+    print(f"binary COPY ceiling (meter index {meter_index}): {out['rows_per_s']:,} rows/s")
     return out
 
 
@@ -438,17 +442,26 @@ async def bench_http_day(meters: int) -> dict[str, Any] | None:
 NOTES = """## Against the targets, and what limits it (measured 2026-11-26)
 
 - Targets: ≥ 200,000 durable readings/s end to end, ≥ 50× naive, real time for 8,000 meters at 1440×.
-  Met: 50× naive at 10k meters. Not met: 200k/s and real time (the watermark lag grows).
-- In the 10k-meter run every row was committed (``ingest_batches``) 0.6 s before the last interval closed:
-  ingest is the limit, not closing. meter-sim's ``step`` alone publishes 300,000 readings in 1.3 s, and the
-  aggregator process was idle about half of the time in a cProfile run (epoll), so the remaining time is
-  PostgreSQL and the broker sharing two cores with meter-sim and the aggregator.
-- The machine was not quiet: other test suites ran at the same time (load average ≈ 6 on 2 cores, a foreign
-  PostgreSQL backend at 40–90 % CPU), so every figure here is low by an unknown factor; rerun on an idle
-  machine before drawing conclusions.
-- Not yet tried: COPY without the second index on meter_data during ingest (the PK (ts, meter_id) plus
-  (meter_id, ts) doubles index work), a third COPY connection, closing several intervals per transaction,
-  and publishing rollups from a separate task so closing never waits on PUBACKs.
+  Not met: 200k/s (10k meters: 83k–126k/s over runs, 126k on a quiet machine, 83k with other suites
+  running, load average up to 5.7), real time (meter-sim keeps the 192k/s schedule but the watermark lag
+  grows), and 50× naive only on a quiet run (48–75×).
+- The machine is saturated, not one process: per-process CPU over a quiet 10k-meter run (1M readings,
+  7.9 s wall, 15.8 CPU-s available) was PostgreSQL ≈ 6.9 s (COPY backends plus closing and rollups),
+  the aggregator ≈ 5.5 s (incl. ≈ 1 s start-up), meter-sim ≈ 2.4 s, Mosquitto ≈ 0.3 s. 200k/s needs the
+  whole pipeline in ≈ 10 CPU-s per million readings.
+- The largest single cost is the second b-tree on meter_data, `meter_data_meter_ts (meter_id, ts)`: it
+  halves binary COPY (the two ceiling rows above; 251–274k vs 539–569k rows/s in a separate A/B run).
+  Rows arrive in ts order, so the (ts, meter_id) key appends while (meter_id, ts) touches a different leaf
+  page per row. A (meter_id, ts) primary key with BRIN(ts) instead costs the same (281–306k). The index
+  stays: the gateway's per-meter reading queries need it. Ways past it: TimescaleDB (one-day chunks,
+  compressed per meter: migration 0201), or daily partitions that get the meter index only once closed.
+- In the aggregator (cProfile): decoding + validating a 100-reading batch ≈ 130 µs (pydantic's
+  `model_validate_json` ≈ 31–47 µs of it; numpy conversions and sums the rest) — not the limit; the
+  closer's per-interval fan-out of one QoS 1 rollup per grid node (111 per interval at 10k meters) through
+  aiomqtt ≈ 150 µs each is about a third of the aggregator's CPU. Not yet done: publishing that fan-out
+  without a future per message, closing several intervals per transaction.
+- Ingest commits run with `synchronous_commit = on` (an acknowledged reading is on disk); at 20k-row
+  flushes this did not show in the figures.
 - Queries are far under 50 ms. The query figures use rollup tables filled directly (1,000 meters × 30 days
   of 15m/1h/1d rows, no raw minutes), because bills and dashboards read only rollups.
 """
@@ -476,6 +489,10 @@ def write(results: dict[str, Any]) -> None:
     c = results["copy_ceiling"]
     lines.append(
         f"| raw binary COPY (ceiling) | {c['rows']:,} | {c['seconds']} | {c['rows_per_s']:,} | {c['rows_per_s'] / naive:.0f}× |"
+    )
+    c = results["copy_ceiling_without_meter_index"]
+    lines.append(
+        f"| raw binary COPY without the (meter_id, ts) index | {c['rows']:,} | {c['seconds']} | {c['rows_per_s']:,} | {c['rows_per_s'] / naive:.0f}× |"
     )
     n = results["naive"]
     lines.append(
@@ -523,6 +540,9 @@ async def main() -> None:
             sizes = [(1000, 60 if args.quick else 300), (10_000, 10 if args.quick else 100)]
             results["pipeline"] = [await bench_pipeline(broker.url, m, i) for m, i in sizes]
             results["copy_ceiling"] = await bench_copy(10_000, 10 if args.quick else 100)
+            results["copy_ceiling_without_meter_index"] = await bench_copy(
+                10_000, 10 if args.quick else 100, meter_index=False
+            )
             results["naive"] = await bench_naive(broker.url, 1000 if args.quick else 5000)
             results["realtime"] = await bench_realtime(
                 broker.url, 8000, 10 if args.quick else args.realtime_s

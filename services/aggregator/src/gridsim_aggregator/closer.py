@@ -79,6 +79,7 @@ class Closer:
         self._world_version: int | None = None
         self._topology: Topology | None = None
         self._thermal_state: dict[int, tuple[datetime, ThermalState]] | None = None
+        self._timescale: bool | None = None
         self._peaks: dict[int, tuple[datetime, float, datetime]] = {}  # node → (day, kVA, at)
         self._watermark: Watermark | None = None
         self._published_watermark: Watermark | None = None
@@ -116,6 +117,7 @@ class Closer:
                     self.is_leader = True
                     self._topology = None
                     self._thermal_state = None
+                    self._timescale = None
                     _LOGGER.info("this instance closes intervals")
                     while not stop.is_set():
                         await self.close_ready()
@@ -262,34 +264,43 @@ class Closer:
         return hot, events
 
     async def _roll_time(self, conn: Conn, ts: datetime, rolled: datetime | None, *, recompute: bool) -> None:
-        window = domain.bucket_start(ts, _QUARTER)
-        if recompute:
-            if rolled is None or window >= rolled:
-                return  # not rolled yet: the normal roll will include it
-            start, end = window, window + _QUARTER
-        else:
-            # Windows strictly before the one holding the next interval are complete.
-            end = domain.bucket_start(ts + timedelta(seconds=self.interval_s), _QUARTER)
-            start = rolled if rolled is not None else domain.bucket_start(ts, timedelta(days=1))
-            if end <= start:
-                return
+        plan = time_rollup_plan(
+            ts,
+            rolled,
+            interval_s=self.interval_s,
+            recompute=recompute,
+            timescale=await self._uses_timescale(conn),
+            retention_days=self.raw_retention_days,
+            compress_after_days=self.tuning.timescale_compress_after_days,
+        )
+        if plan is None:
+            return
         async with conn.transaction():
-            await repository.roll_minutes(conn, start, end)
-            # Hours and days: recomputed from the finer rows for every one the new windows touch.
-            h0, h1 = repository.hour_floor(start), repository.hour_floor(end - timedelta(microseconds=1))
-            await repository.roll_coarser(
-                conn, source="15m", target="1h", width="1 hour", start=h0, end=h1 + timedelta(hours=1)
-            )
-            d0 = repository.day_floor(start)
-            d1 = repository.day_floor(end - timedelta(microseconds=1)) + repository.ONE_DAY
-            await repository.roll_coarser(conn, source="1h", target="1d", width="1 day", start=d0, end=d1)
-            if not recompute:
-                await repository.set_rolled(conn, end)
-                if self.raw_retention_days and repository.day_floor(end) > repository.day_floor(start):
-                    deleted = await repository.apply_retention(
-                        conn, end - timedelta(days=self.raw_retention_days)
-                    )
-                    _LOGGER.info("retention dropped %d raw readings before %s", deleted, end)
+            if not plan.timescale:
+                await repository.roll_minutes(conn, plan.start, plan.end)
+                # Hours and days: recomputed from the finer rows for every one the new windows touch.
+                h0, h1 = plan.hours
+                await repository.roll_coarser(
+                    conn, source="15m", target="1h", width="1 hour", start=h0, end=h1
+                )
+                d0, d1 = plan.days
+                await repository.roll_coarser(conn, source="1h", target="1d", width="1 day", start=d0, end=d1)
+            if plan.advance:
+                await repository.set_rolled(conn, plan.end)
+            if plan.retention_before is not None and not plan.timescale:
+                deleted = await repository.apply_retention(conn, plan.retention_before)
+                _LOGGER.info("retention dropped %d raw readings before %s", deleted, plan.retention_before)
+        if plan.timescale:
+            await repository.refresh_timescale(conn, plan.start, plan.end, plan.hours, plan.days)
+            await repository.timescale_housekeeping(conn, plan.retention_before, plan.compress_before)
+
+    async def _uses_timescale(self, conn: Conn) -> bool:
+        """Whether meter_data is a hypertable here (migration 0201): then the rollups are continuous
+        aggregates the closer refreshes instead of tables it writes. Checked once per leadership."""
+        if self._timescale is None:
+            self._timescale = await repository.timescale_enabled(conn)
+            _LOGGER.info("storage: %s", "TimescaleDB hypertables" if self._timescale else "plain PostgreSQL")
+        return self._timescale
 
     # ------------------------------------------------------------------ publishing
     async def _publish(self, closed: _Closed, readings_committed: int, *, recompute: bool) -> None:
@@ -433,3 +444,62 @@ async def repository_connect(url: str, schema: str) -> Any:
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
+
+
+@dataclass(frozen=True)
+class RollupPlan:
+    """What closing an interval does to the time rollups (pure: decided by :func:`time_rollup_plan`)."""
+
+    timescale: bool  # refresh continuous aggregates instead of writing the rollup tables
+    start: datetime  # 15-minute windows [start, end) to (re)compute
+    end: datetime
+    hours: tuple[datetime, datetime]  # hour buckets [h0, h1) they touch
+    days: tuple[datetime, datetime]  # day buckets [d0, d1) they touch
+    advance: bool  # move rolled_until to ``end`` (not for a recomputation)
+    retention_before: datetime | None  # drop raw readings before this (simulated time)
+    compress_before: datetime | None  # compress chunks before this (TimescaleDB only)
+
+
+def time_rollup_plan(
+    ts: datetime,
+    rolled: datetime | None,
+    *,
+    interval_s: int,
+    recompute: bool,
+    timescale: bool,
+    retention_days: int,
+    compress_after_days: int,
+) -> RollupPlan | None:
+    """The rollup work after closing (or recomputing) interval ``ts``; None when there is none.
+
+    Windows strictly before the one holding the next interval are complete. Retention and compression run
+    when a closing crosses midnight, in simulated time (``end`` minus the configured days).
+    """
+    window = domain.bucket_start(ts, _QUARTER)
+    if recompute:
+        if rolled is None or window >= rolled:
+            return None  # not rolled yet: the normal roll will include it
+        start, end = window, window + _QUARTER
+    else:
+        end = domain.bucket_start(ts + timedelta(seconds=interval_s), _QUARTER)
+        start = rolled if rolled is not None else domain.bucket_start(ts, timedelta(days=1))
+        if end <= start:
+            return None
+    last = end - timedelta(microseconds=1)
+    hours = (repository.hour_floor(start), repository.hour_floor(last) + timedelta(hours=1))
+    days = (repository.day_floor(start), repository.day_floor(last) + repository.ONE_DAY)
+    new_day = not recompute and repository.day_floor(end) > repository.day_floor(start)
+    return RollupPlan(
+        timescale=timescale,
+        start=start,
+        end=end,
+        hours=hours,
+        days=days,
+        advance=not recompute,
+        retention_before=end - timedelta(days=retention_days) if new_day and retention_days else None,
+        compress_before=(
+            end - timedelta(days=compress_after_days)
+            if new_day and timescale and compress_after_days
+            else None
+        ),
+    )

@@ -440,6 +440,67 @@ async def apply_retention(conn: Conn, before: datetime) -> int:
     return deleted
 
 
+# ------------------------------------------------------------------------------------ TimescaleDB
+
+_CONTINUOUS = (
+    ("meter_data_15m", "grid_rollups_15m"),
+    ("meter_data_1h", "grid_rollups_1h"),
+    ("meter_data_1d", "grid_rollups_1d"),
+)
+
+
+async def timescale_enabled(conn: Conn) -> bool:
+    """True when ``meter_data`` in this schema is a TimescaleDB hypertable (migration 0201 applied)."""
+    cur = await conn.execute("select exists (select 1 from pg_extension where extname = 'timescaledb')")
+    row = await cur.fetchone()
+    if row is None or not row[0]:
+        return False  # the catalogue below does not exist without the extension
+    cur = await conn.execute(
+        "select exists (select 1 from timescaledb_information.hypertables "
+        "where hypertable_schema = current_schema() and hypertable_name = 'meter_data')"
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def refresh_timescale(
+    conn: Conn,
+    start: datetime,
+    end: datetime,
+    hours: tuple[datetime, datetime],
+    days: tuple[datetime, datetime],
+) -> None:
+    """Refresh the continuous aggregates over closed windows, finest first (each feeds the next).
+
+    ``refresh_continuous_aggregate`` refuses to run in a transaction block: autocommit for its calls.
+    """
+    windows = ((start, end), hours, days)
+    await conn.set_autocommit(True)
+    try:
+        for views, (lo, hi) in zip(_CONTINUOUS, windows, strict=True):
+            for view in views:
+                await conn.execute("call refresh_continuous_aggregate(%s, %s, %s)", (view, lo, hi))
+    finally:
+        await conn.set_autocommit(False)
+
+
+async def timescale_housekeeping(
+    conn: Conn, retention_before: datetime | None, compress_before: datetime | None
+) -> None:
+    """Retention and compression in simulated time (Timescale's policies follow the wall clock)."""
+    async with conn.transaction():
+        if retention_before is not None:
+            await conn.execute("select drop_chunks('meter_data', older_than => %s)", (retention_before,))
+            await conn.execute("select drop_chunks('grid_rollups', older_than => %s)", (retention_before,))
+            await conn.execute("delete from ingest_batches where ts < %s", (retention_before,))
+        if compress_before is not None:
+            await conn.execute(
+                "select compress_chunk(c, if_not_compressed => true) "
+                "from show_chunks('meter_data', older_than => %s) c",
+                (compress_before,),
+            )
+
+
 # ------------------------------------------------------------------------------------ topology
 
 

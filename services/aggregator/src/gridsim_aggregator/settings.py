@@ -33,6 +33,8 @@ class AggregatorSettings(BaseSettings):
     # Mosquitto 2.0: a restarted Mosquitto does not route to a shared group until a member resubscribes,
     # so batches published in that window are dropped (measured; see docs/data.md).
     share_group: str = Field(default="", pattern=r"^[a-z0-9_-]*$")
+    # TimescaleDB only: compress meter_data chunks older than this many simulated days (0: never).
+    timescale_compress_after_days: int = Field(default=7, ge=0)
     # The service-voltage band outside which a meter raises a voltage event.
     voltage_low_v: float = 216.0
     voltage_high_v: float = 254.0
