@@ -289,6 +289,10 @@ async def test_spikes_start_duration_shape_on_the_right_meters_only(settings: Se
         )
         assert spike["start"] == now
         assert spike["meter_ids"] == sorted([g.ids["X"], g.ids["S2"]])
+        # a spike event, stored (and published on the event topic) for dashboards and agents
+        (stored,) = (await g.http.get("/events", params={"type": "spike"})).json()
+        assert (stored["subject"], stored["data"]["spike_id"]) == ("t2", spike["id"])
+        assert sorted(stored["data"]["meter_codes"]) == ["S2", "X"]
         tripled = NORMAL | {"X": 3 * NORMAL["X"], "S2": 3 * NORMAL["S2"]}
         assert consumption(await g.step()) == approx(tripled)
         assert consumption(await g.step()) == approx(tripled)

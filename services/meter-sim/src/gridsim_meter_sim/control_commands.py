@@ -189,8 +189,36 @@ async def create_spike(body: schemas.SpikeCreate, deps: Deps) -> schemas.Spike:
         params["start"] = spike.start.isoformat()
         meters = spike.meter_ids if body.kind != "generator" else [spike.generator_meter_id or 0]
         await repo.log(conn, now, f"spike.{body.kind}", target, params, meters)
+        places = await repo.meter_places(conn, meters)
+        event = _spike_event(spike, [places[m]["code"] for m in meters if m in places])
+        await repo.insert_event(conn, event)
     deps.on_world_changed()
+    try:
+        await deps.bus.publish(channels.EVENT, event, EventPath(event.type, slug(event.subject)))
+    except Exception:  # the event is stored; a broker hiccup must not fail the command
+        _LOGGER.exception("could not publish the event of spike %s", spike.id)
     return spike
+
+
+def _spike_event(spike: schemas.Spike, meter_codes: list[str]) -> GridEvent:
+    """The ``spike`` event: what changes, where, from when (dashboards mark it on the meters' charts)."""
+    magnitude = f"x{spike.multiplier:g}" if spike.multiplier is not None else f"{spike.kw:g} kW"
+    return GridEvent(
+        type="spike",
+        severity="info",
+        timestamp=spike.start,
+        subject=str(spike.target),
+        message=f"{spike.kind} spike {magnitude} ({spike.shape}) on {spike.scope} {spike.target}"
+        f" from {spike.start.isoformat()}" + (f" for {spike.duration_s} s" if spike.duration_s else ""),
+        data={
+            "spike_id": spike.id,
+            "kind": spike.kind,
+            "scope": spike.scope,
+            "meter_ids": spike.meter_ids,
+            "meter_codes": meter_codes,
+            "duration_s": spike.duration_s,
+        },
+    )
 
 
 @router.command("list_spikes", schemas.SpikeListRequest)
