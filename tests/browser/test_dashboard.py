@@ -222,6 +222,25 @@ async def test_dashboard_drives_the_live_grid(chromium: Path, demo_settings: Set
             await page.locator('#events li[data-type="voltage"]').wait_for()
             await page.locator('#chart .marker[data-type="voltage"]').wait_for()
 
+            # A load spike on the selected meter (+20 kW for ten minutes) shows on its chart: a higher peak
+            # and a `spike` marker, once the clock steps past its start.
+            peak_before = float(await chart.get_attribute("data-max-consumption-kw") or 0)
+            created = await api.post(
+                "/spikes",
+                json={"kind": "load", "scope": "meter", "target": code, "kw": 20, "duration_s": 600},
+            )
+            assert created.status_code == 201, created.text
+            points = int(await chart.get_attribute("data-points") or 0)
+            await page.click("[data-testid=step]")
+            await page.wait_for_function(
+                "n => Number(document.querySelector('#chart').dataset.points) > n", arg=points
+            )
+            await page.wait_for_function(
+                "kw => Number(document.querySelector('#chart').dataset.maxConsumptionKw) > kw + 15",
+                arg=peak_before,
+            )
+            await page.locator('#chart .marker[data-type="spike"]').wait_for()
+
             # Feasibility: the form answers and the answer is drawn on the transformer plot.
             await page.locator("#feas-plot svg circle.tx").first.wait_for()
             await page.click("#feas-form button[type=submit]")

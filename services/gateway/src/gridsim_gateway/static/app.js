@@ -492,6 +492,8 @@ function drawChart() {
     marks.append(g);
   }
   root.append(marks);
+  // The highest consumption shown, for tests and for anyone scripting the page.
+  box.dataset.maxConsumptionKw = String(Math.max(0, ...pts.map((p) => p.cons || 0)));
   if (latest !== null) root.append(svg("line", { x1: x(latest), x2: x(latest), y1: m.t, y2: m.t + ih, class: "now-line" }));
   box.replaceChildren(root);
   box.dataset.points = String(pts.length);
