@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from gridsim_shared.logging import configure_logging
 from gridsim_shared.settings import Settings
@@ -15,8 +16,13 @@ __all__ = ["run_main"]
 
 _LOGGER = logging.getLogger(__name__)
 
+# How long a service may take to stop after SIGTERM/SIGINT before its work is cancelled. A clean stop
+# flushes and says `offline`; but when the broker or the database died at the same moment (a `kill -9`
+# of the launcher takes them all), waiting for them would keep the process alive for ever.
+SHUTDOWN_GRACE_S = 10.0
 
-def run_main(service: str, serve: Callable[[Settings, asyncio.Event], Awaitable[None]]) -> None:
+
+def run_main(service: str, serve: Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]) -> None:
     """Build settings, configure logging and run ``serve(settings, stop)`` until SIGTERM or SIGINT."""
     settings = Settings()
     configure_logging(settings.log, service)
@@ -27,7 +33,16 @@ def run_main(service: str, serve: Callable[[Settings, asyncio.Event], Awaitable[
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         _LOGGER.info("%s starting (instance %s)", service, settings.instance)
-        await serve(settings, stop)
+        serving = asyncio.create_task(serve(settings, stop))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        try:
+            await asyncio.wait_for(serving, SHUTDOWN_GRACE_S)
+        except TimeoutError:
+            _LOGGER.warning(
+                "%s did not stop within %.0f s; its remaining work was cancelled", service, SHUTDOWN_GRACE_S
+            )
         _LOGGER.info("%s stopped", service)
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -19,6 +19,8 @@ def main() -> None:
         port=settings.gateway.port,
         log_config=None,
         access_log=False,
+        # Live streams (SSE) never end on their own; don't let them hold a shutdown.
+        timeout_graceful_shutdown=5,
     )
 
 
