@@ -105,6 +105,18 @@ async def test_malformed_messages_are_counted_dropped_and_the_consumer_goes_on(m
         assert consumer.dropped == 3
 
 
+async def test_publish_nowait_delivers_in_order_before_a_later_awaited_publish(mqtt_url: str) -> None:
+    settings = _mqtt(mqtt_url)
+    offline = Bus(settings, "aggregator")
+    assert not offline.publish_nowait(channels.READING, _reading(1), PATH)  # never connected
+    async with Bus(settings, "dashboard") as consumer, Bus(settings, "aggregator") as producer:
+        collector = await Collector(consumer, channels.READING).start()
+        assert all(producer.publish_nowait(channels.READING, _reading(i), PATH) for i in range(1, 200))
+        await producer.publish(channels.READING, _reading(200), PATH)
+        received = await collector.wait_for(200)
+        assert [m.meter_id for m, _ in received] == list(range(1, 201))
+
+
 async def test_status_is_retained_online_then_offline(mqtt_url: str) -> None:
     settings = _mqtt(mqtt_url)
     service = Bus(settings, "billing", "7")

@@ -297,6 +297,24 @@ class Bus:
             retain=channel.retain if retain is None else retain,
         )
 
+    def publish_nowait(self, channel: Channel[M, P], msg: M, path: P, *, retain: bool | None = None) -> bool:
+        """Hand ``msg`` to the MQTT client without waiting for its PUBACK; False when not connected.
+
+        The client still delivers it at the channel's QoS and in order with every other publish of this
+        Bus, so awaiting a later :meth:`publish` means this one reached the broker too. For fan-outs of
+        many messages: one awaited PUBACK instead of a future (and a timer) per message.
+        """
+        client = self._client
+        if client is None or not self._connected.is_set():
+            return False
+        info = client._client.publish(
+            channel.topic(self.base, path),
+            channel.encode(msg),
+            qos=channel.qos,
+            retain=channel.retain if retain is None else retain,
+        )
+        return info.rc == paho.MQTT_ERR_SUCCESS
+
     async def publish_raw(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
         """Publish bytes on a topic, waiting for the connection when it is down."""
         while True:
