@@ -51,19 +51,33 @@ async def _grid(settings: Settings) -> int:
     return int(rows[0][0])
 
 
+async def _sim_now(settings: Settings) -> datetime:
+    """meter-sim's simulated time (the measurement window ends there)."""
+    ((now,),) = await _sql(settings, "select current_datetime from simulation_clock")
+    assert isinstance(now, datetime)
+    return now
+
+
 async def _until_serving(settings: Settings) -> None:
-    """Wait until the feasibility service answers commands (its subscription is in place)."""
-    async with Bus(settings.mqtt, "probe", "0") as bus, asyncio.timeout(15):
-        while True:
-            with contextlib.suppress(RpcTimeout):
-                await bus.request("feasibility", "list_transformers", {"limit": 1}, timeout=0.5)
-                return
+    """Wait until feasibility and meter-sim (which creates grid nodes) answer commands."""
+    async with Bus(settings.mqtt, "probe", "0") as bus, asyncio.timeout(30):
+        for service, operation, data in (
+            ("feasibility", "list_transformers", {"limit": 1}),
+            ("meter-sim", "appliances", {}),
+        ):
+            while True:
+                with contextlib.suppress(RpcTimeout):
+                    await bus.request(service, operation, data, timeout=0.5)
+                    break
 
 
 @contextlib.asynccontextmanager
 async def _app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     await _grid(settings)
-    async with running(serve_feasibility, settings=settings), gateway_client(create_app(settings)) as client:
+    async with (
+        running(serve_feasibility, serve_meter_sim, settings=settings),
+        gateway_client(create_app(settings)) as client,
+    ):
         await _until_serving(settings)
         yield client
 
@@ -364,12 +378,7 @@ async def test_approved_connection_becomes_a_meter_and_reports_measured_peak(set
         assert (stored["meter_id"], stored["er_id"]) == (result["meter_id"], result["er_id"])
 
         # Readings arrive for the meter (as the aggregator writes them): the check reports the peak hour.
-        now = datetime(2025, 6, 20, 12, tzinfo=UTC)
-        await _sql(
-            settings,
-            "insert into simulation_clock (current_datetime, speed, interval_s, state) values (%s, 1440, 60, 'paused')",
-            (now,),
-        )
+        now = await _sim_now(settings)
         for hours_ago, kwh, solar in [(1, 12.0, 1.0), (2, 30.0, 6.5), (3, 8.0, 0.0), (400, 99.0, 0.0)]:
             await _sql(
                 settings,
@@ -402,7 +411,7 @@ async def test_deciding_on_measured_load(settings: Settings) -> None:
         meter = await _sql(
             settings, "insert into meters (code, transformer_id) values ('M-1', %s) returning id", (tx["id"],)
         )
-        now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        now = await _sim_now(settings)
         await _sql(
             settings,
             "insert into meter_data_1h (meter_id, bucket, consumption_kwh, production_kwh) values (%s, %s, 70, 0)",

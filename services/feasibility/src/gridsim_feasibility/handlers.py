@@ -16,7 +16,6 @@ from gridsim_feasibility.households import create_household
 from gridsim_feasibility.settings import Settings
 from gridsim_shared.bus import Bus, Router
 from gridsim_shared.errors import GridsimError
-from gridsim_shared.ids import slug
 from gridsim_shared.schemas.feasibility import (
     Connection,
     ConnectionApproved,
@@ -35,6 +34,7 @@ from gridsim_shared.schemas.feasibility import (
     TransformerPage,
     TransformerQuery,
 )
+from gridsim_shared.schemas.meters import GridNodeCreate
 
 __all__ = ["Deps", "router"]
 
@@ -220,20 +220,30 @@ def _transformer(row: dict[str, Any], limits: domain.Limits) -> Transformer:
 
 @router.command("create_transformer", TransformerCreate)
 async def create_transformer(body: TransformerCreate, deps: Deps) -> Transformer:
-    """A new transformer (a grid node under a feeder) in the feasibility view."""
-    values = {
-        "code": body.code or slug(body.name),
-        "name": body.name,
-        "parent_id": body.parent_id,
-        "capacity_kva": body.capacity_kVA,
-        "city": body.city,
-        "latitude": body.latitude,
-        "longitude": body.longitude,
-        "connected_consumption_kw": body.connected_consumption_kW,
-        "connected_production_kw": body.connected_production_kW,
-    }
+    """A new transformer (a grid node under a feeder) in the feasibility view.
+
+    meter-sim owns the grid, so it creates the node (its checks, its world reload, the dashboard's tree);
+    feasibility then books the initial connected loads, which it owns.
+    """
+    async with deps.pool.connection() as conn:
+        parent_id = body.parent_id
+        if parent_id is None:
+            parent_id = await repository.nearest_feeder(conn, body.latitude, body.longitude)
+    node = GridNodeCreate(
+        code=body.code,
+        name=body.name,
+        level="transformer",
+        parent_id=parent_id,
+        capacity_kVA=body.capacity_kVA,
+        city=body.city,
+        latitude=body.latitude,
+        longitude=body.longitude,
+    )
+    created = await deps.bus.request("meter-sim", "create_grid_node", node)
     async with deps.pool.connection() as conn, conn.transaction():
-        row = await repository.create_transformer(conn, values)
+        row = await repository.book_initial_load(
+            conn, int(created["id"]), body.connected_consumption_kW, body.connected_production_kW
+        )
     return _transformer(row, engine.limits_of(deps.settings.feasibility))
 
 

@@ -12,15 +12,15 @@ from typing import Any
 from uuid import UUID
 
 import numpy as np
-from psycopg import AsyncConnection, errors, sql
+from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 
 from gridsim_feasibility import domain
-from gridsim_shared.errors import ConflictError, InvalidError, NotFoundError
+from gridsim_shared.errors import InvalidError, NotFoundError
 
 __all__ = [
     "LoadRow",
-    "create_transformer",
+    "book_initial_load",
     "get_connection",
     "get_transformer",
     "index_version",
@@ -291,30 +291,12 @@ async def nearest_feeder(conn: Conn, latitude: float, longitude: float) -> int:
     return int(located[int(np.argmin(distance))][0])
 
 
-async def create_transformer(conn: Conn, values: dict[str, Any]) -> dict[str, Any]:
-    """Insert a transformer under its feeder; 409 on a taken code, 422 on a parent that is no feeder."""
-    if values["parent_id"] is None:
-        values["parent_id"] = await nearest_feeder(conn, values["latitude"], values["longitude"])
-    else:
-        cur = await conn.execute("select level from grid_nodes where id = %s", (values["parent_id"],))
-        parent = await cur.fetchone()
-        if parent is None or parent[0] != "feeder":
-            msg = f"parent_id: {values['parent_id']} is not a feeder"
-            raise InvalidError(msg, field="parent_id")
-    try:
-        cur = await conn.execute(
-            """
-            insert into grid_nodes (code, name, level, parent_id, capacity_kva, city, latitude, longitude,
-                                    connected_consumption_kw, connected_production_kw)
-            values (%(code)s, %(name)s, 'transformer', %(parent_id)s, %(capacity_kva)s, %(city)s, %(latitude)s,
-                    %(longitude)s, %(connected_consumption_kw)s, %(connected_production_kw)s)
-            returning id
-            """,
-            values,
-        )
-    except errors.UniqueViolation as exc:
-        msg = f"code: a grid node with code {values['code']!r} already exists"
-        raise ConflictError(msg, field="code") from exc
-    row = await cur.fetchone()
-    assert row is not None
-    return await get_transformer(conn, int(row[0]))
+async def book_initial_load(
+    conn: Conn, transformer_id: int, consumption_kw: float, production_kw: float
+) -> dict[str, Any]:
+    """Set a new transformer's already-connected loads (feasibility owns these columns); return it."""
+    await conn.execute(
+        "update grid_nodes set connected_consumption_kw = %s, connected_production_kw = %s where id = %s",
+        (consumption_kw, production_kw, transformer_id),
+    )
+    return await get_transformer(conn, transformer_id)
