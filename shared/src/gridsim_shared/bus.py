@@ -39,6 +39,7 @@ __all__ = ["Ack", "Bus", "Router", "validation_error"]
 
 _LOGGER = logging.getLogger(__name__)
 _CLOSE_TIMEOUT_S = 3.0
+_PENDING_CALLS_WARNING = 100_000
 
 D = TypeVar("D")
 M = TypeVar("M", bound=Message)
@@ -258,6 +259,9 @@ class Bus:
                         # aiomqtt has no manual-ack API; paho's does: PUBACK is sent only by Ack callbacks,
                         # so a reading is acknowledged after the batch that holds it is committed.
                         client._client.manual_ack_set(True)
+                    # Publishers keep thousands of QoS 1 messages in flight on purpose (a batch per
+                    # transformer per interval); aiomqtt would warn for each one beyond its default of 10.
+                    client.pending_calls_threshold = _PENDING_CALLS_WARNING
                     self._client = client
                     _no_delay(client)
                     for sub in self._subs:

@@ -10,7 +10,6 @@ static part of each batch (meter ids and codes) is encoded once per fleet. Every
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -40,16 +39,6 @@ _DECIMALS = {
 }
 _OPTS = orjson.OPT_SERIALIZE_NUMPY
 _IN_FLIGHT = 2000  # publishes awaited together; paho queues beyond the broker's inflight window
-
-
-class _IntendedBacklog(logging.Filter):
-    """aiomqtt warns for every publish beyond 10 pending; batch publishing keeps thousands on purpose."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (isinstance(record.msg, str) and record.msg.startswith("There are %d pending publish"))
-
-
-logging.getLogger("mqtt").addFilter(_IntendedBacklog())  # aiomqtt's default logger
 
 
 def _columns(readings: Readings) -> dict[str, npt.NDArray[np.float64]]:
