@@ -175,6 +175,63 @@ async def test_time_rollups_sum_the_minutes(settings: Settings) -> None:
     assert nodes == [(8, 15)]  # 4 nodes x 2 windows
 
 
+async def test_time_rollups_add_new_windows_and_a_late_reading_recomputes_its_window(
+    settings: Settings,
+) -> None:
+    """New windows are added into their hour and day; a late reading in a rolled window recomputes it."""
+    world = await make_world(settings)
+    late = T0 + timedelta(minutes=3)
+    async with Bus(settings.mqtt, "test") as bus, running(_serve(), settings=settings):
+        marks = await Collector(bus, channels.WATERMARK).start()
+        await asyncio.sleep(0.3)
+        for i in range(31):  # t2 (M4) misses minute 3; the clock closes it partial
+            ts = T0 + timedelta(minutes=i)
+            for t in world.leaves:
+                if not (t == "t2" and ts == late):
+                    await bus.publish(channels.BATCH, make_batch(world, t, ts), world.path(t))
+            await publish_clock(bus, ts)
+        await wait_watermark(marks, T0 + timedelta(minutes=30))
+        m4 = world.meters["M4"]
+        assert await fetch(
+            settings, "select readings from meter_data_15m where meter_id = %s and bucket = %s", m4, T0
+        ) == [(14,)]
+        await bus.publish(channels.BATCH, make_batch(world, "t2", late), world.path("t2"))
+        async with asyncio.timeout(10):
+            while await fetch(
+                settings, "select readings from meter_data_15m where meter_id = %s and bucket = %s", m4, T0
+            ) != [(15,)]:
+                await asyncio.sleep(0.05)
+    until = T0 + timedelta(minutes=30)
+    minutes = await fetch(
+        settings,
+        "select meter_id, round(sum(consumption_kwh)::numeric, 9), count(*), max(avg_current) from meter_data "
+        "where ts < %s group by 1 order by 1",
+        until,
+    )
+    assert {n for _, _, n, _ in minutes} == {30}  # every reporting leaf and parent, every minute
+    for table in ("meter_data_15m", "meter_data_1h", "meter_data_1d"):
+        rows = await fetch(
+            settings,
+            f"select meter_id, round(sum(consumption_kwh)::numeric, 9), sum(readings), max(current_max) "
+            f"from {table} where bucket < %s group by 1 order by 1",
+            until,
+        )
+        assert rows == minutes, table
+    grid = await fetch(
+        settings,
+        "select node_id, round(sum(consumption_kwh)::numeric, 9), count(*), max(apparent_kva), "
+        "(array_agg(ts order by apparent_kva desc, ts))[1] from grid_rollups where ts < %s group by 1 order by 1",
+        until,
+    )
+    for table in ("grid_rollups_1h", "grid_rollups_1d"):
+        rows = await fetch(
+            settings,
+            f"select node_id, round(consumption_kwh::numeric, 9), intervals, peak_kva, peak_at from {table} "
+            "order by 1",
+        )
+        assert rows == grid, table
+
+
 async def test_two_instances_share_the_load_and_roll_up_correctly(settings: Settings) -> None:
     """$share splits the batches; one instance closes; parents spanning both shares are still right."""
     world = await make_world(settings)

@@ -277,7 +277,17 @@ class Closer:
         if plan is None:
             return
         async with conn.transaction():
+            if plan.advance and await repository.lock_rolled(conn) != rolled:
+                return  # rolled meanwhile (a previous leader's last transaction): the next close goes on
             if not plan.timescale:
+                # A window's minutes (150k rows at 10k meters) hash-aggregate in memory instead of a sort
+                # spilled to disk at the default 4 MB.
+                await conn.execute("set local work_mem = '64MB'")
+            if not plan.timescale and plan.advance:
+                # Windows never rolled before: added into their hours and days in one pass.
+                await repository.roll_new_windows(conn, plan.start, plan.end)
+            elif not plan.timescale:
+                # A recomputation (late readings): the window and every bucket it touches from the finer rows.
                 await repository.roll_minutes(conn, plan.start, plan.end)
                 # Hours and days: recomputed from the finer rows for every one the new windows touch.
                 h0, h1 = plan.hours

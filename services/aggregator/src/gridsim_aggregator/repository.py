@@ -401,6 +401,79 @@ async def roll_minutes(conn: Conn, start: datetime, end: datetime) -> None:
     )
 
 
+def _add(table: str, columns: str) -> str:
+    """Upsert clause adding a rollup's new windows into an existing coarser bucket (sums add, maxima
+    keep the larger; a tie keeps the earlier peak, which is the one already stored)."""
+    sets = []
+    for c in (c.strip() for c in columns.split(",")):
+        if c in ("current_max", "peak_kva"):
+            sets.append(f"{c} = greatest({table}.{c}, excluded.{c})")
+        elif c == "peak_at":
+            sets.append(
+                f"{c} = case when excluded.peak_kva > {table}.peak_kva then excluded.{c} else {table}.{c} end"
+            )
+        else:
+            sets.append(f"{c} = {table}.{c} + excluded.{c}")
+    key = "meter_id" if table.startswith("meter") else "node_id"
+    return f"on conflict ({key}, bucket) do update set {', '.join(sets)}"
+
+
+async def roll_new_windows(conn: Conn, start: datetime, end: datetime) -> None:
+    """15-minute rollups of windows in [start, end) that were never rolled, added into their hours and days.
+
+    One statement per table family: the windows' per-meter sums are computed once from the minutes,
+    inserted as 15-minute rows and *added* to the hour and day rows (which hold every earlier window of
+    their bucket). Exact because a window is rolled once: ``rolled_until`` advances in the same
+    transaction, and a window rolled before is only ever recomputed by :func:`roll_minutes` /
+    :func:`roll_coarser` (late readings), never added again. Reading the coarser tables back (a scan of
+    every stored bucket, as they are keyed by meter first) is what this avoids.
+    """
+    await conn.execute(
+        "with w as (select meter_id, date_bin('15 minutes', ts, "
+        f"{_ORIGIN}) as bucket, coalesce(sum(consumption_kwh), 0) as consumption_kwh, "
+        "coalesce(sum(production_kwh), 0) as production_kwh, "
+        "coalesce(sum(consumption_kvah), 0) as consumption_kvah, "
+        "coalesce(sum(production_kvah), 0) as production_kvah, coalesce(sum(reactive_power_kvar), 0) as kvarh, "
+        "sum(avg_voltage) as voltage_sum, max(avg_current) as current_max, count(*)::int as readings "
+        "from meter_data where ts >= %s and ts < %s group by 1, 2), "
+        f"q as (insert into meter_data_15m (meter_id, bucket, {_METER_SUMS}) select * from w "
+        + _replace("meter_data_15m", _METER_SUMS)
+        + "), "
+        + ", ".join(
+            f"{name} as (insert into meter_data_{target} (meter_id, bucket, {_METER_SUMS}) "
+            f"select meter_id, date_bin('{width}', bucket, {_ORIGIN}), sum(consumption_kwh), "
+            "sum(production_kwh), sum(consumption_kvah), sum(production_kvah), sum(kvarh), sum(voltage_sum), "
+            f"max(current_max), sum(readings) from w group by 1, 2 "
+            + _add(f"meter_data_{target}", _METER_SUMS)
+            + ")"
+            for name, target, width in (("h", "1h", "1 hour"), ("d", "1d", "1 day"))
+        )
+        + " select 1",
+        (start, end),
+    )
+    await conn.execute(
+        "with w as (select node_id, date_bin('15 minutes', ts, "
+        f"{_ORIGIN}) as bucket, sum(consumption_kwh) as consumption_kwh, sum(production_kwh) as production_kwh, "
+        "sum(consumption_kvah) as consumption_kvah, sum(production_kvah) as production_kvah, sum(kvarh) as kvarh, "
+        "max(apparent_kva) as peak_kva, (array_agg(ts order by apparent_kva desc, ts))[1] as peak_at, "
+        "count(*)::int as intervals from grid_rollups where ts >= %s and ts < %s group by 1, 2), "
+        f"q as (insert into grid_rollups_15m (node_id, bucket, {_GRID_SUMS}) select * from w "
+        + _replace("grid_rollups_15m", _GRID_SUMS)
+        + "), "
+        + ", ".join(
+            f"{name} as (insert into grid_rollups_{target} (node_id, bucket, {_GRID_SUMS}) "
+            f"select node_id, date_bin('{width}', bucket, {_ORIGIN}), sum(consumption_kwh), sum(production_kwh), "
+            "sum(consumption_kvah), sum(production_kvah), sum(kvarh), max(peak_kva), "
+            "(array_agg(peak_at order by peak_kva desc, peak_at))[1], sum(intervals) from w group by 1, 2 "
+            + _add(f"grid_rollups_{target}", _GRID_SUMS)
+            + ")"
+            for name, target, width in (("h", "1h", "1 hour"), ("d", "1d", "1 day"))
+        )
+        + " select 1",
+        (start, end),
+    )
+
+
 async def roll_coarser(
     conn: Conn, *, source: str, target: str, width: str, start: datetime, end: datetime
 ) -> None:
@@ -422,6 +495,15 @@ async def roll_coarser(
         + _replace(f"grid_rollups_{target}", _GRID_SUMS),
         (start, end),
     )
+
+
+async def lock_rolled(conn: Conn) -> datetime | None:
+    """``rolled_until``, locked against another roll (not against ingest, which takes KEY SHARE)."""
+    cur = await conn.execute("select rolled_until from aggregator_state for no key update")
+    row = await cur.fetchone()
+    assert row is not None
+    value: datetime | None = row[0]
+    return value
 
 
 async def set_rolled(conn: Conn, until: datetime) -> None:
