@@ -10,6 +10,7 @@ import pytest
 from gridsim_aggregator import domain
 from gridsim_aggregator.copy_binary import HEADER, TRAILER, encode_readings
 from gridsim_aggregator.domain import Readings, ThermalParams, ThermalState
+from gridsim_shared.messages import ReadingBatch
 
 TS = datetime(2025, 6, 20, tzinfo=UTC)
 
@@ -107,3 +108,32 @@ def test_binary_copy_encodes_nulls_per_row() -> None:
     assert data.endswith(TRAILER)
     # row 1: 2+4+8+4+8+4+8+4 ; row 2: 2+4+8+4+8+4+8+4+8
     assert len(data) == len(HEADER) + 42 + 50 + len(TRAILER)
+
+
+def test_batch_columns_keep_nulls_and_one_group_sums_equal_the_grouped_path() -> None:
+    batch = ReadingBatch(
+        timestamp=datetime(2025, 6, 20, 0, 1, tzinfo=UTC),
+        meter_id=[1, 2, 3],
+        meter_code=["a", "b", "c"],
+        consumption_kWh=[0.01, 0.02, None],
+        production_kWh=[None, 0.005, None],
+        consumption_kVAh=[0.011, 0.021, None],
+        production_kVAh=[None, 0.006, None],
+        avg_current=[2.0, 3.0, 0.0],
+        avg_voltage=[230.0, 240.0, 250.0],
+        reactive_power_kVAR=[0.001, None, None],
+        power_factor=[0.9, 0.95, None],
+    )
+    readings = domain.readings_from_batch(batch)
+    assert readings.values.shape == (3, len(domain.COLUMNS))
+    assert readings.values.flags.c_contiguous
+    assert readings.values[1, domain.PROD] == 0.005
+    assert np.isnan(readings.values[0, domain.PROD])
+    assert np.isnan(readings.values[2, domain.CONS])
+    assert readings.values[2, domain.VOLTAGE] == 250.0
+    one = domain.group_totals(readings, np.zeros(3, dtype=np.int64), 1)
+    grouped = domain.group_totals(readings, np.zeros(3, dtype=np.int64), 2)  # the bincount path, group 0
+    for name in ("consumption_kwh", "production_kwh", "kvarh", "current_sum", "vi_sum", "voltage_sum"):
+        assert getattr(one, name)[0] == pytest.approx(getattr(grouped, name)[0]), name
+    assert (one.readings[0], one.producers[0]) == (3, 1) == (grouped.readings[0], grouped.producers[0])
+    assert one.vi_sum[0] == pytest.approx(2.0 * 230 + 3.0 * 240)
