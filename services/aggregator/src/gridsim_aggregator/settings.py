@@ -20,7 +20,7 @@ class AggregatorSettings(BaseSettings):
 
     # A flush (one COPY transaction) happens at this many buffered readings, or this long after the first.
     flush_rows: int = Field(default=20_000, ge=1)
-    flush_ms: float = Field(default=25.0, gt=0)
+    flush_ms: float = Field(default=100.0, gt=0)
     # Concurrent COPY transactions (PostgreSQL ingests ~1.6x faster over two connections).
     copy_connections: int = Field(default=2, ge=1, le=8)
     # The bounded wait: an interval whose readings are still incomplete this long after its first batch
