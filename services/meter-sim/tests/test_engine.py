@@ -211,6 +211,30 @@ async def test_clock_controls_through_the_gateway(settings: Settings) -> None:
         assert (await http.get("/simulation-time")).json()["speed"] == 36000
 
 
+async def test_clock_commands_are_refused_while_a_long_step_runs(settings: Settings) -> None:
+    """A step of many intervals holds the clock; commands meanwhile get a 409, not a queue and a 504."""
+    await insert_world(settings)
+    async with meter_sim(settings), gateway_client(create_app(settings)) as http:
+        long_step = asyncio.create_task(http.post("/simulation/step", json={"intervals": 1500}))
+        async with asyncio.timeout(30):
+            while (response := await http.post("/simulation/pause")).status_code != 409:
+                assert response.status_code == 200, response.text  # the step has not started yet
+                await asyncio.sleep(0.01)
+        assert response.json()["error"]["code"] == "conflict"
+        assert "while a step of 1500 intervals is running" in response.json()["error"]["message"]
+        for method, url, payload in [
+            ("put", "/simulation/speed", {"speed": 60}),
+            ("post", "/simulation/jump", {"to": "2025-07-01T00:00:00Z"}),
+            ("post", "/simulation/step", {"intervals": 1}),
+        ]:
+            refused = await http.request(method.upper(), url, json=payload)
+            assert refused.status_code == 409, (url, refused.text)
+        stepped = await long_step
+        assert stepped.status_code == 200, stepped.text
+        assert stepped.json()["intervals"] == 1500
+        assert (await http.post("/simulation/pause")).status_code == 200  # free again
+
+
 async def test_the_clock_resumes_where_it_stopped(settings: Settings) -> None:
     await insert_world(settings)
     async with meter_sim(settings) as bus:

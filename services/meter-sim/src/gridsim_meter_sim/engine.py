@@ -92,6 +92,9 @@ class Engine:
         self.last_published: datetime | None = None
         self.intervals_published = 0
         self._lock = asyncio.Lock()  # one interval (or one command) at a time
+        # (intervals asked, intervals done) while a step runs: clock commands are refused meanwhile rather
+        # than queued behind a step that may take minutes (a month of intervals).
+        self._stepping: tuple[int, int] | None = None
         self._wake = asyncio.Event()  # the schedule changed: pause, resume, speed, jump, step
         self._persisted_at = 0.0
         self._watermark: datetime | None = None
@@ -260,8 +263,15 @@ class Engine:
         await self._publish_clock()
         return self.simulation_time()
 
+    def _refuse_while_stepping(self, action: str) -> None:
+        if self._stepping is not None:
+            asked, done = self._stepping
+            msg = f"cannot {action} while a step of {asked} intervals is running ({done} done); retry when it returns"
+            raise ConflictError(msg, details={"step_intervals": asked, "step_done": done})
+
     async def pause(self) -> SimulationTime:
         """Stop the clock (idempotent)."""
+        self._refuse_while_stepping("pause")
         async with self._lock:
             self._require_owner().state = "paused"
             self.lag_s = 0.0
@@ -269,18 +279,21 @@ class Engine:
 
     async def resume(self) -> SimulationTime:
         """Run the clock on the wall-clock schedule (idempotent)."""
+        self._refuse_while_stepping("resume")
         async with self._lock:
             self._require_owner().state = "running"
             return await self._command_done("resume", {})
 
     async def set_speed(self, speed: float) -> SimulationTime:
         """Simulated seconds per real second from now on."""
+        self._refuse_while_stepping("set the speed")
         async with self._lock:
             self._require_owner().speed = speed
             return await self._command_done("speed", {"speed": speed})
 
     async def jump(self, to: datetime) -> SimulationTime:
         """Move the clock to ``to`` (rounded down to an interval); nothing is produced for skipped intervals."""
+        self._refuse_while_stepping("jump")
         async with self._lock:
             clock = self._require_owner()
             origin = clock.origin
@@ -302,22 +315,26 @@ class Engine:
         Computing interval k+1 overlaps with waiting for the broker's acknowledgements of interval k.
         """
         started = time.monotonic()
+        self._refuse_while_stepping("step")
         async with self._lock:
             clock = self._require_owner()
             first = clock.current
             readings = 0
             sending: asyncio.Task[int] | None = None
             when = clock.current
+            self._stepping = (intervals, 0)
             try:
-                for _ in range(intervals):
+                for done in range(intervals):
                     prepared = await self._compute(when, clock.interval_s)
                     if sending is not None:
                         readings += await sending
                     sending = asyncio.create_task(self._send_and_tick(prepared, when))
                     when += clock.interval
+                    self._stepping = (intervals, done)
                 if sending is not None:
                     readings += await sending
             finally:
+                self._stepping = None
                 if sending is not None and not sending.done():
                     sending.cancel()
                 self._wake.set()

@@ -13,6 +13,8 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from gridsim_shared.schemas.common import Page
+
 __all__ = [
     "MONTH_PATTERN",
     "Bill",
@@ -39,7 +41,6 @@ MeterRef = Annotated[
     int | str,
     Field(description="the meter's numeric id or its code", examples=["MT30125"]),
 ]
-Page = Annotated[int, Field(ge=1, description="1-based page number")]
 
 
 class _Model(BaseModel):

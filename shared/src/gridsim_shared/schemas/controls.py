@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from gridsim_shared.schemas.common import Offset
 from gridsim_shared.schemas.meters import LoadFactor, MeterRef, Pincode
 
 __all__ = [
@@ -116,7 +117,7 @@ class ControlLogRequest(_Request):
     since: datetime | None = Field(default=None, description="simulated time, inclusive")
     until: datetime | None = Field(default=None, description="simulated time, exclusive")
     limit: int = Field(default=1000, ge=1, le=10_000)
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
 
 
 class ControlLogEntry(BaseModel):

@@ -12,7 +12,18 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+
+from gridsim_shared.schemas.common import Offset
+from gridsim_shared.schemas.meters import Capacity, Name, Place
 
 __all__ = [
     "CheckResult",
@@ -36,7 +47,11 @@ __all__ = [
     "TransformerRef",
 ]
 
-Kilowatts = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+# Rounded to the watt: finer values mean nothing for a connection, and subnormal floats (1e-320) would
+# underflow in PostgreSQL's arithmetic instead of being refused or ignored.
+Kilowatts = Annotated[
+    float, Field(ge=0, le=1_000_000, allow_inf_nan=False), AfterValidator(lambda kw: round(kw, 3))
+]
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False, examples=[37.7749])]
 Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False, examples=[-122.4194])]
 Limiting = Literal["consumption", "production", "none_in_radius"]
@@ -274,7 +289,7 @@ class ConnectionQuery(BaseModel):
     status: Literal["pending", "approved", "rejected"] | None = None
     transformer_id: int | None = Field(default=None, ge=1)
     limit: int = Field(default=100, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
 
 
 class ConnectionPage(BaseModel):
@@ -299,16 +314,15 @@ class TransformerCreate(BaseModel):
         },
     )
 
-    name: str = Field(min_length=1, max_length=200)
+    # The same bounds as meter-sim's grid nodes (GridNodeCreate), which this request becomes.
+    name: Name
     code: str | None = Field(
         default=None,
         pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$",
         description="topic id of the transformer; default: made from the name (TX-101 → tx-101)",
     )
-    capacity_kVA: float = Field(
-        gt=0, le=1_000_000, allow_inf_nan=False, validation_alias=_spellings("capacity_kVA")
-    )
-    city: str = Field(default="San Francisco", max_length=200)
+    capacity_kVA: Capacity = Field(validation_alias=_spellings("capacity_kVA"))
+    city: Place = "San Francisco"
     latitude: Latitude
     longitude: Longitude
     parent_id: int | None = Field(
@@ -351,7 +365,7 @@ class TransformerQuery(BaseModel):
 
     city: str | None = None
     limit: int = Field(default=100, ge=1, le=10_000)
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
 
 
 class TransformerPage(BaseModel):

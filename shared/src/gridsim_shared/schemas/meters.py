@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from gridsim_shared.ids import SEGMENT_PATTERN
+from gridsim_shared.schemas.common import Offset
 
 __all__ = [
     "METER_CODE_PATTERN",
@@ -310,7 +311,7 @@ class ErListRequest(_Request):
     """``list_ers`` command."""
 
     limit: int = Field(default=1000, ge=1, le=10_000)
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
 
 
 class ApplianceOut(BaseModel):
@@ -438,7 +439,7 @@ class MeterListRequest(_Request):
     """``list_meters`` command, with optional filters."""
 
     limit: int = Field(default=1000, ge=1, le=10_000)
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
     transformer_id: GridRef | None = None
     parent_id: MeterRef | None = None
     linked: bool | None = None

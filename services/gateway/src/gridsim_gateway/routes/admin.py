@@ -13,6 +13,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
 from gridsim_gateway.deps import BusDep
+from gridsim_shared.schemas.common import MAX_OFFSET
 from gridsim_shared.schemas.meters import (
     Appliance,
     Deleted,
@@ -37,7 +38,7 @@ ErId = Annotated[int, Path(description="the energy resource's id")]
 MeterRefPath = Annotated[str, Path(description="the meter's integer id or its code (meter_id)")]
 NodeRefPath = Annotated[str, Path(description="the grid node's integer id or its code")]
 Limit = Annotated[int, Query(ge=1, le=10_000)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 
 def _sent(body: BaseModel) -> dict[str, Any]:
