@@ -153,7 +153,9 @@ Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
 Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
 # K: 0 is OFF, (0, 1] scales down, > 1 amplifies (seed). 100 is far beyond any sensible amplification.
 LoadFactor = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
-Capacity = Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)]
+# kVA. The smallest distribution transformers are 5 kVA; 0.1 leaves room for toy grids while keeping
+# subnormal ratings (1e-320) out, which underflow in PostgreSQL's arithmetic.
+Capacity = Annotated[float, Field(ge=0.1, le=100_000, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=1, le=10_000)]
 
 

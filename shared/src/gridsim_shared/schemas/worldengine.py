@@ -44,7 +44,7 @@ class DerCreate(_Request):
     switched_on: bool = False
     # gridsim's own DER routes (controls) also give the lifecycle and a solar panel's rating.
     lifecycle: Literal["purchased", "installed", "connected"] = "connected"
-    capacity_kw: float | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
+    capacity_kw: float | None = Field(default=None, ge=0.001, le=100_000, allow_inf_nan=False)
 
 
 class DerSwitch(_Request):
