@@ -240,3 +240,41 @@ async def test_a_custom_validator_failing_in_a_command_is_a_422_reply(mqtt_url: 
             await client.request("meter-sim", "half", {"n": 3})
         assert (odd.value.status, odd.value.field) == (422, "n")
         assert "must be even" in odd.value.message
+
+
+async def test_a_channel_receives_only_its_depth_of_a_shared_kind(mqtt_url: str) -> None:
+    """Transformer, feeder and utility rollups share the kind `rollup`: none is another's malformed message."""
+    from gridsim_shared.ids import FeederPath, TransformerPath, UtilityPath
+    from gridsim_shared.messages import Rollup
+
+    settings = _mqtt(mqtt_url)
+
+    def rollup(level: str, code: str) -> Rollup:
+        return Rollup.model_validate(
+            {
+                "level": level,
+                "node_id": 1,
+                "node_code": code,
+                "timestamp": datetime(2025, 6, 20, tzinfo=UTC),
+                "consumption_kWh": 1.0,
+                "production_kWh": 0.0,
+                "net_kWh": 1.0,
+                "apparent_kVA": 60.0,
+                "meters_expected": 1,
+                "meters_reporting": 1,
+            }
+        )
+
+    async with Bus(settings, "gateway") as consumer, Bus(settings, "aggregator") as producer:
+        transformers = await Collector(consumer, channels.ROLLUP_TRANSFORMER).start()
+        feeders = await Collector(consumer, channels.ROLLUP_FEEDER).start()
+        await producer.publish(channels.ROLLUP_UTILITY, rollup("utility", "u"), UtilityPath("u"))
+        await producer.publish(channels.ROLLUP_FEEDER, rollup("feeder", "f"), FeederPath("u", "f"))
+        await producer.publish(
+            channels.ROLLUP_TRANSFORMER, rollup("transformer", "t"), TransformerPath("u", "f", "t")
+        )
+        (transformer, _), *_ = await transformers.wait_for(1)
+        (feeder, _), *_ = await feeders.wait_for(1)
+        assert (transformer.level, feeder.level) == ("transformer", "feeder")
+        await asyncio.sleep(0.2)
+        assert (len(transformers.messages), len(feeders.messages), consumer.dropped) == (1, 1, 0)

@@ -32,12 +32,16 @@ def test_rollup_templates_differ_by_depth() -> None:
         topics.ROLLUP_UTILITY.parse("b", feeder)
 
 
-def test_filters_pin_given_levels_and_end_in_hash() -> None:
-    assert topics.READING.filter("gridsim") == "gridsim/v1/reading/#"
-    assert topics.READING.filter("gridsim", utility="u1", feeder="f1") == "gridsim/v1/reading/u1/f1/#"
+def test_filters_pin_given_levels_and_match_exactly_their_depth() -> None:
+    assert topics.READING.filter("gridsim") == "gridsim/v1/reading/+/+/+/+"
+    assert topics.READING.filter("gridsim", utility="u1", feeder="f1") == "gridsim/v1/reading/u1/f1/+/+"
     assert topics.READING.filter("gridsim", meter="m1") == "gridsim/v1/reading/+/+/+/m1"
     assert topics.CLOCK.filter("gridsim") == "gridsim/v1/clock"
-    assert topics.COMMAND.filter("x", service="billing") == "x/v1/cmd/billing/#"
+    assert topics.COMMAND.filter("x", service="billing") == "x/v1/cmd/billing/+"
+    # rollups share a kind at three depths: each channel's filter matches its own depth only
+    assert topics.ROLLUP_TRANSFORMER.filter("b") == "b/v1/rollup/+/+/+"
+    assert topics.ROLLUP_FEEDER.filter("b") == "b/v1/rollup/+/+"
+    assert topics.ROLLUP_UTILITY.filter("b") == "b/v1/rollup/+"
     with pytest.raises(topics.TopicError, match="no level"):
         topics.READING.filter("gridsim", substation="s1")
 

@@ -120,16 +120,16 @@ class TopicTemplate(Generic[P]):
         return "/".join([base, VERSION, self.kind, *values])
 
     def filter(self, base: str, **fixed: str) -> str:
-        """A subscription filter: given levels fixed, the rest ``+`` (trailing ``+`` levels become ``#``)."""
+        """A subscription filter for exactly this template's depth: given levels fixed, the others ``+``.
+
+        Never ``#``: kinds can share a prefix at several depths (transformer, feeder and utility rollups),
+        and a channel must receive only the topics its model describes.
+        """
         unknown = set(fixed) - set(self.fields)
         if unknown:
             msg = f"{self.kind} topics have no level {sorted(unknown)}"
             raise TopicError(msg)
         levels = [fixed.get(name, "+") for name in self.fields]
-        while levels and levels[-1] == "+":
-            levels.pop()
-        if len(levels) < len(self.fields):
-            levels.append("#")
         return "/".join([base, VERSION, self.kind, *levels])
 
     def parse(self, base: str, topic: str) -> P:

@@ -12,6 +12,7 @@ const CRITICAL_PCT = 100;
 
 const state = {
   clock: null,
+  stepping: false,         // a step request is in flight (the clock refuses other commands meanwhile)
   grid: null,
   nodes: new Map(),        // "level:id" -> {level, id, code, name, node}
   meterByCode: new Map(),  // lower-case code -> meter tree node
@@ -134,10 +135,13 @@ function renderClock() {
   badge.className = "badge " + c.state;
   const lag = c.lag_s > 1 ? ` · ${fmt(c.lag_s, 1)} s behind` : "";
   $("#clock-detail").textContent = `${fmt(c.speed, 0)}× · ${c.interval_s} s interval · tick ${c.tick}${lag}`;
-  $("#btn-pause").disabled = c.state === "paused";
-  $("#btn-resume").disabled = c.state === "running";
-  $("#btn-step").disabled = c.state === "running";
-  $("#step-size").disabled = c.state === "running";
+  // While a step runs the clock refuses other commands (409): the controls wait for it.
+  const busy = state.stepping;
+  $("#btn-pause").disabled = busy || c.state === "paused";
+  $("#btn-resume").disabled = busy || c.state === "running";
+  $("#btn-step").disabled = busy || c.state === "running";
+  $("#step-size").disabled = busy || c.state === "running";
+  $("#speed").disabled = busy;
   const speed = $("#speed");
   const value = String(Math.round(c.speed));
   if (![...speed.options].some((o) => o.value === value)) speed.append(el("option", { value, text: `${value}×` }));
@@ -147,14 +151,19 @@ function renderClock() {
 }
 
 async function clockAction(label, method, path, body) {
+  const stepping = path === "/simulation/step";
+  if (stepping) { state.stepping = true; renderClock(); }
   try {
     const answer = await api(method, path, body);
     // Clock routes answer the clock; a step answers what it did, with the clock inside.
     const clock = answer && (answer.clock || answer);
-    if (clock && clock.current_datetime) { state.clock = { ...state.clock, ...clock }; renderClock(); }
+    if (clock && clock.current_datetime) { state.clock = { ...state.clock, ...clock }; }
     toast(label);
   } catch (err) {
     toast(`${label} failed: ${err.message}`, true);
+  } finally {
+    if (stepping) state.stepping = false;
+    renderClock();
   }
 }
 
