@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from gridsim_shared.geo import distance_m
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "services/meter-sim/src/gridsim_meter_sim/data/demo_world.json"
@@ -337,23 +338,14 @@ APARTMENT_COMMON: dict[str, int] = {
 }
 
 
-def _haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    h = (
-        math.sin((phi2 - phi1) / 2) ** 2
-        + math.cos(phi1) * math.cos(phi2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
-    )
-    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(h)))
-
-
 def _place(rng: random.Random, tx: Transformer) -> tuple[float, float]:
     """A point within ~200 m of ``tx`` that is nearer to it than to any other transformer."""
     while True:
         lat = round(tx.latitude + rng.uniform(-0.0018, 0.0018), 6)
         lon = round(tx.longitude + rng.uniform(-0.0022, 0.0022), 6)
-        own = _haversine_m(lat, lon, tx.latitude, tx.longitude)
+        own = distance_m(lat, lon, tx.latitude, tx.longitude)
         if all(
-            _haversine_m(lat, lon, other.latitude, other.longitude) > own
+            distance_m(lat, lon, other.latitude, other.longitude) > own
             for other in TRANSFORMERS
             if other is not tx
         ):

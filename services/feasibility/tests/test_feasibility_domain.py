@@ -9,6 +9,7 @@ import pytest
 
 from gridsim_feasibility import domain
 from gridsim_feasibility.domain import Limits, Loads, Positions, Request
+from gridsim_shared.geo import EARTH_RADIUS_M, distance_m
 
 LIMITS = Limits(0.8, 0.3)
 # San Francisco City Hall (the seed's request point is close by).
@@ -16,14 +17,12 @@ SF = (37.7793, -122.4193)
 
 
 def _haversine_scalar(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    return float(domain.haversine_m(lat1, lon1, np.array([lat2]), np.array([lon2]))[0])
+    return distance_m(lat1, lon1, lat2, lon2)
 
 
 def test_haversine_one_degree_of_latitude_is_111_km() -> None:
     # 1° along a meridian = πR/180 on a sphere of the mean radius.
-    assert _haversine_scalar(0.0, 0.0, 1.0, 0.0) == pytest.approx(
-        math.pi * domain.EARTH_RADIUS_M / 180, rel=1e-12
-    )
+    assert _haversine_scalar(0.0, 0.0, 1.0, 0.0) == pytest.approx(math.pi * EARTH_RADIUS_M / 180, rel=1e-12)
 
 
 def test_haversine_known_city_distances() -> None:
@@ -35,13 +34,13 @@ def test_haversine_known_city_distances() -> None:
 
 def test_haversine_zero_and_antipodes() -> None:
     assert _haversine_scalar(37.7749, -122.4194, 37.7749, -122.4194) == 0.0
-    assert _haversine_scalar(0.0, 0.0, 0.0, 180.0) == pytest.approx(math.pi * domain.EARTH_RADIUS_M)
+    assert _haversine_scalar(0.0, 0.0, 0.0, 180.0) == pytest.approx(math.pi * EARTH_RADIUS_M)
 
 
 def _offset(metres_north: float, metres_east: float, origin: tuple[float, float] = SF) -> tuple[float, float]:
     lat0, lon0 = origin
-    dlat = metres_north / (math.pi * domain.EARTH_RADIUS_M / 180)
-    dlon = metres_east / (math.pi * domain.EARTH_RADIUS_M / 180 * math.cos(math.radians(lat0)))
+    dlat = metres_north / (math.pi * EARTH_RADIUS_M / 180)
+    dlon = metres_east / (math.pi * EARTH_RADIUS_M / 180 * math.cos(math.radians(lat0)))
     return lat0 + dlat, lon0 + dlon
 
 

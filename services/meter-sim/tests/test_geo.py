@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gridsim_meter_sim.geo import haversine_m, nearest
+from gridsim_meter_sim.geo import nearest
+from gridsim_shared.geo import distance_m as haversine_m
 
 
 def test_haversine_known_distances() -> None:

@@ -15,10 +15,11 @@ from meter_sim_testing import until_answering
 
 from gridsim_meter_sim import grid_repository, meter_repository
 from gridsim_meter_sim.__main__ import serve
-from gridsim_meter_sim.geo import haversine_m, nearest
+from gridsim_meter_sim.geo import nearest
 from gridsim_meter_sim.world import default_world_path, load_demo_world, read_world
 from gridsim_shared.db import open_pool
 from gridsim_shared.errors import GridsimError
+from gridsim_shared.geo import distance_m as haversine_m
 from gridsim_shared.schemas.meters import MeterListRequest
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import running

@@ -13,8 +13,9 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from gridsim_shared.geo import haversine_m
+
 __all__ = [
-    "EARTH_RADIUS_M",
     "REASON_CONSUMPTION",
     "REASON_NONE_NEARBY",
     "REASON_PRODUCTION",
@@ -29,14 +30,11 @@ __all__ = [
     "decide_ranked",
     "effective_loads",
     "fits",
-    "haversine_m",
     "household_ders",
     "rank",
     "rejection_reason",
 ]
 
-# The mean Earth radius (IUGG), the usual constant for Haversine distances.
-EARTH_RADIUS_M = 6_371_008.8
 
 # The seed's reasons, to the letter.
 REASON_CONSUMPTION = "Transformer overloaded for consumption"
@@ -127,18 +125,6 @@ def rejection_reason(limiting: Limiting | None) -> str:
     if limiting == "production":
         return REASON_PRODUCTION
     return REASON_NONE_NEARBY
-
-
-def haversine_m(lat_deg: float, lon_deg: float, lats_deg: FloatArray, lons_deg: FloatArray) -> FloatArray:
-    """Great-circle distance in metres from one point to many (the Haversine formula)."""
-    lat1 = np.radians(lat_deg)
-    lat2 = np.radians(lats_deg)
-    dlat = lat2 - lat1
-    dlon = np.radians(lons_deg - lon_deg)
-    a = np.sin(dlat / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin(dlon / 2) ** 2
-    # clip: rounding can push `a` a hair above 1 for antipodal points, and arcsin(>1) is NaN.
-    distance: FloatArray = 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
-    return distance
 
 
 def rank(positions: Positions, latitude: float, longitude: float, radius_m: float) -> Candidates:

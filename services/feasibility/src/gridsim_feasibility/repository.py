@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 
 from gridsim_feasibility import domain
 from gridsim_shared.errors import InvalidError, NotFoundError
+from gridsim_shared.geo import haversine_m
 
 __all__ = [
     "LoadRow",
@@ -285,7 +286,7 @@ async def nearest_feeder(conn: Conn, latitude: float, longitude: float) -> int:
     located = [r for r in rows if r[1] is not None and r[2] is not None]
     if not located:
         return int(rows[0][0])
-    distance = domain.haversine_m(
+    distance = haversine_m(
         latitude, longitude, np.array([r[1] for r in located]), np.array([r[2] for r in located])
     )
     return int(located[int(np.argmin(distance))][0])

@@ -1,23 +1,12 @@
-"""Geography: great-circle distance and the nearest point of a set. Pure functions, no I/O."""
+"""Geography: the nearest point of a set (distances from the shared Haversine). Pure, no I/O."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
-__all__ = ["EARTH_RADIUS_M", "haversine_m", "nearest"]
+from gridsim_shared.geo import distance_m
 
-# Mean Earth radius (IUGG), the usual constant for the Haversine formula.
-EARTH_RADIUS_M = 6_371_008.8
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in metres between two points given in degrees."""
-    phi1, phi2 = math.radians(lat1), math.radians(lat2)
-    dphi = phi2 - phi1
-    dlmb = math.radians(lon2 - lon1)
-    h = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlmb / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
+__all__ = ["nearest"]
 
 
 def nearest(
@@ -29,7 +18,7 @@ def nearest(
     """
     best: tuple[float, int] | None = None
     for ident, lat, lon in candidates:
-        key = (haversine_m(latitude, longitude, lat, lon), ident)
+        key = (distance_m(latitude, longitude, lat, lon), ident)
         if best is None or key < best:
             best = key
     return None if best is None else (best[1], best[0])
