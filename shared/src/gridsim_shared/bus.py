@@ -308,15 +308,19 @@ class Bus:
         Bus, so awaiting a later :meth:`publish` means this one reached the broker too. For fan-outs of
         many messages: one awaited PUBACK instead of a future (and a timer) per message.
         """
-        client = self._client
-        if client is None or not self._connected.is_set():
-            return False
-        info = client._client.publish(
+        return self.publish_raw_nowait(
             channel.topic(self.base, path),
             channel.encode(msg),
             qos=channel.qos,
             retain=channel.retain if retain is None else retain,
         )
+
+    def publish_raw_nowait(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
+        """:meth:`publish_nowait` for bytes on a topic."""
+        client = self._client
+        if client is None or not self._connected.is_set():
+            return False
+        info = client._client.publish(topic, payload, qos=qos, retain=retain)
         return info.rc == paho.MQTT_ERR_SUCCESS
 
     async def publish_raw(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
