@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import secrets
 import statistics
 import subprocess
@@ -36,7 +37,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import psycopg
@@ -86,6 +87,47 @@ def aggregator_process(mqtt_url: str, base: str, schema: str) -> Any:
         proc.wait(20)
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds of a running process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_s() -> float:
+    """CPU seconds of every PostgreSQL process on the machine, exited backends included (the postmaster's
+    children time). Other users of the same server count too: quote it from a quiet machine."""
+    total = 0.0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if not f.read().startswith("postgres"):
+                    continue
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:15]) / _TICK
+    return total
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this process (meter-sim's engine runs in it)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+async def wait_quiet(limit: float = 1.5, patience_s: float = 180.0) -> float:
+    """Wait (bounded) until the 1-minute load average is below ``limit``; return it."""
+    deadline = time.monotonic() + patience_s
+    while (load := os.getloadavg()[0]) > limit and time.monotonic() < deadline:
+        await asyncio.sleep(5)
+    return round(load, 2)
+
+
 async def committed_until(conn: Any) -> datetime | None:
     cur = await conn.execute("select committed_until from aggregator_state")
     row = await cur.fetchone()
@@ -102,12 +144,14 @@ async def wait_aggregator_online(conn: Any) -> None:
             await asyncio.sleep(0.1)
 
 
-def _settings(mqtt_url: str, base: str, schema: str, **sim: Any) -> Settings:
+def _settings(
+    mqtt_url: str, base: str, schema: str, publish: Literal["batch", "both"] = "batch", **sim: Any
+) -> Settings:
     return Settings(
         mqtt=MqttSettings(url=mqtt_url, base_topic=base),
         db=DbSettings(url=DB_URL, schema_name=schema, pool_max=4),
         sim=SimSettings(
-            publish="batch",
+            publish=publish,
             demo_world=False,
             start=START,
             step_ack_timeout_s=120,
@@ -117,13 +161,16 @@ def _settings(mqtt_url: str, base: str, schema: str, **sim: Any) -> Settings:
 
 
 # ------------------------------------------------------------------------------------ 1. pipeline
-async def bench_pipeline(mqtt_url: str, meters: int, intervals: int) -> dict[str, Any]:
+async def bench_pipeline(
+    mqtt_url: str, meters: int, intervals: int, publish: Literal["batch", "both"] = "batch"
+) -> dict[str, Any]:
     base = f"bench-{secrets.token_hex(4)}"
+    load_before = await wait_quiet()
     async with scratch_schema("bench_pl") as schema:
         async with await connect(DB_URL, schema, autocommit=True) as conn:
             await _insert_world(conn, meters, 100)
-        settings = _settings(mqtt_url, base, schema)
-        with aggregator_process(mqtt_url, base, schema):
+        settings = _settings(mqtt_url, base, schema, publish)
+        with aggregator_process(mqtt_url, base, schema) as aggregator:
             async with (
                 await connect(DB_URL, schema, autocommit=True) as conn,
                 open_pool(settings.db, name="bench") as pool,
@@ -134,6 +181,7 @@ async def bench_pipeline(mqtt_url: str, meters: int, intervals: int) -> dict[str
                 await engine.start()
                 await engine._ensure_fleet()
                 await asyncio.sleep(1.0)  # the aggregator's retained status reaches the engine
+                cpu0 = (postgres_cpu_s(), process_cpu_s(aggregator.pid), own_cpu_s())
                 t0 = time.perf_counter()
                 stepping = asyncio.create_task(engine.step(intervals))
                 rows_done_s = None
@@ -149,11 +197,14 @@ async def bench_pipeline(mqtt_url: str, meters: int, intervals: int) -> dict[str
                 while (await committed_until(conn) or START) < last:
                     await asyncio.sleep(0.01)
                 elapsed = time.perf_counter() - t0
+                cpu1 = (postgres_cpu_s(), process_cpu_s(aggregator.pid), own_cpu_s())
                 cur = await conn.execute("select count(*) from meter_data where not is_parent")
                 row = await cur.fetchone()
                 stored = int(row[0]) if row else 0
+        per_million = 1e6 / max(stored, 1)
         out = {
             "meters": meters,
+            "publish": publish,
             "intervals": intervals,
             "readings_published": result.readings,
             "readings_stored": stored,
@@ -162,9 +213,17 @@ async def bench_pipeline(mqtt_url: str, meters: int, intervals: int) -> dict[str
             "step_returned_after_watermark": result.stored,
             "step_s": result.elapsed_s,
             "all_rows_committed_s": None if rows_done_s is None else round(rows_done_s, 3),
+            # From the first publish until the watermark (start-up excluded); meter-sim = this process, which
+            # also polls the database for the figures above.
+            "cpu_s_per_million": {
+                "postgres": round((cpu1[0] - cpu0[0]) * per_million, 2),
+                "aggregator": round((cpu1[1] - cpu0[1]) * per_million, 2),
+                "meter_sim": round((cpu1[2] - cpu0[2]) * per_million, 2),
+            },
+            "load_average_before": load_before,
         }
         print(
-            f"pipeline {meters} meters: {out['durable_readings_per_s']:,} durable readings/s ({stored:,} rows; step {result.elapsed_s} s, rows committed at {rows_done_s})"
+            f"pipeline {meters} meters ({publish}): {out['durable_readings_per_s']:,} durable readings/s ({stored:,} rows; step {result.elapsed_s} s, rows committed at {rows_done_s})"
         )
         return out
 
@@ -439,29 +498,48 @@ async def bench_http_day(meters: int) -> dict[str, Any] | None:
     return out
 
 
-NOTES = """## Against the targets, and what limits it (measured 2026-11-26)
+NOTES = """## Against the targets, and what limits it (measured 2026-11-26, after the issue-5 work)
 
 - Targets: ≥ 200,000 durable readings/s end to end, ≥ 50× naive, real time for 8,000 meters at 1440×.
-  Not met: 200k/s (10k meters: 83k–126k/s over runs, 126k on a quiet machine, 83k with other suites
-  running, load average up to 5.7), real time (meter-sim keeps the 192k/s schedule but the watermark lag
-  grows), and 50× naive only on a quiet run (48–75×).
-- The machine is saturated, not one process: per-process CPU over a quiet 10k-meter run (1M readings,
-  7.9 s wall, 15.8 CPU-s available) was PostgreSQL ≈ 6.9 s (COPY backends plus closing and rollups),
-  the aggregator ≈ 5.5 s (incl. ≈ 1 s start-up), meter-sim ≈ 2.4 s, Mosquitto ≈ 0.3 s. 200k/s needs the
-  whole pipeline in ≈ 10 CPU-s per million readings.
-- The largest single cost is the second b-tree on meter_data, `meter_data_meter_ts (meter_id, ts)`: it
-  halves binary COPY (the two ceiling rows above; 251–274k vs 539–569k rows/s in a separate A/B run).
-  Rows arrive in ts order, so the (ts, meter_id) key appends while (meter_id, ts) touches a different leaf
-  page per row. A (meter_id, ts) primary key with BRIN(ts) instead costs the same (281–306k). The index
-  stays: the gateway's per-meter reading queries need it. Ways past it: TimescaleDB (one-day chunks,
-  compressed per meter: migration 0201), or daily partitions that get the meter index only once closed.
-- In the aggregator (cProfile): decoding + validating a 100-reading batch ≈ 130 µs (pydantic's
-  `model_validate_json` ≈ 31–47 µs of it; numpy conversions and sums the rest) — not the limit; the
-  closer's per-interval fan-out of one QoS 1 rollup per grid node (111 per interval at 10k meters) through
-  aiomqtt ≈ 150 µs each is about a third of the aggregator's CPU. Not yet done: publishing that fan-out
-  without a future per message, closing several intervals per transaction.
-- Ingest commits run with `synchronous_commit = on` (an acknowledged reading is on disk); at 20k-row
-  flushes this did not show in the figures.
+  **Met: 50× naive** (10k meters, batch: 75×). **Not met: 200k/s** — 157–167k/s at 10k meters on a quiet
+  machine (this run 162k; private-server A/B runs 158–167k), up from 83–126k; and **not real time**: at
+  1440× meter-sim keeps the 192k/s schedule with no dropped interval, but ingest commits ≈ 142k/s
+  (4.27M rows in 30 s) and the watermark lag grows (≈ 6 intervals per second, down from ≈ 17).
+- The throughput figure is for `publish = batch` (what the aggregator ingests). With meter-sim's default
+  `both`, every reading is also its own QoS 1 MQTT message: 12k readings/s, bound by meter-sim handing one
+  message per reading to paho in Python (≈ 85 CPU-s per 1M readings). That is a property of per-meter
+  messages in Python, not of ingest; the per-meter copies now go out without a future each (6.0k → 12.2k/s).
+- Changed, with measured effect (commit messages have the details):
+  1. The closer hands an interval's fan-out (111 rollups at 10k meters, parents, events) to the MQTT client
+     without awaiting each PUBACK (`Bus.publish_nowait`); the awaited watermark follows in order.
+     142k → 159–167k/s; aggregator 5.4 → 4.5 CPU-s per 1M (start-up included).
+  2. New 15-minute windows are *added* into their hour and day rows in one statement instead of
+     recomputing hours and days from the finer tables, which scanned every stored bucket (keyed by meter
+     first): 602 → 240 ms per window with five days of history at 10k meters, and flat as history grows —
+     the old cost grew without bound, the main reason real time fell further behind over a long run.
+     Late readings still recompute (tested). Migration 0202: fillfactor 50 on `*_1h`/`*_1d` (HOT
+     updates, 210 → 175 ms per window); rolls run with `work_mem` 64 MB (no sort spill).
+  3. Flush every 100 ms instead of 25 ms (≈ 60 instead of 216 transactions per 1M readings): +12 % in
+     A/B pairs on a loaded machine. Batch decoding in one numpy call (≈ 0.2 CPU-s per 1M).
+- What limits it now (10k meters, in the measured window, per 1M readings): PostgreSQL ≈ 4.6 CPU-s,
+  aggregator ≈ 4.2, meter-sim ≈ 1.5, Mosquitto ≈ 0.3: ≈ 10.6 CPU-s in 6.2 s of two cores, so ≈ 15 %
+  idle — partly serialisation: every close holds the watermark row `FOR UPDATE`, and flushes that finish
+  meanwhile wait for it before committing (the lock is what makes late readings impossible to miss).
+- The second b-tree on `meter_data`, `(meter_id, ts)`, is still the largest single cost: COPY 292k rows/s
+  with it, 652k without (this run). Upper bound of removing it from the ingest path, A/B on a loaded
+  machine: PostgreSQL 8.2 → 6.2 CPU-s per 1M readings (both runs with start-up), i.e. ≈ +15–20 %: alone
+  not enough for 200k/s, with the rest of this list perhaps. Evaluated, not done: daily partitions of
+  `meter_data` (declarative, PostgreSQL 15) whose `(meter_id, ts)` index is built when the day closes. The
+  open day would then serve per-meter queries from the `(ts, meter_id)` key: measured on 3.6M rows (10k
+  meters × 6 h) the latest 100 readings of a meter take 11 ms, but a 6-hour raw range 138 ms (a full day
+  ≈ 0.5 s) — a regression for `GET /meter/stream` raw on today at 10k meters. It also needs a default
+  partition (other code inserts rows for any day), partition creation ahead of COPY, index builds off the
+  closer's path and a guard for the TimescaleDB migration (0201 makes the same table a hypertable).
+- Per-interval costs dominate small fleets: at 1,000 meters the aggregator spends 8.3 CPU-s per 1M
+  readings (300 intervals: each close is ≈ 8 statements and a 111-node fan-out whatever the fleet size).
+  Not done: closing several pending intervals in one transaction when behind, and saving thermal state
+  once per such group.
+- Ingest commits run with `synchronous_commit = on` (an acknowledged reading is on disk).
 - Queries are far under 50 ms. The query figures use rollup tables filled directly (1,000 meters × 30 days
   of 15m/1h/1d rows, no raw minutes), because bills and dashboards read only rollups.
 """
@@ -478,25 +556,32 @@ def write(results: dict[str, Any]) -> None:
         "Command: `uv run python bench/bench_pipeline.py`. Step mode; durable = committed and counted in the",
         "aggregator's stored watermark. meter-sim, Mosquitto, the aggregator and PostgreSQL share the 2 cores.",
         "",
-        "| case | readings | seconds | durable readings/s | × naive |",
-        "|---|---:|---:|---:|---:|",
+        "`publish`: meter-sim's `GRIDSIM_SIM__PUBLISH` — `batch` sends one columnar batch per transformer per",
+        "interval (all the aggregator ingests); `both` (meter-sim's default) also sends every reading on its own",
+        "meter topic for per-meter subscribers. CPU-s per 1M readings from the first publish to the watermark",
+        "(PostgreSQL: every server process on the machine; meter-sim: the bench process running its engine).",
+        "",
+        "| case | readings | seconds | durable readings/s | × naive | CPU-s/1M: PostgreSQL, aggregator, meter-sim | load before |",
+        "|---|---:|---:|---:|---:|---|---:|",
     ]
     for r in results["pipeline"]:
+        cpu = r["cpu_s_per_million"]
         lines.append(
-            f"| pipeline, {r['meters']:,} meters | {r['readings_stored']:,} | {r['seconds']} | "
-            f"{r['durable_readings_per_s']:,} | {r['durable_readings_per_s'] / naive:.0f}× |"
+            f"| pipeline, {r['meters']:,} meters, publish `{r['publish']}` | {r['readings_stored']:,} | "
+            f"{r['seconds']} | {r['durable_readings_per_s']:,} | {r['durable_readings_per_s'] / naive:.0f}× | "
+            f"{cpu['postgres']}, {cpu['aggregator']}, {cpu['meter_sim']} | {r['load_average_before']} |"
         )
     c = results["copy_ceiling"]
     lines.append(
-        f"| raw binary COPY (ceiling) | {c['rows']:,} | {c['seconds']} | {c['rows_per_s']:,} | {c['rows_per_s'] / naive:.0f}× |"
+        f"| raw binary COPY (ceiling) | {c['rows']:,} | {c['seconds']} | {c['rows_per_s']:,} | {c['rows_per_s'] / naive:.0f}× | | |"
     )
     c = results["copy_ceiling_without_meter_index"]
     lines.append(
-        f"| raw binary COPY without the (meter_id, ts) index | {c['rows']:,} | {c['seconds']} | {c['rows_per_s']:,} | {c['rows_per_s'] / naive:.0f}× |"
+        f"| raw binary COPY without the (meter_id, ts) index | {c['rows']:,} | {c['seconds']} | {c['rows_per_s']:,} | {c['rows_per_s'] / naive:.0f}× | | |"
     )
     n = results["naive"]
     lines.append(
-        f"| naive: message + INSERT per reading | {n['readings']:,} | {n['seconds']} | {naive:,} | 1× |"
+        f"| naive: message + INSERT per reading | {n['readings']:,} | {n['seconds']} | {naive:,} | 1× | | |"
     )
     rt = results.get("realtime")
     if rt:
@@ -537,8 +622,12 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gridsim-bench-broker-") as tmp:
         broker = start_broker(Path(tmp), free_port(), kind="mosquitto")
         try:
-            sizes = [(1000, 60 if args.quick else 300), (10_000, 10 if args.quick else 100)]
-            results["pipeline"] = [await bench_pipeline(broker.url, m, i) for m, i in sizes]
+            cases: list[tuple[int, int, Literal["batch", "both"]]] = [
+                (1000, 60 if args.quick else 300, "batch"),
+                (10_000, 10 if args.quick else 100, "batch"),
+                (10_000, 5 if args.quick else 20, "both"),  # meter-sim's default: per-meter messages too
+            ]
+            results["pipeline"] = [await bench_pipeline(broker.url, m, i, p) for m, i, p in cases]
             results["copy_ceiling"] = await bench_copy(10_000, 10 if args.quick else 100)
             results["copy_ceiling_without_meter_index"] = await bench_copy(
                 10_000, 10 if args.quick else 100, meter_index=False
