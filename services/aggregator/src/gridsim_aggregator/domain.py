@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -24,6 +24,8 @@ from gridsim_shared.messages import ReadingBatch
 
 __all__ = [
     "COLUMNS",
+    "SUM_FIELDS",
+    "TOTAL_FIELDS",
     "Closure",
     "Readings",
     "ThermalParams",
@@ -122,23 +124,7 @@ class Totals:
         return Totals(f, f.copy(), f.copy(), f.copy(), f.copy(), f.copy(), f.copy(), f.copy(), i, i.copy())
 
     def __add__(self, other: Totals) -> Totals:
-        return Totals(
-            *(
-                getattr(self, name) + getattr(other, name)
-                for name in (
-                    "consumption_kwh",
-                    "production_kwh",
-                    "consumption_kvah",
-                    "production_kvah",
-                    "kvarh",
-                    "current_sum",
-                    "vi_sum",
-                    "voltage_sum",
-                    "readings",
-                    "producers",
-                )
-            )
-        )
+        return Totals(*(getattr(self, name) + getattr(other, name) for name in TOTAL_FIELDS))
 
     def regroup(self, group: IntArray, n_groups: int) -> Totals:
         """Sums of these groups into coarser ones (transformers into feeders, feeders into the utility)."""
@@ -160,6 +146,11 @@ class Totals:
             add(self.readings).astype(np.int64),
             add(self.producers).astype(np.int64),
         )
+
+
+# Every Totals field in order, and the float sums among them (the counts are the last two).
+TOTAL_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Totals))
+SUM_FIELDS: tuple[str, ...] = TOTAL_FIELDS[:-2]
 
 
 def group_totals(readings: Readings, group: IntArray, n_groups: int) -> Totals:

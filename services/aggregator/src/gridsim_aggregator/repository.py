@@ -20,7 +20,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from gridsim_aggregator.copy_binary import encode_readings
-from gridsim_aggregator.domain import COLUMNS, Readings, ThermalState, Totals
+from gridsim_aggregator.domain import COLUMNS, SUM_FIELDS, Readings, ThermalState, Totals
 from gridsim_aggregator.topology import GridNode, MeterRow, NodeRollup
 
 __all__ = [
@@ -33,16 +33,6 @@ __all__ = [
 
 Conn = AsyncConnection[Any]
 _DATA_COLUMNS = "ts, meter_id, " + ", ".join(COLUMNS)
-_TOTAL_COLUMNS = (
-    "consumption_kwh",
-    "production_kwh",
-    "consumption_kvah",
-    "production_kvah",
-    "kvarh",
-    "current_sum",
-    "vi_sum",
-    "voltage_sum",
-)
 
 
 @dataclass(frozen=True)
@@ -125,12 +115,12 @@ def readings_payload(batches: Sequence[Readings]) -> bytes:
 
 async def record_batches(conn: Conn, receipts: Sequence[BatchReceipt], instance: str) -> None:
     """Insert the batches' receipts (a redelivered batch is already there and adds nothing)."""
-    cols = {name: [float(getattr(r.totals, name)[0]) for r in receipts] for name in _TOTAL_COLUMNS}
+    cols = {name: [float(getattr(r.totals, name)[0]) for r in receipts] for name in SUM_FIELDS}
     await conn.execute(
         "insert into ingest_batches (ts, transformer_code, first_meter_id, readings, producers, "
-        + ", ".join(_TOTAL_COLUMNS)
+        + ", ".join(SUM_FIELDS)
         + ", instance) select *, %s from unnest(%s::timestamptz[], %s::text[], %s::bigint[], %s::int[], "
-        "%s::int[], " + ", ".join(["%s::float8[]"] * len(_TOTAL_COLUMNS)) + ") "
+        "%s::int[], " + ", ".join(["%s::float8[]"] * len(SUM_FIELDS)) + ") "
         "on conflict do nothing",
         (
             instance,
@@ -211,7 +201,7 @@ async def batch_totals(conn: Conn, ts: datetime) -> tuple[dict[str, Totals], int
     """Each transformer's sums for interval ``ts`` (chunks added up) and the readings committed."""
     cur = await conn.execute(
         "select transformer_code, sum(readings), sum(producers), "
-        + ", ".join(f"sum({c})" for c in _TOTAL_COLUMNS)
+        + ", ".join(f"sum({c})" for c in SUM_FIELDS)
         + " from ingest_batches where ts = %s group by transformer_code",
         (ts,),
     )
@@ -219,7 +209,7 @@ async def batch_totals(conn: Conn, ts: datetime) -> tuple[dict[str, Totals], int
     total = 0
     for code, readings, producers, *sums in await cur.fetchall():
         floats = {
-            name: np.array([float(v)], dtype=np.float64) for name, v in zip(_TOTAL_COLUMNS, sums, strict=True)
+            name: np.array([float(v)], dtype=np.float64) for name, v in zip(SUM_FIELDS, sums, strict=True)
         }
         out[code] = Totals(
             **floats,

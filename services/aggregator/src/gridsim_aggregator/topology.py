@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gridsim_aggregator import domain
-from gridsim_aggregator.domain import Closure, IntArray, Totals
+from gridsim_aggregator.domain import TOTAL_FIELDS, Closure, IntArray, Totals
 from gridsim_shared.ids import FeederPath, MeterPath, TransformerPath, UtilityPath, slug
 
 __all__ = ["GridNode", "MeterRow", "NodeRollup", "Topology", "build_topology", "grid_rollups"]
@@ -178,22 +178,8 @@ def grid_rollups(topo: Topology, transformer_totals: dict[int, Totals], interval
 
 
 def _select(t: Totals, mask: np.ndarray) -> Totals:
-    return Totals(*(np.where(mask, getattr(t, f), 0).astype(getattr(t, f).dtype) for f in _FIELDS))
+    return Totals(*(np.where(mask, getattr(t, f), 0).astype(getattr(t, f).dtype) for f in TOTAL_FIELDS))
 
 
 def _take(t: Totals, rows: IntArray) -> Totals:
-    return Totals(*(getattr(t, f)[rows] for f in _FIELDS))
-
-
-_FIELDS = (
-    "consumption_kwh",
-    "production_kwh",
-    "consumption_kvah",
-    "production_kvah",
-    "kvarh",
-    "current_sum",
-    "vi_sum",
-    "voltage_sum",
-    "readings",
-    "producers",
-)
+    return Totals(*(getattr(t, f)[rows] for f in TOTAL_FIELDS))
