@@ -13,17 +13,20 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ValidationError
 
+from gridsim_gateway.worldengine.entities import Entity
 from gridsim_gateway.worldengine.envelope import (
     GRIDSIM_TO_WE_FIELDS,
+    StrapiError,
     StrapiNotFound,
     StrapiValidationError,
     strapi_error_from,
 )
-from gridsim_gateway.worldengine.strapi import StrapiQuery, parse_query
+from gridsim_gateway.worldengine.sqlquery import find_one
+from gridsim_gateway.worldengine.strapi import Populate, StrapiQuery, parse_query
 from gridsim_shared.bus import Bus
 from gridsim_shared.errors import GridsimError
 
-__all__ = ["body_of", "call", "parse_id", "query_of", "reading", "validate"]
+__all__ = ["body_of", "call", "fetch", "parse_id", "query_of", "reading", "validate"]
 
 B = TypeVar("B", bound=BaseModel)
 
@@ -102,3 +105,14 @@ async def reading(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
     pool: AsyncConnectionPool = request.state.pool
     async with pool.connection() as conn:
         yield conn
+
+
+async def fetch(
+    request: Request, entity: Entity, key: Any, missing: StrapiError, populate: Populate | None = None
+) -> dict[str, Any]:
+    """One entity as the World Engine returned it, populated; ``missing`` is raised when there is none."""
+    async with reading(request) as conn:
+        found = await find_one(conn, entity, key, populate)
+    if found is None:
+        raise missing
+    return found

@@ -18,10 +18,10 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from gridsim_gateway.deps import BusDep, SettingsDep
 from gridsim_gateway.worldengine import readings
-from gridsim_gateway.worldengine.common import call, parse_id, reading
+from gridsim_gateway.worldengine.common import call, fetch, parse_id, reading
 from gridsim_gateway.worldengine.entities import APPLIANCE, METER, UTILITY
 from gridsim_gateway.worldengine.envelope import StrapiNotFound, StrapiValidationError, ok
-from gridsim_gateway.worldengine.sqlquery import find_one, load
+from gridsim_gateway.worldengine.sqlquery import load
 from gridsim_gateway.worldengine.strapi import Populate, nest
 
 __all__ = ["router"]
@@ -185,10 +185,7 @@ async def meter_dataset_stream(meter_id: str, request: Request, settings: Settin
     """The meter's latest reading at once, then each new one as it is stored (polled every second)."""
     key = parse_id(meter_id, "Meter not found")
     lines = _lines(request)
-    async with reading(request) as conn:
-        if await find_one(conn, METER, key) is None:
-            msg = "Meter not found"
-            raise StrapiNotFound(msg)
+    await fetch(request, METER, key, StrapiNotFound("Meter not found"))
 
     async def latest() -> dict[str, Any] | None:
         async with reading(request) as conn:

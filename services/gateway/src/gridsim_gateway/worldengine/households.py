@@ -15,7 +15,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StrictBool, fie
 
 from gridsim_gateway.deps import BusDep
 from gridsim_gateway.worldengine import links
-from gridsim_gateway.worldengine.common import body_of, call, parse_id, query_of, reading, validate
+from gridsim_gateway.worldengine.common import body_of, call, fetch, parse_id, query_of, reading, validate
 from gridsim_gateway.worldengine.entities import DER, ENERGY_RESOURCE, er_type_from_we
 from gridsim_gateway.worldengine.envelope import (
     StrapiBadRequest,
@@ -24,7 +24,7 @@ from gridsim_gateway.worldengine.envelope import (
     StrapiValidationError,
     ok,
 )
-from gridsim_gateway.worldengine.sqlquery import find, find_one, load
+from gridsim_gateway.worldengine.sqlquery import find, load
 from gridsim_gateway.worldengine.strapi import Populate
 
 __all__ = ["router"]
@@ -60,11 +60,7 @@ class ErBody(BaseModel):
 
 
 async def _er_json(request: Request, er_id: int, populate: Populate | None = None) -> dict[str, Any]:
-    async with reading(request) as conn:
-        found = await find_one(conn, ENERGY_RESOURCE, er_id, populate)
-    if found is None:
-        raise StrapiNotFound(ER_NOT_FOUND)
-    return found
+    return await fetch(request, ENERGY_RESOURCE, er_id, StrapiNotFound(ER_NOT_FOUND), populate)
 
 
 @router.post("/energy-resources", status_code=201)
@@ -154,11 +150,7 @@ def _bad_request(exc: StrapiError) -> StrapiBadRequest:
 
 
 async def _der_json(request: Request, der_id: int, populate: Populate | None = None) -> dict[str, Any]:
-    async with reading(request) as conn:
-        found = await find_one(conn, DER, der_id, populate)
-    if found is None:
-        raise StrapiBadRequest(DER_NOT_FOUND)
-    return found
+    return await fetch(request, DER, der_id, StrapiBadRequest(DER_NOT_FOUND), populate)
 
 
 @router.post("/der")

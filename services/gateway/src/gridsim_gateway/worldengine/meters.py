@@ -14,10 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gridsim_gateway.deps import BusDep
 from gridsim_gateway.worldengine import links
-from gridsim_gateway.worldengine.common import body_of, call, parse_id, query_of, reading, validate
+from gridsim_gateway.worldengine.common import body_of, call, fetch, parse_id, query_of, reading, validate
 from gridsim_gateway.worldengine.entities import METER, meter_type_from_we
 from gridsim_gateway.worldengine.envelope import StrapiBadRequest, StrapiNotFound, StrapiValidationError, ok
-from gridsim_gateway.worldengine.sqlquery import find, find_one, load
+from gridsim_gateway.worldengine.sqlquery import find, load
 from gridsim_gateway.worldengine.strapi import Populate
 
 __all__ = ["router"]
@@ -96,11 +96,7 @@ def _gridsim_fields(body: MeterBody) -> dict[str, Any]:
 
 async def meter_json(request: Request, meter_id: int, populate: Populate | None = None) -> dict[str, Any]:
     """A meter as the World Engine returned it (404 when it is gone)."""
-    async with reading(request) as conn:
-        found = await find_one(conn, METER, meter_id, populate)
-    if found is None:
-        raise StrapiNotFound(METER_NOT_FOUND)
-    return found
+    return await fetch(request, METER, meter_id, StrapiNotFound(METER_NOT_FOUND), populate)
 
 
 @router.post("/meters", status_code=201)
@@ -165,10 +161,7 @@ async def update_meter(meter_id: str, request: Request, bus: BusDep) -> JSONResp
         if body.parent == key:
             msg = "Cannot set meter as its own parent"
             raise StrapiBadRequest(msg, path=["parent"])
-        async with reading(request) as conn:
-            if await find_one(conn, METER, body.parent) is None:
-                msg_0 = "Parent meter not found"
-                raise StrapiNotFound(msg_0)
+        await fetch(request, METER, body.parent, StrapiNotFound("Parent meter not found"))
     fields = _gridsim_fields(body)
     if fields:
         await call(bus, "meter-sim", "update_meter", {"meter": key, **fields}, not_found=METER_NOT_FOUND)

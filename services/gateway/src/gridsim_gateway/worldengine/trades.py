@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from gridsim_gateway.deps import BusDep
-from gridsim_gateway.worldengine.common import body_of, call, query_of, reading, validate
+from gridsim_gateway.worldengine.common import body_of, call, fetch, query_of, reading, validate
 from gridsim_gateway.worldengine.entities import P2P_TRADE
 from gridsim_gateway.worldengine.envelope import StrapiNotFound, ok
 from gridsim_gateway.worldengine.sqlquery import find, find_one
@@ -88,8 +88,5 @@ async def list_trades(request: Request) -> JSONResponse:
 @router.get("/p2p-trades/{trade_id}")
 async def get_trade(trade_id: str, request: Request) -> JSONResponse:
     """One trade by its id."""
-    async with reading(request) as conn:
-        trade = await find_one(conn, P2P_TRADE, trade_id.strip().lower())
-    if trade is None:
-        raise StrapiNotFound(TRADE_NOT_FOUND)
+    trade = await fetch(request, P2P_TRADE, trade_id.strip().lower(), StrapiNotFound(TRADE_NOT_FOUND))
     return ok("P2P Trade fetched successfully", trade)
