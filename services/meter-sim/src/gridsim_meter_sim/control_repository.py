@@ -7,7 +7,6 @@ Every function takes a connection inside the caller's transaction (all or nothin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from gridsim_meter_sim import grid_repository, meter_repository
 from gridsim_meter_sim.controls import SpikeRow
-from gridsim_meter_sim.repository import Conn, fetch_one
+from gridsim_meter_sim.repository import Conn, fetch_all, fetch_one
 from gridsim_shared.errors import ConflictError, InvalidError, NotFoundError
 from gridsim_shared.messages import GridEvent
 from gridsim_shared.schemas.controls import (
@@ -42,15 +41,6 @@ __all__ = [
 ]
 
 SOLAR_APPLIANCE_ID = 12  # 'Solar Panel (production)' in the catalogue (0001_core.sql)
-
-
-async def fetch_all(
-    conn: Conn, query: str, params: Mapping[str, Any] | tuple[Any, ...]
-) -> list[dict[str, Any]]:
-    """Every row as dicts (named or positional parameters)."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, params)
-        return await cur.fetchall()
 
 
 def reporting(status: str, er_type: str | None, k_consumption: float, k_production: float) -> bool:

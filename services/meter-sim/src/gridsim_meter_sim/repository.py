@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -51,14 +51,18 @@ def valid_id(value: int) -> bool:
     return 0 < value <= _MAX_ID
 
 
-async def fetch_one(conn: Conn, query: Any, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+# Positional (%s) or named (%(name)s) parameters.
+Params = Sequence[Any] | Mapping[str, Any]
+
+
+async def fetch_one(conn: Conn, query: Any, params: Params = ()) -> dict[str, Any] | None:
     """The first row of a query as a dict, or None."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query, params)
         return await cur.fetchone()
 
 
-async def fetch_all(conn: Conn, query: Any, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+async def fetch_all(conn: Conn, query: Any, params: Params = ()) -> list[dict[str, Any]]:
     """Every row of a query as dicts."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query, params)
