@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import psycopg
@@ -66,14 +66,18 @@ class PendingInterval:
 # ------------------------------------------------------------------------------------ ingest
 
 
-async def lock_state_shared(conn: Conn) -> State:
-    """The watermark row, locked against a concurrent close until this transaction ends."""
+async def _state(conn: Conn, lock: Literal["", "for key share", "for update"] = "") -> State:
     cur = await conn.execute(
-        "select committed_until, rolled_until, readings_committed from aggregator_state for key share"
+        f"select committed_until, rolled_until, readings_committed from aggregator_state {lock}"
     )
     row = await cur.fetchone()
     assert row is not None
     return State(*row)
+
+
+async def lock_state_shared(conn: Conn) -> State:
+    """The watermark row, locked against a concurrent close until this transaction ends."""
+    return await _state(conn, "for key share")
 
 
 async def insert_readings(conn: Conn, payload: bytes) -> bool:
@@ -157,20 +161,12 @@ async def set_progress(conn: Conn, instance: str, clock_until: datetime | None) 
 
 async def lock_state(conn: Conn) -> State:
     """The watermark row, locked for the closer's transaction (ingest of any interval waits for it)."""
-    cur = await conn.execute(
-        "select committed_until, rolled_until, readings_committed from aggregator_state for update"
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return State(*row)
+    return await _state(conn, "for update")
 
 
 async def read_state(conn: Conn) -> State:
     """The watermark row, unlocked."""
-    cur = await conn.execute("select committed_until, rolled_until, readings_committed from aggregator_state")
-    row = await cur.fetchone()
-    assert row is not None
-    return State(*row)
+    return await _state(conn)
 
 
 async def pending_intervals(conn: Conn, after: datetime | None, limit: int = 2000) -> list[PendingInterval]:
