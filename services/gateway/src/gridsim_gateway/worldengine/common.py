@@ -20,6 +20,7 @@ from gridsim_gateway.worldengine.envelope import (
     StrapiNotFound,
     StrapiValidationError,
     strapi_error_from,
+    validation_error,
 )
 from gridsim_gateway.worldengine.sqlquery import find_one
 from gridsim_gateway.worldengine.strapi import Populate, StrapiQuery, parse_query
@@ -61,13 +62,7 @@ def validate(model: type[B], body: dict[str, Any]) -> B:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        errors = [
-            {"path": [str(p) for p in e["loc"]], "message": e["msg"], "name": "ValidationError"}
-            for e in exc.errors()
-        ]
-        first = errors[0]
-        message = f"{'.'.join(first['path'])} {first['message']}".strip()
-        raise StrapiValidationError(message, details={"errors": errors}) from exc
+        raise validation_error([([str(p) for p in e["loc"]], e["msg"]) for e in exc.errors()]) from exc
 
 
 def parse_id(value: str, not_found: str) -> int:

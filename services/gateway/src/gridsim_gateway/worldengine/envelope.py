@@ -28,6 +28,7 @@ __all__ = [
     "install_strapi_errors",
     "ok",
     "strapi_error_from",
+    "validation_error",
 ]
 
 _LOGGER = logging.getLogger(__name__)
@@ -153,9 +154,19 @@ async def _on_gridsim(_request: Request, exc: Exception) -> JSONResponse:
     return strapi_error_from(exc).response()
 
 
+def validation_error(problems: list[tuple[list[str], str]]) -> StrapiValidationError:
+    """Strapi's 400 ValidationError listing each (path, message), worded after the first."""
+    errors = [{"path": path, "message": message, "name": "ValidationError"} for path, message in problems]
+    path, message = problems[0] if problems else ([], "invalid request")
+    where = ".".join(path)
+    return StrapiValidationError(
+        f"{where} {message}".strip() if where else message, details={"errors": errors}
+    )
+
+
 async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = []
+    problems = []
     for error in exc.errors():
         loc = [str(p) for p in error.get("loc", ())]
         # Drop FastAPI's "body"/"path"/"query" prefix and the World Engine's "data" wrapper.
@@ -163,11 +174,8 @@ async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
             loc = loc[1:]
         if loc and loc[0] == "data":
             loc = loc[1:]
-        errors.append({"path": loc, "message": str(error.get("msg", "invalid")), "name": "ValidationError"})
-    first = errors[0] if errors else {"path": [], "message": "invalid request"}
-    where = ".".join(first["path"])
-    message = f"{where} {first['message']}".strip() if where else str(first["message"])
-    return StrapiValidationError(message, details={"errors": errors}).response()
+        problems.append((loc, str(error.get("msg", "invalid"))))
+    return validation_error(problems).response()
 
 
 async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
