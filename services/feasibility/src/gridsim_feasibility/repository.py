@@ -53,6 +53,14 @@ class LoadRow:
     consumption_kw: float
     production_kw: float
 
+    @classmethod
+    def of(cls, row: tuple[Any, ...]) -> LoadRow:
+        """A row selected (or returned) as ``_LOAD_COLUMNS``."""
+        return cls(int(row[0]), row[1], row[2], row[3], row[4], row[5])
+
+
+_LOAD_COLUMNS = "id, code, name, capacity_kva, connected_consumption_kw, connected_production_kw"
+
 
 # ------------------------------------------------------------------ transformer positions and loads
 async def index_version(conn: Conn) -> int:
@@ -77,11 +85,9 @@ async def load_positions(conn: Conn) -> tuple[int, domain.Positions]:
 async def loads(conn: Conn, ids: list[int]) -> dict[int, LoadRow]:
     """Fresh capacity and booked loads of these transformers (missing ids: no longer assignable)."""
     cur = await conn.execute(
-        "select id, code, name, capacity_kva, connected_consumption_kw, connected_production_kw"
-        f" from grid_nodes where id = any(%s) and {_ASSIGNABLE}",
-        (ids,),
+        f"select {_LOAD_COLUMNS} from grid_nodes where id = any(%s) and {_ASSIGNABLE}", (ids,)
     )
-    return {int(r[0]): LoadRow(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in await cur.fetchall()}
+    return {int(r[0]): LoadRow.of(r) for r in await cur.fetchall()}
 
 
 async def measured_peaks(conn: Conn, ids: list[int], window_h: int) -> dict[int, tuple[float, float]]:
@@ -150,14 +156,14 @@ async def try_reserve(
     measured peak first when deciding on measured load (0, 0 otherwise: connected_* are never negative).
     """
     cur = await conn.execute(
-        """
+        f"""
         update grid_nodes set
             connected_consumption_kw = greatest(connected_consumption_kw, %(mc)s) + %(c)s,
             connected_production_kw = greatest(connected_production_kw, %(mp)s) + %(p)s
         where id = %(id)s and level = 'transformer' and capacity_kva is not null
           and greatest(connected_consumption_kw, %(mc)s) + %(c)s <= capacity_kva * %(cs)s
           and greatest(connected_production_kw, %(mp)s) + %(p)s <= capacity_kva * %(ps)s
-        returning id, code, name, capacity_kva, connected_consumption_kw, connected_production_kw
+        returning {_LOAD_COLUMNS}
         """,
         {
             "id": transformer_id,
@@ -170,7 +176,7 @@ async def try_reserve(
         },
     )
     row = await cur.fetchone()
-    return None if row is None else LoadRow(int(row[0]), row[1], row[2], row[3], row[4], row[5])
+    return None if row is None else LoadRow.of(row)
 
 
 # ------------------------------------------------------------------ connections
@@ -215,16 +221,24 @@ async def list_connections(
 ) -> tuple[list[dict[str, Any]], int]:
     """A page of connections, newest first, and how many match."""
     where = "(%(status)s::text is null or c.status = %(status)s) and (%(tx)s::bigint is null or c.transformer_id = %(tx)s)"
-    params = {"status": status, "tx": transformer_id, "limit": limit, "offset": offset}
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(
+    return await _page(
+        conn,
         f"select {_CONNECTION_COLUMNS} from connections c left join grid_nodes g on g.id = c.transformer_id"
         f" where {where} order by c.created_at desc, c.id limit %(limit)s offset %(offset)s",
-        params,
+        f"select count(*) from connections c where {where}",
+        {"status": status, "tx": transformer_id, "limit": limit, "offset": offset},
     )
+
+
+async def _page(
+    conn: Conn, select: str, count: str, params: dict[str, Any]
+) -> tuple[list[dict[str, Any]], int]:
+    """The rows of ``select`` (one page) and the number ``count`` finds, both with ``params``."""
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(select, params)
     rows = await cur.fetchall()
-    count = await conn.execute(f"select count(*) from connections c where {where}", params)
-    total = await count.fetchone()
+    counted = await conn.execute(count, params)
+    total = await counted.fetchone()
     return rows, int(total[0]) if total else 0
 
 
@@ -262,16 +276,12 @@ async def list_transformers(
 ) -> tuple[list[dict[str, Any]], int]:
     """A page of assignable transformers by id, and how many match."""
     where = f"{_ASSIGNABLE} and (%(city)s::text is null or lower(city) = lower(%(city)s))"
-    params = {"city": city, "limit": limit, "offset": offset}
-    cur = conn.cursor(row_factory=dict_row)
-    await cur.execute(
+    return await _page(
+        conn,
         f"select {_TRANSFORMER_COLUMNS} from grid_nodes where {where} order by id limit %(limit)s offset %(offset)s",
-        params,
+        f"select count(*) from grid_nodes where {where}",
+        {"city": city, "limit": limit, "offset": offset},
     )
-    rows = await cur.fetchall()
-    count = await conn.execute(f"select count(*) from grid_nodes where {where}", params)
-    total = await count.fetchone()
-    return rows, int(total[0]) if total else 0
 
 
 async def nearest_feeder(conn: Conn, latitude: float, longitude: float) -> int:
