@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -129,23 +129,11 @@ class Totals:
     def regroup(self, group: IntArray, n_groups: int) -> Totals:
         """Sums of these groups into coarser ones (transformers into feeders, feeders into the utility)."""
 
-        def add(values: npt.NDArray[np.float64] | IntArray) -> FloatArray:
-            return np.bincount(group, weights=values.astype(np.float64), minlength=n_groups).astype(
-                np.float64
-            )
+        def add(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            summed = np.bincount(group, weights=values.astype(np.float64), minlength=n_groups)
+            return summed.astype(values.dtype)
 
-        return Totals(
-            add(self.consumption_kwh),
-            add(self.production_kwh),
-            add(self.consumption_kvah),
-            add(self.production_kvah),
-            add(self.kvarh),
-            add(self.current_sum),
-            add(self.vi_sum),
-            add(self.voltage_sum),
-            add(self.readings).astype(np.int64),
-            add(self.producers).astype(np.int64),
-        )
+        return Totals(*(add(getattr(self, name)) for name in TOTAL_FIELDS))
 
 
 # Every Totals field in order, and the float sums among them (the counts are the last two).

@@ -150,10 +150,11 @@ class NodeRollup:
 def grid_rollups(topo: Topology, transformer_totals: dict[int, Totals], interval_s: int) -> list[NodeRollup]:
     """Transformer, feeder and utility aggregates from each transformer's sums (silent ones read zero)."""
     n = len(topo.nodes)
-    totals = Totals.zeros(n)
-    for node_id, t in transformer_totals.items():
-        position = np.array([topo.index[node_id]], dtype=np.int64)
-        totals = totals + t.regroup(position, n)
+    if transformer_totals:
+        positions = np.fromiter((topo.index[node_id] for node_id in transformer_totals), dtype=np.int64)
+        totals = _stack(list(transformer_totals.values())).regroup(positions, n)
+    else:
+        totals = Totals.zeros(n)
     for level in LEVELS[:-1]:
         at_level = np.array([node.level == level for node in topo.nodes], dtype=np.bool_)
         target = np.where(at_level & (topo.parent_index >= 0), topo.parent_index, n)
@@ -179,6 +180,10 @@ def grid_rollups(topo: Topology, transformer_totals: dict[int, Totals], interval
 
 def _select(t: Totals, mask: np.ndarray) -> Totals:
     return Totals(*(np.where(mask, getattr(t, f), 0).astype(getattr(t, f).dtype) for f in TOTAL_FIELDS))
+
+
+def _stack(parts: Sequence[Totals]) -> Totals:
+    return Totals(*(np.concatenate([getattr(t, f) for t in parts]) for f in TOTAL_FIELDS))
 
 
 def _take(t: Totals, rows: IntArray) -> Totals:
