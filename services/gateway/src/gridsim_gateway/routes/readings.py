@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -96,6 +97,35 @@ def _bucket_row(row: tuple[Any, ...], width_s: int) -> tuple[Any, ...]:
     return (bucket, cons, prod, cons_va, prod_va, current, volts, kvarh, pf, False, False, n)
 
 
+async def _series(
+    conn: AsyncConnection[Any],
+    sql: str,
+    args: list[Any],
+    time_col: str,
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` with ``time_col`` in [start, end], oldest first; the latest ``limit`` when no
+    ``start`` is given, else the first ``limit`` from it."""
+    args = list(args)
+    if start is not None:
+        sql += f" and {time_col} >= %s"
+        args.append(start)
+    if end is not None:
+        sql += f" and {time_col} <= %s"
+        args.append(end)
+    latest = start is None
+    sql += f" order by {time_col} {'desc' if latest else 'asc'} limit %s"
+    args.append(limit)
+    cur = await conn.execute(sql, args)
+    rows = await cur.fetchall()
+    if latest:
+        rows.reverse()
+    return rows
+
+
 async def read_points(
     pool: AsyncConnectionPool,
     meter: tuple[int, str, bool, bool],
@@ -110,21 +140,11 @@ async def read_points(
     meter_id, code, _linked, is_parent = meter
     raw = resolution == "raw"
     sql, time_col = (_RAW, "ts") if raw else (_BUCKETS.format(res=resolution), "bucket")
-    args: list[Any] = [meter_id]
-    if start is not None:
-        sql += f" and {time_col} >= %s"
-        args.append(start)
-    if end is not None:
-        sql += f" and {time_col} <= %s"
-        args.append(end)
-    latest = start is None
-    sql += f" order by {time_col} {'desc' if latest else 'asc'} limit %s"
-    args.append(limit or (100 if latest and end is None else 1440))
+    default_limit = 100 if start is None and end is None else 1440
     async with pool.connection() as conn:
-        cur = await conn.execute(sql, args)
-        rows = await cur.fetchall()
-    if latest:
-        rows.reverse()
+        rows = await _series(
+            conn, sql, [meter_id], time_col, start=start, end=end, limit=limit or default_limit
+        )
     if raw:
         return [_point(meter_id, code, interval_s, is_parent, r) for r in rows]
     width = RESOLUTIONS[resolution]
@@ -244,20 +264,7 @@ async def node_rollups(
                 f" from grid_rollups_{resolution} where node_id = %s"
             )
             col, width = "bucket", RESOLUTIONS[resolution]
-        args: list[Any] = [node_id]
-        if from_ is not None:
-            sql += f" and {col} >= %s"
-            args.append(_utc(from_))
-        if to is not None:
-            sql += f" and {col} <= %s"
-            args.append(_utc(to))
-        latest = from_ is None
-        sql += f" order by {col} {'desc' if latest else 'asc'} limit %s"
-        args.append(limit or 1440)
-        cur = await conn.execute(sql, args)
-        rows = await cur.fetchall()
-    if latest:
-        rows.reverse()
+        rows = await _series(conn, sql, [node_id], col, start=_utc(from_), end=_utc(to), limit=limit or 1440)
     return [
         NodeRollupPoint(
             node_id=node_id,
