@@ -54,6 +54,7 @@ class _Closed:
     """What one closed interval publishes once its transaction has committed."""
 
     ts: datetime
+    topo: Topology  # the world it was closed in (a world change may drop the closer's copy meanwhile)
     parents: list[tuple[MeterPath, MeterReading]] = field(default_factory=list)
     rollups: list[NodeRollup] = field(default_factory=list)
     events: list[GridEvent] = field(default_factory=list)
@@ -204,7 +205,7 @@ class Closer:
 
     async def _close_in(self, conn: Conn, ts: datetime, *, recompute: bool) -> _Closed:
         topo = await self.topology(conn)
-        closed = _Closed(ts)
+        closed = _Closed(ts, topo)
         # Parent meters: the sum over their leaves, any depth.
         leaves = await repository.leaf_readings(conn, ts, self.interval_s, topo.tree.leaves)
         totals = domain.parent_totals(topo.tree, leaves)
@@ -326,11 +327,9 @@ class Closer:
         """
         bus = self.bus
         sent = [bus.publish_nowait(channels.READING, reading, path) for path, reading in closed.parents]
-        topo = self._topology
-        for r in closed.rollups if topo is not None else []:
-            assert topo is not None
+        for r in closed.rollups:
             channel, msg, path = _rollup_message(
-                topo, r=r, ts=closed.ts, interval_s=self.interval_s, peak=self._peak(r, closed.ts)
+                closed.topo, r=r, ts=closed.ts, interval_s=self.interval_s, peak=self._peak(r, closed.ts)
             )
             sent.append(bus.publish_nowait(channel, msg, path))
         sent += [
