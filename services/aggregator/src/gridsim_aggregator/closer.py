@@ -39,6 +39,7 @@ from gridsim_aggregator.topology import NodeRollup, Topology, build_topology, gr
 from gridsim_shared import channels, topics
 from gridsim_shared.bus import Bus
 from gridsim_shared.channels import Channel
+from gridsim_shared.db import connect
 from gridsim_shared.ids import FeederPath, MeterPath, TransformerPath, UtilityPath
 from gridsim_shared.messages import ClockState, GridEvent, MeterReading, Rollup, Watermark
 
@@ -106,8 +107,8 @@ class Closer:
         """Try to become the closer; close intervals while leader; retry after database failures."""
         while not stop.is_set():
             try:
-                conn = await repository_connect(self.database_url, self.schema)
-                async with conn:
+                # A dedicated connection: the leader lock lives as long as it does.
+                async with await connect(self.database_url, self.schema, autocommit=True) as conn:
                     # One closer per schema (tests and deployments may share a database).
                     cur = await conn.execute(
                         "select pg_try_advisory_lock(%s, hashtext(%s))", (_LEADER_LOCK, self.schema)
@@ -444,13 +445,6 @@ def _overload_event(
             "hot_spot_c": hot_c,
         },
     )
-
-
-async def repository_connect(url: str, schema: str) -> Any:
-    """A dedicated connection (the leader lock lives with it)."""
-    from gridsim_shared.db import connect
-
-    return await connect(url, schema, autocommit=True)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

@@ -12,7 +12,7 @@ utility are all built from it, so the aggregation rule lives in one place:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -412,8 +412,3 @@ def bucket_start(ts: datetime, width: timedelta) -> datetime:
     """Start of the bucket of ``width`` holding ``ts`` (buckets aligned on midnight UTC)."""
     offset = (ts - _EPOCH) // width
     return _EPOCH + offset * width
-
-
-def node_index(codes: Mapping[int, int], values: Iterable[int]) -> IntArray:
-    """Positions of ``values`` in a node id → index mapping."""
-    return np.fromiter((codes[v] for v in values), dtype=np.int64)

@@ -19,7 +19,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from gridsim_aggregator.copy_binary import encode_readings
+from gridsim_aggregator.copy_binary import encode_readings, timestamps_us
 from gridsim_aggregator.domain import COLUMNS, SUM_FIELDS, Readings, ThermalState, Totals
 from gridsim_aggregator.topology import GridNode, MeterRow, NodeRollup
 
@@ -109,8 +109,6 @@ async def insert_readings(conn: Conn, payload: bytes) -> bool:
 
 def readings_payload(batches: Sequence[Readings]) -> bytes:
     """One binary COPY stream for several batches."""
-    from gridsim_aggregator.copy_binary import timestamps_us
-
     ts = np.concatenate([np.full(len(b), timestamps_us(b.ts), dtype=np.int64) for b in batches])
     ids = np.concatenate([b.meter_id for b in batches])
     values = np.concatenate([b.values for b in batches])
