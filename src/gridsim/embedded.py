@@ -43,6 +43,7 @@ __all__ = [
     "parent_death_signal",
     "port_answers",
     "postgres_bin_dir",
+    "postgres_connects",
     "start_broker",
     "start_postgres",
 ]
@@ -437,15 +438,14 @@ def _initdb(bin_dir: Path, pgdata: Path, user: tuple[int, int] | None) -> None:
         raise EmbeddedServerError(msg)
 
 
-def _postgres_connects(port: int) -> bool:
+def postgres_connects(conninfo: str, timeout: int = 1) -> bool:
+    """True when PostgreSQL accepts a connection to ``conninfo`` within ``timeout`` seconds."""
     import psycopg
 
     try:
-        with psycopg.connect(
-            host="127.0.0.1", port=port, user="postgres", dbname="postgres", connect_timeout=1
-        ):
+        with psycopg.connect(conninfo, connect_timeout=timeout):
             return True
-    except psycopg.OperationalError:
+    except psycopg.Error:
         return False
 
 
@@ -495,16 +495,17 @@ def start_postgres(
     log_path = pgdata.with_name(pgdata.name + ".log")
     process, log_file = _spawn(argv, log_path=log_path, death_signal=signal.SIGINT, user=user)
     url = f"postgresql://postgres@127.0.0.1:{port}/{database}"
+    maintenance = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     server = EmbeddedServer(
         "postgres", url, process, pgdata, log_path, stop_signal=signal.SIGINT, _log_file=log_file
     )
-    if not _wait_until(lambda: _postgres_connects(port), process, timeout):
+    if not _wait_until(lambda: postgres_connects(maintenance), process, timeout):
         server.stop(timeout=5)
         msg = f"PostgreSQL did not accept connections on 127.0.0.1:{port}:\n{server.log_tail()}"
         raise EmbeddedServerError(msg)
     with contextlib.ExitStack() as on_error:
         on_error.callback(server.stop)
-        create_database(f"postgresql://postgres@127.0.0.1:{port}/postgres", database)
+        create_database(maintenance, database)
         on_error.pop_all()
     log.info("PostgreSQL listening on %s (%.2f s)", url, time.monotonic() - started)
     return server

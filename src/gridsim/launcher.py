@@ -30,6 +30,7 @@ from gridsim.embedded import (
     free_port,
     parent_death_signal,
     port_answers,
+    postgres_connects,
     start_broker,
     start_postgres,
 )
@@ -107,13 +108,7 @@ def _database_name(url: str) -> str:
 
 def database_answers(url: str, timeout: float = 2.0) -> bool:
     """True when the server behind ``url`` accepts a connection (to its ``postgres`` database)."""
-    import psycopg
-
-    try:
-        with psycopg.connect(maintenance_conninfo(url), connect_timeout=max(1, round(timeout))):
-            return True
-    except psycopg.Error:
-        return False
+    return postgres_connects(maintenance_conninfo(url), max(1, round(timeout)))
 
 
 def ensure_database(url: str) -> None:

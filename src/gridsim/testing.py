@@ -30,7 +30,14 @@ from urllib.parse import urlsplit
 
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from gridsim.embedded import EmbeddedServerError, free_port, port_answers, start_broker, start_postgres
+from gridsim.embedded import (
+    EmbeddedServerError,
+    free_port,
+    port_answers,
+    postgres_connects,
+    start_broker,
+    start_postgres,
+)
 from gridsim_shared.settings import DbSettings, MqttSettings, Settings, SimSettings
 
 __all__ = [
@@ -134,22 +141,12 @@ def mqtt_url_ladder(stack: contextlib.ExitStack) -> str:
     raise Unavailable("no MQTT broker: " + "; ".join(tried))
 
 
-def _database_connects(url: str) -> bool:
-    import psycopg
-
-    try:
-        with psycopg.connect(url, connect_timeout=2):
-            return True
-    except psycopg.Error:
-        return False
-
-
 def database_url_ladder(stack: contextlib.ExitStack) -> str:
     """The PostgreSQL URL for this session; servers it starts are stopped when ``stack`` closes."""
     if url := os.environ.get("GRIDSIM_TEST_DATABASE_URL"):
         return url
     local = urlsplit(LOCAL_DATABASE_URL)
-    if port_answers("127.0.0.1", local.port or 5432) and _database_connects(LOCAL_DATABASE_URL):
+    if port_answers("127.0.0.1", local.port or 5432) and postgres_connects(LOCAL_DATABASE_URL, 2):
         return LOCAL_DATABASE_URL
     tried = ["GRIDSIM_TEST_DATABASE_URL unset", f"{LOCAL_DATABASE_URL} does not answer"]
     try:
