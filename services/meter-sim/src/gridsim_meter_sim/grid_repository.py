@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 
 from gridsim_meter_sim import geo
-from gridsim_meter_sim.repository import Conn, fetch_all, fetch_one, valid_id
+from gridsim_meter_sim.repository import Conn, fetch_all, fetch_by_ref, fetch_one
 from gridsim_shared.errors import ConflictError, InvalidError, NotFoundError
 from gridsim_shared.ids import slug
 from gridsim_shared.schemas.meters import (
@@ -60,11 +60,9 @@ from grid_nodes
 async def resolve_node(conn: Conn, ref: GridRef, *, field: str, lock: bool = False) -> dict[str, Any]:
     """A grid node by id or code (a string of digits is tried as an id first); 404 naming ``field``."""
     suffix = " for update" if lock else ""
-    row = None
-    if (isinstance(ref, int) or ref.isdigit()) and valid_id(int(ref)):
-        row = await fetch_one(conn, _NODE_SELECT + "where id = %s" + suffix, (int(ref),))
-    if row is None and isinstance(ref, str):
-        row = await fetch_one(conn, _NODE_SELECT + "where code = lower(%s)" + suffix, (ref,))
+    row = await fetch_by_ref(
+        conn, ref, _NODE_SELECT + "where id = %s" + suffix, _NODE_SELECT + "where code = lower(%s)" + suffix
+    )
     if row is None:
         msg = f"grid node {ref!r} not found"
         raise NotFoundError(msg, field=field)

@@ -14,7 +14,14 @@ import psycopg
 from psycopg import sql
 
 from gridsim_meter_sim import grid_repository as grid
-from gridsim_meter_sim.repository import Conn, fetch_all, fetch_one, link_production_factor, valid_id
+from gridsim_meter_sim.repository import (
+    Conn,
+    fetch_all,
+    fetch_by_ref,
+    fetch_one,
+    link_production_factor,
+    valid_id,
+)
 from gridsim_shared.errors import ConflictError, InvalidError, NotFoundError
 from gridsim_shared.schemas.meters import (
     LinkRequest,
@@ -55,11 +62,9 @@ async def resolve_meter(conn: Conn, ref: MeterRef, *, field: str, lock: bool = F
     """A meter's row (``id, code, parent_id, transformer_id, er_id``) by id or code; 404 naming ``field``."""
     query = "select id, code, parent_id, transformer_id, er_id from meters where "
     suffix = " for update" if lock else ""
-    row = None
-    if (isinstance(ref, int) or ref.isdigit()) and valid_id(int(ref)):
-        row = await fetch_one(conn, query + "id = %s" + suffix, (int(ref),))
-    if row is None and isinstance(ref, str):
-        row = await fetch_one(conn, query + "lower(code) = lower(%s)" + suffix, (ref,))
+    row = await fetch_by_ref(
+        conn, ref, query + "id = %s" + suffix, query + "lower(code) = lower(%s)" + suffix
+    )
     if row is None:
         msg = f"meter {ref!r} not found"
         raise NotFoundError(msg, field=field)

@@ -34,6 +34,7 @@ __all__ = [
     "create_er",
     "delete_er",
     "fetch_all",
+    "fetch_by_ref",
     "fetch_one",
     "get_er",
     "list_ers",
@@ -67,6 +68,20 @@ async def fetch_all(conn: Conn, query: Any, params: Params = ()) -> list[dict[st
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query, params)
         return await cur.fetchall()
+
+
+async def fetch_by_ref(conn: Conn, ref: int | str, by_id: str, by_code: str) -> dict[str, Any] | None:
+    """The row an id-or-code reference names, or None: ``by_id`` takes the id, ``by_code`` the code.
+
+    A string of digits is tried as an id first, then as a code; an id too large for ``bigserial`` names
+    nothing (it is not an error).
+    """
+    row = None
+    if (isinstance(ref, int) or ref.isdigit()) and valid_id(int(ref)):
+        row = await fetch_one(conn, by_id, (int(ref),))
+    if row is None and isinstance(ref, str):
+        row = await fetch_one(conn, by_code, (ref,))
+    return row
 
 
 # ------------------------------------------------------------------------------- appliance catalogue

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gridsim_meter_sim.handlers import Deps
+from gridsim_meter_sim.meter_repository import resolve_meter
 from gridsim_meter_sim.repository import Conn, fetch_all, fetch_one, valid_id
 from gridsim_meter_sim.world import default_world_path, load_world, read_world
 from gridsim_shared.bus import Router
@@ -197,26 +198,13 @@ async def set_load_factors(body: schemas.LoadFactorsSet, deps: Deps) -> schemas.
 @router.command("set_subscription", schemas.SubscriptionSet)
 async def set_subscription(body: schemas.SubscriptionSet, deps: Deps) -> dict[str, int]:
     """Record a meter's demand-flexibility subscription order id (it changes no reading)."""
-    ref = body.meter
     async with deps.pool.connection() as conn, conn.transaction():
-        row = None
-        if (isinstance(ref, int) or ref.isdigit()) and valid_id(int(ref)):
-            row = await fetch_one(
-                conn,
-                "update meters set dfp_subscription_id = %s, updated_at = now() where id = %s returning id",
-                (body.subscription_id, int(ref)),
-            )
-        if row is None and isinstance(ref, str):
-            row = await fetch_one(
-                conn,
-                "update meters set dfp_subscription_id = %s, updated_at = now()"
-                " where lower(code) = lower(%s) returning id",
-                (body.subscription_id, ref),
-            )
-        if row is None:
-            msg = f"meter {ref!r} not found"
-            raise NotFoundError(msg, field="meter")
-    return {"id": row["id"]}
+        meter = await resolve_meter(conn, body.meter, field="meter", lock=True)
+        await conn.execute(
+            "update meters set dfp_subscription_id = %s, updated_at = now() where id = %s",
+            (body.subscription_id, meter["id"]),
+        )
+    return {"id": meter["id"]}
 
 
 async def _empty_world(conn: Conn) -> None:
