@@ -158,11 +158,6 @@ class Closer:
         for ts in list(self._clock_marks):
             if state.committed_until is not None and ts <= state.committed_until:
                 del self._clock_marks[ts]
-        expected = {
-            topo.nodes[i].code
-            for i in range(len(topo.nodes))
-            if topo.nodes[i].level == "transformer" and topo.expected_per_node[i] > 0
-        }
         count = 0
         previous = state.committed_until
         for ts in sorted(set(candidates) | set(self._clock_marks)):
@@ -171,7 +166,7 @@ class Closer:
             # committed yet (a flush being retried, another instance's share) leaves a gap that only the
             # clock or the bounded wait may close over.
             contiguous = previous is None or ts - previous <= timedelta(seconds=self.interval_s)
-            complete = contiguous and p is not None and expected <= p.transformers
+            complete = contiguous and p is not None and topo.expected_transformers <= p.transformers
             clocked = clocked_until is not None and ts <= clocked_until
             age = p.age_s if p is not None else now - self._clock_marks[ts]
             if not (complete or clocked or age >= self.tuning.close_after_s):

@@ -56,6 +56,7 @@ class Topology:
     meter_code: dict[int, str]
     expected_leaves: frozenset[int]
     expected_per_node: IntArray  # leaves expected to report under each node
+    expected_transformers: frozenset[str]  # codes of transformers with a leaf expected to report
     meter_paths: dict[int, MeterPath] = field(default_factory=dict)
 
     def node_path(self, node: GridNode) -> UtilityPath | FeederPath | TransformerPath:
@@ -93,6 +94,7 @@ def build_topology(nodes: Sequence[GridNode], meters: Sequence[MeterRow]) -> Top
     for m in leaves:
         if m.id in expected and m.transformer_id in index:
             per_node[index[m.transformer_id]] += 1
+    expected_per_node = _roll_up_counts(per_node, parent_index, ordered)
     topo = Topology(
         nodes=ordered,
         index=index,
@@ -101,7 +103,12 @@ def build_topology(nodes: Sequence[GridNode], meters: Sequence[MeterRow]) -> Top
         tree=tree,
         meter_code={m.id: m.code for m in meters},
         expected_leaves=expected,
-        expected_per_node=_roll_up_counts(per_node, parent_index, ordered),
+        expected_per_node=expected_per_node,
+        expected_transformers=frozenset(
+            n.code
+            for n, count in zip(ordered, expected_per_node, strict=True)
+            if n.level == "transformer" and count > 0
+        ),
     )
     by_id = {m.id: m for m in meters}
     for pid in tree.parents.tolist():
