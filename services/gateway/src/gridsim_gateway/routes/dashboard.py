@@ -15,7 +15,7 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
@@ -70,15 +70,7 @@ class _Client:
 
     def take(self) -> list[ServerSentEvent]:
         """The pending updates as SSE messages; clears them."""
-        out: list[ServerSentEvent] = []
-        if self.clock is not None:
-            out.append(_sse("clock", self.clock))
-        if self.watermark is not None:
-            out.append(_sse("watermark", self.watermark))
-        if self.rollups:
-            data = json.dumps([r.model_dump(mode="json") for r in self.rollups.values()])
-            out.append(ServerSentEvent(data=data, event="rollups"))
-        out.extend(_sse("event", e) for e in self.events)
+        out = _messages(self.clock, self.watermark, list(self.rollups.values()) or None, self.events)
         self.clock, self.watermark = None, None
         self.rollups.clear()
         self.events.clear()
@@ -88,6 +80,26 @@ class _Client:
 
 def _sse(kind: str, msg: Message) -> ServerSentEvent:
     return ServerSentEvent(data=msg.model_dump_json(), event=kind)
+
+
+def _messages(
+    clock: ClockState | None,
+    watermark: Watermark | None,
+    rollups: Iterable[Rollup] | None,
+    events: Iterable[GridEvent],
+) -> list[ServerSentEvent]:
+    """The page's SSE messages, in its order: ``clock``, ``watermark``, ``rollups`` (one JSON list; none
+    when ``rollups`` is None), then each ``event``."""
+    out: list[ServerSentEvent] = []
+    if clock is not None:
+        out.append(_sse("clock", clock))
+    if watermark is not None:
+        out.append(_sse("watermark", watermark))
+    if rollups is not None:
+        data = json.dumps([r.model_dump(mode="json") for r in rollups])
+        out.append(ServerSentEvent(data=data, event="rollups"))
+    out.extend(_sse("event", e) for e in events)
+    return out
 
 
 class LiveFeed:
@@ -167,16 +179,9 @@ async def _recent_events(pool: AsyncConnectionPool, limit: int) -> list[GridEven
 
 
 def _snapshot(live: LiveState, events: list[GridEvent]) -> list[ServerSentEvent]:
-    """What a page needs on connect: the retained clock, watermark and rollups, and recent events."""
-    out: list[ServerSentEvent] = []
-    if live.clock is not None:
-        out.append(_sse("clock", live.clock))
-    if live.watermark is not None:
-        out.append(_sse("watermark", live.watermark))
-    rollups = [r.model_dump(mode="json") for r in live.transformer_rollups.values()]
-    out.append(ServerSentEvent(data=json.dumps(rollups), event="rollups"))
-    out.extend(_sse("event", e) for e in events)
-    return out
+    """What a page needs on connect: the retained clock, watermark and rollups (always, maybe []), and recent
+    events."""
+    return _messages(live.clock, live.watermark, live.transformer_rollups.values(), events)
 
 
 async def _stream(
