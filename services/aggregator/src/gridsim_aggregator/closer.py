@@ -234,7 +234,7 @@ class Closer:
         hot: dict[int, float] = {}
         if not recompute:
             hot, closed.events = await self._thermal(conn, ts, closed.rollups)
-            await repository.insert_events(conn, [e.model_dump() for e in closed.events])
+            await repository.insert_events(conn, closed.events)
         await repository.upsert_grid(conn, ts, closed.rollups, hot)
         return closed
 

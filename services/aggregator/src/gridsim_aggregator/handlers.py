@@ -59,7 +59,7 @@ class Deps:
                     )
                     for m, side, v in changes
                 ]
-                await repository.insert_events(conn, [e.model_dump() for e in events])
+                await repository.insert_events(conn, events)
             for event in events:
                 await self.bus.publish(
                     channels.EVENT, event, topics.EventPath(event.type, slug(event.subject))

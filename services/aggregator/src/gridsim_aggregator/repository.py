@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 from gridsim_aggregator.copy_binary import encode_readings, timestamps_us
 from gridsim_aggregator.domain import COLUMNS, SUM_FIELDS, Readings, ThermalState, Totals
 from gridsim_aggregator.topology import GridNode, MeterRow, NodeRollup
+from gridsim_shared.messages import GridEvent
 
 __all__ = [
     "BatchReceipt",
@@ -318,16 +319,13 @@ async def save_thermal(conn: Conn, ts: datetime, states: dict[int, ThermalState]
     )
 
 
-async def insert_events(conn: Conn, events: Sequence[dict[str, Any]]) -> None:
-    """Store grid events (dicts with the GridEvent fields)."""
+async def insert_events(conn: Conn, events: Sequence[GridEvent]) -> None:
+    """Store grid events."""
     if not events:
         return
     await conn.cursor().executemany(
         "insert into events (type, severity, sim_time, subject, message, data) values (%s, %s, %s, %s, %s, %s)",
-        [
-            (e["type"], e["severity"], e["timestamp"], e["subject"], e["message"], Jsonb(e["data"]))
-            for e in events
-        ],
+        [(e.type, e.severity, e.timestamp, e.subject, e.message, Jsonb(e.data)) for e in events],
     )
 
 
