@@ -5,12 +5,13 @@ Thin: each route validates with the shared schema and asks the billing service o
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, status
 
 from gridsim_gateway.deps import BusDep
+from gridsim_gateway.routes import json_examples
 from gridsim_shared.schemas.billing import (
     Bill,
     BillPage,
@@ -97,14 +98,12 @@ _CONSUMER = {
 }
 
 
-def _examples(**named: Any) -> dict[str, Any]:
-    return {"application/json": {"examples": {k: {"value": v} for k, v in named.items()}}}
-
-
 @router.post(
     "/p2p-trade",
     status_code=status.HTTP_201_CREATED,
-    responses={201: {"description": "the seed's success response", "content": _examples(success=_CREATED)}},
+    responses={
+        201: {"description": "the seed's success response", "content": json_examples(success=_CREATED)}
+    },
 )
 async def create_trade(body: P2PTradeCreate, bus: BusDep) -> P2PTradeCreated:
     """Record a P2P trade: a prosumer's meter sells `units_kWh` to another meter at `price_per_kWh`.
@@ -119,14 +118,16 @@ async def create_trade(body: P2PTradeCreate, bus: BusDep) -> P2PTradeCreated:
 
 @router.get(
     "/p2p-trades",
-    responses={200: {"content": _examples(page={"items": [_TRADE], "page": 1, "page_size": 50, "total": 1})}},
+    responses={
+        200: {"content": json_examples(page={"items": [_TRADE], "page": 1, "page_size": 50, "total": 1})}
+    },
 )
 async def list_trades(query: Annotated[TradeQuery, Query()], bus: BusDep) -> TradePage:
     """Trades, oldest first, filtered by meter (`role`: as buyer, seller or either) and month (YYYY-MM)."""
     return TradePage.model_validate(await bus.request(SERVICE, "list_trades", query))
 
 
-@router.get("/p2p-trades/{trade_id}", responses={200: {"content": _examples(trade=_TRADE)}})
+@router.get("/p2p-trades/{trade_id}", responses={200: {"content": json_examples(trade=_TRADE)}})
 async def get_trade(trade_id: UUID, bus: BusDep) -> P2PTrade:
     """One trade with its contracted and delivered kWh."""
     return P2PTrade.model_validate(await bus.request(SERVICE, "get_trade", TradeId(id=trade_id)))
@@ -134,7 +135,7 @@ async def get_trade(trade_id: UUID, bus: BusDep) -> P2PTrade:
 
 @router.get(
     "/bill",
-    responses={200: {"content": _examples(prosumer=_PROSUMER, consumer=_CONSUMER)}},
+    responses={200: {"content": json_examples(prosumer=_PROSUMER, consumer=_CONSUMER)}},
 )
 async def get_bill(query: Annotated[BillQuery, Query()], bus: BusDep) -> Bill:
     """A meter's bill for a month (the seed's formulas for consumers and prosumers).

@@ -44,10 +44,6 @@ SpikeId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the spike's id")]
 MeterRefPath = Annotated[str, Path(description="the meter's integer id or its code")]
 
 
-def _examples(**named: Any) -> dict[str, Any]:
-    return {"application/json": {"examples": {k: {"value": v} for k, v in named.items()}}}
-
-
 _CONTROL_EXAMPLES = {
     "seed": {
         "summary": "the seed's body: ACs in one pincode at half power",

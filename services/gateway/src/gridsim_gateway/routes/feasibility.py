@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, status
 from pydantic import TypeAdapter
 
 from gridsim_gateway.deps import BusDep
+from gridsim_gateway.routes import json_examples
 from gridsim_shared.schemas.feasibility import (
     CheckResult,
     Connection,
@@ -82,17 +83,13 @@ _NOT_FEASIBLE = {
 }
 
 
-def _examples(**named: dict[str, Any]) -> dict[str, Any]:
-    return {"application/json": {"examples": {k: {"value": v} for k, v in named.items()}}}
-
-
 @router.post(
     "/feasibility-check",
     response_model=CheckResult,
     responses={
         200: {
             "description": "feasible, or not_feasible with the seed's reason",
-            "content": _examples(feasible=_FEASIBLE, not_feasible=_NOT_FEASIBLE),
+            "content": json_examples(feasible=_FEASIBLE, not_feasible=_NOT_FEASIBLE),
         }
     },
 )
@@ -113,7 +110,7 @@ async def feasibility_check(body: FeasibilityRequest, bus: BusDep) -> Any:
     responses={
         201: {
             "description": "the stored connection: approved (linked to a transformer) or rejected (with the reason)",
-            "content": _examples(
+            "content": json_examples(
                 approved=_APPROVED,
                 rejected_consumption=_REJECTED_CONSUMPTION,
                 rejected_production=_REJECTED_PRODUCTION,
