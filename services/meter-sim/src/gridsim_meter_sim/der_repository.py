@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gridsim_meter_sim.repository import Conn, fetch_all, fetch_one, link_production_factor
+from gridsim_meter_sim.repository import Conn, fetch_all, fetch_one, find_er, link_production_factor
 from gridsim_shared.errors import ConflictError, NotFoundError
 from gridsim_shared.schemas.controls import DerInfo, DerPatch
 
@@ -39,9 +39,7 @@ async def get_der(conn: Conn, der_id: int) -> DerInfo:
 
 async def list_ders(conn: Conn, er_id: int) -> list[DerInfo]:
     """The DERs of an ER; 404 when the ER does not exist."""
-    if await fetch_one(conn, "select 1 from energy_resources where id = %s", (er_id,)) is None:
-        msg = f"energy resource {er_id} not found"
-        raise NotFoundError(msg, field="er_id")
+    await find_er(conn, er_id)
     rows = await fetch_all(conn, _DER_SELECT + "where d.er_id = %s order by d.id", (er_id,))
     return [DerInfo.model_validate(row) for row in rows]
 

@@ -19,8 +19,8 @@ from gridsim_meter_sim.repository import (
     fetch_all,
     fetch_by_ref,
     fetch_one,
+    find_er,
     link_production_factor,
-    valid_id,
 )
 from gridsim_shared.errors import ConflictError, InvalidError, NotFoundError
 from gridsim_shared.schemas.meters import (
@@ -285,14 +285,7 @@ async def link(conn: Conn, body: LinkRequest) -> Meter:
     becomes 1 for a prosumer and 0 for a consumer. Either can be given in the request instead.
     """
     meter = await resolve_meter(conn, body.meter_id, field="meter_id", lock=True)
-    er = (
-        await fetch_one(conn, "select id, type from energy_resources where id = %s for update", (body.er_id,))
-        if valid_id(body.er_id)
-        else None
-    )
-    if er is None:
-        msg = f"energy resource {body.er_id} not found"
-        raise NotFoundError(msg, field="er_id")
+    er = await find_er(conn, body.er_id, lock=True)
     if meter["er_id"] is not None and meter["er_id"] != er["id"]:
         msg = f"meter {meter['code']} is already linked to energy resource {meter['er_id']}; unlink it first"
         raise ConflictError(msg, field="meter_id")

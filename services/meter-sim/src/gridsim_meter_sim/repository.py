@@ -36,6 +36,7 @@ __all__ = [
     "fetch_all",
     "fetch_by_ref",
     "fetch_one",
+    "find_er",
     "get_er",
     "list_ers",
     "resolve_appliances",
@@ -178,6 +179,17 @@ async def _ers(conn: Conn, where: str, params: Sequence[Any]) -> list[Er]:
     return result
 
 
+async def find_er(conn: Conn, er_id: int, *, lock: bool = False) -> dict[str, Any]:
+    """An ER's ``id`` and ``type`` (locked for update when asked); 404 naming ``er_id`` when unknown."""
+    suffix = " for update" if lock else ""
+    query = "select id, type from energy_resources where id = %s" + suffix
+    row = await fetch_one(conn, query, (er_id,)) if valid_id(er_id) else None
+    if row is None:
+        msg = f"energy resource {er_id} not found"
+        raise NotFoundError(msg, field="er_id")
+    return row
+
+
 async def get_er(conn: Conn, er_id: int) -> Er:
     """One ER with its appliances and linked meter; 404 when unknown."""
     found = await _ers(conn, "where e.id = %s", (er_id,)) if valid_id(er_id) else []
@@ -227,14 +239,7 @@ async def update_er(conn: Conn, body: ErUpdate) -> Er:
     When a linked ER changes type, its meter's K_production takes the link default of the new type, so
     a consumer that becomes a prosumer with a solar panel starts producing at once.
     """
-    current = (
-        await fetch_one(conn, "select id, type from energy_resources where id = %s for update", (body.er_id,))
-        if valid_id(body.er_id)
-        else None
-    )
-    if current is None:
-        msg = f"energy resource {body.er_id} not found"
-        raise NotFoundError(msg, field="er_id")
+    current = await find_er(conn, body.er_id, lock=True)
     sent = body.model_fields_set
     if "appliance_type" in sent or "appliances" in sent:
         groups = resolve_appliances(await catalogue(conn), body.appliance_type or [], body.appliances or [])

@@ -15,7 +15,7 @@ from typing import Any
 
 from gridsim_meter_sim.handlers import Deps
 from gridsim_meter_sim.meter_repository import resolve_meter
-from gridsim_meter_sim.repository import Conn, fetch_all, fetch_one, valid_id
+from gridsim_meter_sim.repository import Conn, fetch_all, fetch_one, find_er, valid_id
 from gridsim_meter_sim.world import default_world_path, load_world, read_world
 from gridsim_shared.bus import Router
 from gridsim_shared.errors import ConflictError, InvalidError, NotFoundError
@@ -71,9 +71,7 @@ async def _meters_of_ers(conn: Conn, er_ids: list[int]) -> list[int]:
 async def create_der(body: schemas.DerCreate, deps: Deps) -> schemas.DerOut:
     """Add one appliance instance (a DER) to an ER; connected at once, switched off unless asked."""
     async with deps.pool.connection() as conn, conn.transaction():
-        if await fetch_one(conn, "select 1 from energy_resources where id = %s", (body.er_id,)) is None:
-            msg = f"energy resource {body.er_id} not found"
-            raise NotFoundError(msg, field="er_id")
+        await find_er(conn, body.er_id)
         if await fetch_one(conn, "select 1 from appliances where id = %s", (body.appliance_id,)) is None:
             msg = f"appliance {body.appliance_id} not found in the catalogue"
             raise NotFoundError(msg, field="appliance_id")
