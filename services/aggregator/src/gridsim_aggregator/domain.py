@@ -33,6 +33,7 @@ __all__ = [
     "Totals",
     "VoltageBand",
     "apparent_kva",
+    "batch_totals",
     "bucket_start",
     "closure",
     "group_totals",
@@ -141,28 +142,35 @@ TOTAL_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Totals))
 SUM_FIELDS: tuple[str, ...] = TOTAL_FIELDS[:-2]
 
 
-def group_totals(readings: Readings, group: IntArray, n_groups: int) -> Totals:
-    """Sums of ``readings`` by ``group`` (row i belongs to ``group[i]`` in ``0..n_groups-1``)."""
+def batch_totals(readings: Readings) -> Totals:
+    """The sums of all ``readings`` as one group (every message at ingest): column sums, no bincount."""
     v = readings.values
     z = np.nan_to_num(v, nan=0.0)
-    if n_groups == 1:  # one batch's sums (every message at ingest): column sums, no bincount
-        sums = z.sum(axis=0)
+    sums = z.sum(axis=0)
 
-        def one(x: float) -> FloatArray:
-            return np.array([x], dtype=np.float64)
+    def one(x: float) -> FloatArray:
+        return np.array([x], dtype=np.float64)
 
-        return Totals(
-            consumption_kwh=one(sums[CONS]),
-            production_kwh=one(sums[PROD]),
-            consumption_kvah=one(sums[CONS_VA]),
-            production_kvah=one(sums[PROD_VA]),
-            kvarh=one(sums[KVAR]),
-            current_sum=one(sums[CURRENT]),
-            vi_sum=one(float(z[:, CURRENT] @ z[:, VOLTAGE])),
-            voltage_sum=one(sums[VOLTAGE]),
-            readings=np.array([len(readings)], dtype=np.int64),
-            producers=np.array([np.count_nonzero(~np.isnan(v[:, PROD]))], dtype=np.int64),
-        )
+    return Totals(
+        consumption_kwh=one(sums[CONS]),
+        production_kwh=one(sums[PROD]),
+        consumption_kvah=one(sums[CONS_VA]),
+        production_kvah=one(sums[PROD_VA]),
+        kvarh=one(sums[KVAR]),
+        current_sum=one(sums[CURRENT]),
+        vi_sum=one(float(z[:, CURRENT] @ z[:, VOLTAGE])),
+        voltage_sum=one(sums[VOLTAGE]),
+        readings=np.array([len(readings)], dtype=np.int64),
+        producers=np.array([np.count_nonzero(~np.isnan(v[:, PROD]))], dtype=np.int64),
+    )
+
+
+def group_totals(readings: Readings, group: IntArray, n_groups: int) -> Totals:
+    """Sums of ``readings`` by ``group`` (row i belongs to ``group[i]`` in ``0..n_groups-1``)."""
+    if n_groups == 1:
+        return batch_totals(readings)
+    v = readings.values
+    z = np.nan_to_num(v, nan=0.0)
 
     def add(column: FloatArray) -> FloatArray:
         return np.bincount(group, weights=column, minlength=n_groups).astype(np.float64)

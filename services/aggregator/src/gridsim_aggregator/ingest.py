@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import numpy as np
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
@@ -110,9 +109,8 @@ class Ingestor:
             ack()
             return
         readings = domain.readings_from_batch(batch)
-        totals = domain.group_totals(readings, np.zeros(len(readings), dtype=np.int64), 1)
         first = int(readings.meter_id.min()) if len(readings) else 0
-        receipt = BatchReceipt(readings.ts, path.transformer, first, totals)
+        receipt = BatchReceipt(readings.ts, path.transformer, first, domain.batch_totals(readings))
         self._buffer.append(_Item(self._seq, readings, receipt, ack))
         self._buffered_rows += len(readings)
         self.counters.batches += 1
