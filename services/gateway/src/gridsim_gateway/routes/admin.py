@@ -145,7 +145,7 @@ async def get_meter(meter: MeterRefPath, bus: BusDep) -> Meter:
 @router.put("/meter/{meter}")
 async def replace_meter(meter: MeterRefPath, body: MeterPatch, bus: BusDep) -> Meter:
     """Update a meter with the fields sent (the same as PATCH: a meter's identity is its code)."""
-    return Meter.model_validate(await bus.request(SERVICE, "update_meter", _sent(body) | {"meter": meter}))
+    return await patch_meter(meter, body, bus)
 
 
 @router.patch("/meter/{meter}")
