@@ -7,10 +7,11 @@ noise into money.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import astuple, dataclass, fields
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, LiteralString
 from uuid import UUID
 
 from psycopg import AsyncConnection, sql
@@ -246,11 +247,8 @@ async def insert_trade(
 
 async def get_trade(conn: Conn, trade_id: UUID) -> TradeRow | None:
     """One trade by id."""
-    cur = await conn.execute(
-        sql.SQL("select {} from p2p_trades where id = %s").format(_TRADE_COLUMNS), (trade_id,)
-    )
-    row = await cur.fetchone()
-    return TradeRow(*row) if row else None
+    rows = await _trades(conn, "id = %s", (trade_id,))
+    return rows[0] if rows else None
 
 
 async def list_trades(
@@ -284,24 +282,24 @@ async def list_trades(
 
 async def trades_touching(conn: Conn, month: str, meter_ids: list[int]) -> list[TradeRow]:
     """Every trade of ``month`` in which one of ``meter_ids`` buys or sells."""
-    cur = await conn.execute(
-        sql.SQL(
-            "select {} from p2p_trades where month = %(month)s"
-            " and (buyer_meter_id = any(%(ids)s) or seller_meter_id = any(%(ids)s)) order by ts, created_at, id"
-        ).format(_TRADE_COLUMNS),
+    return await _trades(
+        conn,
+        "month = %(month)s and (buyer_meter_id = any(%(ids)s) or seller_meter_id = any(%(ids)s))",
         {"month": month, "ids": meter_ids},
     )
-    return [TradeRow(*row) for row in await cur.fetchall()]
 
 
 async def trades_of_sellers(conn: Conn, month: str, seller_ids: list[int]) -> list[TradeRow]:
     """Every trade of ``month`` sold by one of ``seller_ids`` (what settlement allocates)."""
-    cur = await conn.execute(
-        sql.SQL(
-            "select {} from p2p_trades where month = %s and seller_meter_id = any(%s) order by ts, created_at, id"
-        ).format(_TRADE_COLUMNS),
-        (month, seller_ids),
-    )
+    return await _trades(conn, "month = %s and seller_meter_id = any(%s)", (month, seller_ids))
+
+
+async def _trades(
+    conn: Conn, condition: LiteralString, params: Sequence[object] | Mapping[str, object]
+) -> list[TradeRow]:
+    """Trades matching ``condition`` (SQL with placeholders for ``params``), in settlement order."""
+    query = sql.SQL("select {} from p2p_trades where " + condition + " order by ts, created_at, id")
+    cur = await conn.execute(query.format(_TRADE_COLUMNS), params)
     return [TradeRow(*row) for row in await cur.fetchall()]
 
 
