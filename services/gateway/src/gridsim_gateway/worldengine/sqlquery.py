@@ -151,14 +151,19 @@ class Compiler:
         target = ENTITIES[relation.target]
         if relation.pairs is None:
             return "false"
-        inner = next(self._aliases)
-        pairs = next(self._aliases)
-        condition = self.where(target, value, inner, path)
-        owner = entity.fields["id"].column
-        return (
-            f"exists (select 1 from ({relation.pairs}) {pairs} join {target.source} {inner} "
+        inner, through = self._through(entity, name, alias)
+        return f"exists (select 1 {through} and {self.where(target, value, inner, path)})"
+
+    def _through(self, entity: Entity, name: str, alias: str) -> tuple[str, str]:
+        """(alias of the targets, ``from … where …`` joining a row ``alias`` of ``entity`` to its targets
+        through relation ``name``'s (owner, target) pairs)."""
+        relation = entity.relations[name]
+        target = ENTITIES[relation.target]
+        inner, pairs = next(self._aliases), next(self._aliases)
+        return inner, (
+            f"from ({relation.pairs}) {pairs} join {target.source} {inner} "
             f"on {inner}.{target.fields['id'].column} = {pairs}.target "
-            f"where {pairs}.owner = {alias}.{owner} and {condition})"
+            f"where {pairs}.owner = {alias}.{entity.fields['id'].column}"
         )
 
     # -------------------------------------------------------------------------------- sort
@@ -183,16 +188,11 @@ class Compiler:
         if relation is None or relation.pairs is None or not rest:
             msg = f"Invalid key {'.'.join([*here[1:], *rest])}"
             raise _invalid(msg, here)
-        target = ENTITIES[relation.target]
-        inner, pairs = next(self._aliases), next(self._aliases)
-        expression = self._sort_expression(target, rest, inner, descending, here)
+        inner, through = self._through(entity, head, alias)
+        expression = self._sort_expression(ENTITIES[relation.target], rest, inner, descending, here)
         # A to-many relation sorts by its largest (descending) or smallest (ascending) value.
         pick = "max" if descending else "min"
-        return (
-            f"(select {pick}({expression}) from ({relation.pairs}) {pairs} join {target.source} {inner} "
-            f"on {inner}.{target.fields['id'].column} = {pairs}.target where {pairs}.owner = {alias}."
-            f"{entity.fields['id'].column})"
-        )
+        return f"(select {pick}({expression}) {through})"
 
 
 async def find(conn: Conn, entity: Entity, query: StrapiQuery, *, where: str = "true") -> dict[str, Any]:
