@@ -146,11 +146,25 @@ async def billable_meters(conn: Conn, limit: int, offset: int) -> tuple[list[Met
         (limit, offset),
     )
     rows = await cur.fetchall()
+    total = await _page_total(conn, rows, offset, "select count(*) from meters where er_id is not null", ())
+    return [MeterRow(r[0], r[1], r[2]) for r in rows], total
+
+
+async def _page_total(
+    conn: Conn,
+    rows: list[tuple[Any, ...]],
+    offset: int,
+    count: sql.Composed | LiteralString,
+    params: Sequence[object],
+) -> int:
+    """A page's total: the ``count(*) over ()`` ending its rows; a page past the end has none, so counted apart."""
     if rows:
-        return [MeterRow(r[0], r[1], r[2]) for r in rows], int(rows[0][3])
-    cur = await conn.execute("select count(*) from meters where er_id is not null")
+        return int(rows[0][-1])
+    if offset == 0:
+        return 0
+    cur = await conn.execute(count, params)
     total = await cur.fetchone()
-    return [], int(total[0]) if total else 0
+    return int(total[0]) if total else 0
 
 
 async def clock_row(conn: Conn) -> datetime | None:
@@ -272,12 +286,8 @@ async def list_trades(
     ).format(_TRADE_COLUMNS, sql.SQL(" and ").join(conditions))
     cur = await conn.execute(query, [*params, limit, offset])
     rows = await cur.fetchall()
-    if rows or offset == 0:
-        return [TradeRow(*r[:-1]) for r in rows], int(rows[0][-1]) if rows else 0
     count = sql.SQL("select count(*) from p2p_trades where {}").format(sql.SQL(" and ").join(conditions))
-    cur = await conn.execute(count, params)
-    total = await cur.fetchone()
-    return [], int(total[0]) if total else 0
+    return [TradeRow(*r[:-1]) for r in rows], await _page_total(conn, rows, offset, count, params)
 
 
 async def trades_touching(conn: Conn, month: str, meter_ids: list[int]) -> list[TradeRow]:
