@@ -118,12 +118,7 @@ async def control(body: schemas.ControlRequest, deps: Deps) -> schemas.ControlRe
             ids = [row["id"] for row in rows]
             k_c = body.load_factor if body.log_type in ("consumption", "both") else None
             k_p = body.load_factor if body.log_type in ("production", "both") else None
-            await conn.execute(
-                "update meters set load_factor_consumption = coalesce(%s, load_factor_consumption),"
-                " load_factor_production = coalesce(%s, load_factor_production), updated_at = now()"
-                " where id = any(%s)",
-                (k_c, k_p, ids),
-            )
+            await repo.set_load_factors(conn, k_c, k_p, ids)
             went_offline: list[int] = []
             came_online: list[int] = []
             events: list[tuple[int, GridEvent]] = []

@@ -38,6 +38,7 @@ __all__ = [
     "meter_places",
     "reporting",
     "select_meters",
+    "set_load_factors",
 ]
 
 SOLAR_APPLIANCE_ID = 12  # 'Solar Panel (production)' in the catalogue (0001_core.sql)
@@ -98,6 +99,20 @@ async def select_meters(
     """Meters matching every given filter (an AND), locked for the update that follows."""
     params = {"meter": meter, "parent": parent, "appliance": appliance, "pincode": pincode}
     return await fetch_all(conn, _SELECT_METERS, params)
+
+
+async def set_load_factors(
+    conn: Conn, k_c: float | None, k_p: float | None, meter_ids: list[int]
+) -> list[int]:
+    """Set K_consumption and/or K_production (None keeps a factor) of the given meters; the ids updated."""
+    rows = await fetch_all(
+        conn,
+        "update meters set load_factor_consumption = coalesce(%s, load_factor_consumption),"
+        " load_factor_production = coalesce(%s, load_factor_production), updated_at = now()"
+        " where id = any(%s) returning id",
+        (k_c, k_p, meter_ids),
+    )
+    return [row["id"] for row in rows]
 
 
 _PLACES = """

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from gridsim_meter_sim import control_repository
 from gridsim_meter_sim.handlers import Deps
 from gridsim_meter_sim.meter_repository import resolve_meter
 from gridsim_meter_sim.repository import Conn, fetch_all, fetch_one, find_er, valid_id
@@ -167,14 +168,11 @@ async def set_load_factors(body: schemas.LoadFactorsSet, deps: Deps) -> schemas.
         raise InvalidError(msg, field="load_factor_consumption")
     wanted = sorted(set(body.meter_ids))
     async with deps.pool.connection() as conn, conn.transaction():
-        rows = await fetch_all(
-            conn,
-            "update meters set load_factor_consumption = coalesce(%s, load_factor_consumption),"
-            " load_factor_production = coalesce(%s, load_factor_production), updated_at = now()"
-            " where id = any(%s) returning id",
-            (body.load_factor_consumption, body.load_factor_production, wanted),
+        found = sorted(
+            await control_repository.set_load_factors(
+                conn, body.load_factor_consumption, body.load_factor_production, wanted
+            )
         )
-        found = sorted(row["id"] for row in rows)
         missing = sorted(set(wanted) - set(found))
         if missing:  # raising rolls the whole update back
             msg = f"meter {missing[0]} not found"
