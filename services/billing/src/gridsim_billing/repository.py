@@ -7,6 +7,7 @@ noise into money.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import astuple, dataclass, fields
 from datetime import datetime
@@ -335,18 +336,19 @@ async def settle(
             "update p2p_trades set delivered_kwh = %s where id = %s",
             [(delivered[t.id], t.id) for t in trades],
         )
-        rows = []
-        for seller_id, produced_kwh in produced.items():
-            own = [t for t in trades if t.seller_meter_id == seller_id]
-            rows.append(
-                (
-                    seller_id,
-                    month,
-                    produced_kwh,
-                    sum((t.units_kwh for t in own), Decimal(0)),
-                    sum((delivered[t.id] for t in own), Decimal(0)),
-                )
+        by_seller: dict[int, list[TradeRow]] = defaultdict(list)
+        for t in trades:
+            by_seller[t.seller_meter_id].append(t)
+        rows = [
+            (
+                seller_id,
+                month,
+                produced_kwh,
+                sum((t.units_kwh for t in by_seller[seller_id]), Decimal(0)),
+                sum((delivered[t.id] for t in by_seller[seller_id]), Decimal(0)),
             )
+            for seller_id, produced_kwh in produced.items()
+        ]
         await cur.executemany(
             "insert into p2p_settlements (seller_meter_id, month, produced_kwh, contracted_kwh, delivered_kwh)"
             " values (%s, %s, %s, %s, %s) on conflict do nothing",
