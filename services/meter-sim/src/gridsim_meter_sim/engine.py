@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from gridsim_meter_sim import control_repository, domain, fleet_repository
 from gridsim_meter_sim.controls import SpikePlan
-from gridsim_meter_sim.domain import Fleet, Readings
+from gridsim_meter_sim.domain import Fleet
 from gridsim_meter_sim.fleet_repository import ClockRow
 from gridsim_meter_sim.publisher import Prepared, Publisher
 from gridsim_shared import channels
@@ -196,18 +196,16 @@ class Engine:
             _LOGGER.info("fleet loaded: %d meters (shard %d/%d)", len(self.fleet), self.shard, self.shards)
         return self.fleet
 
-    def _prepare(self, fleet: Fleet, when: datetime, interval_s: int) -> tuple[Readings, Prepared]:
+    def _prepare(self, fleet: Fleet, when: datetime, interval_s: int) -> Prepared:
         adjust = self.spikes.adjustment(when, interval_s) if self.spikes is not None else None
         readings = domain.simulate(fleet, when, interval_s, adjust)
-        return readings, self.publisher.prepare(fleet, readings)
+        return self.publisher.prepare(fleet, readings)
 
     async def _compute(self, when: datetime, interval_s: int) -> Prepared:
         fleet = await self._ensure_fleet()
         if len(fleet) > _THREAD_ABOVE:
-            _, prepared = await asyncio.to_thread(self._prepare, fleet, when, interval_s)
-        else:
-            _, prepared = self._prepare(fleet, when, interval_s)
-        return prepared
+            return await asyncio.to_thread(self._prepare, fleet, when, interval_s)
+        return self._prepare(fleet, when, interval_s)
 
     async def _advance(self, *, publish_status: bool) -> int:
         """Simulate and publish the clock's current interval, then move the clock one interval on."""
