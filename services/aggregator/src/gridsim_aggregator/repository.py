@@ -226,7 +226,7 @@ async def leaf_readings(conn: Conn, ts: datetime, interval_s: int, leaves: np.nd
     )
     rows = await cur.fetchall()
     ids = np.array([r[0] for r in rows], dtype=np.int64)
-    values = np.array([[np.nan if v is None else v for v in r[1:]] for r in rows], dtype=np.float64)
+    values = np.array([r[1:] for r in rows], dtype=np.float64)  # numpy reads None as NaN
     return Readings(ts, interval_s, ids, values.reshape(len(rows), len(COLUMNS)))
 
 
