@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -273,9 +272,8 @@ async def list_spikes(conn: Conn, limit: int) -> list[Spike]:
 
 async def load_spikes(pool: AsyncConnectionPool) -> list[SpikeRow]:
     """Every spike with the meters it covers, for the engine (cancelled ones keep their earlier window)."""
-    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_SPIKE_SELECT + " order by s.id")
-        rows = await cur.fetchall()
+    async with pool.connection() as conn:
+        rows = await fetch_all(conn, _SPIKE_SELECT + " order by s.id")
     return [
         SpikeRow(
             id=row["id"],
