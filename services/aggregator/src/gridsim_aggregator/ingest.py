@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -133,9 +134,13 @@ class Ingestor:
     def _on_timer(self) -> None:
         self._timer = None
         if self._buffer and not self._closing:
-            task = asyncio.create_task(self._start_flush())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._start_flush())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background, referenced until done (``drain`` waits for it)."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # ------------------------------------------------------------------ flushing
     async def _start_flush(self) -> None:
@@ -150,9 +155,7 @@ class Ingestor:
         self._flush_ids += 1
         flush_id = self._flush_ids
         self._inflight[flush_id] = items[0].seq
-        task = asyncio.create_task(self._flush(flush_id, items))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._flush(flush_id, items))
 
     async def _flush(self, flush_id: int, items: list[_Item]) -> None:
         try:
