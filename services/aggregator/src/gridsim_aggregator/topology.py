@@ -111,10 +111,10 @@ def build_topology(nodes: Sequence[GridNode], meters: Sequence[MeterRow]) -> Top
         ),
     )
     by_id = {m.id: m for m in meters}
-    for pid in tree.parents.tolist():
+    for i, pid in enumerate(tree.parents.tolist()):
         transformer = by_id[pid].transformer_id
         if transformer is None:  # a parent not linked itself hangs where its first linked leaf hangs
-            leaf_ids = tree.pair_leaf[tree.pair_parent == int(np.searchsorted(tree.parents, pid))]
+            leaf_ids = tree.pair_leaf[tree.pair_parent == i]
             transformer = next(
                 (by_id[int(x)].transformer_id for x in leaf_ids if by_id[int(x)].transformer_id), None
             )
