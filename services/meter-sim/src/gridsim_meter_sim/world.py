@@ -22,7 +22,15 @@ from gridsim_meter_sim.settings import Settings
 from gridsim_shared.errors import GridsimError
 from gridsim_shared.schemas.meters import ErCreate, GridNodeCreate, LinkRequest, MeterCreate
 
-__all__ = ["WorldFile", "WorldMeter", "WorldSummary", "load_demo_world", "load_world", "read_world"]
+__all__ = [
+    "WorldFile",
+    "WorldMeter",
+    "WorldSummary",
+    "load_demo_world",
+    "load_world",
+    "read_world",
+    "world_path",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -65,6 +73,12 @@ class WorldSummary(BaseModel):
 def default_world_path() -> Path:
     """The demo world shipped with meter-sim."""
     return Path(str(resources.files("gridsim_meter_sim").joinpath("data", "demo_world.json")))
+
+
+def world_path(settings: Settings) -> Path:
+    """The world file meter-sim loads: the configured one, else the shipped demo world."""
+    configured = settings.sim.demo_world_file
+    return Path(configured) if configured else default_world_path()
 
 
 def read_world(path: Path) -> WorldFile:
@@ -135,7 +149,7 @@ async def load_demo_world(pool: AsyncConnectionPool, settings: Settings) -> Worl
     """Load the demo world (or the user's world file) on first start; None when switched off or not empty."""
     if not settings.sim.demo_world:
         return None
-    path = Path(settings.sim.demo_world_file) if settings.sim.demo_world_file else default_world_path()
+    path = world_path(settings)
     world = read_world(path)
     async with pool.connection() as conn, conn.transaction():
         await conn.execute("select pg_advisory_xact_lock(%s)", (_WORLD_LOCK,))

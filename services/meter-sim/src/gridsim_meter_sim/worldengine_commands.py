@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 from gridsim_meter_sim import control_repository
 from gridsim_meter_sim.handlers import Deps
 from gridsim_meter_sim.meter_repository import resolve_meter
 from gridsim_meter_sim.repository import Conn, fetch_all, fetch_one, find_er, valid_id
-from gridsim_meter_sim.world import default_world_path, load_world, read_world
+from gridsim_meter_sim.world import load_world, read_world, world_path
 from gridsim_shared.bus import Router
 from gridsim_shared.errors import ConflictError, InvalidError, NotFoundError
 from gridsim_shared.schemas import worldengine as schemas
@@ -221,8 +220,7 @@ async def _empty_world(conn: Conn) -> None:
 async def reset_world(_body: schemas.ResetWorld, deps: Deps) -> schemas.ResetResult:
     """Delete the grid, meters, ERs, DERs and readings, and load the demo world (or the configured world
     file) again through the same loader as the first start, all in one transaction. Ids are new."""
-    configured = deps.settings.sim.demo_world_file
-    path = Path(configured) if configured else default_world_path()
+    path = world_path(deps.settings)
     try:
         world = read_world(path)
     except ValueError as exc:
