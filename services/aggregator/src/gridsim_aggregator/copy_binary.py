@@ -29,14 +29,12 @@ def encode_readings(
     ts_us: npt.NDArray[np.int64],
     meter_id: npt.NDArray[np.int64],
     values: npt.NDArray[np.float64],
-    flags: npt.NDArray[np.bool_] | None = None,
 ) -> bytes:
-    """Rows ``(ts, meter_id, values..., [flags...])`` as one binary COPY stream (NaN → null).
+    """Rows ``(ts, meter_id, values...)`` as one binary COPY stream (NaN → null).
 
-    ``values`` are double precision columns, ``flags`` (optional) boolean columns, both (n, k).
+    ``values`` are double precision columns, (n, k).
     """
     n, k = values.shape
-    n_flags = 0 if flags is None else flags.shape[1]
     nulls = np.isnan(values)
     pattern = (nulls.astype(np.int64) << np.arange(k, dtype=np.int64)).sum(axis=1) if k else np.zeros(n)
     chunks = [HEADER]
@@ -49,10 +47,8 @@ def encode_readings(
             fields.append((f"l{j}", ">i4"))
             if present[j]:
                 fields.append((f"v{j}", ">f8"))
-        for j in range(n_flags):
-            fields += [(f"fl{j}", ">i4"), (f"f{j}", "u1")]
         out = np.empty(len(rows), dtype=np.dtype(fields))
-        out["count"] = 2 + k + n_flags
+        out["count"] = 2 + k
         out["ts_len"] = 8
         out["ts"] = ts_us[rows]
         out["id_len"] = 8
@@ -63,10 +59,6 @@ def encode_readings(
                 out[f"v{j}"] = values[rows, j]
             else:
                 out[f"l{j}"] = -1
-        if flags is not None:
-            for j in range(n_flags):
-                out[f"fl{j}"] = 1
-                out[f"f{j}"] = flags[rows, j]
         chunks.append(out.tobytes())
     chunks.append(TRAILER)
     return b"".join(chunks)
