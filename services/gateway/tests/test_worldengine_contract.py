@@ -33,7 +33,7 @@ from gridsim_gateway.worldengine.webhook import OverloadWebhook
 from gridsim_meter_sim.__main__ import serve as serve_meter_sim
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import open_pool
-from gridsim_shared.errors import ConflictError, NotFoundError, RpcTimeout
+from gridsim_shared.errors import ConflictError, NotFoundError, RemoteError, RpcTimeout
 from gridsim_shared.ids import TransformerPath
 from gridsim_shared.messages import Rollup
 from gridsim_shared.settings import Settings
@@ -227,7 +227,8 @@ def test_stream_health_thresholds_and_row_ids() -> None:
 
 
 async def until_answering(settings: Settings, *commands: tuple[str, str]) -> None:
-    """Wait until each service answers a harmless command (it serves commands once it has started)."""
+    """Wait until each service answers a harmless command (it serves commands once it has started and
+    is ready)."""
     async with Bus(settings.mqtt, "test-ready") as bus:
         for service, operation in commands:
             async with asyncio.timeout(30):
@@ -237,6 +238,11 @@ async def until_answering(settings: Settings, *commands: tuple[str, str]) -> Non
                         break
                     except RpcTimeout:
                         continue
+                    except RemoteError as exc:
+                        # Up but not ready: billing answers 503 until meter-sim has stored its clock.
+                        if exc.status != 503:
+                            raise
+                        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
