@@ -28,9 +28,10 @@ left join meters m on m.er_id = d.er_id
 """
 
 
-async def get_der(conn: Conn, der_id: int) -> DerInfo:
-    """One DER; 404 naming ``der_id``."""
-    row = await fetch_one(conn, _DER_SELECT + "where d.id = %s", (der_id,))
+async def get_der(conn: Conn, der_id: int, *, lock: bool = False) -> DerInfo:
+    """One DER (its row locked for update when asked); 404 naming ``der_id``."""
+    suffix = " for update of d" if lock else ""
+    row = await fetch_one(conn, _DER_SELECT + "where d.id = %s" + suffix, (der_id,))
     if row is None:
         msg = f"DER {der_id} not found"
         raise NotFoundError(msg, field="der_id")
@@ -90,11 +91,7 @@ async def promote_to_prosumer(conn: Conn, er_id: int) -> bool:
 async def update_der(conn: Conn, body: DerPatch) -> tuple[DerInfo, DerInfo, dict[str, Any]]:
     """Apply a PATCH; return the DER before and after and what changed. Advancing to connected switches
     the DER on (unless the same PATCH says off); going back from connected switches it off."""
-    locked = await fetch_one(conn, "select id from ders where id = %s for update", (body.der_id,))
-    if locked is None:
-        msg = f"DER {body.der_id} not found"
-        raise NotFoundError(msg, field="der_id")
-    before = await get_der(conn, body.der_id)
+    before = await get_der(conn, body.der_id, lock=True)
     lifecycle = body.lifecycle or before.lifecycle
     if body.lifecycle is not None:
         check_transition(before, body.lifecycle)
@@ -137,10 +134,6 @@ async def update_der(conn: Conn, body: DerPatch) -> tuple[DerInfo, DerInfo, dict
 
 async def delete_der(conn: Conn, der_id: int) -> DerInfo:
     """Remove a DER; return what it was."""
-    locked = await fetch_one(conn, "select id from ders where id = %s for update", (der_id,))
-    if locked is None:
-        msg = f"DER {der_id} not found"
-        raise NotFoundError(msg, field="der_id")
-    der = await get_der(conn, der_id)
+    der = await get_der(conn, der_id, lock=True)
     await conn.execute("delete from ders where id = %s", (der_id,))
     return der
