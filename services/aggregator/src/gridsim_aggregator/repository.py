@@ -362,23 +362,35 @@ def _replace(table: str, columns: str) -> str:
     return f"on conflict ({key}, bucket) do update set {sets}"
 
 
+# A 15-minute window's sums from the rows of [start, end): meters from their minutes, grid nodes from their
+# per-interval rollups (columns in _METER_SUMS / _GRID_SUMS order, after the key and the bucket).
+_METER_WINDOWS = (
+    f"select meter_id, date_bin('15 minutes', ts, {_ORIGIN}) as bucket, "
+    "coalesce(sum(consumption_kwh), 0) as consumption_kwh, coalesce(sum(production_kwh), 0) as production_kwh, "
+    "coalesce(sum(consumption_kvah), 0) as consumption_kvah, "
+    "coalesce(sum(production_kvah), 0) as production_kvah, coalesce(sum(reactive_power_kvar), 0) as kvarh, "
+    "sum(avg_voltage) as voltage_sum, max(avg_current) as current_max, count(*)::int as readings "
+    "from meter_data where ts >= %s and ts < %s group by 1, 2"
+)
+_GRID_WINDOWS = (
+    f"select node_id, date_bin('15 minutes', ts, {_ORIGIN}) as bucket, sum(consumption_kwh) as consumption_kwh, "
+    "sum(production_kwh) as production_kwh, sum(consumption_kvah) as consumption_kvah, "
+    "sum(production_kvah) as production_kvah, sum(kvarh) as kvarh, max(apparent_kva) as peak_kva, "
+    "(array_agg(ts order by apparent_kva desc, ts))[1] as peak_at, count(*)::int as intervals "
+    "from grid_rollups where ts >= %s and ts < %s group by 1, 2"
+)
+
+
 async def roll_minutes(conn: Conn, start: datetime, end: datetime) -> None:
     """15-minute rollups of meters and grid nodes for windows in [start, end), recomputed from the rows."""
     await conn.execute(
-        f"insert into meter_data_15m (meter_id, bucket, {_METER_SUMS}) "
-        f"select meter_id, date_bin('15 minutes', ts, {_ORIGIN}), coalesce(sum(consumption_kwh), 0), "
-        "coalesce(sum(production_kwh), 0), coalesce(sum(consumption_kvah), 0), "
-        "coalesce(sum(production_kvah), 0), coalesce(sum(reactive_power_kvar), 0), sum(avg_voltage), "
-        "max(avg_current), count(*) from meter_data where ts >= %s and ts < %s group by 1, 2 "
+        f"insert into meter_data_15m (meter_id, bucket, {_METER_SUMS}) {_METER_WINDOWS} "
         + _replace("meter_data_15m", _METER_SUMS),
         (start, end),
     )
     await conn.execute(
-        f"insert into grid_rollups_15m (node_id, bucket, {_GRID_SUMS}) "
-        f"select node_id, date_bin('15 minutes', ts, {_ORIGIN}), sum(consumption_kwh), sum(production_kwh), "
-        "sum(consumption_kvah), sum(production_kvah), sum(kvarh), max(apparent_kva), "
-        "(array_agg(ts order by apparent_kva desc, ts))[1], count(*) from grid_rollups "
-        "where ts >= %s and ts < %s group by 1, 2 " + _replace("grid_rollups_15m", _GRID_SUMS),
+        f"insert into grid_rollups_15m (node_id, bucket, {_GRID_SUMS}) {_GRID_WINDOWS} "
+        + _replace("grid_rollups_15m", _GRID_SUMS),
         (start, end),
     )
 
@@ -411,13 +423,7 @@ async def roll_new_windows(conn: Conn, start: datetime, end: datetime) -> None:
     every stored bucket, as they are keyed by meter first) is what this avoids.
     """
     await conn.execute(
-        "with w as (select meter_id, date_bin('15 minutes', ts, "
-        f"{_ORIGIN}) as bucket, coalesce(sum(consumption_kwh), 0) as consumption_kwh, "
-        "coalesce(sum(production_kwh), 0) as production_kwh, "
-        "coalesce(sum(consumption_kvah), 0) as consumption_kvah, "
-        "coalesce(sum(production_kvah), 0) as production_kvah, coalesce(sum(reactive_power_kvar), 0) as kvarh, "
-        "sum(avg_voltage) as voltage_sum, max(avg_current) as current_max, count(*)::int as readings "
-        "from meter_data where ts >= %s and ts < %s group by 1, 2), "
+        f"with w as ({_METER_WINDOWS}), "
         f"q as (insert into meter_data_15m (meter_id, bucket, {_METER_SUMS}) select * from w "
         + _replace("meter_data_15m", _METER_SUMS)
         + "), "
@@ -434,11 +440,7 @@ async def roll_new_windows(conn: Conn, start: datetime, end: datetime) -> None:
         (start, end),
     )
     await conn.execute(
-        "with w as (select node_id, date_bin('15 minutes', ts, "
-        f"{_ORIGIN}) as bucket, sum(consumption_kwh) as consumption_kwh, sum(production_kwh) as production_kwh, "
-        "sum(consumption_kvah) as consumption_kvah, sum(production_kvah) as production_kvah, sum(kvarh) as kvarh, "
-        "max(apparent_kva) as peak_kva, (array_agg(ts order by apparent_kva desc, ts))[1] as peak_at, "
-        "count(*)::int as intervals from grid_rollups where ts >= %s and ts < %s group by 1, 2), "
+        f"with w as ({_GRID_WINDOWS}), "
         f"q as (insert into grid_rollups_15m (node_id, bucket, {_GRID_SUMS}) select * from w "
         + _replace("grid_rollups_15m", _GRID_SUMS)
         + "), "
