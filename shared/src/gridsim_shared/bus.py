@@ -68,6 +68,11 @@ class _Subscription:
     filter: str
     handler: RawHandler
     concurrent: bool = False
+    # The filter incoming topics are matched against, parsed and validated once rather than per message.
+    match: aiomqtt.Wildcard = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.match = aiomqtt.Wildcard(_strip_share(self.filter))
 
 
 @dataclass
@@ -402,7 +407,7 @@ class Bus:
         payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
         ack = self._ack_for(message)
         for sub in self._subs:
-            if not message.topic.matches(_strip_share(sub.filter)):
+            if not message.topic.matches(sub.match):
                 continue
             if sub.concurrent:
                 task = asyncio.create_task(self._guarded(sub.handler, topic, payload, ack))
