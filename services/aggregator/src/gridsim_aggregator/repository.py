@@ -412,6 +412,24 @@ def _add(table: str, columns: str) -> str:
     return f"on conflict ({key}, bucket) do update set {', '.join(sets)}"
 
 
+def _meter_buckets(width: str, source: str) -> str:
+    """Meter rollups of ``width`` over the finer rollup rows of ``source`` (ungrouped: the caller filters)."""
+    return (
+        f"select meter_id, date_bin('{width}', bucket, {_ORIGIN}), sum(consumption_kwh), sum(production_kwh), "
+        "sum(consumption_kvah), sum(production_kvah), sum(kvarh), sum(voltage_sum), max(current_max), "
+        f"sum(readings) from {source}"
+    )
+
+
+def _grid_buckets(width: str, source: str) -> str:
+    """Grid rollups of ``width`` over the finer rollup rows of ``source`` (ungrouped: the caller filters)."""
+    return (
+        f"select node_id, date_bin('{width}', bucket, {_ORIGIN}), sum(consumption_kwh), sum(production_kwh), "
+        "sum(consumption_kvah), sum(production_kvah), sum(kvarh), max(peak_kva), "
+        f"(array_agg(peak_at order by peak_kva desc, peak_at))[1], sum(intervals) from {source}"
+    )
+
+
 async def roll_new_windows(conn: Conn, start: datetime, end: datetime) -> None:
     """15-minute rollups of windows in [start, end) that were never rolled, added into their hours and days.
 
@@ -429,11 +447,7 @@ async def roll_new_windows(conn: Conn, start: datetime, end: datetime) -> None:
         + "), "
         + ", ".join(
             f"{name} as (insert into meter_data_{target} (meter_id, bucket, {_METER_SUMS}) "
-            f"select meter_id, date_bin('{width}', bucket, {_ORIGIN}), sum(consumption_kwh), "
-            "sum(production_kwh), sum(consumption_kvah), sum(production_kvah), sum(kvarh), sum(voltage_sum), "
-            f"max(current_max), sum(readings) from w group by 1, 2 "
-            + _add(f"meter_data_{target}", _METER_SUMS)
-            + ")"
+            f"{_meter_buckets(width, 'w')} group by 1, 2 " + _add(f"meter_data_{target}", _METER_SUMS) + ")"
             for name, target, width in (("h", "1h", "1 hour"), ("d", "1d", "1 day"))
         )
         + " select 1",
@@ -446,11 +460,7 @@ async def roll_new_windows(conn: Conn, start: datetime, end: datetime) -> None:
         + "), "
         + ", ".join(
             f"{name} as (insert into grid_rollups_{target} (node_id, bucket, {_GRID_SUMS}) "
-            f"select node_id, date_bin('{width}', bucket, {_ORIGIN}), sum(consumption_kwh), sum(production_kwh), "
-            "sum(consumption_kvah), sum(production_kvah), sum(kvarh), max(peak_kva), "
-            "(array_agg(peak_at order by peak_kva desc, peak_at))[1], sum(intervals) from w group by 1, 2 "
-            + _add(f"grid_rollups_{target}", _GRID_SUMS)
-            + ")"
+            f"{_grid_buckets(width, 'w')} group by 1, 2 " + _add(f"grid_rollups_{target}", _GRID_SUMS) + ")"
             for name, target, width in (("h", "1h", "1 hour"), ("d", "1d", "1 day"))
         )
         + " select 1",
@@ -464,18 +474,13 @@ async def roll_coarser(
     """Rollups of ``width`` over buckets of ``source`` in [start, end) (e.g. 15m → 1h, 1h → 1d)."""
     await conn.execute(
         f"insert into meter_data_{target} (meter_id, bucket, {_METER_SUMS}) "
-        f"select meter_id, date_bin('{width}', bucket, {_ORIGIN}), sum(consumption_kwh), sum(production_kwh), "
-        "sum(consumption_kvah), sum(production_kvah), sum(kvarh), sum(voltage_sum), max(current_max), "
-        f"sum(readings) from meter_data_{source} where bucket >= %s and bucket < %s group by 1, 2 "
+        f"{_meter_buckets(width, f'meter_data_{source}')} where bucket >= %s and bucket < %s group by 1, 2 "
         + _replace(f"meter_data_{target}", _METER_SUMS),
         (start, end),
     )
     await conn.execute(
         f"insert into grid_rollups_{target} (node_id, bucket, {_GRID_SUMS}) "
-        f"select node_id, date_bin('{width}', bucket, {_ORIGIN}), sum(consumption_kwh), sum(production_kwh), "
-        "sum(consumption_kvah), sum(production_kvah), sum(kvarh), max(peak_kva), "
-        "(array_agg(peak_at order by peak_kva desc, peak_at))[1], sum(intervals) "
-        f"from grid_rollups_{source} where bucket >= %s and bucket < %s group by 1, 2 "
+        f"{_grid_buckets(width, f'grid_rollups_{source}')} where bucket >= %s and bucket < %s group by 1, 2 "
         + _replace(f"grid_rollups_{target}", _GRID_SUMS),
         (start, end),
     )
