@@ -96,6 +96,9 @@ class ProfileLoad:
     base_kwh_per_min: F64  # Σ base_kWh/min × quantity of this profile's appliances at that meter
     tan_phi: F64  # reactive/active ratio of those appliances (from their power factors)
     units: F64  # how many appliances: many units average out (diversity)
+    # Fixed per meter for a fleet, so worked out when it is built rather than every tick (see _on_fraction).
+    phase: I64  # minutes each meter's sessions or cycles are shifted by
+    period: F64  # a cycling profile's thermostat period in minutes (other modes: unused)
 
 
 @dataclass(frozen=True)
@@ -241,7 +244,10 @@ def build_fleet(seed: int, meters: Sequence[MeterRow], ders: Sequence[DerRow]) -
     for p, rows in sorted(per_profile.items()):
         idx = np.array(sorted(rows), dtype=np.intp)
         values = np.array([rows[int(r)] for r in idx], dtype=np.float64)
-        loads.append(ProfileLoad(p, idx, values[:, 0], values[:, 1] / values[:, 0], values[:, 2]))
+        phase, period = _rhythm(p, key[idx])
+        loads.append(
+            ProfileLoad(p, idx, values[:, 0], values[:, 1] / values[:, 0], values[:, 2], phase, period)
+        )
 
     latitude = np.array([m.latitude for m in order], dtype=np.float64)
     longitude = np.array([m.longitude for m in order], dtype=np.float64)
@@ -288,18 +294,28 @@ def _season_multiplier(season: str, summer: F64) -> F64 | float:
     return 1.0
 
 
+def _rhythm(profile: int, keys: npt.NDArray[np.uint64]) -> tuple[I64, F64]:
+    """Each meter's phase (and, for a cycling profile, its cycle period) for one appliance profile."""
+    slot = _SLOT_OF_PROFILE[profile]
+    # Each meter runs its own phase so sessions and compressor cycles are not synchronised.
+    phase = (randomness.mix64(keys ^ np.uint64(_S_PHASE + profile)) % np.uint64(slot)).astype(np.int64)
+    if _MODE_OF_PROFILE[profile] != "cycle":
+        return phase, np.zeros(0)
+    # A thermostat cycle: period varies ±20 % by meter.
+    period = slot * (0.8 + 0.4 * randomness.uniform(keys, _S_PERIOD + profile, 0))
+    return phase, period
+
+
 def _on_fraction(load: ProfileLoad, duty: F64, keys: npt.NDArray[np.uint64], epoch_min: int) -> F64:
     """Share of rated power drawn this minute, whose expectation over meters and days is ``duty``."""
     mode = _MODE_OF_PROFILE[load.profile]
     slot = _SLOT_OF_PROFILE[load.profile]
     stream = _S_PROFILE_BASE + load.profile
-    # Each meter runs its own phase so sessions and compressor cycles are not synchronised.
-    phase = (randomness.mix64(keys ^ np.uint64(_S_PHASE + load.profile)) % np.uint64(slot)).astype(np.int64)
+    phase = load.phase
     if mode == "cycle":
-        # A thermostat cycle: period varies ±20 % by meter, on for duty × period at the start of each period.
-        period = slot * (0.8 + 0.4 * randomness.uniform(keys, _S_PERIOD + load.profile, 0))
-        position = np.mod(epoch_min + phase, period)
-        on = (position < duty * period).astype(np.float64)
+        # On for duty × period at the start of each period.
+        position = np.mod(epoch_min + phase, load.period)
+        on = (position < duty * load.period).astype(np.float64)
     else:
         sessions = ((epoch_min + phase) // slot).astype(np.uint64)
         u = randomness.uniform(keys, stream, sessions)
