@@ -87,13 +87,10 @@ class SpikePlan:
         placed = []
         for spike in spikes:
             rows = np.array(sorted(row_of[m] for m in spike.meter_ids if m in row_of), dtype=np.intp)
-            if len(rows) or spike.kind == "generator":
+            if len(rows):  # a spike on none of this fleet's meters changes none of its readings
                 placed.append(_Placed(spike, rows))
         self._placed = placed
         self._prosumer = fleet.prosumer
-
-    def __len__(self) -> int:
-        return len(self._placed)
 
     def adjustment(self, when: datetime, interval_s: int) -> Adjustment | None:
         """Factors and additions for the interval starting at ``when``; None when no spike touches it."""
@@ -106,8 +103,6 @@ class SpikePlan:
         touched = False
         for item in self._placed:
             spike, rows = item.spike, item.rows
-            if not len(rows):
-                continue
             e = interval_envelope(spike, when, interval_s)
             if spike.kind == "generator":
                 # The generator's meter reads zero outside its window (installed, not yet or no longer
