@@ -257,7 +257,8 @@ class Engine:
         clock = self._require_owner()
         self._wake.set()  # the wall-clock schedule re-anchors from now
         await self._persist(force=True)
-        await fleet_repository.log_control(self.pool, clock.current, f"clock.{action}", params)
+        async with self.pool.connection() as conn:
+            await control_repository.log(conn, clock.current, f"clock.{action}", {}, params, [])
         await self._publish_clock()
         return self.simulation_time()
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from gridsim_meter_sim.domain import DerRow, MeterRow
 
-__all__ = ["ClockRow", "load_clock", "load_fleet_rows", "log_control", "save_clock"]
+__all__ = ["ClockRow", "load_clock", "load_fleet_rows", "save_clock"]
 
 # Leaf meters linked to an ER, placed under a transformer (their own, or their parent meter's), on the
 # feeders of this shard: feeders ordered by id, index % shards == shard. Statuses other than online and
@@ -101,15 +99,4 @@ async def save_clock(pool: AsyncConnectionPool, clock: ClockRow) -> None:
                 "interval_s": clock.interval_s,
                 "state": clock.state,
             },
-        )
-
-
-async def log_control(
-    pool: AsyncConnectionPool, sim_time: datetime, action: str, params: dict[str, Any]
-) -> None:
-    """Record a clock command in the control log, at the simulated time it took effect."""
-    async with pool.connection() as conn:
-        await conn.execute(
-            "insert into control_log (sim_time, action, params) values (%s, %s, %s)",
-            (sim_time, action, Jsonb(params)),
         )
