@@ -7,6 +7,7 @@ from typing import Any
 from gridsim_shared.messages import ErrorBody
 
 __all__ = [
+    "ClockNotReady",
     "ConflictError",
     "GridsimError",
     "InvalidError",
@@ -57,6 +58,13 @@ class InvalidError(GridsimError):
 
     status = 422
     code = "invalid"
+
+
+class ClockNotReady(GridsimError):
+    """No simulation clock yet (meter-sim has not published or stored one): there is no "now" (HTTP 503)."""
+
+    status = 503
+    code = "clock_not_ready"
 
 
 class RpcTimeout(GridsimError):

@@ -20,7 +20,7 @@ from gridsim_billing.repository import BillRecord, Conn, MeterRow
 from gridsim_billing.settings import Settings
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus, Router
-from gridsim_shared.errors import ConflictError, GridsimError, InvalidError, NotFoundError
+from gridsim_shared.errors import ClockNotReady, ConflictError, InvalidError, NotFoundError
 from gridsim_shared.messages import ClockState, GridEvent, Watermark
 from gridsim_shared.schemas.billing import (
     Bill,
@@ -37,18 +37,11 @@ from gridsim_shared.schemas.billing import (
 )
 from gridsim_shared.topics import EventPath, NoPath
 
-__all__ = ["ClockNotReady", "Deps", "LiveClock", "router"]
+__all__ = ["Deps", "LiveClock", "router"]
 
 _LOGGER = logging.getLogger(__name__)
 
 router: Router[Deps] = Router()
-
-
-class ClockNotReady(GridsimError):
-    """Neither a clock message nor a ``simulation_clock`` row exists yet: there is no "now" to bill at."""
-
-    status = 503
-    code = "clock_not_ready"
 
 
 @dataclass

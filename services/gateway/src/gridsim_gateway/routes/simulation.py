@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from gridsim_gateway.deps import BusDep, SettingsDep, StateDep
-from gridsim_shared.errors import GridsimError
+from gridsim_shared.errors import ClockNotReady
 from gridsim_shared.schemas.simulation import (
     JumpRequest,
     SimulationTime,
@@ -19,13 +19,6 @@ router = APIRouter(tags=["simulation"])
 SERVICE = "meter-sim"
 # A step simulates, publishes and waits for storage; allow for a month of intervals on a big world.
 _STEP_TIMEOUT_FLOOR_S = 600.0
-
-
-class ClockNotReady(GridsimError):
-    """meter-sim has not published the clock yet."""
-
-    status = 503
-    code = "clock_not_ready"
 
 
 @router.get("/simulation-time")
