@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from gridsim_meter_sim import control_repository as repo
 from gridsim_meter_sim import der_repository, meter_repository, worldengine_commands
-from gridsim_meter_sim.handlers import Deps
+from gridsim_meter_sim.handlers import Deps, sim_now
 from gridsim_meter_sim.repository import Conn, catalogue, fetch_one, resolve_appliances
 from gridsim_shared import channels
 from gridsim_shared.bus import Router
@@ -37,14 +37,6 @@ Severity = Literal["info", "warning", "critical"]
 _LOGGER = logging.getLogger(__name__)
 
 router: Router[Deps] = Router()
-
-
-async def _sim_now(deps: Deps, conn: Conn) -> datetime:
-    """The simulated time a change takes effect: the start of the next interval to simulate."""
-    if deps.engine is not None and deps.engine.clock is not None:
-        return deps.engine.clock.current
-    row = await fetch_one(conn, "select current_datetime from simulation_clock")
-    return row["current_datetime"] if row else datetime.now(UTC)
 
 
 async def _publish(deps: Deps, conn: Conn, events: Sequence[tuple[int, GridEvent]]) -> None:
@@ -93,7 +85,7 @@ async def control(body: schemas.ControlRequest, deps: Deps) -> schemas.ControlRe
     """Set K on every meter matching all the given filters (meter, parent's descendants, appliance, pincode)."""
     async with deps.pool.connection() as conn:
         async with conn.transaction():
-            now = await _sim_now(deps, conn)
+            now = await sim_now(deps, conn)
             meter = parent = appliance = None
             if body.meter_id is not None:
                 meter = (await meter_repository.resolve_meter(conn, body.meter_id, field="meter_id"))["id"]
@@ -178,7 +170,7 @@ async def control_log(body: schemas.ControlLogRequest, deps: Deps) -> list[schem
 async def create_spike(body: schemas.SpikeCreate, deps: Deps) -> schemas.Spike:
     """Add a load or source spike, or a generator (a solar farm) at a transformer or feeder."""
     async with deps.pool.connection() as conn, conn.transaction():
-        now = await _sim_now(deps, conn)
+        now = await sim_now(deps, conn)
         spike, target = await repo.create_spike(conn, body, now)
         params = body.model_dump(mode="json", exclude={"scope", "target"}, exclude_none=True)
         params["start"] = spike.start.isoformat()
@@ -220,7 +212,7 @@ def _spike_event(spike: schemas.Spike, meter_codes: list[str]) -> GridEvent:
 async def list_spikes(body: schemas.SpikeListRequest, deps: Deps) -> list[schemas.Spike]:
     """Spikes, newest first; ``active``: only those not ended at the current simulated time."""
     async with deps.pool.connection() as conn:
-        now = await _sim_now(deps, conn)
+        now = await sim_now(deps, conn)
         spikes = await repo.list_spikes(conn, body.limit)
     if body.active is None:
         return spikes
@@ -238,7 +230,7 @@ async def get_spike(body: schemas.SpikeRefRequest, deps: Deps) -> schemas.Spike:
 async def delete_spike(body: schemas.SpikeRefRequest, deps: Deps) -> schemas.Spike:
     """End a spike now (a generator is decommissioned: its meter goes offline); idempotent."""
     async with deps.pool.connection() as conn, conn.transaction():
-        now = await _sim_now(deps, conn)
+        now = await sim_now(deps, conn)
         spike = await repo.cancel_spike(conn, body.spike_id, now)
         await repo.log(
             conn, now, "spike.cancel", {"spike_id": spike.id}, {"kind": spike.kind}, spike.meter_ids
@@ -276,7 +268,7 @@ async def add_der(body: schemas.DerAdd, deps: Deps) -> schemas.DerInfo:
         # A connected solar panel on a consumer's ER: the ER becomes a prosumer (idempotent, so a
         # failure between the two transactions is repaired by the next lifecycle change).
         if await der_repository.promote_to_prosumer(conn, created.er_id):
-            now = await _sim_now(deps, conn)
+            now = await sim_now(deps, conn)
             await repo.log(conn, now, "er.promote", {"er_id": created.er_id}, {"type": "prosumer"}, [])
             deps.on_world_changed()
         return await der_repository.get_der(conn, created.id)
@@ -286,7 +278,7 @@ async def add_der(body: schemas.DerAdd, deps: Deps) -> schemas.DerInfo:
 async def update_der(body: schemas.DerPatch, deps: Deps) -> schemas.DerInfo:
     """Switch a DER, advance its lifecycle (purchased → installed → connected), or change its size."""
     async with deps.pool.connection() as conn, conn.transaction():
-        now = await _sim_now(deps, conn)
+        now = await sim_now(deps, conn)
         before, after, changes = await der_repository.update_der(conn, body)
         if changes:
             meters = [after.meter_id] if after.meter_id is not None else []
@@ -308,7 +300,7 @@ async def update_der(body: schemas.DerPatch, deps: Deps) -> schemas.DerInfo:
 async def delete_der(body: schemas.DerRefRequest, deps: Deps) -> schemas.DerDeleted:
     """Remove a DER from its ER; the waveform changes from the next interval."""
     async with deps.pool.connection() as conn, conn.transaction():
-        now = await _sim_now(deps, conn)
+        now = await sim_now(deps, conn)
         der = await der_repository.delete_der(conn, body.der_id)
         meters = [der.meter_id] if der.meter_id is not None else []
         await repo.log(
@@ -354,7 +346,7 @@ async def meter_event(body: schemas.MeterEventRequest, deps: Deps) -> schemas.Me
     status, severity = _EVENT_EFFECT[body.type]
     async with deps.pool.connection() as conn:
         async with conn.transaction():
-            now = await _sim_now(deps, conn)
+            now = await sim_now(deps, conn)
             found = await meter_repository.resolve_meter(conn, body.meter, field="meter", lock=True)
             row = await fetch_one(
                 conn,

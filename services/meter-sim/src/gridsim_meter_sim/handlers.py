@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -31,6 +32,18 @@ class Deps:
     on_world_changed: Callable[[], None]
     # The clock and physics (None only where a test builds Deps without an engine).
     engine: Engine | None = None
+
+
+async def sim_now(deps: Deps, conn: repository.Conn) -> datetime:
+    """The simulated time a change takes effect: the start of the next interval to simulate.
+
+    The engine's clock when it has one (the stored row lags by up to a second of ticks), else the stored
+    row, else the wall clock before the clock's first tick.
+    """
+    if deps.engine is not None and deps.engine.clock is not None:
+        return deps.engine.clock.current
+    row = await repository.fetch_one(conn, "select current_datetime from simulation_clock")
+    return row["current_datetime"] if row else datetime.now(UTC)
 
 
 router: Router[Deps] = Router()

@@ -8,12 +8,11 @@ change made through gridsim's own API.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from gridsim_meter_sim import control_repository
-from gridsim_meter_sim.handlers import Deps
+from gridsim_meter_sim.handlers import Deps, sim_now
 from gridsim_meter_sim.meter_repository import resolve_meter
 from gridsim_meter_sim.repository import Conn, fetch_all, fetch_one, find_er, valid_id
 from gridsim_meter_sim.world import load_world, read_world, world_path
@@ -51,15 +50,10 @@ _DER_COLUMNS = (
 )
 
 
-async def _log(
-    conn: Conn, action: str, target: dict[str, Any], params: dict[str, Any], meters: list[int]
+async def _log(  # noqa: PLR0917 (the control_log row's columns, in order)
+    deps: Deps, conn: Conn, action: str, target: dict[str, Any], params: dict[str, Any], meters: list[int]
 ) -> None:
-    # The simulated time the change takes effect at; the wall clock before the clock's first tick.
-    await conn.execute(
-        "insert into control_log (sim_time, action, target, params, meter_ids)"
-        " values (coalesce((select current_datetime from simulation_clock), now()), %s, %s, %s, %s)",
-        (action, json.dumps(target), json.dumps(params), meters),
-    )
+    await control_repository.log(conn, await sim_now(deps, conn), action, target, params, meters)
 
 
 async def _meters_of_ers(conn: Conn, er_ids: list[int]) -> list[int]:
@@ -90,6 +84,7 @@ async def create_der(body: schemas.DerCreate, deps: Deps) -> schemas.DerOut:
         )
         assert row is not None
         await _log(
+            deps,
             conn,
             "der_create",
             {"er_id": body.er_id, "der_id": row["id"]},
@@ -126,6 +121,7 @@ async def switch_der(body: schemas.DerSwitch, deps: Deps) -> schemas.DerOut:
         )
         assert row is not None
         await _log(
+            deps,
             conn,
             "der_switch",
             {"er_id": der["er_id"], "der_id": body.der_id},
@@ -148,6 +144,7 @@ async def switch_ders(body: schemas.DersSwitch, deps: Deps) -> schemas.DersSwitc
         ids = sorted(row["id"] for row in rows)
         if ids:
             await _log(
+                deps,
                 conn,
                 "der_switch",
                 {"der_ids": ids},
@@ -177,6 +174,7 @@ async def set_load_factors(body: schemas.LoadFactorsSet, deps: Deps) -> schemas.
             msg = f"meter {missing[0]} not found"
             raise NotFoundError(msg, field="meter_ids", details={"missing": missing})
         await _log(
+            deps,
             conn,
             "load_factor",
             {"meter_ids": found},
@@ -234,7 +232,7 @@ async def reset_world(_body: schemas.ResetWorld, deps: Deps) -> schemas.ResetRes
             " (select count(*) from ders) as ders",
         )
         assert counts is not None
-        await _log(conn, "reset_world", {"world": summary.name}, {"file": str(path)}, [])
+        await _log(deps, conn, "reset_world", {"world": summary.name}, {"file": str(path)}, [])
     deps.on_world_changed()
     _LOGGER.info("world reset to %r: %d meters", summary.name, summary.meters)
     return schemas.ResetResult(
