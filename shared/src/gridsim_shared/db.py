@@ -64,7 +64,9 @@ def list_migrations() -> list[Migration]:
 
 def _connect_kwargs(schema: str) -> dict[str, Any]:
     # The schema is first on the search path, so unqualified names in migrations and queries land there.
-    return {"options": f"-c search_path={schema},public"}
+    # Sessions run in UTC: simulated time is UTC, and timestamps read back (then floored to hours and days
+    # by the aggregator and billing) must not depend on the server's default time zone.
+    return {"options": f"-c search_path={schema},public -c timezone=UTC"}
 
 
 async def connect(
