@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "READING_VALUE_COLUMNS",
     "ClockState",
     "ErrorBody",
     "GridEvent",
@@ -56,6 +57,19 @@ class MeterReading(Message):
     partial: bool = False
 
 
+# The measured quantities of a reading, in the order consumers lay them out as columns.
+READING_VALUE_COLUMNS = (
+    "consumption_kWh",
+    "production_kWh",
+    "consumption_kVAh",
+    "production_kVAh",
+    "avg_current",
+    "avg_voltage",
+    "reactive_power_kVAR",
+    "power_factor",
+)
+
+
 class ReadingBatch(Message):
     """All readings of one transformer's meters for one interval, column by column.
 
@@ -79,17 +93,7 @@ class ReadingBatch(Message):
     @model_validator(mode="after")
     def _columns_align(self) -> ReadingBatch:
         n = len(self.meter_id)
-        for name in (
-            "meter_code",
-            "consumption_kWh",
-            "production_kWh",
-            "consumption_kVAh",
-            "production_kVAh",
-            "avg_current",
-            "avg_voltage",
-            "reactive_power_kVAR",
-            "power_factor",
-        ):
+        for name in ("meter_code", *READING_VALUE_COLUMNS):
             if len(getattr(self, name)) != n:
                 msg = f"column {name} has {len(getattr(self, name))} values, meter_id has {n}"
                 raise ValueError(msg)

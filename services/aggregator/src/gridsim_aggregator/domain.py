@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from gridsim_shared.messages import ReadingBatch
+from gridsim_shared.messages import READING_VALUE_COLUMNS, ReadingBatch
 
 __all__ = [
     "COLUMNS",
@@ -60,16 +60,6 @@ COLUMNS = (
     "power_factor",
 )
 CONS, PROD, CONS_VA, PROD_VA, CURRENT, VOLTAGE, KVAR, PF = range(len(COLUMNS))
-_BATCH_FIELDS = (
-    "consumption_kWh",
-    "production_kWh",
-    "consumption_kVAh",
-    "production_kVAh",
-    "avg_current",
-    "avg_voltage",
-    "reactive_power_kVAR",
-    "power_factor",
-)
 
 
 @dataclass(frozen=True)
@@ -89,8 +79,8 @@ def readings_from_batch(batch: ReadingBatch) -> Readings:
     """A validated batch as columns (``None`` becomes NaN)."""
     # One conversion of every column at once (None → NaN), then rows of 8: ~15 µs per 100-meter batch
     # instead of ~25 µs column by column.
-    columns = np.array([getattr(batch, name) for name in _BATCH_FIELDS], dtype=np.float64)
-    values = np.ascontiguousarray(columns.reshape(len(_BATCH_FIELDS), len(batch)).T)
+    columns = np.array([getattr(batch, name) for name in READING_VALUE_COLUMNS], dtype=np.float64)
+    values = np.ascontiguousarray(columns.reshape(len(READING_VALUE_COLUMNS), len(batch)).T)
     return Readings(
         ts=batch.timestamp.astimezone(UTC),
         interval_s=batch.interval_s,
