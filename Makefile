@@ -8,7 +8,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 # Every bench/bench_*.py, in turn; `make bench BENCH=bench/bench_billing.py` runs one.
 BENCH ?= $(sort $(wildcard bench/bench_*.py))
 
-.PHONY: help install run test lint typecheck bench all
+.PHONY: help install run test lint typecheck bench timescaledb all
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,5 +35,12 @@ typecheck: install ## mypy --strict over every package
 bench: install ## run the benchmarks in bench/ (each writes its results under bench/results)
 	@test -n "$(BENCH)" || { echo "no bench/bench_*.py found" >&2; exit 1; }
 	@set -e; for script in $(BENCH); do echo "==> $$script"; uv run python "$$script"; done
+
+# The PostgreSQL to build TimescaleDB for, and optionally a postgresql.conf to preload it from.
+PG_CONFIG ?= $(or $(shell command -v pg_config 2>/dev/null),/usr/lib/postgresql/15/bin/pg_config)
+PG_CONF ?=
+
+timescaledb: ## build TimescaleDB 2.25.0 from ../shared/vendor into PG_CONFIG's PostgreSQL (PG_CONF=... preloads it)
+	scripts/install-timescaledb.sh --pg-config "$(PG_CONFIG)" $(if $(PG_CONF),--conf "$(PG_CONF)")
 
 all: lint typecheck test ## lint, typecheck and test

@@ -95,8 +95,16 @@ async def open_pool(settings: DbSettings, *, name: str = "gridsim") -> AsyncIter
 
 
 async def timescale_available(conn: psycopg.AsyncConnection[Any]) -> bool:
-    """True when the server can load the ``timescaledb`` extension."""
-    cur = await conn.execute("select 1 from pg_available_extensions where name = 'timescaledb'")
+    """True when the server can use the ``timescaledb`` extension: installed *and* preloaded.
+
+    A PostgreSQL whose folders hold the extension but whose ``shared_preload_libraries`` lacks it (one
+    cluster of several sharing an installation) cannot create it: that server is plain PostgreSQL.
+    """
+    cur = await conn.execute(
+        "select 1 from pg_available_extensions where name = 'timescaledb'"
+        " and 'timescaledb' = any(string_to_array("
+        "   replace(current_setting('shared_preload_libraries'), ' ', ''), ','))"
+    )
     return await cur.fetchone() is not None
 
 
