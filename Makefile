@@ -22,8 +22,11 @@ install: ## install uv when missing, then the locked dependencies into .venv
 run: install ## start gridsim (broker, database and the five services); Ctrl-C stops it
 	uv run gridsim up
 
+# A test that fails is run again, up to twice, and the summary lists it as rerun ("R"): integration tests
+# share two cores with a real broker and database, and one timing-sensitive failure must not hide the rest
+# of the run. A test that fails three times fails the run.
 test: install ## run the tests (integration tests find or start their own broker and database)
-	uv run pytest
+	uv run pytest --reruns 2 --reruns-delay 1
 
 lint: install ## ruff: lint and formatting
 	uv run ruff check .
