@@ -10,8 +10,8 @@ climates: hot-dry (Phoenix), hot-humid (Houston), cold (Minneapolis), monsoon (D
 normal (interpolated between mid-month values), a diurnal cycle whose minimum falls at sunrise and
 maximum at 14:30 local solar time (two half cosines, so the daily mean is the normal), and a seeded
 weather anomaly that persists from day to day (AR(1) over local solar days, interpolated between solar
-noons so nothing jumps at midnight). Cloudy days have a smaller diurnal range than clear ones (see
-:mod:`gridsim_shared.weather`). Everything is a pure function of (climate, time, seed).
+noons so nothing jumps at midnight). Cloudy days have a smaller diurnal range than clear ones: the same
+daily clear-sky index that dims the PV (:mod:`gridsim_shared.weather`) scales the day's swing. Everything is a pure function of (climate, time, seed).
 """
 
 from __future__ import annotations
@@ -65,16 +65,25 @@ class Climate:
     anomaly_sd_c: float  # day-to-day weather anomaly, standard deviation (°C)
     anomaly_persistence: float  # AR(1) coefficient of the anomaly from one day to the next
     source: str  # where the normals come from
+    # Sky (gridsim_shared.weather): monthly fraction of possible sunshine hours, and how much one day's
+    # cloudiness carries to the next (lag-1 correlation of the daily state).
+    sunshine: tuple[float, ...] = (0.6,) * 12
+    sky_persistence: tuple[float, ...] = (0.5,) * 12
 
     def __post_init__(self) -> None:
-        if len(self.mean_c) != 12 or len(self.range_c) != 12:
-            msg = f"climate {self.name}: mean_c and range_c need 12 monthly values"
+        if any(len(v) != 12 for v in (self.mean_c, self.range_c, self.sunshine, self.sky_persistence)):
+            msg = f"climate {self.name}: mean_c, range_c, sunshine and sky_persistence need 12 monthly values"
             raise ValueError(msg)
         if not -90.0 <= self.latitude <= 90.0 or not -180.0 <= self.longitude <= 180.0:
             msg = f"climate {self.name}: latitude/longitude out of range"
             raise ValueError(msg)
         if any(r < 0 for r in self.range_c):
             msg = f"climate {self.name}: a diurnal range cannot be negative"
+            raise ValueError(msg)
+        if not all(0.0 <= v <= 1.0 for v in self.sunshine) or not all(
+            0.0 <= v < 1.0 for v in self.sky_persistence
+        ):
+            msg = f"climate {self.name}: sunshine must be in [0, 1] and sky_persistence in [0, 1)"
             raise ValueError(msg)
         ZoneInfo(self.timezone)  # raises for an unknown zone
 
@@ -103,6 +112,7 @@ def _climate(
     normals: tuple[tuple[float, ...], tuple[float, ...]],
     supply: tuple[float, str],
     anomaly: tuple[float, float],
+    sky: tuple[tuple[float, ...], tuple[float, ...]],
     source: str,
 ) -> Climate:
     return Climate(
@@ -117,6 +127,8 @@ def _climate(
         standard=supply[1],
         anomaly_sd_c=anomaly[0],
         anomaly_persistence=anomaly[1],
+        sunshine=sky[0],
+        sky_persistence=sky[1],
         source=source,
     )
 
@@ -136,6 +148,10 @@ CLIMATES: dict[str, Climate] = {
             ),
             supply=(240.0, "ansi-c84.1"),
             anomaly=(1.6, 0.6),
+            sky=(
+                (0.56, 0.62, 0.69, 0.73, 0.72, 0.73, 0.66, 0.65, 0.72, 0.70, 0.62, 0.54),
+                (0.5, 0.5, 0.5, 0.5, 0.6, 0.7, 0.7, 0.7, 0.6, 0.5, 0.5, 0.5),
+            ),
             source="NOAA NCEI U.S. Climate Normals 1991–2020, San Francisco Downtown (USW00023272)",
         ),
         _climate(
@@ -149,6 +165,10 @@ CLIMATES: dict[str, Climate] = {
             ),
             supply=(240.0, "ansi-c84.1"),
             anomaly=(2.0, 0.65),
+            sky=(
+                (0.77, 0.80, 0.83, 0.88, 0.93, 0.94, 0.85, 0.85, 0.89, 0.88, 0.83, 0.77),
+                (0.5, 0.5, 0.5, 0.6, 0.7, 0.7, 0.6, 0.6, 0.6, 0.6, 0.5, 0.5),
+            ),
             source="NOAA NCEI U.S. Climate Normals 1991–2020, Phoenix Sky Harbor Intl AP (USW00023183)",
         ),
         _climate(
@@ -162,6 +182,7 @@ CLIMATES: dict[str, Climate] = {
             ),
             supply=(240.0, "ansi-c84.1"),
             anomaly=(2.8, 0.65),
+            sky=((0.42, 0.48, 0.51, 0.52, 0.58, 0.64, 0.66, 0.63, 0.60, 0.60, 0.50, 0.44), (0.5,) * 12),
             source="NOAA NCEI U.S. Climate Normals 1991–2020, Houston Intercontinental AP (USW00012960)",
         ),
         _climate(
@@ -175,6 +196,7 @@ CLIMATES: dict[str, Climate] = {
             ),
             supply=(240.0, "ansi-c84.1"),
             anomaly=(4.5, 0.7),
+            sky=((0.51, 0.57, 0.54, 0.56, 0.59, 0.64, 0.70, 0.67, 0.61, 0.56, 0.39, 0.40), (0.5,) * 12),
             source="NOAA NCEI U.S. Climate Normals 1991–2020, Minneapolis–St Paul Intl AP (USW00014922)",
         ),
         _climate(
@@ -188,6 +210,10 @@ CLIMATES: dict[str, Climate] = {
             ),
             supply=(230.0, "cea-india"),
             anomaly=(1.8, 0.7),
+            sky=(
+                (0.66, 0.73, 0.69, 0.73, 0.69, 0.54, 0.39, 0.44, 0.61, 0.77, 0.79, 0.68),
+                (0.6, 0.5, 0.5, 0.5, 0.5, 0.6, 0.7, 0.7, 0.6, 0.6, 0.6, 0.6),
+            ),
             source="India Meteorological Department, Climatological Normals, New Delhi (Safdarjung)",
         ),
         _climate(
@@ -201,6 +227,7 @@ CLIMATES: dict[str, Climate] = {
             ),
             supply=(230.0, "en-50160"),
             anomaly=(3.5, 0.7),
+            sky=((0.23, 0.27, 0.34, 0.46, 0.48, 0.46, 0.47, 0.48, 0.45, 0.38, 0.24, 0.20), (0.5,) * 12),
             source="Deutscher Wetterdienst (DWD) Klimareferenzperiode 1991–2020, Berlin-Tempelhof (433)",
         ),
         _climate(
@@ -214,6 +241,7 @@ CLIMATES: dict[str, Climate] = {
             ),
             supply=(230.0, "as-60038"),
             anomaly=(2.0, 0.6),
+            sky=((0.51, 0.50, 0.52, 0.58, 0.59, 0.59, 0.65, 0.69, 0.65, 0.60, 0.54, 0.53), (0.5,) * 12),
             source="Bureau of Meteorology climate statistics, Sydney (Observatory Hill) 066062",
         ),
     )
@@ -359,6 +387,21 @@ def _diurnal_shape(solar_hour: F64, sunrise: F64) -> F64:
     return np.where(rising, up, falling)
 
 
+def _cloud_factor(climate: Climate, solar_s: I64, epoch: I64, seed: int) -> F64:
+    """How the day's sky scales its diurnal range: clear days swing more than the month's mean, cloudy less.
+
+    Clouds cut daytime heating and night-time radiative cooling alike; 0.55 + 0.45 k/k̄ keeps the month's
+    mean range while a heavy overcast day (k ≈ 0.2 in a k̄ ≈ 0.8 month) swings about two thirds as much.
+    """
+    # weather imports this module (Climate, DAY_S): imported here to keep the dependency one-way at load.
+    from gridsim_shared import weather
+
+    k = weather.blended_daily_index(climate, solar_s, seed)
+    k_mean = _monthly(tuple(weather.mean_clear_sky_index(s) for s in climate.sunshine), epoch)
+    factor: F64 = np.clip(0.55 + 0.45 * k / k_mean, 0.4, 1.4)
+    return factor
+
+
 def outdoor_temperature_c(climate: Climate, epoch_s: npt.ArrayLike, seed: int) -> F64:
     """Outdoor air temperature (°C) at each instant: normal + diurnal cycle + the day's weather.
 
@@ -378,5 +421,9 @@ def outdoor_temperature_c(climate: Climate, epoch_s: npt.ArrayLike, seed: int) -
     days = np.stack([day, day + 1])
     anomaly = daily_anomaly_c(climate, days, seed)
     weather = (1.0 - w) * anomaly[0] + w * anomaly[1]
-    temperature: F64 = mean + weather + half_range * _diurnal_shape(solar_hour, sunrise)
+    temperature: F64 = (
+        mean
+        + weather
+        + half_range * _cloud_factor(climate, solar_s, epoch, seed) * _diurnal_shape(solar_hour, sunrise)
+    )
     return temperature
