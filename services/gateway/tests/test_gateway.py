@@ -12,6 +12,7 @@ from gridsim_aggregator.__main__ import serve as serve_aggregator
 from gridsim_billing.__main__ import serve as serve_billing
 from gridsim_feasibility.__main__ import serve as serve_feasibility
 from gridsim_gateway.main import create_app
+from gridsim_gateway.security import OPERATE
 from gridsim_meter_sim.__main__ import serve as serve_meter_sim
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
@@ -99,7 +100,7 @@ async def test_api_keys_guard_mutating_routes_only_when_configured(settings: Set
         configured = settings.model_copy(update={"gateway": GatewaySettings(api_keys=keys)})
         app = create_app(configured)
 
-        @app.post("/probe")
+        @app.post("/probe", dependencies=[OPERATE])
         async def probe() -> dict[str, bool]:
             return {"done": True}
 

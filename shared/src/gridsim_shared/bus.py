@@ -259,6 +259,7 @@ class Bus:
                     clean_session=None if self.settings.protocol == "5" else self._clean_session,
                     max_inflight_messages=1000,
                     timeout=10,
+                    tls_params=_tls_params(self.settings),
                 ) as client:
                     if self._manual_ack:
                         # aiomqtt has no manual-ack API; paho's does: PUBACK is sent only by Ack callbacks,
@@ -406,6 +407,11 @@ class Bus:
         topic = message.topic.value
         payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
         ack = self._ack_for(message)
+        if len(payload) > self.settings.max_message_bytes:
+            # Never parsed: a huge message would cost every subscriber its memory and time.
+            self._drop(topic, payload[:200], ValueError(f"{len(payload)} bytes is over max_message_bytes"))
+            ack()
+            return
         for sub in self._subs:
             if not message.topic.matches(sub.match):
                 continue
@@ -553,6 +559,15 @@ def _bind(handler: Callable[..., Awaitable[Any]], deps: Any) -> Callable[..., Aw
         return await handler(arg, deps)
 
     return bound
+
+
+def _tls_params(settings: MqttSettings) -> aiomqtt.TLSParameters | None:
+    """TLS for ``mqtts://`` URLs: the configured CA (else the system's) and the client certificate, if any."""
+    if not settings.tls:
+        return None
+    return aiomqtt.TLSParameters(
+        ca_certs=settings.ca_file, certfile=settings.cert_file, keyfile=settings.key_file
+    )
 
 
 def _strip_share(filter_: str) -> str:

@@ -16,6 +16,8 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "API_ROLES",
+    "ApiRole",
     "BillingSettings",
     "DbSettings",
     "FeasibilitySettings",
@@ -24,6 +26,7 @@ __all__ = [
     "MqttSettings",
     "Settings",
     "SimSettings",
+    "role_and_key",
 ]
 
 
@@ -36,6 +39,13 @@ class MqttSettings(BaseModel):
     protocol: Literal["3.1.1", "5"] = "3.1.1"
     username: str | None = None
     password: str | None = None
+    # TLS (mqtts:// URLs): the CA that signed the broker's certificate, and this client's certificate and
+    # key when the broker asks for one. Empty ca_file with mqtts:// uses the system's trusted CAs.
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    # Larger incoming messages are logged, counted and dropped unread (the broker caps what it accepts too).
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     keepalive_s: int = Field(default=30, ge=5)
     rpc_timeout_s: float = Field(default=10.0, gt=0)
 
@@ -45,15 +55,20 @@ class MqttSettings(BaseModel):
         return urlsplit(self.url).hostname or "127.0.0.1"
 
     @property
+    def tls(self) -> bool:
+        """True for ``mqtts://`` (or ``ssl://``) URLs."""
+        return urlsplit(self.url).scheme in {"mqtts", "ssl"}
+
+    @property
     def port(self) -> int:
-        """Port parsed from the URL (1883 when absent)."""
-        return urlsplit(self.url).port or 1883
+        """Port parsed from the URL (1883 when absent, 8883 for mqtts://)."""
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
 
     @field_validator("url")
     @classmethod
     def _mqtt_scheme(cls, value: str) -> str:
-        if urlsplit(value).scheme not in {"mqtt", "tcp"}:
-            msg = f"GRIDSIM_MQTT__URL must start with mqtt:// (got {value!r})"
+        if urlsplit(value).scheme not in {"mqtt", "tcp", "mqtts", "ssl"}:
+            msg = f"GRIDSIM_MQTT__URL must start with mqtt:// or mqtts:// (got {value!r})"
             raise ValueError(msg)
         return value
 
@@ -96,18 +111,60 @@ class SimSettings(BaseModel):
     step_ack_timeout_s: float = Field(default=30.0, gt=0)
 
 
+ApiRole = Literal["read", "operate", "admin"]
+# Each role may do what the ones before it may.
+API_ROLES: tuple[ApiRole, ...] = ("read", "operate", "admin")
+
+
 class GatewaySettings(BaseModel):
     """The HTTP gateway."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    # Mutating routes need one of these in X-API-Key when any is set; open when empty.
+    # X-API-Key values, each "role:key" (role read, operate or admin) or a bare key (admin). When any is set,
+    # mutating routes need a key of their role (401 without one, 403 with too small a role).
     api_keys: list[str] = []
+    # With keys configured, reads stay open unless this is false (then every route but /health needs one).
+    public_reads: bool = True
+    # Binding beyond loopback with no key is refused unless this says the gateway may run open on purpose.
+    allow_open: bool = False
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="largest request body")
+    max_streams_per_client: int = Field(
+        default=8, ge=1, description="live streams open at once per key or IP"
+    )
     overload_webhook_url: str | None = None
     overload_webhook_share: float = Field(default=0.9, gt=0)
+    # Signs each webhook body: X-Gridsim-Signature: sha256=<hex HMAC of the body>. Unsigned when unset.
+    overload_webhook_secret: str | None = None
     # DEG World Engine streams (/meter-data-simulator/...): the original's periods, in real seconds.
     we_transformer_stream_s: float = Field(default=10.0, gt=0)
     we_dataset_poll_s: float = Field(default=1.0, gt=0)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_long_enough(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not role_and_key(entry)[1]:
+                msg = f"GRIDSIM_GATEWAY__API_KEYS: {entry!r} has an empty key"
+                raise ValueError(msg)
+        return value
+
+    def key_roles(self) -> dict[str, ApiRole]:
+        """Each configured key and its role."""
+        roles: dict[str, ApiRole] = {}
+        for entry in self.api_keys:
+            role, key = role_and_key(entry)
+            roles[key] = role
+        return roles
+
+
+def role_and_key(entry: str) -> tuple[ApiRole, str]:
+    """``"operate:abc"`` -> ("operate", "abc"); a bare key (or an unknown prefix) is an admin key."""
+    head, sep, tail = entry.partition(":")
+    for role in API_ROLES:
+        if sep and head == role:
+            return role, tail
+    return "admin", entry
 
 
 class BillingSettings(BaseModel):

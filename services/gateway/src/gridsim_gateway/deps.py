@@ -1,28 +1,18 @@
-"""FastAPI dependencies: the bus, the pool, the live state, and the API-key guard for mutating routes."""
+"""FastAPI dependencies: the bus, the pool, the settings, the live state and the live-stream slots."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from psycopg_pool import AsyncConnectionPool
 
+from gridsim_gateway.security import StreamSlots
 from gridsim_gateway.settings import Settings
 from gridsim_gateway.state import LiveState
 from gridsim_shared.bus import Bus
-from gridsim_shared.errors import GridsimError
 
-__all__ = ["BusDep", "PoolDep", "SettingsDep", "StateDep", "require_api_key"]
-
-_SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-
-
-class Unauthorized(GridsimError):
-    """A mutating request without a valid API key while keys are configured."""
-
-    status = 401
-    code = "unauthorized"
+__all__ = ["BusDep", "PoolDep", "SettingsDep", "StateDep", "StreamsDep"]
 
 
 def get_bus(request: Request) -> Bus:
@@ -49,23 +39,14 @@ def get_live(request: Request) -> LiveState:
     return live
 
 
+def get_streams(request: Request) -> StreamSlots:
+    """Live streams open per client."""
+    streams: StreamSlots = request.state.streams
+    return streams
+
+
 BusDep = Annotated[Bus, Depends(get_bus)]
 PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StateDep = Annotated[LiveState, Depends(get_live)]
-
-
-async def require_api_key(
-    request: Request,
-    settings: SettingsDep,
-    x_api_key: Annotated[
-        str | None, Header(description="required on mutating routes when keys are configured")
-    ] = None,
-) -> None:
-    """Refuse a mutating request without a configured key; open when no key is configured."""
-    keys = settings.gateway.api_keys
-    if not keys or request.method in _SAFE_METHODS:
-        return
-    if x_api_key is None or not any(secrets.compare_digest(x_api_key, k) for k in keys):
-        msg = "a valid X-API-Key header is required for this route"
-        raise Unauthorized(msg, field="X-API-Key")
+StreamsDep = Annotated[StreamSlots, Depends(get_streams)]

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
+from starlette.responses import Response
 
-from gridsim_gateway.deps import require_api_key
-from gridsim_gateway.errors import install_error_handlers
+from gridsim_gateway.errors import error_response, install_error_handlers
 from gridsim_gateway.routes import (
     admin,
     billing,
@@ -21,12 +21,16 @@ from gridsim_gateway.routes import (
     readings,
     simulation,
 )
+from gridsim_gateway.security import ADMIN, OPERATE, RequestGuard, StreamSlots, check_exposure
 from gridsim_gateway.settings import Settings
 from gridsim_gateway.state import LiveState
+from gridsim_gateway.worldengine import PREFIXES as WORLD_ENGINE_PREFIXES
 from gridsim_gateway.worldengine import install as install_world_engine
+from gridsim_gateway.worldengine.envelope import strapi_error_from
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import open_pool
+from gridsim_shared.errors import GridsimError
 
 __all__ = ["SERVICE", "create_app"]
 
@@ -37,12 +41,23 @@ gridsim serves a simulated electricity distribution grid (utility → feeder →
 household and its appliances) as live smart-meter data over MQTT and HTTP.
 
 Errors are JSON: `{"error": {"status", "code", "message", "field", "details"}}` with a 4xx naming the field.
-Mutating routes need an `X-API-Key` header when API keys are configured (`GRIDSIM_GATEWAY__API_KEYS`).
+When API keys are configured (`GRIDSIM_GATEWAY__API_KEYS`, roles read < operate < admin), mutating routes
+need an `X-API-Key` of their role: 401 without a valid key, 403 with too small a role. Mutating requests
+take `application/json` bodies only (415 otherwise), are refused from other sites (403) and above
+`GRIDSIM_GATEWAY__MAX_BODY_BYTES` (413). See docs/security.md.
 """
 
 
+def _render(path: str, error: GridsimError) -> Response:
+    """An error from the request guard, in the envelope of the API the path belongs to."""
+    if path.startswith(WORLD_ENGINE_PREFIXES):
+        return strapi_error_from(error).response()
+    return error_response(error.body())
+
+
 def create_app(settings: Settings) -> FastAPI:
-    """Build the gateway application for ``settings``."""
+    """Build the gateway application for ``settings`` (refused when it would run open beyond loopback)."""
+    check_exposure(settings.gateway)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -55,24 +70,20 @@ def create_app(settings: Settings) -> FastAPI:
             await bus.subscribe(channels.CLOCK, live.on_clock)
             await bus.subscribe(channels.WATERMARK, live.on_watermark)
             await bus.subscribe(channels.ROLLUP_TRANSFORMER, live.on_transformer_rollup)
-            yield {"bus": bus, "pool": pool, "settings": settings, "live": live}
+            yield {"bus": bus, "pool": pool, "settings": settings, "live": live, "streams": StreamSlots()}
 
     app = FastAPI(
         title="gridsim",
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        dependencies=[Depends(require_api_key)],
     )
     install_error_handlers(app)
+    app.add_middleware(RequestGuard, max_body_bytes=settings.gateway.max_body_bytes, render=_render)
+    # /health stays open to every caller (the launcher and probes poll it); the rest need their role.
     app.include_router(health.router)
-    app.include_router(simulation.router)
-    app.include_router(billing.router)
-    app.include_router(dashboard.router)
-    app.include_router(feasibility.router)
-    app.include_router(admin.router)
-    app.include_router(grid.router)
-    app.include_router(readings.router)
-    app.include_router(controls.router)
+    for module in (simulation, billing, dashboard, feasibility, grid, readings, controls):
+        app.include_router(module.router, dependencies=[OPERATE])
+    app.include_router(admin.router, dependencies=[ADMIN])
     install_world_engine(app, settings)
     return app

@@ -8,8 +8,10 @@ from pydantic import Field
 
 __all__ = ["MAX_OFFSET", "Offset", "Page"]
 
-# Offsets and pages end up in SQL `offset` (a bigint); anything beyond a 32-bit count is no real page.
-MAX_OFFSET = 2**31 - 1
+# Offsets and pages end up in SQL `offset`, which reads and throws away every skipped row: a caller could
+# make each request scan a whole table. A million rows is more than any page a client walks to; past that,
+# narrow the query (a time range, a filter) instead (docs/security.md).
+MAX_OFFSET = 1_000_000
 
 Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET, description="rows to skip")]
 Page = Annotated[int, Field(ge=1, le=MAX_OFFSET // 1000, description="1-based page number")]

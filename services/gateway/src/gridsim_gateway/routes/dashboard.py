@@ -27,7 +27,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from gridsim_gateway.deps import BusDep, PoolDep, StateDep
+from gridsim_gateway.deps import BusDep, PoolDep, StateDep, StreamsDep
 from gridsim_gateway.state import LiveState
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
@@ -212,10 +212,12 @@ async def _stream(
     responses={200: {"content": {"text/event-stream": {}}, "description": "a stream of SSE messages"}},
 )
 async def events_live(
+    *,
     request: Request,
     bus: BusDep,
     pool: PoolDep,
     live: StateDep,
+    streams: StreamsDep,
     recent: Annotated[int, Query(ge=0, le=500, description="stored events sent first")] = 50,
 ) -> EventSourceResponse:
     """Live updates as Server-Sent Events, coalesced to at most four flushes a second.
@@ -227,4 +229,4 @@ async def events_live(
     overload, voltage, tamper, spike, ...).
     """
     feed = await _feed_of(bus)
-    return EventSourceResponse(_stream(request, feed, live, pool, recent), ping=15)
+    return EventSourceResponse(streams.guard(request, _stream(request, feed, live, pool, recent)), ping=15)

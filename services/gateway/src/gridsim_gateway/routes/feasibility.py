@@ -13,6 +13,7 @@ from pydantic import TypeAdapter
 
 from gridsim_gateway.deps import BusDep
 from gridsim_gateway.routes import json_examples
+from gridsim_gateway.security import ADMIN
 from gridsim_shared.schemas.feasibility import (
     CheckResult,
     Connection,
@@ -143,7 +144,7 @@ async def get_connection(connection_id: UUID, bus: BusDep) -> Connection:
     )
 
 
-@router.post("/admin/transformers", status_code=status.HTTP_201_CREATED, tags=["admin"])
+@router.post("/admin/transformers", status_code=status.HTTP_201_CREATED, tags=["admin"], dependencies=[ADMIN])
 async def create_transformer(body: TransformerCreate, bus: BusDep) -> Transformer:
     """Add a transformer (a grid node under a feeder; default: the nearest feeder)."""
     return Transformer.model_validate(await bus.request(SERVICE, "create_transformer", body))

@@ -16,7 +16,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from gridsim_gateway.deps import PoolDep, StateDep
+from gridsim_gateway.deps import PoolDep, StateDep, StreamsDep
 from gridsim_gateway.state import LiveState
 from gridsim_shared.errors import NotFoundError
 from gridsim_shared.schemas.readings import RESOLUTIONS, NodeRollupPoint, ReadingPoint, Resolution
@@ -183,6 +183,7 @@ async def meter_stream_live(
     request: Request,
     pool: PoolDep,
     live: StateDep,
+    streams: StreamsDep,
     meter_id: MeterParam,
     from_: FromParam = None,
 ) -> EventSourceResponse:
@@ -192,7 +193,9 @@ async def meter_stream_live(
     shows is what ``GET /meter/stream`` returns. ``from`` replays stored readings from that time first.
     """
     meter = await find_meter(pool, meter_id)
-    return EventSourceResponse(_live(request, pool, live, meter, _utc(from_)), ping=15)
+    return EventSourceResponse(
+        streams.guard(request, _live(request, pool, live, meter, _utc(from_))), ping=15
+    )
 
 
 async def _live(

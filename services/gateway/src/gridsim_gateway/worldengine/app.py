@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
-from gridsim_gateway.deps import require_api_key
+from gridsim_gateway.security import OPERATE
 from gridsim_gateway.worldengine import grid, households, meters, trades
 from gridsim_gateway.worldengine.envelope import install_strapi_errors
 from gridsim_gateway.worldengine.webhook import overload_webhook
@@ -33,8 +33,8 @@ def create_world_engine() -> FastAPI:
         title="gridsim — DEG World Engine compatibility",
         version="0.1.0",
         description=DESCRIPTION,
-        # gridsim's key policy holds here too: writes need X-API-Key when keys are configured.
-        dependencies=[Depends(require_api_key)],
+        # gridsim's key policy holds here too: writes need an operate key (the reset an admin one).
+        dependencies=[OPERATE],
     )
     install_strapi_errors(app)
     for module in (grid, meters, households, trades):

@@ -112,6 +112,15 @@ class _StrapiServerError(StrapiError):
         self.status = status
 
 
+# Statuses kept as they are (not folded into Strapi's 400 ValidationError), with Strapi's error names.
+_STATUS_NAMES = {
+    403: "ForbiddenError",
+    413: "PayloadTooLargeError",
+    415: "UnsupportedMediaTypeError",
+    429: "RateLimitError",
+}
+
+
 def strapi_error_from(
     exc: GridsimError,
     *,
@@ -128,6 +137,10 @@ def strapi_error_from(
         return StrapiNotFound(not_found or exc.message, path=path)
     if exc.status == 401:
         return StrapiUnauthorized(exc.message, path=path)
+    if exc.status in _STATUS_NAMES:
+        error = StrapiError(exc.message, path=path)
+        error.status, error.name = exc.status, _STATUS_NAMES[exc.status]
+        return error
     if 400 <= exc.status < 500:
         message = exc.message
         if exc.status == 409 and field == "code":

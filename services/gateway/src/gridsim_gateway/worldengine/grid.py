@@ -16,7 +16,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from gridsim_gateway.deps import BusDep, SettingsDep
+from gridsim_gateway.deps import BusDep, SettingsDep, get_streams
+from gridsim_gateway.security import ADMIN
 from gridsim_gateway.worldengine import readings
 from gridsim_gateway.worldengine.common import call, fetch, parse_id, reading
 from gridsim_gateway.worldengine.entities import APPLIANCE, METER, UTILITY
@@ -46,10 +47,10 @@ async def utility_detailed(request: Request) -> JSONResponse:
     return JSONResponse({"utilities": utilities})
 
 
-@router.put("/utility/reset")
+@router.put("/utility/reset", dependencies=[ADMIN])
 async def reset_utility(bus: BusDep) -> JSONResponse:
     """Back to the demo world: grid, meters, households, DERs and readings are deleted and the demo world
-    is loaded again (new ids). Appliances, P2P trades and bills stay. Needs the API key when keys are set."""
+    is loaded again (new ids). Appliances, P2P trades and bills stay. Needs an admin key when keys are set."""
     result = await call(bus, "meter-sim", "reset_world", {})
     return JSONResponse(
         {"message": "Utility reset successfully", "result": [None] * int(result["utilities"])}
@@ -105,6 +106,7 @@ def _lines(request: Request) -> int | None:
 
 
 def _stream(
+    request: Request,
     produce: Callable[[], Awaitable[dict[str, Any] | None]],
     period: float,
     lines: int | None,
@@ -129,7 +131,8 @@ def _stream(
                     return
             await asyncio.sleep(period)
 
-    return StreamingResponse(body(), media_type="application/json", headers=_STREAM_HEADERS)
+    stream = get_streams(request).guard(request, body())
+    return StreamingResponse(stream, media_type="application/json", headers=_STREAM_HEADERS)
 
 
 @router.get("/transformer-load-streamed/{transformer_id}")
@@ -150,7 +153,7 @@ async def transformer_load_stream(
         capacity = (row["transformer"] or {}).get("max_capacity_KW")
         return row | readings.health(row["current_transformer_load"], capacity)
 
-    return _stream(latest, settings.gateway.we_transformer_stream_s, lines, only_new=False)
+    return _stream(request, latest, settings.gateway.we_transformer_stream_s, lines, only_new=False)
 
 
 @router.get("/meter-datasets/{meter_id}")
@@ -194,4 +197,4 @@ async def meter_dataset_stream(meter_id: str, request: Request, settings: Settin
             row.pop("meter_id")
         return row
 
-    return _stream(latest, settings.gateway.we_dataset_poll_s, lines, only_new=True)
+    return _stream(request, latest, settings.gateway.we_dataset_poll_s, lines, only_new=True)

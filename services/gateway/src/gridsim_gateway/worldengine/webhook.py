@@ -5,12 +5,21 @@ It listens to the aggregator's retained transformer rollups (one per transformer
 ones the gateway's live state keeps) and posts, for every rollup above the share, the World Engine's body
 ``{"transformer": {...scalars, "substation": {...}}, "totalBaseKWh": load}`` plus gridsim's timestamp and
 loading. A post that fails is logged and not retried: the next interval posts again while the overload lasts.
+
+With ``gateway.overload_webhook_secret`` set, each post is signed so a receiver can trust it:
+``X-Gridsim-Timestamp`` (Unix seconds) and ``X-Gridsim-Signature: sha256=<hex>``, the HMAC-SHA256 of
+``"{timestamp}." + body`` under the secret. :func:`verify_signature` is the receiver's check (it also refuses
+a timestamp older than five minutes, so a captured post cannot be replayed later).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,7 +36,11 @@ from gridsim_shared.ids import TransformerPath
 from gridsim_shared.messages import Rollup
 from gridsim_shared.settings import Settings
 
-__all__ = ["OverloadWebhook", "loading_share", "overload_webhook"]
+__all__ = ["OverloadWebhook", "loading_share", "overload_webhook", "sign", "verify_signature"]
+
+SIGNATURE_HEADER = "X-Gridsim-Signature"
+TIMESTAMP_HEADER = "X-Gridsim-Timestamp"
+_MAX_AGE_S = 300
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -41,11 +54,38 @@ def loading_share(rollup: Rollup) -> float | None:
     return None
 
 
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The signature header value for ``body`` sent at ``timestamp``."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"sha256={mac.hexdigest()}"
+
+
+def verify_signature(
+    secret: str, timestamp: str, body: bytes, signature: str, *, now: float | None = None
+) -> bool:
+    """True when ``signature`` is ``body``'s at ``timestamp`` under ``secret`` and the timestamp is recent."""
+    if not timestamp.isdigit():
+        return False
+    age = (time.time() if now is None else now) - int(timestamp)
+    if abs(age) > _MAX_AGE_S:
+        return False
+    return hmac.compare_digest(sign(secret, int(timestamp), body), signature)
+
+
 class OverloadWebhook:
     """Posts the alert for each overloaded transformer rollup; counts what it sent and what failed."""
 
-    def __init__(self, url: str, share: float, pool: AsyncConnectionPool, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        url: str,
+        share: float,
+        pool: AsyncConnectionPool,
+        client: httpx.AsyncClient,
+        *,
+        secret: str | None = None,
+    ) -> None:
         self.url = url
+        self.secret = secret
         self.share = share
         self.pool = pool
         self.client = client
@@ -82,7 +122,13 @@ class OverloadWebhook:
 
     async def _post(self, rollup: Rollup, share: float) -> None:
         try:
-            response = await self.client.post(self.url, json=await self.body(rollup, share))
+            content = json.dumps(await self.body(rollup, share)).encode()
+            headers = {"Content-Type": "application/json"}
+            if self.secret:
+                timestamp = int(time.time())
+                headers[TIMESTAMP_HEADER] = str(timestamp)
+                headers[SIGNATURE_HEADER] = sign(self.secret, timestamp, content)
+            response = await self.client.post(self.url, content=content, headers=headers)
             response.raise_for_status()
             self.sent += 1
         except (httpx.HTTPError, OSError) as exc:
@@ -105,7 +151,13 @@ async def overload_webhook(
         yield None
         return
     async with httpx.AsyncClient(timeout=10) as client:
-        hook = OverloadWebhook(url, settings.gateway.overload_webhook_share, pool, client)
+        hook = OverloadWebhook(
+            url,
+            settings.gateway.overload_webhook_share,
+            pool,
+            client,
+            secret=settings.gateway.overload_webhook_secret,
+        )
         await bus.subscribe(channels.ROLLUP_TRANSFORMER, hook.on_rollup)
         try:
             yield hook
