@@ -159,6 +159,10 @@ class Bus:
         self.handler_errors = 0
         self.received = 0
         self.reconnects = 0
+        self.publish_retries = 0  # publishes retried after a timeout or a lost connection
+        # Set by a Supervisor: its counters and problems go into every status this bus publishes.
+        self.health: Callable[[], tuple[dict[str, Any], list[str]]] | None = None
+        self.heartbeat_s: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Bus:
@@ -212,15 +216,28 @@ class Bus:
         await asyncio.wait_for(self._connected.wait(), timeout)
 
     def _status(self, state: str) -> ServiceStatus:
-        detail = {"received": self.received, "dropped": self.dropped, "handler_errors": self.handler_errors}
+        detail: dict[str, Any] = {
+            "received": self.received,
+            "dropped": self.dropped,
+            "handler_errors": self.handler_errors,
+            "reconnects": self.reconnects,
+            "publish_retries": self.publish_retries,
+        }
         if self._status_detail is not None:
             detail |= self._status_detail()
+        problems: list[str] = []
+        if self.health is not None:
+            extra, problems = self.health()
+            detail |= extra
         return ServiceStatus(
             service=self.service,
             instance=self.instance,
             state="online" if state == "online" else "offline",
             started_at=self.started_at,
             detail=detail,
+            heartbeat_at=datetime.now(UTC),
+            heartbeat_s=self.heartbeat_s,
+            problems=problems,
         )
 
     async def _publish_status(self, state: str) -> None:
@@ -278,15 +295,20 @@ class Bus:
                     backoff = 0.2
                     async for message in client.messages:
                         await self._dispatch(message)
-            except aiomqtt.MqttError as exc:
+            except Exception as exc:
+                # Whatever ends the connection (a broker gone, or a bug below), the loop reconnects:
+                # a bus that stops in silence would leave the service deaf while it looks alive.
                 self._connected.clear()
                 self._client = None
                 if self._closing:
                     return
                 self.reconnects += 1
-                _LOGGER.warning(
-                    "MQTT connection to %s lost (%s); retrying in %.1f s", self.settings.url, exc, backoff
-                )
+                if isinstance(exc, aiomqtt.MqttError):
+                    _LOGGER.warning(
+                        "MQTT connection to %s lost (%s); retrying in %.1f s", self.settings.url, exc, backoff
+                    )
+                else:
+                    _LOGGER.exception("MQTT connection loop failed; reconnecting in %.1f s", backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
         self._connected.clear()
@@ -341,10 +363,18 @@ class Bus:
                 return
             except aiomqtt.MqttCodeError as exc:
                 if exc.rc in (paho.MQTT_ERR_NO_CONN, paho.MQTT_ERR_CONN_LOST):
+                    self.publish_retries += 1
                     self._connected.clear()
                     await asyncio.sleep(0.05)
                     continue
                 raise
+            except aiomqtt.MqttError as exc:
+                # aiomqtt raises a plain MqttError when the PUBACK does not come within its timeout (a
+                # broker frozen or overloaded). The message may or may not have arrived; publishing it
+                # again is safe (consumers de-duplicate) and losing it is not.
+                self.publish_retries += 1
+                _LOGGER.warning("publish on %s not acknowledged (%s); publishing it again", topic, exc)
+                await asyncio.sleep(0.05)
 
     # ------------------------------------------------------------------ subscribing
     async def subscribe_raw(self, filter_: str, handler: RawHandler, *, concurrent: bool = False) -> None:

@@ -157,6 +157,11 @@ class ServiceStatus(Message):
     version: str = "0.1.0"
     started_at: AwareDatetime | None = None
     detail: dict[str, Any] = {}
+    # Republished every ``heartbeat_s`` while the service lives (docs/operations.md): a status whose
+    # heartbeat is stale belongs to a hung process; ``problems`` lists stalled or failed tasks.
+    heartbeat_at: AwareDatetime | None = None
+    heartbeat_s: float | None = None
+    problems: list[str] = []
 
 
 class GridEvent(Message):

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -27,7 +28,7 @@ def run_main(service: str, serve: Callable[[Settings, asyncio.Event], Coroutine[
     settings = Settings()
     configure_logging(settings.log, service)
 
-    async def runner() -> None:
+    async def runner() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -37,13 +38,27 @@ def run_main(service: str, serve: Callable[[Settings, asyncio.Event], Coroutine[
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
+        code = 0
         try:
             await asyncio.wait_for(serving, SHUTDOWN_GRACE_S)
+            if not stop.is_set():
+                # serve() returned on its own: the service stopped working, which must never be silent.
+                _LOGGER.critical("%s stopped serving without being asked to; exiting non-zero", service)
+                code = 1
         except TimeoutError:
             _LOGGER.warning(
                 "%s did not stop within %.0f s; its remaining work was cancelled", service, SHUTDOWN_GRACE_S
             )
+        except Exception:
+            # A supervised task failed beyond its restart budget, or start-up failed: exit non-zero so
+            # the launcher (or compose's restart policy) starts a fresh process.
+            _LOGGER.critical("%s failed; exiting non-zero", service, exc_info=True)
+            code = 1
         _LOGGER.info("%s stopped", service)
+        return code
 
+    code = 0
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(runner())
+        code = asyncio.run(runner())
+    if code:
+        sys.exit(code)

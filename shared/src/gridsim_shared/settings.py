@@ -27,6 +27,7 @@ __all__ = [
     "Settings",
     "SimSettings",
     "role_and_key",
+    "SupervisionSettings",
 ]
 
 
@@ -114,6 +115,22 @@ class SimSettings(BaseModel):
 ApiRole = Literal["read", "operate", "admin"]
 # Each role may do what the ones before it may.
 API_ROLES: tuple[ApiRole, ...] = ("read", "operate", "admin")
+
+
+class SupervisionSettings(BaseModel):
+    """Supervised tasks and heartbeats (docs/operations.md)."""
+
+    # The retained status is republished this often with ``heartbeat_at``; a reader calls a service
+    # stalled when its last heartbeat is older than ``stale_after_beats`` periods.
+    heartbeat_s: float = Field(default=5.0, gt=0)
+    stale_after_beats: float = Field(default=4.0, ge=2)
+    # A task that crashes more than this many times within the window ends the process (non-zero exit).
+    max_restarts: int = Field(default=5, ge=0)
+    restart_window_s: float = Field(default=60.0, gt=0)
+    restart_backoff_s: float = Field(default=0.5, gt=0)
+    max_backoff_s: float = Field(default=10.0, gt=0)
+    # A task with a watchdog (meter-sim's clock) that makes no progress this long is restarted.
+    stall_after_s: float = Field(default=60.0, gt=0)
 
 
 class GatewaySettings(BaseModel):
@@ -226,3 +243,4 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = GatewaySettings()
     billing: BillingSettings = BillingSettings()
     feasibility: FeasibilitySettings = FeasibilitySettings()
+    supervision: SupervisionSettings = SupervisionSettings()

@@ -14,6 +14,7 @@ from gridsim_aggregator.settings import AggregatorSettings, Settings
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import open_pool
 from gridsim_shared.service import run_main
+from gridsim_shared.supervision import Supervisor
 
 SERVICE = "aggregator"
 
@@ -26,8 +27,18 @@ def client_id(settings: Settings) -> str:
 async def serve(settings: Settings, stop: asyncio.Event, tuning: AggregatorSettings | None = None) -> None:
     """Run the service until ``stop`` is set."""
     tuning = tuning or AggregatorSettings()
-    detail: dict[str, Any] = {}
+    supervisor = Supervisor(SERVICE, settings.supervision)
     async with open_pool(settings.db, name=SERVICE) as pool:
+
+        def detail() -> dict[str, Any]:
+            # Progress in every heartbeat: the last commit (clock_until), what was stored and closed.
+            clock_until = ingestor.clock_until
+            return asdict(ingestor.counters) | {
+                "clock_until": clock_until.isoformat() if clock_until else None,
+                "closed": closer.closed,
+                "leader": closer.is_leader,
+            }
+
         bus = Bus(
             settings.mqtt,
             SERVICE,
@@ -35,9 +46,10 @@ async def serve(settings: Settings, stop: asyncio.Event, tuning: AggregatorSetti
             client_id=client_id(settings),
             clean_session=False,
             manual_ack=True,
-            status_detail=lambda: detail,
+            status_detail=detail,
         )
         ingestor = Ingestor(pool, settings.mqtt.base_topic, settings.instance, tuning)
+        ingestor.on_error = supervisor.crashed
         closer = Closer(
             pool,
             bus,
@@ -58,27 +70,15 @@ async def serve(settings: Settings, stop: asyncio.Event, tuning: AggregatorSetti
         )
         await bus.start()
         try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(closer.run(stop))
-                group.create_task(ingestor.heartbeat(stop))
-                group.create_task(_report(bus, ingestor, closer, detail, stop))
-                await stop.wait()
-                await ingestor.drain()
+            supervisor.attach(bus)  # the heartbeat republishes the status with the counters above
+            supervisor.spawn("closer", lambda: closer.run(stop))
+            supervisor.spawn("progress", lambda: ingestor.heartbeat(stop))
+            await supervisor.wait(stop)
+            await ingestor.drain()
         finally:
+            await supervisor.close()
             with contextlib.suppress(Exception):
                 await bus.close()
-
-
-async def _report(
-    bus: Bus, ingestor: Ingestor, closer: Closer, detail: dict[str, Any], stop: asyncio.Event
-) -> None:
-    """Keep the retained status's counters fresh (every 5 s)."""
-    while not stop.is_set():
-        detail.update(asdict(ingestor.counters), closed=closer.closed, leader=closer.is_leader)
-        with contextlib.suppress(Exception):
-            await bus.publish_status()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 5.0)
 
 
 def main() -> None:

@@ -47,6 +47,7 @@ class Counters:
     flush_retries: int = 0
     rejected: int = 0  # batches the database refused for their content (dropped, logged)
     late_intervals: int = 0
+    task_errors: int = 0  # background flushes that raised (logged with their traceback)
 
 
 @dataclass
@@ -75,6 +76,10 @@ class Ingestor:
     tuning: AggregatorSettings
     on_committed: Callable[[], None] = lambda: None
     on_voltage: Callable[[list[tuple[int, str, float]], datetime], None] = lambda _c, _t: None
+    # A background flush that raised (a bug: database failures are retried inside) is reported here.
+    on_error: Callable[[str, BaseException], None] = lambda _n, exc: _LOGGER.error(
+        "background work failed", exc_info=exc
+    )
     counters: Counters = field(default_factory=Counters)
 
     def __post_init__(self) -> None:
@@ -140,7 +145,13 @@ class Ingestor:
         """Run ``work`` in the background, referenced until done (``drain`` waits for it)."""
         task = asyncio.create_task(work)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self.counters.task_errors += 1
+            self.on_error("flush", exc)
 
     # ------------------------------------------------------------------ flushing
     async def _start_flush(self) -> None:

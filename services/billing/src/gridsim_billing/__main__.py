@@ -9,6 +9,7 @@ from gridsim_billing.settings import Settings
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import open_pool
 from gridsim_shared.service import run_main
+from gridsim_shared.supervision import Supervisor
 
 SERVICE = "billing"
 
@@ -19,8 +20,13 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         open_pool(settings.db, name=SERVICE) as pool,
         Bus(settings.mqtt, SERVICE, settings.instance) as bus,
     ):
-        await bus.include(router, Deps(settings=settings, bus=bus, pool=pool))
-        await stop.wait()
+        supervisor = Supervisor(SERVICE, settings.supervision)
+        supervisor.attach(bus)
+        try:
+            await bus.include(router, Deps(settings=settings, bus=bus, pool=pool))
+            await supervisor.wait(stop)
+        finally:
+            await supervisor.close()
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from gridsim_feasibility.settings import Settings
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import open_pool
 from gridsim_shared.service import run_main
+from gridsim_shared.supervision import Supervisor
 
 SERVICE = "feasibility"
 
@@ -20,10 +21,15 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         Bus(settings.mqtt, SERVICE, settings.instance) as bus,
     ):
         deps = Deps(settings=settings, bus=bus, pool=pool)
-        await bus.include(router, deps)
-        await stop.wait()
-        for task in list(deps.tasks):
-            task.cancel()
+        supervisor = Supervisor(SERVICE, settings.supervision)
+        supervisor.attach(bus)
+        try:
+            await bus.include(router, deps)
+            await supervisor.wait(stop)
+        finally:
+            await supervisor.close()
+            for task in list(deps.tasks):
+                task.cancel()
 
 
 def main() -> None:

@@ -11,8 +11,9 @@ from gridsim_gateway.security import StreamSlots
 from gridsim_gateway.settings import Settings
 from gridsim_gateway.state import LiveState
 from gridsim_shared.bus import Bus
+from gridsim_shared.supervision import Supervisor
 
-__all__ = ["BusDep", "PoolDep", "SettingsDep", "StateDep", "StreamsDep"]
+__all__ = ["BusDep", "PoolDep", "SettingsDep", "StateDep", "StreamsDep", "SupervisorDep"]
 
 
 def get_bus(request: Request) -> Bus:
@@ -45,7 +46,14 @@ def get_streams(request: Request) -> StreamSlots:
     return streams
 
 
+def get_supervisor(request: Request) -> Supervisor:
+    """The gateway's supervised tasks (its heartbeat)."""
+    supervisor: Supervisor = request.state.supervisor
+    return supervisor
+
+
 BusDep = Annotated[Bus, Depends(get_bus)]
+SupervisorDep = Annotated[Supervisor, Depends(get_supervisor)]
 PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StateDep = Annotated[LiveState, Depends(get_live)]

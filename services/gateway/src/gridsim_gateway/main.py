@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,6 +32,7 @@ from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import open_pool
 from gridsim_shared.errors import GridsimError
+from gridsim_shared.supervision import Supervisor, TaskFailed
 
 __all__ = ["SERVICE", "create_app"]
 
@@ -55,13 +57,18 @@ def _render(path: str, error: GridsimError) -> Response:
     return error_response(error.body())
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build the gateway application for ``settings`` (refused when it would run open beyond loopback)."""
+def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None) -> FastAPI:
+    """Build the gateway application for ``settings`` (refused when it would run open beyond loopback).
+
+    ``on_fatal(reason)`` is called when a supervised task crashed beyond its restart budget (the
+    console script stops the server and exits non-zero); tests leave it unset.
+    """
     check_exposure(settings.gateway)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         live = LiveState()
+        supervisor = Supervisor(SERVICE, settings.supervision)
         async with (
             open_pool(settings.db, name=SERVICE) as pool,
             Bus(settings.mqtt, SERVICE, settings.instance) as bus,
@@ -70,7 +77,20 @@ def create_app(settings: Settings) -> FastAPI:
             await bus.subscribe(channels.CLOCK, live.on_clock)
             await bus.subscribe(channels.WATERMARK, live.on_watermark)
             await bus.subscribe(channels.ROLLUP_TRANSFORMER, live.on_transformer_rollup)
-            yield {"bus": bus, "pool": pool, "settings": settings, "live": live, "streams": StreamSlots()}
+            supervisor.attach(bus)
+            watching = asyncio.create_task(_watch(supervisor, on_fatal))
+            try:
+                yield {
+                    "bus": bus,
+                    "pool": pool,
+                    "settings": settings,
+                    "live": live,
+                    "supervisor": supervisor,
+                    "streams": StreamSlots(),
+                }
+            finally:
+                watching.cancel()
+                await supervisor.close()
 
     app = FastAPI(
         title="gridsim",
@@ -87,3 +107,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(admin.router, dependencies=[ADMIN])
     install_world_engine(app, settings)
     return app
+
+
+async def _watch(supervisor: Supervisor, on_fatal: Callable[[str], None] | None) -> None:
+    """Hand a supervisor failure to ``on_fatal`` (the gateway's supervised work cannot go on)."""
+    try:
+        await supervisor.wait(asyncio.Event())
+    except TaskFailed as exc:
+        if on_fatal is not None:
+            on_fatal(str(exc))

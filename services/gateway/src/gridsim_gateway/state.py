@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from gridsim_shared.ids import TransformerPath
 from gridsim_shared.messages import ClockState, Rollup, ServiceStatus, Watermark
 from gridsim_shared.topics import NoPath, ServicePath
 
-__all__ = ["SERVICES", "LiveState"]
+__all__ = ["SERVICES", "LiveState", "instance_state"]
 
 SERVICES = ("meter-sim", "aggregator", "billing", "feasibility", "gateway")
 
@@ -38,10 +39,45 @@ class LiveState:
         """Remember each transformer's latest rollup."""
         self.transformer_rollups[path.transformer] = msg
 
-    def service_states(self) -> dict[str, str]:
-        """Each service's state: ``online`` when any of its instances is online."""
+    def service_states(self, stale_after_beats: float = 4.0, now: datetime | None = None) -> dict[str, str]:
+        """Each service's state, the best of its instances: ``online``, ``unhealthy`` (it reports a stalled
+        or failed task), ``stalled`` (its heartbeat is older than ``stale_after_beats`` periods: the
+        process hangs or lost the broker without its will firing yet), ``offline`` or ``missing``."""
+        now = now or datetime.now(UTC)
         states = dict.fromkeys(SERVICES, "missing")
         for (service, _instance), status in self.statuses.items():
-            if status.state == "online" or service not in states or states[service] == "missing":
-                states[service] = status.state
+            state = instance_state(status, stale_after_beats, now)
+            if _RANK[state] > _RANK[states.get(service, "missing")]:
+                states[service] = state
         return states
+
+    def problems(self, stale_after_beats: float = 4.0, now: datetime | None = None) -> list[str]:
+        """Every instance's reported problems and stale heartbeats, one line each."""
+        now = now or datetime.now(UTC)
+        found: list[str] = []
+        for (service, instance), status in sorted(self.statuses.items()):
+            if status.state != "online":
+                continue
+            name = f"{service}/{instance}"
+            found.extend(f"{name}: {problem}" for problem in status.problems)
+            if instance_state(status, stale_after_beats, now) == "stalled":
+                assert status.heartbeat_at is not None
+                age = (now - status.heartbeat_at).total_seconds()
+                found.append(f"{name}: no heartbeat for {age:.0f} s")
+        return found
+
+
+_RANK = {"missing": 0, "offline": 1, "stalled": 2, "unhealthy": 3, "online": 4}
+
+
+def instance_state(status: ServiceStatus, stale_after_beats: float, now: datetime) -> str:
+    """One instance's state from its retained status (see :meth:`LiveState.service_states`)."""
+    if status.state != "online":
+        return "offline"
+    if (
+        status.heartbeat_at is not None
+        and status.heartbeat_s
+        and (now - status.heartbeat_at).total_seconds() > status.heartbeat_s * stale_after_beats
+    ):
+        return "stalled"
+    return "unhealthy" if status.problems else "online"

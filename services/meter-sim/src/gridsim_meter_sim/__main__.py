@@ -13,6 +13,7 @@ from gridsim_meter_sim.world import load_demo_world
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import open_pool
 from gridsim_shared.service import run_main
+from gridsim_shared.supervision import Supervisor
 
 SERVICE = "meter-sim"
 
@@ -28,8 +29,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         open_pool(settings.db, name=SERVICE) as pool,
         Bus(settings.mqtt, SERVICE, settings.instance, status_detail=status_detail) as bus,
     ):
+        supervisor = Supervisor(SERVICE, settings.supervision)
+        supervisor.attach(bus)
         await load_demo_world(pool, settings)  # first start only, before the engine reads the world
-        engine = Engine(settings, bus, pool)
+        engine = Engine(settings, bus, pool, supervisor)
         engines.append(engine)
         deps = Deps(
             settings=settings, bus=bus, pool=pool, on_world_changed=engine.world_changed, engine=engine

@@ -30,6 +30,7 @@ from gridsim_shared.errors import ConflictError, InvalidError
 from gridsim_shared.messages import ClockState, ServiceStatus, Watermark
 from gridsim_shared.schemas.simulation import SimulationTime, StepResult
 from gridsim_shared.settings import Settings
+from gridsim_shared.supervision import Supervisor
 from gridsim_shared.topics import NoPath, ServicePath
 
 __all__ = ["Engine", "parse_shard"]
@@ -41,6 +42,7 @@ SERVICE = "meter-sim"
 MAX_CATCH_UP = 10
 # A follower replays at most this many intervals it missed; a larger gap is a jump.
 MAX_FOLLOW = 1440
+_TASK = "clock"  # the supervised tick loop
 PERSIST_EVERY_S = 1.0  # the clock row is written at most this often while ticking (and on every command)
 _THREAD_ABOVE = 2000  # fleets larger than this are simulated in a worker thread (PUBACKs keep flowing)
 
@@ -75,8 +77,12 @@ class _Clock:
 class Engine:
     """The clock and the physics of one meter-sim instance."""
 
-    def __init__(self, settings: Settings, bus: Any, pool: AsyncConnectionPool) -> None:
+    def __init__(
+        self, settings: Settings, bus: Any, pool: AsyncConnectionPool, supervisor: Supervisor | None = None
+    ) -> None:
         self.settings = settings
+        # The tick loop runs under it: a crash is logged, counted and restarted, a stall too.
+        self.supervisor = supervisor or Supervisor(SERVICE, settings.supervision)
         self.bus = bus
         self.pool = pool
         self.shard, self.shards = parse_shard(settings.sim.shard)
@@ -119,17 +125,29 @@ class Engine:
             await self.bus.subscribe(channels.CLOCK, self._on_owner_clock)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Tick until ``stop`` is set: on the wall clock (owner) or after the owner's clock (followers)."""
+        """Tick until ``stop`` is set: on the wall clock (owner) or after the owner's clock (followers).
+
+        The tick loop is supervised: an exception (a publish that failed, the database restarting) is
+        logged, counted and the loop restarted where the clock stands (an interval whose publish did
+        not finish is published again; consumers de-duplicate). No progress for ``stall_after_s``
+        restarts it too. Raises :class:`~gridsim_shared.supervision.TaskFailed` when it crashes too often.
+        """
         loop = self._run_owner if self.owner else self._run_follower
-        task = asyncio.create_task(loop())
-        await stop.wait()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        for pending in list(self._tasks):
-            pending.cancel()
-        if self.owner and self.clock is not None:
-            await self._persist(force=True)
+        self.supervisor.spawn(_TASK, loop, stall_after_s=self.settings.supervision.stall_after_s)
+        try:
+            await self.supervisor.wait(stop)
+        finally:
+            await self.supervisor.close()
+            for pending in list(self._tasks):
+                pending.cancel()
+            if self.owner and self.clock is not None:
+                with contextlib.suppress(Exception):
+                    await self._persist(force=True)
+
+    def _idle_s(self, wait: float) -> float:
+        """How long the tick loop may wait before it beats again (the watchdog restarts a silent loop)."""
+        self.supervisor.beat(_TASK)
+        return min(wait, self.settings.supervision.stall_after_s / 3)
 
     async def _load_or_create_clock(self) -> _Clock:
         row = await fleet_repository.load_clock(self.pool)
@@ -151,7 +169,8 @@ class Engine:
         while True:
             if self.clock.state != "running":
                 self._wake.clear()
-                await self._wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._idle_s(float("inf")))
                 continue
             await self._run_schedule()
 
@@ -167,7 +186,7 @@ class Engine:
             wait = deadline - time.monotonic()
             if wait > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                    await asyncio.wait_for(self._wake.wait(), self._idle_s(wait))
                 continue
             due = int((time.monotonic() - anchor) / period) - done
             async with self._lock:
@@ -221,6 +240,7 @@ class Engine:
         assert self.clock is not None
         self.last_published = when
         self.intervals_published += 1
+        self.supervisor.beat(_TASK)
         self.clock.current = when + self.clock.interval
         self.clock.tick += 1
 
@@ -407,13 +427,18 @@ class Engine:
         while True:
             self._owner_clock_changed.clear()
             target = self._owner_clock
+            self.supervisor.beat(_TASK)
             if target is None:
-                await self._owner_clock_changed.wait()
+                await self._wait_owner_clock()
                 continue
             async with self._lock:
                 await self._follow(target)
             if self._owner_clock is target:
-                await self._owner_clock_changed.wait()
+                await self._wait_owner_clock()
+
+    async def _wait_owner_clock(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._owner_clock_changed.wait(), self._idle_s(float("inf")))
 
     async def _follow(self, target: ClockState) -> None:
         """Catch up with the owner's clock: simulate the intervals it published, or jump with it."""

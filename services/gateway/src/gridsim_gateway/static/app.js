@@ -181,7 +181,9 @@ function setupControls() {
 async function pollHealth() {
   const box = $("#health");
   try {
-    const h = await api("GET", "/health");
+    // /health answers 503 with the same report when degraded: read the body either way.
+    const res = await fetch("/health", { headers: { Accept: "application/json" } });
+    const h = await res.json();
     box.className = "health " + h.status;
     const down = Object.entries(h.services).filter(([, s]) => s !== "online").map(([n]) => n);
     $("#health-text").textContent = h.status === "ok" ? "all services online" : `degraded: ${down.join(", ") || "broker/database"}`;
