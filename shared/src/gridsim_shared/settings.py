@@ -26,8 +26,8 @@ __all__ = [
     "MqttSettings",
     "Settings",
     "SimSettings",
-    "role_and_key",
     "SupervisionSettings",
+    "role_and_key",
 ]
 
 
