@@ -16,6 +16,7 @@ from gridsim_gateway.routes import (
     billing,
     controls,
     dashboard,
+    export,
     feasibility,
     grid,
     health,
@@ -102,7 +103,7 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
     app.add_middleware(RequestGuard, max_body_bytes=settings.gateway.max_body_bytes, render=_render)
     # /health stays open to every caller (the launcher and probes poll it); the rest need their role.
     app.include_router(health.router)
-    for module in (simulation, billing, dashboard, feasibility, grid, readings, controls):
+    for module in (simulation, billing, dashboard, feasibility, grid, readings, controls, export):
         app.include_router(module.router, dependencies=[OPERATE])
     app.include_router(admin.router, dependencies=[ADMIN])
     install_world_engine(app, settings)
