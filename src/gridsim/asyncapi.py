@@ -19,7 +19,9 @@ __all__ = ["CHANNEL_DOCS", "SERVICES", "build_document", "render"]
 
 SERVICES = ("meter-sim", "aggregator", "billing", "feasibility")
 # Modules besides ``handlers`` whose routers a service includes (their commands are documented too).
-COMMAND_MODULES: dict[str, tuple[str, ...]] = {"meter-sim": ("worldengine_commands", "control_commands")}
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "meter-sim": ("worldengine_commands", "control_commands", "outage_commands")
+}
 
 # What each channel carries, who publishes it and who listens — the prose of the document.
 CHANNEL_DOCS: dict[str, tuple[Channel[Any, Any], str]] = {
@@ -58,7 +60,9 @@ CHANNEL_DOCS: dict[str, tuple[Channel[Any, Any], str]] = {
     ),
     "meter-event": (
         channels.METER_EVENT,
-        "A meter's own events under its place in the grid: `status` (online/offline), `tamper`, `fault`.",
+        "A meter's own events under its place in the grid: `status` (online/offline), `tamper`, `fault`; "
+        "supply (docs/grid-health.md): `last_gasp` (an outage took it off supply), `power_restored`, "
+        "`disconnected` / `reconnected` (its service switch, operated remotely).",
     ),
     "clock": (
         channels.CLOCK,

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "READING_REGISTER_COLUMNS",
     "READING_VALUE_COLUMNS",
     "ClockState",
     "ErrorBody",
@@ -55,7 +56,15 @@ class MeterReading(Message):
     is_parent: bool = False
     # A parent reading closed before every child reported (see docs/architecture.md).
     partial: bool = False
+    # Cumulative registers since installation at the end of this interval, as a real meter reports them
+    # (docs/grid-health.md): kWh imported and exported, kVARh. None from producers that keep none.
+    import_kWh: float | None = Field(default=None, ge=0)
+    export_kWh: float | None = Field(default=None, ge=0)
+    import_kVARh: float | None = Field(default=None, ge=0)
 
+
+# The cumulative registers a reading may carry (optional columns of a batch).
+READING_REGISTER_COLUMNS = ("import_kWh", "export_kWh", "import_kVARh")
 
 # The measured quantities of a reading, in the order consumers lay them out as columns.
 READING_VALUE_COLUMNS = (
@@ -89,11 +98,18 @@ class ReadingBatch(Message):
     avg_voltage: list[float]
     reactive_power_kVAR: list[float | None]
     power_factor: list[float | None]
+    # Cumulative registers (see MeterReading); absent from older producers.
+    import_kWh: list[float] | None = None
+    export_kWh: list[float] | None = None
+    import_kVARh: list[float] | None = None
+    # When the batch left the producer (wall clock): the service-level latency starts here.
+    sent_at: AwareDatetime | None = None
 
     @model_validator(mode="after")
     def _columns_align(self) -> ReadingBatch:
         n = len(self.meter_id)
-        for name in ("meter_code", *READING_VALUE_COLUMNS):
+        present = [c for c in READING_REGISTER_COLUMNS if getattr(self, c) is not None]
+        for name in ("meter_code", *READING_VALUE_COLUMNS, *present):
             if len(getattr(self, name)) != n:
                 msg = f"column {name} has {len(getattr(self, name))} values, meter_id has {n}"
                 raise ValueError(msg)
@@ -118,6 +134,9 @@ class ReadingBatch(Message):
                 avg_voltage=self.avg_voltage[i],
                 reactive_power_kVAR=self.reactive_power_kVAR[i],
                 power_factor=self.power_factor[i],
+                import_kWh=self.import_kWh[i] if self.import_kWh is not None else None,
+                export_kWh=self.export_kWh[i] if self.export_kWh is not None else None,
+                import_kVARh=self.import_kVARh[i] if self.import_kVARh is not None else None,
             )
             for i in range(len(self.meter_id))
         ]
@@ -195,6 +214,13 @@ class Rollup(Message):
     # The node's coincident peak so far today (highest interval mean kVA) and when it happened.
     coincident_peak_kVA: float | None = None
     coincident_peak_at: AwareDatetime | None = None
+    # Transformers only (IEEE C57.91, docs/grid-health.md): winding hot spot, aging acceleration factor
+    # F_AA this interval, cumulative insulation loss of life, hours overloaded, and the health index 0-100.
+    hot_spot_c: float | None = None
+    aging_factor: float | None = None
+    loss_of_life_h: float | None = None
+    overload_h: float | None = None
+    health_index: float | None = None
 
 
 class ErrorBody(Message):

@@ -22,6 +22,7 @@ __all__ = [
     "DbSettings",
     "FeasibilitySettings",
     "GatewaySettings",
+    "HealthSettings",
     "LogSettings",
     "MqttSettings",
     "Settings",
@@ -225,6 +226,21 @@ class FeasibilitySettings(BaseModel):
     measured_window_h: int = Field(default=168, ge=1, description="hours of rollups the measured peak covers")
 
 
+class HealthSettings(BaseModel):
+    """Grid health (docs/grid-health.md): repair times, overload trips, service-level thresholds."""
+
+    # Log-normal time to repair a fault or an overload trip: median (minutes) and the σ of its log.
+    repair_median_min: float = Field(default=90.0, gt=0)
+    repair_sigma: float = Field(default=0.8, ge=0, le=3)
+    # A transformer trips (its meters lose supply) when its winding hot spot passes this (°C); IEEE C57.91
+    # allows 180 °C for short-time emergency loading, the highest of its limits.
+    trip_hot_spot_c: float = Field(default=180.0, gt=0)
+    # Monthly SLA thresholds per feeder: a report under one of them raises an `sla_breach` event.
+    sla_completeness: float = Field(default=0.99, ge=0, le=1, description="readings stored / expected")
+    sla_voltage_compliance: float = Field(default=0.95, ge=0, le=1, description="share of readings in band")
+    sla_latency_p95_s: float = Field(default=5.0, gt=0, description="95th percentile, seconds")
+
+
 class Settings(BaseSettings):
     """Every gridsim setting, read from ``GRIDSIM_*`` environment variables (and a ``.env`` file)."""
 
@@ -244,3 +260,4 @@ class Settings(BaseSettings):
     billing: BillingSettings = BillingSettings()
     feasibility: FeasibilitySettings = FeasibilitySettings()
     supervision: SupervisionSettings = SupervisionSettings()
+    health: HealthSettings = HealthSettings()

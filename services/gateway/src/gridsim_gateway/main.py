@@ -19,6 +19,7 @@ from gridsim_gateway.routes import (
     export,
     feasibility,
     grid,
+    grid_health,
     health,
     readings,
     simulation,
@@ -103,7 +104,17 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
     app.add_middleware(RequestGuard, max_body_bytes=settings.gateway.max_body_bytes, render=_render)
     # /health stays open to every caller (the launcher and probes poll it); the rest need their role.
     app.include_router(health.router)
-    for module in (simulation, billing, dashboard, feasibility, grid, readings, controls, export):
+    for module in (
+        simulation,
+        billing,
+        dashboard,
+        feasibility,
+        grid,
+        readings,
+        controls,
+        export,
+        grid_health,
+    ):
         app.include_router(module.router, dependencies=[OPERATE])
     app.include_router(admin.router, dependencies=[ADMIN])
     install_world_engine(app, settings)

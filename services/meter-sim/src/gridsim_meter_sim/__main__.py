@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
-from gridsim_meter_sim import control_commands, worldengine_commands
+from gridsim_meter_sim import control_commands, outage_commands, worldengine_commands
 from gridsim_meter_sim.engine import Engine
 from gridsim_meter_sim.handlers import Deps, router
 from gridsim_meter_sim.settings import Settings
 from gridsim_meter_sim.world import load_demo_world
+from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import open_pool
 from gridsim_shared.service import run_main
@@ -43,6 +45,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             await bus.include(router, deps)
             await bus.include(worldengine_commands.router, deps)
             await bus.include(control_commands.router, deps)
+            await bus.include(outage_commands.router, deps)
+            trip = functools.partial(outage_commands.on_transformer_trip, deps)
+            await bus.subscribe(channels.EVENT, trip, type="transformer_trip")
         await engine.start()
         await engine.run(stop)
 

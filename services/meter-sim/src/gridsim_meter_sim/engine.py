@@ -24,6 +24,7 @@ from gridsim_meter_sim import control_repository, domain, fleet_repository
 from gridsim_meter_sim.controls import SpikePlan
 from gridsim_meter_sim.domain import Fleet
 from gridsim_meter_sim.fleet_repository import ClockRow
+from gridsim_meter_sim.grid_health import GridHealth
 from gridsim_meter_sim.publisher import Prepared, Publisher
 from gridsim_shared import channels
 from gridsim_shared.errors import ConflictError, InvalidError
@@ -91,6 +92,7 @@ class Engine:
         self.clock: _Clock | None = None
         self.fleet: Fleet | None = None
         self.spikes: SpikePlan | None = None  # load/source spikes and generators on this fleet's rows
+        self.health = GridHealth(pool, bus)  # supply state and energy registers (grid_health.py)
         self.world_version = 0
         self._world_dirty = True
         self.lag_s = 0.0
@@ -143,6 +145,8 @@ class Engine:
             if self.owner and self.clock is not None:
                 with contextlib.suppress(Exception):
                     await self._persist(force=True)
+            with contextlib.suppress(Exception):
+                await self.health.save(force=True)
 
     def _idle_s(self, wait: float) -> float:
         """How long the tick loop may wait before it beats again (the watchdog restarts a silent loop)."""
@@ -206,22 +210,33 @@ class Engine:
 
     # ------------------------------------------------------------------ one interval
     async def _ensure_fleet(self) -> Fleet:
-        if self._world_dirty or self.fleet is None:
+        new_fleet = self._world_dirty or self.fleet is None
+        if new_fleet:
             self._world_dirty = False
             meters, ders = await fleet_repository.load_fleet_rows(self.pool, self.shard, self.shards)
             spikes = await control_repository.load_spikes(self.pool)
             self.fleet = await asyncio.to_thread(domain.build_fleet, self.settings.sim.seed, meters, ders)
             self.spikes = SpikePlan(self.fleet, spikes)
             _LOGGER.info("fleet loaded: %d meters (shard %d/%d)", len(self.fleet), self.shard, self.shards)
+        assert self.fleet is not None
+        if new_fleet or self.health.dirty:
+            await self.health.load(self.fleet, new_fleet=new_fleet)
         return self.fleet
+
+    def supply_changed(self) -> None:
+        """Outages or disconnects changed: reload the supply plan (not the fleet) before the next interval."""
+        self.health.dirty = True
 
     def _prepare(self, fleet: Fleet, when: datetime, interval_s: int) -> Prepared:
         adjust = self.spikes.adjustment(when, interval_s) if self.spikes is not None else None
-        readings = domain.simulate(fleet, when, interval_s, adjust)
-        return self.publisher.prepare(fleet, readings)
+        readings = self.health.apply(domain.simulate(fleet, when, interval_s, adjust))
+        registers = self.health.registers.columns() if self.health.registers is not None else None
+        return self.publisher.prepare(fleet, readings, registers)
 
     async def _compute(self, when: datetime, interval_s: int) -> Prepared:
         fleet = await self._ensure_fleet()
+        if self.owner:  # one writer of outage records: the clock owner
+            await self.health.due(fleet, when, interval_s)
         if len(fleet) > _THREAD_ABOVE:
             return await asyncio.to_thread(self._prepare, fleet, when, interval_s)
         return self._prepare(fleet, when, interval_s)
@@ -501,6 +516,7 @@ class Engine:
         if force or now - self._persisted_at >= PERSIST_EVERY_S:
             self._persisted_at = now
             await fleet_repository.save_clock(self.pool, self._row(self.clock))
+            await self.health.save(force=force)
             await self.bus.publish_status()  # fresh lag, drops and progress in the retained status
 
     def status_detail(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import asyncio
 import math
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -84,11 +85,22 @@ def _static(ids: npt.NDArray[np.int64], codes: list[str]) -> bytes:
 
 
 def encode_batches(
-    fleet: Fleet, readings: Readings, layout: _Layout | None = None
+    fleet: Fleet,
+    readings: Readings,
+    layout: _Layout | None = None,
+    registers: dict[str, npt.NDArray[np.float64]] | None = None,
 ) -> list[tuple[int, bytes, int]]:
-    """``(transformer position, ReadingBatch JSON, readings in it)`` for every transformer with a reading."""
-    columns = _columns(readings)
-    head = orjson.dumps({"timestamp": readings.timestamp, "interval_s": readings.interval_s})[:-1] + b","
+    """``(transformer position, ReadingBatch JSON, readings in it)`` for every transformer with a reading.
+
+    ``registers``: the meters' cumulative registers (``import_kWh`` …), sent as extra columns.
+    """
+    columns = _columns(readings) | (registers or {})
+    head = (
+        orjson.dumps(
+            {"timestamp": readings.timestamp, "interval_s": readings.interval_s, "sent_at": datetime.now(UTC)}
+        )[:-1]
+        + b","
+    )
     all_active = bool(readings.active.all())
     out = []
     for t in range(len(fleet.transformer_codes)):
@@ -112,9 +124,14 @@ def encode_batches(
     return out
 
 
-def _meter_messages(fleet: Fleet, readings: Readings, layout: _Layout) -> list[tuple[str, bytes]]:
+def _meter_messages(
+    fleet: Fleet,
+    readings: Readings,
+    layout: _Layout,
+    registers: dict[str, npt.NDArray[np.float64]] | None = None,
+) -> list[tuple[str, bytes]]:
     """One :class:`MeterReading` JSON per active meter (for subscribers that want single meters)."""
-    columns = {name: values.tolist() for name, values in _columns(readings).items()}
+    columns = {name: values.tolist() for name, values in (_columns(readings) | (registers or {})).items()}
     common = {"timestamp": readings.timestamp, "interval_s": readings.interval_s}
     ids = fleet.meter_id.tolist()
     messages = []
@@ -153,15 +170,18 @@ class Publisher:
             self._fleet = fleet
         return self._layout
 
-    def prepare(self, fleet: Fleet, readings: Readings) -> Prepared:
+    def prepare(
+        self, fleet: Fleet, readings: Readings, registers: dict[str, npt.NDArray[np.float64]] | None = None
+    ) -> Prepared:
         """Encode one interval (CPU only: safe to run in a worker thread, one interval at a time)."""
         layout = self._layout_for(fleet)
         messages = [
-            (layout.batch_topics[t], payload) for t, payload, _ in encode_batches(fleet, readings, layout)
+            (layout.batch_topics[t], payload)
+            for t, payload, _ in encode_batches(fleet, readings, layout, registers)
         ]
         batches = len(messages)
         if self.per_meter:
-            messages.extend(_meter_messages(fleet, readings, layout))
+            messages.extend(_meter_messages(fleet, readings, layout, registers))
         return Prepared(messages, readings.count, batches)
 
     async def send(self, prepared: Prepared) -> int:

@@ -1,0 +1,109 @@
+"""Grid health (docs/grid-health.md): outages and restoration, remote disconnect and reconnect, the
+on-demand read, feeder switching and IEEE 1366 indices (meter-sim's), transformer health (IEEE C57.91)
+and the monthly service-level report (the aggregator's).
+
+Each route validates with the shared schema and sends the same body as an MQTT command to the owning
+service (``{base}/v1/cmd/<service>/<operation>``), so an agent can do the same without HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, status
+
+from gridsim_gateway.deps import BusDep
+from gridsim_shared.schemas.health import (
+    DisconnectRequest,
+    FeederSwitch,
+    FeederSwitchResult,
+    MeterRead,
+    Outage,
+    OutageCreate,
+    OutageListRequest,
+    ReliabilityIndices,
+    ReliabilityRequest,
+    SupplyResult,
+)
+
+router = APIRouter(tags=["grid health"])
+
+METER_SIM = "meter-sim"
+AGGREGATOR = "aggregator"
+
+OutageId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the outage's id")]
+MeterRefPath = Annotated[str, Path(description="the meter's integer id or its code")]
+
+
+# ------------------------------------------------------------------------------------------ outages
+
+
+@router.post("/outages", status_code=status.HTTP_201_CREATED)
+async def create_outage(body: OutageCreate, bus: BusDep) -> Outage:
+    """Take a `transformer`, a feeder `section` (the listed `transformers` of feeder `target`) or a whole
+    `feeder` off supply from the next interval (or `start`): its meters send a `last_gasp` event and then
+    readings of 0 V and no energy. A `fault` lasts until `POST /outages/{id}/restore` or a seeded
+    log-normal repair time (`duration_s` overrides it); a `planned` outage needs `start` and `duration_s`.
+    Each meter sends `power_restored` when supply returns."""
+    return Outage.model_validate(await bus.request(METER_SIM, "create_outage", body))
+
+
+@router.get("/outages")
+async def list_outages(query: Annotated[OutageListRequest, Query()], bus: BusDep) -> list[Outage]:
+    """Outages, newest first (by feeder; `open=true`: not yet restored)."""
+    return [Outage.model_validate(o) for o in await bus.request(METER_SIM, "list_outages", query)]
+
+
+@router.get("/outages/{outage_id}")
+async def get_outage(outage_id: OutageId, bus: BusDep) -> Outage:
+    """One outage: what it took off supply, how many customers, when it started and was restored."""
+    return Outage.model_validate(await bus.request(METER_SIM, "get_outage", {"outage_id": outage_id}))
+
+
+@router.post("/outages/{outage_id}/restore")
+async def restore_outage(outage_id: OutageId, bus: BusDep) -> Outage:
+    """Restore supply now (an operator's command). 409 when the outage is already restored or has not
+    started."""
+    return Outage.model_validate(await bus.request(METER_SIM, "restore_outage", {"outage_id": outage_id}))
+
+
+@router.get("/reliability")
+async def reliability(query: Annotated[ReliabilityRequest, Query()], bus: BusDep) -> list[ReliabilityIndices]:
+    """IEEE 1366 indices per feeder for a `month` (YYYY-MM): SAIFI, SAIDI, CAIDI from sustained
+    interruptions (over 5 minutes), MAIFI from momentary ones, over the customers (meters) served."""
+    return [ReliabilityIndices.model_validate(r) for r in await bus.request(METER_SIM, "reliability", query)]
+
+
+# --------------------------------------------------------------- two-way communication with a meter
+
+
+@router.post("/meter/{meter}/disconnect")
+async def disconnect(meter: MeterRefPath, bus: BusDep, reason: str | None = None) -> SupplyResult:
+    """Open the meter's service switch remotely (409 if it is open): from the next interval its readings
+    show 0 V and no energy; a `disconnected` meter event is published."""
+    body = DisconnectRequest(meter=meter, reason=reason)
+    return SupplyResult.model_validate(await bus.request(METER_SIM, "disconnect", body))
+
+
+@router.post("/meter/{meter}/reconnect")
+async def reconnect(meter: MeterRefPath, bus: BusDep, reason: str | None = None) -> SupplyResult:
+    """Close the meter's service switch again (409 if it is closed); a `reconnected` event follows."""
+    body = DisconnectRequest(meter=meter, reason=reason)
+    return SupplyResult.model_validate(await bus.request(METER_SIM, "reconnect", body))
+
+
+@router.get("/meter/{meter}/read")
+async def read_meter(meter: MeterRefPath, bus: BusDep) -> MeterRead:
+    """On-demand read: the meter's cumulative registers (kWh imported and exported, kVARh) and its last
+    interval at simulated now, answered from meter-sim's memory (also `cmd/meter-sim/read_meter`)."""
+    return MeterRead.model_validate(await bus.request(METER_SIM, "read_meter", {"meter": meter}))
+
+
+# ------------------------------------------------------------------------------- feeder switching
+
+
+@router.post("/grid/switch")
+async def switch_transformer(body: FeederSwitch, bus: BusDep) -> FeederSwitchResult:
+    """Move a transformer (with its meters) to another feeder of the same utility (logged as
+    `grid.switch`). Rollups, forecasts and feasibility follow from the next interval."""
+    return FeederSwitchResult.model_validate(await bus.request(METER_SIM, "switch_transformer", body))
