@@ -384,3 +384,10 @@ async def test_batch_the_database_rejects_is_isolated_and_the_rest_stored(
     assert rows == [(3,)]  # t1's three meters; t2's batch was refused
     assert seen[0] == 2  # both batches were in one flush, then tried one by one
     assert sorted(seen[1:]) == [1, 1]
+    letters = await fetch(settings, "select topic, reason from dead_letters")
+    assert letters == [
+        (
+            channels.BATCH.topic(settings.mqtt.base_topic, world.path("t2")),
+            "CheckViolation: new row violates check constraint",
+        )
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -35,6 +36,9 @@ async def serve(settings: Settings, stop: asyncio.Event, tuning: AggregatorSetti
             clock_until = ingestor.clock_until
             return asdict(ingestor.counters) | {
                 "clock_until": clock_until.isoformat() if clock_until else None,
+                "last_commit_age_s": None
+                if ingestor.last_commit is None
+                else round(time.time() - ingestor.last_commit, 1),
                 "closed": closer.closed,
                 "leader": closer.is_leader,
             }

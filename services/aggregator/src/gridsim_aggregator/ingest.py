@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
@@ -45,7 +46,8 @@ class Counters:
     redelivered_flushes: int = 0
     malformed: int = 0
     flush_retries: int = 0
-    rejected: int = 0  # batches the database refused for their content (dropped, logged)
+    rejected: int = 0  # batches the database refused for their content (set aside as dead letters)
+    dead_letters: int = 0  # malformed or rejected messages written to the dead_letters table
     late_intervals: int = 0
     task_errors: int = 0  # background flushes that raised (logged with their traceback)
 
@@ -56,6 +58,8 @@ class _Item:
     readings: Readings
     receipt: BatchReceipt
     ack: Ack
+    topic: str
+    payload: bytes  # kept to set the message aside as a dead letter if the database refuses it
 
 
 @dataclass
@@ -94,6 +98,7 @@ class Ingestor:
         self._marks: list[_Mark] = []
         self._clock_until: datetime | None = None
         self._closing = False
+        self.last_commit: float | None = None  # wall time of the last committed flush (heartbeat progress)
         self.voltage = VoltageTracker(
             domain.VoltageBand(self.tuning.voltage_low_v, self.tuning.voltage_high_v)
         )
@@ -109,15 +114,16 @@ class Ingestor:
         self._seq += 1
         try:
             batch, path = channels.BATCH.decode(self.base, topic, payload)
-        except (ValidationError, topics.TopicError) as exc:
+            readings = domain.readings_from_batch(batch)
+        except (ValidationError, topics.TopicError, ValueError) as exc:
             self.counters.malformed += 1
-            _LOGGER.warning("dropped malformed batch on %s (%s): %.200r", topic, exc, payload)
-            ack()
+            _LOGGER.warning("malformed batch on %s (%s): %.200r", topic, exc, payload)
+            if await self._dead_letter(topic, payload, f"malformed: {exc}"):
+                ack()
             return
-        readings = domain.readings_from_batch(batch)
         first = int(readings.meter_id.min()) if len(readings) else 0
         receipt = BatchReceipt(readings.ts, path.transformer, first, domain.batch_totals(readings))
-        self._buffer.append(_Item(self._seq, readings, receipt, ack))
+        self._buffer.append(_Item(self._seq, readings, receipt, ack, topic, payload))
         self._buffered_rows += len(readings)
         self.counters.batches += 1
         if self._buffered_rows >= self.tuning.flush_rows:
@@ -184,7 +190,8 @@ class Ingestor:
         Any failure keeps the messages un-acknowledged and is retried with capped backoff until the
         database takes them: a restart, a dead pool connection, a failed COMMIT all end here. Only a
         batch PostgreSQL rejects for its own content (a constraint or data error, isolated by retrying
-        the flush batch by batch) is dropped, logged and counted, like a malformed message.
+        the flush batch by batch) is set aside in ``dead_letters`` with the reason, logged and counted,
+        like a malformed message, and then acknowledged.
         """
         payload = repository.readings_payload([i.readings for i in items])
         delay = 0.1
@@ -197,8 +204,13 @@ class Ingestor:
                     results = [await self._store([item]) for item in items]
                     return all(results)
                 self.counters.rejected += 1
-                _LOGGER.error("dropped a batch of %s the database rejects (%s)", items[0].readings.ts, exc)
-                items[0].ack()
+                item = items[0]
+                _LOGGER.error(
+                    "the database rejects a batch of %s on %s (%s)", item.readings.ts, item.topic, exc
+                )
+                if not await self._dead_letter(item.topic, item.payload, f"{type(exc).__name__}: {exc}"):
+                    return False
+                item.ack()
                 return True
             except Exception as exc:
                 if self._closing:
@@ -217,6 +229,7 @@ class Ingestor:
             item.ack()
         self.counters.flushes += 1
         self.counters.redelivered_flushes += 0 if fresh else 1
+        self.last_commit = time.time()
         self.counters.readings += sum(len(i.readings) for i in items)
         for item in items:
             changes = self.voltage.update(item.readings.meter_id, item.readings.values[:, domain.VOLTAGE])
@@ -229,8 +242,14 @@ class Ingestor:
             # The PUBACK that follows releases the broker's copy, so the commit must be on disk first,
             # whatever the server's default (a local server may run with synchronous_commit = off).
             await conn.execute("set local synchronous_commit = on")
-            fresh = await repository.insert_readings(conn, payload)
-            await repository.record_batches(conn, [i.receipt for i in items], self.instance)
+            inserted = await repository.insert_readings(conn, payload)
+            if inserted is None:
+                receipts = [i.receipt for i in items]
+            else:
+                # A redelivery or a republished interval: count only the readings stored now.
+                receipts = [r for i in items if (r := _stored_part(i, inserted)) is not None]
+            if receipts:
+                await repository.record_batches(conn, receipts, self.instance)
             # Locked last, so a close in progress holds up only this final check, not the COPY.
             state = await repository.lock_state_shared(conn)
             if state.committed_until is not None:
@@ -238,7 +257,24 @@ class Ingestor:
                 if late:
                     self.counters.late_intervals += len(late)
                     await repository.mark_late(conn, late)
-        return fresh
+        return inserted is None
+
+    async def _dead_letter(self, topic: str, payload: bytes, reason: str) -> bool:
+        """Write the message to ``dead_letters`` (retried while the database is away); False if closing."""
+        delay = 0.1
+        while True:
+            try:
+                async with self.pool.connection() as conn:
+                    await repository.insert_dead_letter(conn, "aggregator", topic, reason, payload)
+            except Exception as exc:
+                if self._closing:
+                    return False
+                _LOGGER.warning("could not store a dead letter (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            self.counters.dead_letters += 1
+            return True
 
     async def _settle_marks(self) -> None:
         """Advance ``clock_until`` past every clock mark whose earlier messages are all committed."""
@@ -277,3 +313,18 @@ class Ingestor:
         self._closing = True
         for task in list(self._tasks):
             task.cancel()
+
+
+def _stored_part(item: _Item, inserted: set[tuple[datetime, int]]) -> BatchReceipt | None:
+    """``item``'s receipt over only the readings stored now (None when all were stored before)."""
+    readings = item.readings
+    mask = np.fromiter(((readings.ts, int(m)) in inserted for m in readings.meter_id), bool, len(readings))
+    if mask.all():
+        return item.receipt
+    if not mask.any():
+        return None
+    part = Readings(readings.ts, readings.interval_s, readings.meter_id[mask], readings.values[mask])
+    receipt = item.receipt
+    return BatchReceipt(
+        receipt.ts, receipt.transformer_code, receipt.first_meter_id, domain.batch_totals(part)
+    )

@@ -81,15 +81,19 @@ async def lock_state_shared(conn: Conn) -> State:
     return await _state(conn, "for key share")
 
 
-async def insert_readings(conn: Conn, payload: bytes) -> bool:
-    """COPY readings (a binary COPY stream of meter_data's columns); False when some were already stored."""
+async def insert_readings(conn: Conn, payload: bytes) -> set[tuple[datetime, int]] | None:
+    """COPY readings (a binary COPY stream of meter_data's columns).
+
+    None when every reading was new; otherwise the ``(ts, meter_id)`` of the readings stored now (the
+    others were stored before), so the caller counts only those into the rollup receipts.
+    """
     try:
         async with conn.transaction():
             async with conn.cursor().copy(
                 f"copy meter_data ({_DATA_COLUMNS}) from stdin (format binary)"
             ) as cp:
                 await cp.write(payload)
-        return True
+        return None
     except psycopg.errors.UniqueViolation:
         pass
     await conn.execute(
@@ -100,12 +104,13 @@ async def insert_readings(conn: Conn, payload: bytes) -> bool:
         f"copy meter_data_stage ({_DATA_COLUMNS}) from stdin (format binary)"
     ) as cp:
         await cp.write(payload)
-    await conn.execute(
+    cur = await conn.execute(
         f"insert into meter_data ({_DATA_COLUMNS}) select {_DATA_COLUMNS} from meter_data_stage "
-        "on conflict (ts, meter_id) do nothing"
+        "on conflict (ts, meter_id) do nothing returning ts, meter_id"
     )
+    inserted = {(row[0], int(row[1])) for row in await cur.fetchall()}
     await conn.execute("truncate meter_data_stage")
-    return False
+    return inserted
 
 
 def readings_payload(batches: Sequence[Readings]) -> bytes:
@@ -117,14 +122,22 @@ def readings_payload(batches: Sequence[Readings]) -> bytes:
 
 
 async def record_batches(conn: Conn, receipts: Sequence[BatchReceipt], instance: str) -> None:
-    """Insert the batches' receipts (a redelivered batch is already there and adds nothing)."""
+    """Add the batches' receipts: each counts only the readings its transaction stored.
+
+    A receipt of a key already recorded (the same interval republished with the same first meter,
+    with readings that were not stored the first time) adds to it; so a transformer's interval sums
+    every stored reading exactly once, however often and in whatever order it was published.
+    """
     cols = {name: [float(getattr(r.totals, name)[0]) for r in receipts] for name in SUM_FIELDS}
     await conn.execute(
         "insert into ingest_batches (ts, transformer_code, first_meter_id, readings, producers, "
         + ", ".join(SUM_FIELDS)
         + ", instance) select *, %s from unnest(%s::timestamptz[], %s::text[], %s::bigint[], %s::int[], "
         "%s::int[], " + ", ".join(["%s::float8[]"] * len(SUM_FIELDS)) + ") "
-        "on conflict do nothing",
+        "on conflict (ts, transformer_code, first_meter_id) do update set "
+        "readings = ingest_batches.readings + excluded.readings, "
+        "producers = ingest_batches.producers + excluded.producers, "
+        + ", ".join(f"{name} = ingest_batches.{name} + excluded.{name}" for name in SUM_FIELDS),
         (
             instance,
             [r.ts for r in receipts],
@@ -601,3 +614,11 @@ def hour_floor(ts: datetime) -> datetime:
 
 
 ONE_DAY = timedelta(days=1)
+
+
+async def insert_dead_letter(conn: Conn, service: str, topic: str, reason: str, payload: bytes) -> None:
+    """Set a message aside that could not be used (docs/operations.md, "Dead letters")."""
+    await conn.execute(
+        "insert into dead_letters (service, topic, reason, payload) values (%s, %s, %s, %s)",
+        (service, topic, reason[:2000], payload),
+    )
