@@ -253,7 +253,11 @@ _MOSQUITTO_CONF = """\
 # Written by gridsim.embedded: a private broker for one run. Read before any privilege drop.
 per_listener_settings false
 allow_anonymous true
-persistence false
+# Persistent sessions (the aggregator's un-acknowledged batches) and retained messages survive a broker
+# restart; saved every few seconds, so a kill -9 loses at most that much of what is queued.
+persistence true
+persistence_location {store}/
+autosave_interval 5
 log_dest stderr
 log_type error
 log_type warning
@@ -321,7 +325,8 @@ def start_broker(
 ) -> EmbeddedServer:
     """Start an MQTT broker on 127.0.0.1:``port``: Mosquitto when on PATH, else rumqttd (iotcore).
 
-    ``data_dir`` holds the config and the log; the broker keeps no state (persistence off).
+    ``data_dir`` holds the config, the log and (Mosquitto) the persistence file in ``store/``, kept
+    across restarts: queued messages of persistent sessions and retained topics survive one.
     """
     mosquitto = shutil.which("mosquitto")
     if kind == "mosquitto" and mosquitto is None:
@@ -342,7 +347,9 @@ def start_broker(
     if use_mosquitto:
         assert mosquitto is not None
         conf = conf_dir / "mosquitto.conf"
-        conf.write_text(_MOSQUITTO_CONF.format(port=port))
+        store = _prepare_dir("mqtt-store", data_dir / "store", *user) if user else data_dir / "store"
+        store.mkdir(exist_ok=True)
+        conf.write_text(_MOSQUITTO_CONF.format(port=port, store=store))
         conf.chmod(0o644)
         argv = [mosquitto, "-c", str(conf)]
         name = "mosquitto"
@@ -487,9 +494,8 @@ def start_postgres(
         *("-D", str(pgdata)),
         *("-c", "listen_addresses=127.0.0.1", "-c", f"port={port}"),
         *("-c", f"unix_socket_directories={pgdata}"),
-        # Losing the last few commits on a crash is fine for a local server; corruption is not,
-        # so fsync stays on.
-        *("-c", "synchronous_commit=off"),
+        # synchronous_commit stays on (the default): an acknowledged approval, a final bill or the
+        # watermark must survive a crash of the server.
     ]
     # The log sits beside the data dir: initdb wants an empty directory, and root owns the log.
     log_path = pgdata.with_name(pgdata.name + ".log")

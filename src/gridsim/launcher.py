@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,9 @@ HEALTH_PATIENCE_S = 60.0
 # A child that ran this long before crashing is restarted at once: its earlier failures are history.
 STABLE_AFTER_S = 60.0
 MAX_BACKOFF_S = 30.0
+HEALTH_POLL_S = 2.0
+# A service reported stalled (or a gateway that does not answer) this long is killed and restarted.
+STALLED_RESTART_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,30 @@ class Backends:
     mqtt_url: str
     db_url: str
     servers: list[EmbeddedServer] = field(default_factory=list)
+    # How to start each server again (same port, same data): the launcher restarts one that exits.
+    starters: list[Callable[[], EmbeddedServer]] = field(default_factory=list)
+    restarts: int = 0
+
+    def add(self, start: Callable[[], EmbeddedServer]) -> EmbeddedServer:
+        """Start a server and remember how to start it again."""
+        server = start()
+        self.servers.append(server)
+        self.starters.append(start)
+        return server
+
+    def restart_exited(self) -> list[str]:
+        """Start again every embedded server whose process exited; the names of those restarted."""
+        restarted: list[str] = []
+        for index, server in enumerate(self.servers):
+            if server.running:
+                continue
+            code = server.process.returncode
+            log.warning("the embedded %s exited (code %s); restarting it", server.name, code)
+            server.stop()  # closes its log and scratch folders
+            self.servers[index] = self.starters[index]()
+            self.restarts += 1
+            restarted.append(server.name)
+        return restarted
 
     def stop(self) -> None:
         # Reverse order of start: the database goes before the broker it was started after.
@@ -142,6 +169,7 @@ class Backends:
             server.stop()
             log.info("stopped the embedded %s", server.name)
         self.servers.clear()
+        self.starters.clear()
 
 
 def _choose_broker(options: UpOptions, configured_url: str, explicit: bool, backends: Backends) -> None:
@@ -152,8 +180,8 @@ def _choose_broker(options: UpOptions, configured_url: str, explicit: bool, back
             backends.mqtt_url = configured_url
             return
         log.warning("the configured broker %s does not answer; starting an embedded one", configured_url)
-    server = start_broker(options.data_dir / "broker", options.mqtt_port or free_port())
-    backends.servers.append(server)
+    port = options.mqtt_port or free_port()
+    server = backends.add(lambda: start_broker(options.data_dir / "broker", port))
     backends.mqtt_url = server.url
 
 
@@ -167,8 +195,8 @@ def _choose_database(options: UpOptions, configured_url: str, explicit: bool, ba
             "the configured database %s does not answer; starting an embedded one", _redact(configured_url)
         )
     name = _database_name(configured_url) if explicit else "gridsim"
-    server = start_postgres(options.data_dir / "postgres", options.pg_port or free_port(), database=name)
-    backends.servers.append(server)
+    port = options.pg_port or free_port()
+    server = backends.add(lambda: start_postgres(options.data_dir / "postgres", port, database=name))
     backends.db_url = server.url
 
 
@@ -206,6 +234,8 @@ class ServiceProcess:
     env: Mapping[str, str]
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
+    stalled_restarts: int = 0
+    started: float = 0.0  # monotonic time of the current process's start
 
     async def supervise(self, stopping: asyncio.Event) -> None:
         failures = 0
@@ -235,6 +265,7 @@ class ServiceProcess:
             process_group=0,
             preexec_fn=parent_death_signal(signal.SIGTERM),
         )
+        self.started = time.monotonic()
         log.info("started %s (pid %d)", self.name, self.process.pid)
 
     async def _wait_for_exit(self) -> int:
@@ -245,6 +276,13 @@ class ServiceProcess:
             sys.stderr.buffer.write(prefix + line)
             sys.stderr.buffer.flush()
         return await self.process.wait()
+
+    def kill(self, reason: str) -> None:
+        """SIGKILL the process (it hangs); :meth:`supervise` starts a new one."""
+        if self.process is not None and self.process.returncode is None:
+            log.warning("%s %s; killing it (pid %d) to restart it", self.name, reason, self.process.pid)
+            self.stalled_restarts += 1
+            self.signal(signal.SIGKILL)
 
     def signal(self, sig: signal.Signals) -> None:
         if self.process is not None and self.process.returncode is None:
@@ -327,6 +365,46 @@ def _print_urls(http_base: str, backends: Backends, elapsed: float) -> None:
 # ---------------------------------------------------------------------------------- supervisor
 
 
+async def watch_services(url: str, services: list[ServiceProcess], stopping: asyncio.Event) -> None:
+    """Kill (so restart) a service whose heartbeat is stale, or the gateway when it stops answering.
+
+    A process that hangs (a blocked event loop, a deadlock) neither exits nor recovers: /health reports it
+    ``stalled`` once its heartbeat is older than ``stale_after_beats`` periods. Crashes need nothing
+    here: :meth:`ServiceProcess.supervise` restarts a process that exits.
+    """
+    by_name = {service.name: service for service in services}
+    since: dict[str, float] = {}
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), HEALTH_POLL_S)
+        if stopping.is_set():
+            return
+        report = await asyncio.to_thread(fetch_health, url)
+        now = time.monotonic()
+        states = report.get("services", {}) if report is not None else {"gateway": "stalled"}
+        for name, state in states.items():
+            if state != "stalled" or name not in by_name:
+                since.pop(name, None)
+                continue
+            first = since.setdefault(name, now)
+            # A process just (re)started has not published its first heartbeat yet: give it time.
+            if now - first >= STALLED_RESTART_S and now - by_name[name].started >= STALLED_RESTART_S:
+                by_name[name].kill("has not answered" if report is None else "stalled (stale heartbeat)")
+                since.pop(name, None)
+
+
+async def watch_backends(backends: Backends, stopping: asyncio.Event) -> None:
+    """Start again an embedded broker or database that exited (services reconnect on their own)."""
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), 1.0)
+        if not stopping.is_set():
+            try:
+                await asyncio.to_thread(backends.restart_exited)
+            except Exception:
+                log.exception("could not restart an embedded server; trying again")
+
+
 async def _stop_services(services: list[ServiceProcess], tasks: list[asyncio.Task[None]]) -> None:
     for service in services:
         service.signal(signal.SIGTERM)
@@ -355,7 +433,13 @@ async def supervise(
         if report is not None:
             base = health_url(http_host, http_port).removesuffix("/health")
             _print_urls(base, backends, time.monotonic() - started)
+        watchers = [
+            asyncio.create_task(watch_services(health_url(http_host, http_port), services, stopping)),
+            asyncio.create_task(watch_backends(backends, stopping)),
+        ]
         await stopping.wait()
+        for watcher in watchers:
+            watcher.cancel()
         log.info("stopping gridsim")
     finally:
         stopping.set()
