@@ -111,6 +111,14 @@ def demo_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"sim": sim})
 
 
+async def _settled(page: Any, quiet_s: float = 3.0) -> tuple[str | None, str | None] | None:
+    """The chart's point count and the clock text, when neither changed for ``quiet_s`` seconds."""
+    before = (await page.get_attribute("#chart", "data-points"), await page.text_content("#clock-time"))
+    await asyncio.sleep(quiet_s)
+    after = (await page.get_attribute("#chart", "data-points"), await page.text_content("#clock-time"))
+    return after if after == before else None
+
+
 async def _clock_ready(client: httpx.AsyncClient) -> bool:
     return (await client.get("/simulation-time")).status_code == 200
 
@@ -231,10 +239,12 @@ async def test_dashboard_drives_the_live_grid(chromium: Path, demo_settings: Set
             )
             await page.click("[data-testid=pause]")
             await page.wait_for_selector("#clock-state.paused")
-            # Let the last interval's watermark land, then nothing may move.
-            await asyncio.sleep(1.0)
-            paused_points = await chart.get_attribute("data-points")
-            paused_clock = await page.text_content("#clock-time")
+            # Intervals already simulated still land after the pause (their watermark can trail by
+            # seconds on a loaded machine); then nothing may move. A clock that kept running would
+            # never settle, and this wait would time out.
+            paused_points, paused_clock = await _until(
+                lambda: _settled(page), timeout=60, what="the paused chart and clock to settle"
+            )
             await asyncio.sleep(2.0)
             assert await chart.get_attribute("data-points") == paused_points
             assert await page.text_content("#clock-time") == paused_clock
