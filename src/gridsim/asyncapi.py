@@ -74,6 +74,13 @@ CHANNEL_DOCS: dict[str, tuple[Channel[Any, Any], str]] = {
         "The latest interval the aggregator has committed to the database (retained). `POST /simulation/step` "
         "waits for it so a script can step and then read.",
     ),
+    "job": (
+        channels.JOB,
+        "A long job's progress (retained: its latest state), published by the gateway that runs it after "
+        "every chunk and when it ends: `POST /simulation/step` beyond `GRIDSIM_GATEWAY__STEP_JOB_INTERVALS` (or "
+        "with `?job=true`) answers 202 with the job; `GET /jobs/{id}` and `GET /jobs/{id}/events` (SSE) show the "
+        "same message.",
+    ),
     "status": (
         channels.STATUS,
         "A service instance's liveness (retained): `online` on connect, `offline` on shutdown and as the MQTT "

@@ -11,11 +11,13 @@ from typing import Generic, Literal, TypeVar
 
 from gridsim_shared import messages, topics
 from gridsim_shared.ids import FeederPath, MeterPath, TransformerPath, UtilityPath
+from gridsim_shared.schemas.jobs import StepJob
 
 __all__ = [
     "BATCH",
     "CLOCK",
     "EVENT",
+    "JOB",
     "METER_EVENT",
     "READING",
     "ROLLUP_FEEDER",
@@ -74,3 +76,4 @@ WATERMARK: Channel[messages.Watermark, topics.NoPath] = Channel(
 STATUS: Channel[messages.ServiceStatus, topics.ServicePath] = Channel(
     topics.STATUS, messages.ServiceStatus, retain=True
 )
+JOB: Channel[StepJob, topics.JobPath] = Channel(topics.JOB, StepJob, retain=True)

@@ -157,6 +157,10 @@ class GatewaySettings(BaseModel):
     # DEG World Engine streams (/meter-data-simulator/...): the original's periods, in real seconds.
     we_transformer_stream_s: float = Field(default=10.0, gt=0)
     we_dataset_poll_s: float = Field(default=1.0, gt=0)
+    # POST /simulation/step of more intervals than this answers 202 with a job (progress, ETA, cancel).
+    step_job_intervals: int = Field(default=1440, ge=1)
+    # A job steps in chunks sized to take about this long, so progress is fresh and cancel is prompt.
+    step_job_chunk_s: float = Field(default=1.0, gt=0)
 
     @field_validator("api_keys")
     @classmethod

@@ -23,6 +23,7 @@ __all__ = [
     "CLOCK",
     "COMMAND",
     "EVENT",
+    "JOB",
     "METER_EVENT",
     "READING",
     "REPLY",
@@ -35,6 +36,7 @@ __all__ = [
     "ClientPath",
     "CommandPath",
     "EventPath",
+    "JobPath",
     "MeterEventPath",
     "NoPath",
     "ServicePath",
@@ -85,6 +87,13 @@ class EventPath:
 
     type: str
     subject: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobPath:
+    """A long-running job (a step of many intervals)."""
+
+    job: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +177,8 @@ CLOCK = TopicTemplate("clock", NoPath)
 WATERMARK = TopicTemplate("watermark", NoPath)
 # Liveness: retained `online`, last will `offline`.
 STATUS = TopicTemplate("status", ServicePath)
+# Progress of a long job (retained: the latest state of each job).
+JOB = TopicTemplate("job", JobPath)
 # Request/reply: the reply topic and correlation id travel in the request envelope.
 COMMAND = TopicTemplate("cmd", CommandPath)
 REPLY = TopicTemplate("reply", ClientPath)

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from gridsim_gateway.errors import error_response, install_error_handlers
+from gridsim_gateway.jobs import JobRunner
 from gridsim_gateway.routes import (
     admin,
     billing,
@@ -21,6 +22,7 @@ from gridsim_gateway.routes import (
     grid,
     grid_health,
     health,
+    jobs,
     readings,
     simulation,
 )
@@ -81,6 +83,7 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
             await bus.subscribe(channels.ROLLUP_TRANSFORMER, live.on_transformer_rollup)
             supervisor.attach(bus)
             watching = asyncio.create_task(_watch(supervisor, on_fatal))
+            job_runner = JobRunner(bus, settings)
             try:
                 yield {
                     "bus": bus,
@@ -89,8 +92,10 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
                     "live": live,
                     "supervisor": supervisor,
                     "streams": StreamSlots(),
+                    "jobs": job_runner,
                 }
             finally:
+                await job_runner.close()
                 watching.cancel()
                 await supervisor.close()
 
@@ -114,6 +119,7 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
         controls,
         export,
         grid_health,
+        jobs,
     ):
         app.include_router(module.router, dependencies=[OPERATE])
     app.include_router(admin.router, dependencies=[ADMIN])

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 
 from gridsim_gateway.deps import BusDep, SettingsDep, StateDep
+from gridsim_gateway.routes.jobs import JobsDep
 from gridsim_shared.errors import ClockNotReady
+from gridsim_shared.schemas.jobs import StepJob
 from gridsim_shared.schemas.simulation import (
     JumpRequest,
     SimulationTime,
@@ -58,13 +63,33 @@ async def jump(body: JumpRequest, bus: BusDep) -> SimulationTime:
     return SimulationTime.model_validate(await bus.request(SERVICE, "jump", body))
 
 
-@router.post("/simulation/step")
-async def step(body: StepRequest, bus: BusDep, settings: SettingsDep) -> StepResult:
+@router.post(
+    "/simulation/step",
+    response_model=StepResult,
+    responses={202: {"model": StepJob, "description": "a job was started (Location: /jobs/{id})"}},
+)
+async def step(
+    *,
+    body: StepRequest,
+    bus: BusDep,
+    settings: SettingsDep,
+    jobs: JobsDep,
+    job: Annotated[bool, Query(description="run as a job (202) whatever the number of intervals")] = False,
+) -> StepResult | JSONResponse:
     """Simulate ``intervals`` intervals (1 to 44,640, a month of minutes) as fast as possible.
 
-    Returns once the broker has acknowledged every reading of those intervals and, when an aggregator
-    is online, once it has stored them (``stored``; bounded by ``sim.step_ack_timeout_s``), so a script
-    can step and then read. Works whether the clock is paused or running.
+    Up to ``GRIDSIM_GATEWAY__STEP_JOB_INTERVALS`` (default 1,440) intervals, it returns once the broker
+    has acknowledged every reading of those intervals and, when an aggregator is online, once it has stored
+    them (``stored``; bounded by ``sim.step_ack_timeout_s``), so a script can step and then read. Beyond
+    that (or with ``job=true``) it answers **202** at once with a job (``Location: /jobs/{id}``): progress in
+    intervals with rate and ETA on ``GET /jobs/{id}``, ``GET /jobs/{id}/events`` (SSE) and MQTT
+    ``{base}/v1/job/{id}``; ``POST /jobs/{id}/cancel`` stops it after the chunk in flight. 409 while another
+    step job runs. Works whether the clock is paused or running.
     """
+    if job or body.intervals > settings.gateway.step_job_intervals:
+        started = await jobs.start(body.intervals)
+        return JSONResponse(
+            started.model_dump(mode="json"), status_code=202, headers={"location": f"/jobs/{started.id}"}
+        )
     timeout = max(_STEP_TIMEOUT_FLOOR_S, settings.mqtt.rpc_timeout_s, settings.sim.step_ack_timeout_s * 2)
     return StepResult.model_validate(await bus.request(SERVICE, "step", body, timeout=timeout))
