@@ -136,6 +136,10 @@ class _FakeBus:
     async def publish_status(self) -> None:
         self.published += 1
 
+    def status_report(self) -> dict[str, Any]:
+        detail, problems = self.health()
+        return {"service": "svc", "instance": "0", "detail": detail, "problems": problems}
+
 
 async def test_the_heartbeat_republishes_the_status_with_the_supervisor_report() -> None:
     supervisor = Supervisor("svc", FAST)
@@ -146,7 +150,14 @@ async def test_the_heartbeat_republishes_the_status_with_the_supervisor_report()
     detail, problems = bus.health()
     assert "heartbeat" in detail["tasks"]
     assert problems == []
+    from prometheus_client import REGISTRY, generate_latest
+
+    assert (
+        'gridsim_task_crashes{instance="0",service="svc",task="heartbeat"} 0.0'
+        in generate_latest(REGISTRY).decode()
+    )
     await supervisor.close()
+    assert 'service="svc"' not in generate_latest(REGISTRY).decode()  # no longer exported
 
 
 def test_run_main_exits_non_zero_when_the_service_fails(monkeypatch: pytest.MonkeyPatch) -> None:

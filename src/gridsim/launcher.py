@@ -305,6 +305,15 @@ def service_env(options: UpOptions, backends: Backends, http_port: int) -> dict[
     return env
 
 
+def _metrics_port(env: Mapping[str, str], index: int) -> dict[str, str]:
+    """``env`` with each service on its own metrics port: the configured one plus the service's index."""
+    own = dict(env)
+    base = own.get("GRIDSIM_SUPERVISION__METRICS_PORT", "0")
+    if base.isdigit() and int(base):
+        own["GRIDSIM_SUPERVISION__METRICS_PORT"] = str(int(base) + index)
+    return own
+
+
 # -------------------------------------------------------------------------------------- health
 
 
@@ -426,7 +435,10 @@ async def supervise(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     env = service_env(options, backends, http_port)
-    services = [ServiceProcess(name, module, env) for name, module in SERVICES.items()]
+    services = [
+        ServiceProcess(name, module, _metrics_port(env, index))
+        for index, (name, module) in enumerate(SERVICES.items())
+    ]
     tasks = [asyncio.create_task(s.supervise(stopping), name=s.name) for s in services]
     try:
         report = await _wait_healthy(health_url(http_host, http_port), stopping)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from gridsim_gateway.main import create_app
 from gridsim_gateway.state import LiveState, instance_state
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
+from gridsim_shared.errors import RemoteError
 from gridsim_shared.messages import ServiceStatus
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import gateway_client, running
@@ -112,3 +114,20 @@ async def test_readyz_follows_the_heartbeats_and_problems_services_report(settin
         ready = await _get_until(client, "/readyz", lambda r: r.status_code == 503)
         assert ready.json()["problems"] == ["feasibility/0: no heartbeat for 120 s"]
         assert (await client.get("/health")).json()["services"]["feasibility"] == "stalled"
+
+
+@pytest.mark.integration
+async def test_metrics_export_the_status_counters_and_rpc_latency(settings: Settings) -> None:
+    async with (
+        running(serve_billing, settings=settings),
+        gateway_client(create_app(settings)) as client,
+        Bus(settings.mqtt, "test-probe") as bus,
+    ):
+        await _get_until(client, "/health", lambda r: r.json()["services"]["billing"] == "online")
+        with contextlib.suppress(RemoteError):  # 503 without a clock: still answered, still timed
+            await bus.request("billing", "list_trades", {})
+        text = (await client.get("/metrics")).text
+    assert 'gridsim_bus_received{instance="0",service="gateway"}' in text
+    assert 'gridsim_task_crashes{instance="0",service="billing",task="heartbeat"} 0.0' in text
+    assert 'gridsim_rpc_seconds_count{operation="list_trades",service="billing"}' in text
+    assert 'gridsim_problems{instance="0",service="gateway"} 0.0' in text

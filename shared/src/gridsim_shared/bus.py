@@ -18,6 +18,7 @@ import itertools
 import logging
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from gridsim_shared.channels import Channel
 from gridsim_shared.errors import InvalidError, RemoteError, RpcTimeout, error_body
 from gridsim_shared.ids import is_segment, slug
 from gridsim_shared.messages import ErrorBody, Message, Reply, Request, ServiceStatus
+from gridsim_shared.metrics import RPC_SECONDS
 from gridsim_shared.settings import MqttSettings
 
 __all__ = ["Ack", "Bus", "Router", "validation_error"]
@@ -239,6 +241,10 @@ class Bus:
             heartbeat_s=self.heartbeat_s,
             problems=problems,
         )
+
+    def status_report(self) -> dict[str, Any]:
+        """The ``online`` status as it would be published now (for metrics)."""
+        return self._status("online").model_dump(mode="json")
 
     async def _publish_status(self, state: str) -> None:
         await self.publish(
@@ -553,6 +559,7 @@ class Bus:
             )
             return Reply(correlation_id=request.correlation_id, status="error", error=body)
         model, handler = entry
+        started = time.perf_counter()
         try:
             arg: Any = request.data
             if model is not None:
@@ -568,6 +575,8 @@ class Bus:
             if body.status >= 500:
                 _LOGGER.exception("%s.%s failed", self.service, operation)
             return Reply(correlation_id=request.correlation_id, status="error", error=body)
+        finally:
+            RPC_SECONDS.labels(self.service, operation).observe(time.perf_counter() - started)
         data = result.model_dump(mode="json") if isinstance(result, BaseModel) else _jsonable(result)
         return Reply(correlation_id=request.correlation_id, status="ok", data=data)
 

@@ -132,6 +132,8 @@ class SupervisionSettings(BaseModel):
     max_backoff_s: float = Field(default=10.0, gt=0)
     # A task with a watchdog (meter-sim's clock) that makes no progress this long is restarted.
     stall_after_s: float = Field(default=60.0, gt=0)
+    # Prometheus metrics on http://0.0.0.0:{metrics_port}/metrics (0: off; the gateway serves /metrics).
+    metrics_port: int = Field(default=0, ge=0, le=65535)
 
 
 class GatewaySettings(BaseModel):

@@ -24,6 +24,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gridsim_shared import metrics
 from gridsim_shared.settings import SupervisionSettings
 
 __all__ = ["Supervisor", "TaskFailed"]
@@ -42,6 +43,8 @@ class _StatusBus(Protocol):
     heartbeat_s: float | None
 
     async def publish_status(self) -> None: ...
+
+    def status_report(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -71,6 +74,7 @@ class Supervisor:
         self._closing = False
         self._stop: asyncio.Event | None = None  # the service's stop, once wait() is called
         self._watchdog: asyncio.Task[None] | None = None
+        self._unexport: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ tasks
     def spawn(self, name: str, factory: Factory, *, stall_after_s: float | None = None) -> None:
@@ -206,6 +210,9 @@ class Supervisor:
     async def close(self) -> None:
         """Cancel every task (the service is stopping)."""
         self._closing = True
+        if self._unexport is not None:
+            self._unexport()
+            self._unexport = None
         tasks = [w.task for w in self._watched.values() if w.task is not None]
         if self._watchdog is not None:
             tasks.append(self._watchdog)
@@ -242,6 +249,9 @@ class Supervisor:
         bus.health = lambda: (self.detail(), self.problems())
         bus.heartbeat_s = self.settings.heartbeat_s
         self.spawn("heartbeat", lambda: self._heartbeat(bus))
+        # The same status, scraped by Prometheus (docs/operations.md, "Metrics").
+        self._unexport = metrics.STATUS.add(bus.status_report)
+        metrics.serve_metrics(self.settings.metrics_port)
 
     async def _heartbeat(self, bus: _StatusBus) -> None:
         while True:

@@ -34,14 +34,18 @@ async def serve(settings: Settings, stop: asyncio.Event, tuning: AggregatorSetti
         def detail() -> dict[str, Any]:
             # Progress in every heartbeat: the last commit (clock_until), what was stored and closed.
             clock_until = ingestor.clock_until
-            return asdict(ingestor.counters) | {
-                "clock_until": clock_until.isoformat() if clock_until else None,
-                "last_commit_age_s": None
-                if ingestor.last_commit is None
-                else round(time.time() - ingestor.last_commit, 1),
-                "closed": closer.closed,
-                "leader": closer.is_leader,
-            }
+            return (
+                asdict(ingestor.counters)
+                | ingestor.queue
+                | {
+                    "clock_until": clock_until.isoformat() if clock_until else None,
+                    "last_commit_age_s": None
+                    if ingestor.last_commit is None
+                    else round(time.time() - ingestor.last_commit, 1),
+                    "closed": closer.closed,
+                    "leader": closer.is_leader,
+                }
+            )
 
         bus = Bus(
             settings.mqtt,

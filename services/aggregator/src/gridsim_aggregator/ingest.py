@@ -30,6 +30,7 @@ from gridsim_aggregator.settings import AggregatorSettings
 from gridsim_shared import channels, topics
 from gridsim_shared.bus import Ack
 from gridsim_shared.messages import ClockState
+from gridsim_shared.metrics import FLUSH_SECONDS
 
 __all__ = ["Counters", "Ingestor"]
 
@@ -102,6 +103,11 @@ class Ingestor:
         self.voltage = VoltageTracker(
             domain.VoltageBand(self.tuning.voltage_low_v, self.tuning.voltage_high_v)
         )
+
+    @property
+    def queue(self) -> dict[str, int]:
+        """What waits in memory: buffered readings and flushes in flight (queue depth)."""
+        return {"buffered_rows": self._buffered_rows, "flushes_in_flight": len(self._inflight)}
 
     @property
     def clock_until(self) -> datetime | None:
@@ -197,7 +203,9 @@ class Ingestor:
         delay = 0.1
         while True:
             try:
+                started = time.perf_counter()
                 fresh = await self._commit(items, payload)
+                FLUSH_SECONDS.observe(time.perf_counter() - started)
                 break
             except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
                 if len(items) > 1:

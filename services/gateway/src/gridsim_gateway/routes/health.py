@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Response
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel
 
 from gridsim_gateway.deps import BusDep, PoolDep, SettingsDep, StateDep, SupervisorDep
@@ -97,6 +99,12 @@ async def health(response: Response, report: ReportDep) -> Health:
     if report.status != "ok":
         response.status_code = 503
     return report
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics() -> PlainTextResponse:
+    """Prometheus metrics of the gateway process: its status counters, RPC latency (docs/operations.md)."""
+    return PlainTextResponse(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/livez")
