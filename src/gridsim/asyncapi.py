@@ -20,7 +20,8 @@ __all__ = ["CHANNEL_DOCS", "SERVICES", "build_document", "render"]
 SERVICES = ("meter-sim", "aggregator", "billing", "feasibility")
 # Modules besides ``handlers`` whose routers a service includes (their commands are documented too).
 COMMAND_MODULES: dict[str, tuple[str, ...]] = {
-    "meter-sim": ("worldengine_commands", "control_commands", "outage_commands")
+    "meter-sim": ("worldengine_commands", "control_commands", "outage_commands"),
+    "aggregator": ("service_levels",),
 }
 
 # What each channel carries, who publishes it and who listens — the prose of the document.
@@ -55,7 +56,9 @@ CHANNEL_DOCS: dict[str, tuple[Channel[Any, Any], str]] = {
         channels.EVENT,
         "Grid events. From the aggregator: `transformer_overload` / `transformer_overload_cleared` (an IEEE "
         "C57.91 hot-spot criterion: above 120 °C, cleared below 110 °C), `voltage_low` / `voltage_high` / "
-        "`voltage_restored` (a meter leaving or re-entering its voltage band, once per transition). Others: "
+        "`voltage_restored` (a meter leaving or re-entering its voltage band, once per transition), "
+        "`transformer_trip` (hot spot past the trip limit: meter-sim takes the transformer off supply), "
+        "`sla_breach` (a feeder missed a monthly service level; docs/grid-health.md). Others: "
         "`spike`, `control`, `p2p-trade`, ... The subject level is the node or meter code.",
     ),
     "meter-event": (

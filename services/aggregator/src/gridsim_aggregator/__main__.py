@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from dataclasses import asdict
 from typing import Any
 
+from gridsim_aggregator import service_levels
 from gridsim_aggregator.closer import Closer
+from gridsim_aggregator.domain import ThermalParams
 from gridsim_aggregator.handlers import Deps, batch_filter, router
 from gridsim_aggregator.ingest import Ingestor
 from gridsim_aggregator.settings import AggregatorSettings, Settings
@@ -18,6 +21,7 @@ from gridsim_shared.service import run_main
 from gridsim_shared.supervision import Supervisor
 
 SERVICE = "aggregator"
+_LOGGER = logging.getLogger(__name__)
 
 
 def client_id(settings: Settings) -> str:
@@ -66,6 +70,7 @@ async def serve(settings: Settings, stop: asyncio.Event, tuning: AggregatorSetti
             tuning,
             interval_s=settings.sim.interval_s,
             raw_retention_days=settings.db.raw_retention_days,
+            thermal=ThermalParams(trip_c=settings.health.trip_hot_spot_c),
         )
         deps = Deps(settings, tuning, bus, pool, ingestor, closer)
         ingestor.on_committed = closer.wake
@@ -73,6 +78,15 @@ async def serve(settings: Settings, stop: asyncio.Event, tuning: AggregatorSetti
         # Subscriptions are registered before connecting: a persistent session's queued batches arrive
         # right after CONNACK and must find their handler.
         await bus.include(router, deps)
+        health = service_levels.HealthDeps(settings, tuning, bus, pool)
+        await bus.include(service_levels.router, health)
+
+        def month_closed(month: str) -> None:
+            task = asyncio.create_task(_report_month(health, month))
+            deps.tasks.add(task)
+            task.add_done_callback(deps.tasks.discard)
+
+        closer.on_month_closed = month_closed
         await bus.subscribe_raw(
             batch_filter(settings.mqtt.base_topic, tuning.share_group), ingestor.on_message
         )
@@ -87,6 +101,14 @@ async def serve(settings: Settings, stop: asyncio.Event, tuning: AggregatorSetti
             await supervisor.close()
             with contextlib.suppress(Exception):
                 await bus.close()
+
+
+async def _report_month(health: service_levels.HealthDeps, month: str) -> None:
+    """The closed month's SLA breach events; a failure is logged (the report can be asked for again)."""
+    try:
+        await service_levels.report_month(health, month)
+    except Exception:
+        _LOGGER.exception("could not check the service levels of %s", month)
 
 
 def main() -> None:

@@ -22,7 +22,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,7 +32,7 @@ import numpy as np
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from gridsim_aggregator import domain, repository
+from gridsim_aggregator import aging, domain, repository
 from gridsim_aggregator.domain import ThermalParams, ThermalState, Totals
 from gridsim_aggregator.repository import Conn
 from gridsim_aggregator.settings import AggregatorSettings
@@ -60,6 +61,7 @@ class _Closed:
     rollups: list[NodeRollup] = field(default_factory=list)
     events: list[GridEvent] = field(default_factory=list)
     readings: int = 0
+    thermal: dict[int, ThermalState] = field(default_factory=dict)  # transformers' state after it
 
 
 @dataclass
@@ -82,6 +84,11 @@ class Closer:
         self._world_version: int | None = None
         self._topology: Topology | None = None
         self._thermal_state: dict[int, tuple[datetime, ThermalState]] | None = None
+        self._tripped: set[int] = set()
+        # Called with "YYYY-MM" when the first interval of the next month is closed (SLA breach events).
+        self.on_month_closed: Callable[[str], None] | None = (
+            None  # transformers whose trip event was sent (until they cool down)
+        )
         self._timescale: bool | None = None
         self._peaks: dict[int, tuple[datetime, float, datetime]] = {}  # node → (day, kVA, at)
         self._watermark: Watermark | None = None
@@ -191,6 +198,10 @@ class Closer:
             await self._roll_time(conn, ts, state.rolled_until, recompute=recompute)
         await self._publish(closed, state.readings_committed + closed.readings, recompute=recompute)
         self.closed += 0 if recompute else 1
+        before = state.committed_until
+        new_month = before is not None and (before.year, before.month) != (ts.year, ts.month)
+        if new_month and not recompute and before is not None and self.on_month_closed is not None:
+            self.on_month_closed(f"{before.year:04d}-{before.month:02d}")
 
     async def recompute_late(self) -> None:
         """Recompute intervals that received readings after they were closed."""
@@ -233,14 +244,14 @@ class Closer:
         closed.rollups = grid_rollups(topo, per_transformer, self.interval_s)
         hot: dict[int, float] = {}
         if not recompute:
-            hot, closed.events = await self._thermal(conn, ts, closed.rollups)
+            hot, closed.events, closed.thermal = await self._thermal(conn, ts, closed.rollups)
             await repository.insert_events(conn, closed.events)
         await repository.upsert_grid(conn, ts, closed.rollups, hot)
         return closed
 
     async def _thermal(
         self, conn: Conn, ts: datetime, rollups: list[NodeRollup]
-    ) -> tuple[dict[int, float], list[GridEvent]]:
+    ) -> tuple[dict[int, float], list[GridEvent], dict[int, ThermalState]]:
         if self._thermal_state is None:
             self._thermal_state = await repository.load_thermal(conn)
         hot: dict[int, float] = {}
@@ -251,15 +262,24 @@ class Closer:
                 continue
             before_ts, before = self._thermal_state.get(r.node.id, (None, ThermalState()))
             dt = self.interval_s if before_ts is None else max(0.0, (ts - before_ts).total_seconds())
-            state = domain.thermal_step(before, r.apparent_kva / r.node.capacity_kva, dt, self.thermal)
+            loading = r.apparent_kva / r.node.capacity_kva
+            state = domain.thermal_step(before, loading, dt, self.thermal)
+            if r.node.latitude is not None and r.node.longitude is not None:
+                state = replace(state, ambient_c=aging.ambient_c(r.node.latitude, r.node.longitude, ts))
+            state = aging.age(state, state.hot_spot_c(self.thermal), loading, dt)
             state, change = domain.overload_transition(state, self.thermal)
             hot[r.node.id] = state.hot_spot_c(self.thermal)
             updated[r.node.id] = state
             self._thermal_state[r.node.id] = (ts, state)
             if change is not None:
                 events.append(_overload_event(r, ts, change, hot[r.node.id], self.thermal))
+            if hot[r.node.id] > self.thermal.trip_c and r.node.id not in self._tripped:
+                self._tripped.add(r.node.id)
+                events.append(_trip_event(r, ts, hot[r.node.id], self.thermal))
+            elif hot[r.node.id] < self.thermal.alarm_c:
+                self._tripped.discard(r.node.id)
         await repository.save_thermal(conn, ts, updated)
-        return hot, events
+        return hot, events, updated
 
     async def _roll_time(self, conn: Conn, ts: datetime, rolled: datetime | None, *, recompute: bool) -> None:
         plan = time_rollup_plan(
@@ -325,7 +345,13 @@ class Closer:
         sent = [bus.publish_nowait(channels.READING, reading, path) for path, reading in closed.parents]
         for r in closed.rollups:
             channel, msg, path = _rollup_message(
-                closed.topo, r=r, ts=closed.ts, interval_s=self.interval_s, peak=self._peak(r, closed.ts)
+                closed.topo,
+                r=r,
+                ts=closed.ts,
+                interval_s=self.interval_s,
+                peak=self._peak(r, closed.ts),
+                thermal=closed.thermal.get(r.node.id),
+                params=self.thermal,
             )
             sent.append(bus.publish_nowait(channel, msg, path))
         sent += [
@@ -386,10 +412,26 @@ def _reading(
 
 
 def _rollup_message(
-    topo: Topology, *, r: NodeRollup, ts: datetime, interval_s: int, peak: tuple[float, datetime]
+    topo: Topology,
+    *,
+    r: NodeRollup,
+    ts: datetime,
+    interval_s: int,
+    peak: tuple[float, datetime],
+    thermal: ThermalState | None = None,
+    params: ThermalParams | None = None,
 ) -> tuple[Channel[Rollup, Any], Rollup, UtilityPath | FeederPath | TransformerPath]:
-    """A node's rollup with the channel and path of its level."""
+    """A node's rollup with the channel and path of its level (transformers: with their health)."""
     t = r.totals
+    health: dict[str, float] = {}
+    if thermal is not None and params is not None:
+        health = {
+            "hot_spot_c": round(thermal.hot_spot_c(params), 3),
+            "aging_factor": round(thermal.aging_factor, 6),
+            "loss_of_life_h": round(thermal.loss_of_life_h, 6),
+            "overload_h": round(thermal.overload_h, 6),
+            "health_index": aging.health_index(thermal.loss_of_life_h, thermal.overload_h),
+        }
     msg = Rollup(
         level=r.node.level,  # type: ignore[arg-type]
         node_id=r.node.id,
@@ -407,6 +449,7 @@ def _rollup_message(
         partial=r.partial,
         coincident_peak_kVA=peak[0],
         coincident_peak_at=peak[1],
+        **health,
     )
     path = topo.node_path(r.node)
     if isinstance(path, TransformerPath):
@@ -439,6 +482,18 @@ def _overload_event(
             "capacity_kVA": r.node.capacity_kva,
             "hot_spot_c": hot_c,
         },
+    )
+
+
+def _trip_event(r: NodeRollup, ts: datetime, hot_c: float, params: ThermalParams) -> GridEvent:
+    """The transformer's protection opens: meter-sim takes its meters off supply (docs/grid-health.md)."""
+    return GridEvent(
+        type="transformer_trip",
+        severity="critical",
+        timestamp=ts,
+        subject=r.node.code,
+        message=f"transformer {r.node.code} tripped: hot spot {hot_c:.0f} °C above {params.trip_c:.0f} °C",
+        data={"node_id": r.node.id, "hot_spot_c": hot_c, "loading_pct": r.loading_pct},
     )
 
 

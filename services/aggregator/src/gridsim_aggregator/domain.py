@@ -311,6 +311,7 @@ class ThermalParams:
     winding_time_constant_s: float = 5 * 60.0
     alarm_c: float = 120.0  # overloaded above this hot spot (planned loading beyond nameplate)
     clear_c: float = 110.0  # back to normal below this (hysteresis: no flapping)
+    trip_c: float = 180.0  # the protection trips above this hot spot (C57.91's short-time emergency limit)
 
 
 @dataclass(frozen=True)
@@ -320,10 +321,18 @@ class ThermalState:
     top_oil_rise_c: float = 0.0
     hot_spot_gradient_c: float = 0.0
     overloaded: bool = False
+    # Insulation aging (aging.py, IEEE C57.91 clause 5): hours of normal life used, hours above nameplate,
+    # the last interval's aging acceleration factor.
+    loss_of_life_h: float = 0.0
+    overload_h: float = 0.0
+    aging_factor: float = 0.0
+    # The ambient temperature at the transformer's place and time (None: the parameters' fixed ambient).
+    ambient_c: float | None = None
 
     def hot_spot_c(self, params: ThermalParams) -> float:
         """The winding hot-spot temperature (°C)."""
-        return params.ambient_c + self.top_oil_rise_c + self.hot_spot_gradient_c
+        ambient = params.ambient_c if self.ambient_c is None else self.ambient_c
+        return ambient + self.top_oil_rise_c + self.hot_spot_gradient_c
 
 
 def thermal_step(state: ThermalState, loading_pu: float, dt_s: float, params: ThermalParams) -> ThermalState:
@@ -379,7 +388,14 @@ class VoltageTracker:
 def voltage_transitions(
     outside: dict[int, str], meter_id: IntArray, voltage: FloatArray, band: VoltageBand
 ) -> list[tuple[int, str, float]]:
-    """Update ``outside`` (meter → ``low``/``high``) and return the meters whose side changed."""
+    """Update ``outside`` (meter → ``low``/``high``) and return the meters whose side changed.
+
+    A reading of 0 V is a meter without supply (an outage or a disconnect, docs/grid-health.md), not a
+    voltage excursion: it changes nothing here.
+    """
+    supplied = voltage > 0
+    if not supplied.all():
+        meter_id, voltage = meter_id[supplied], voltage[supplied]
     side = np.where(voltage < band.low_v, 1, np.where(voltage > band.high_v, 2, 0))
     changed: list[tuple[int, str, float]] = []
     names = ("normal", "low", "high")

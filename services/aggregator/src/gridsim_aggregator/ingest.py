@@ -128,7 +128,9 @@ class Ingestor:
                 ack()
             return
         first = int(readings.meter_id.min()) if len(readings) else 0
-        receipt = BatchReceipt(readings.ts, path.transformer, first, domain.batch_totals(readings))
+        receipt = BatchReceipt(
+            readings.ts, path.transformer, first, domain.batch_totals(readings), batch.sent_at
+        )
         self._buffer.append(_Item(self._seq, readings, receipt, ack, topic, payload))
         self._buffered_rows += len(readings)
         self.counters.batches += 1

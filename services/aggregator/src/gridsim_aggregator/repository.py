@@ -53,6 +53,7 @@ class BatchReceipt:
     transformer_code: str
     first_meter_id: int
     totals: Totals  # one group
+    sent_at: datetime | None = None  # when meter-sim sent it (wall clock): the SLA latency's start
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,8 @@ async def record_batches(conn: Conn, receipts: Sequence[BatchReceipt], instance:
     await conn.execute(
         "insert into ingest_batches (ts, transformer_code, first_meter_id, readings, producers, "
         + ", ".join(SUM_FIELDS)
-        + ", instance) select *, %s from unnest(%s::timestamptz[], %s::text[], %s::bigint[], %s::int[], "
-        "%s::int[], " + ", ".join(["%s::float8[]"] * len(SUM_FIELDS)) + ") "
+        + ", sent_at, instance) select *, %s from unnest(%s::timestamptz[], %s::text[], %s::bigint[], %s::int[], "
+        "%s::int[], " + ", ".join(["%s::float8[]"] * len(SUM_FIELDS)) + ", %s::timestamptz[]) "
         "on conflict (ts, transformer_code, first_meter_id) do update set "
         "readings = ingest_batches.readings + excluded.readings, "
         "producers = ingest_batches.producers + excluded.producers, "
@@ -146,6 +147,7 @@ async def record_batches(conn: Conn, receipts: Sequence[BatchReceipt], instance:
             [int(r.totals.readings[0]) for r in receipts],
             [int(r.totals.producers[0]) for r in receipts],
             *cols.values(),
+            [r.sent_at for r in receipts],
         ),
     )
 
@@ -306,9 +308,10 @@ async def upsert_grid(conn: Conn, ts: datetime, rollups: Sequence[NodeRollup], h
 async def load_thermal(conn: Conn) -> dict[int, tuple[datetime, ThermalState]]:
     """Every transformer's last thermal state."""
     cur = await conn.execute(
-        "select node_id, ts, top_oil_rise_c, hot_spot_gradient_c, overloaded from transformer_thermal"
+        "select node_id, ts, top_oil_rise_c, hot_spot_gradient_c, overloaded, loss_of_life_h, overload_h,"
+        " aging_factor from transformer_thermal"
     )
-    return {nid: (ts, ThermalState(oil, spot, over)) for nid, ts, oil, spot, over in await cur.fetchall()}
+    return {row[0]: (row[1], ThermalState(*row[2:])) for row in await cur.fetchall()}
 
 
 async def save_thermal(conn: Conn, ts: datetime, states: dict[int, ThermalState]) -> None:
@@ -317,17 +320,23 @@ async def save_thermal(conn: Conn, ts: datetime, states: dict[int, ThermalState]
         return
     items = list(states.items())
     await conn.execute(
-        "insert into transformer_thermal (node_id, ts, top_oil_rise_c, hot_spot_gradient_c, overloaded) "
-        "select n, %s, o, h, v from unnest(%s::bigint[], %s::float8[], %s::float8[], %s::bool[]) as u(n, o, h, v) "
+        "insert into transformer_thermal (node_id, ts, top_oil_rise_c, hot_spot_gradient_c, overloaded,"
+        " loss_of_life_h, overload_h, aging_factor) "
+        "select n, %s, o, h, v, l, x, f from unnest(%s::bigint[], %s::float8[], %s::float8[], %s::bool[],"
+        " %s::float8[], %s::float8[], %s::float8[]) as u(n, o, h, v, l, x, f) "
         "on conflict (node_id) do update set ts = excluded.ts, "
         "top_oil_rise_c = excluded.top_oil_rise_c, hot_spot_gradient_c = excluded.hot_spot_gradient_c, "
-        "overloaded = excluded.overloaded",
+        "overloaded = excluded.overloaded, loss_of_life_h = excluded.loss_of_life_h, "
+        "overload_h = excluded.overload_h, aging_factor = excluded.aging_factor",
         (
             ts,
             [n for n, _ in items],
             [s.top_oil_rise_c for _, s in items],
             [s.hot_spot_gradient_c for _, s in items],
             [s.overloaded for _, s in items],
+            [s.loss_of_life_h for _, s in items],
+            [s.overload_h for _, s in items],
+            [s.aging_factor for _, s in items],
         ),
     )
 
@@ -591,8 +600,11 @@ async def timescale_housekeeping(
 async def load_topology_rows(conn: Conn) -> tuple[list[GridNode], list[MeterRow]]:
     """Grid nodes (parents before children) and meters."""
     cur = await conn.execute(
-        "select id, code, level, parent_id, capacity_kva from grid_nodes order by "
-        "case level when 'utility' then 0 when 'feeder' then 1 else 2 end, id"
+        "select n.id, n.code, n.level, n.parent_id, n.capacity_kva,"
+        " coalesce(n.latitude, p.latitude, u.latitude), coalesce(n.longitude, p.longitude, u.longitude)"
+        " from grid_nodes n left join grid_nodes p on p.id = n.parent_id left join grid_nodes u on u.id = p.parent_id"
+        " order by "
+        "case n.level when 'utility' then 0 when 'feeder' then 1 else 2 end, n.id"
     )
     nodes = [GridNode(*row) for row in await cur.fetchall()]
     cur = await conn.execute(

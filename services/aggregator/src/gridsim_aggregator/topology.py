@@ -29,6 +29,8 @@ class GridNode:
     level: str
     parent_id: int | None
     capacity_kva: float | None
+    latitude: float | None = None  # where the node is (its ambient temperature); None: unknown
+    longitude: float | None = None
 
 
 @dataclass(frozen=True)

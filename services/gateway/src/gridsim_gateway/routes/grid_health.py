@@ -8,9 +8,12 @@ service (``{base}/v1/cmd/<service>/<operation>``), so an agent can do the same w
 
 from __future__ import annotations
 
-from typing import Annotated
+import csv
+import io
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, status
+from fastapi.responses import Response
 
 from gridsim_gateway.deps import BusDep
 from gridsim_shared.schemas.health import (
@@ -18,13 +21,18 @@ from gridsim_shared.schemas.health import (
     FeederSwitch,
     FeederSwitchResult,
     MeterRead,
+    Month,
     Outage,
     OutageCreate,
     OutageListRequest,
     ReliabilityIndices,
     ReliabilityRequest,
+    SlaReport,
     SupplyResult,
+    TransformerHealth,
+    TransformerHealthRequest,
 )
+from gridsim_shared.schemas.meters import GridRef
 
 router = APIRouter(tags=["grid health"])
 
@@ -107,3 +115,54 @@ async def switch_transformer(body: FeederSwitch, bus: BusDep) -> FeederSwitchRes
     """Move a transformer (with its meters) to another feeder of the same utility (logged as
     `grid.switch`). Rollups, forecasts and feasibility follow from the next interval."""
     return FeederSwitchResult.model_validate(await bus.request(METER_SIM, "switch_transformer", body))
+
+
+# ------------------------------------------------------------------ transformer health, service levels
+
+
+@router.get("/grid/transformers/health")
+async def transformer_health(
+    query: Annotated[TransformerHealthRequest, Query()], bus: BusDep
+) -> list[TransformerHealth]:
+    """Each transformer's insulation aging per IEEE C57.91 (hot spot, aging factor F_AA, loss of life in
+    hours and as a share of the 180,000 h normal life), hours overloaded and a 0-100 health index."""
+    data = await bus.request(AGGREGATOR, "transformer_health", query)
+    return [TransformerHealth.model_validate(t) for t in data]
+
+
+@router.get("/sla/{feeder}", response_model=SlaReport)
+async def sla_report(
+    feeder: Annotated[GridRef, Path(description="the feeder's id or code")],
+    month: Annotated[Month, Query(description="YYYY-MM")],
+    bus: BusDep,
+    format: Annotated[Literal["json", "csv"], Query(description="json (default) or csv")] = "json",
+) -> SlaReport | Response:
+    """A feeder's monthly service levels: data completeness (readings stored / expected), voltage
+    compliance (share of readings inside the band) and latency from a reading leaving meter-sim to its
+    durable storage (p50, p95, max), with the thresholds from settings and the ones breached. CSV: one row
+    per meter."""
+    report = SlaReport.model_validate(
+        await bus.request(AGGREGATOR, "sla_report", {"feeder": feeder, "month": month})
+    )
+    if format == "json":
+        return report
+    out = io.StringIO()
+    rows = report.csv_rows()
+    fields = [
+        "feeder_code",
+        "month",
+        "meter_id",
+        "meter_code",
+        "readings",
+        "expected",
+        "completeness",
+        "voltage_compliance",
+    ]
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    return Response(
+        out.getvalue(),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="sla-{report.feeder_code}-{month}.csv"'},
+    )
