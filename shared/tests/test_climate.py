@@ -41,7 +41,7 @@ def test_climate_named_and_nearest() -> None:
 
 
 def test_invalid_climate_is_refused() -> None:
-    with pytest.raises(ValueError, match="12 monthly values"):
+    with pytest.raises(ValueError, match="12 values"):
         cl.Climate("x", "x", "UTC", 0, 0, (1.0,), (1.0,), 230, "en-50160", 1, 0.5, "test")
 
 

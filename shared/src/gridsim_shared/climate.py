@@ -25,15 +25,16 @@ import numpy as np
 import numpy.typing as npt
 
 from gridsim_shared import randomness
-from gridsim_shared.geo import haversine_m
 
 __all__ = [
     "CLIMATES",
+    "CLIMATE_LIST",
     "Climate",
     "climate_for",
     "climate_named",
     "day_of_year",
     "local_hour",
+    "nearest_climate_index",
     "outdoor_temperature_c",
     "solar_day",
     "sunrise_solar_hour",
@@ -69,10 +70,14 @@ class Climate:
     # cloudiness carries to the next (lag-1 correlation of the daily state).
     sunshine: tuple[float, ...] = (0.6,) * 12
     sky_persistence: tuple[float, ...] = (0.5,) * 12
+    # Clear-sky atmosphere (meter-sim's Ineichen model): monthly Linke turbidity and the site's altitude.
+    linke_turbidity: tuple[float, ...] = (3.0,) * 12
+    altitude_m: float = 0.0
 
     def __post_init__(self) -> None:
-        if any(len(v) != 12 for v in (self.mean_c, self.range_c, self.sunshine, self.sky_persistence)):
-            msg = f"climate {self.name}: mean_c, range_c, sunshine and sky_persistence need 12 monthly values"
+        monthly = (self.mean_c, self.range_c, self.sunshine, self.sky_persistence, self.linke_turbidity)
+        if any(len(v) != 12 for v in monthly):
+            msg = f"climate {self.name}: every monthly table needs 12 values"
             raise ValueError(msg)
         if not -90.0 <= self.latitude <= 90.0 or not -180.0 <= self.longitude <= 180.0:
             msg = f"climate {self.name}: latitude/longitude out of range"
@@ -84,6 +89,9 @@ class Climate:
             0.0 <= v < 1.0 for v in self.sky_persistence
         ):
             msg = f"climate {self.name}: sunshine must be in [0, 1] and sky_persistence in [0, 1)"
+            raise ValueError(msg)
+        if not all(1.0 <= v <= 10.0 for v in self.linke_turbidity) or not -500.0 <= self.altitude_m <= 6000.0:
+            msg = f"climate {self.name}: Linke turbidity must be in [1, 10] and altitude in [−500, 6000] m"
             raise ValueError(msg)
         ZoneInfo(self.timezone)  # raises for an unknown zone
 
@@ -113,6 +121,7 @@ def _climate(
     supply: tuple[float, str],
     anomaly: tuple[float, float],
     sky: tuple[tuple[float, ...], tuple[float, ...]],
+    atmosphere: tuple[tuple[float, ...], float],
     source: str,
 ) -> Climate:
     return Climate(
@@ -129,11 +138,16 @@ def _climate(
         anomaly_persistence=anomaly[1],
         sunshine=sky[0],
         sky_persistence=sky[1],
+        linke_turbidity=atmosphere[0],
+        altitude_m=atmosphere[1],
         source=source,
     )
 
 
 # Mean daily maximum / minimum per month, as published (rounded to 0.1). US: °F; elsewhere °C.
+# Sunshine: mean fraction of possible sunshine hours per month (NOAA Comparative Climatic Data; DWD, IMD,
+# BoM sunshine hours over the month's day length). Linke turbidity: the monthly SoDa climatology of
+# Remund et al. (2003) at the site, as distributed with pvlib (lookup_linke_turbidity), rounded to 0.1.
 CLIMATES: dict[str, Climate] = {
     c.name: c
     for c in (
@@ -152,6 +166,7 @@ CLIMATES: dict[str, Climate] = {
                 (0.56, 0.62, 0.69, 0.73, 0.72, 0.73, 0.66, 0.65, 0.72, 0.70, 0.62, 0.54),
                 (0.5, 0.5, 0.5, 0.5, 0.6, 0.7, 0.7, 0.7, 0.6, 0.5, 0.5, 0.5),
             ),
+            atmosphere=((3.3, 3.2, 3.2, 3.2, 3.4, 3.5, 3.6, 3.5, 3.4, 3.2, 3.1, 3.0), 16.0),
             source="NOAA NCEI U.S. Climate Normals 1991–2020, San Francisco Downtown (USW00023272)",
         ),
         _climate(
@@ -169,6 +184,7 @@ CLIMATES: dict[str, Climate] = {
                 (0.77, 0.80, 0.83, 0.88, 0.93, 0.94, 0.85, 0.85, 0.89, 0.88, 0.83, 0.77),
                 (0.5, 0.5, 0.5, 0.6, 0.7, 0.7, 0.6, 0.6, 0.6, 0.6, 0.5, 0.5),
             ),
+            atmosphere=((2.3, 2.4, 2.8, 3.1, 3.4, 3.4, 3.4, 3.6, 3.2, 3.0, 2.9, 2.7), 337.0),
             source="NOAA NCEI U.S. Climate Normals 1991–2020, Phoenix Sky Harbor Intl AP (USW00023183)",
         ),
         _climate(
@@ -183,6 +199,7 @@ CLIMATES: dict[str, Climate] = {
             supply=(240.0, "ansi-c84.1"),
             anomaly=(2.8, 0.65),
             sky=((0.42, 0.48, 0.51, 0.52, 0.58, 0.64, 0.66, 0.63, 0.60, 0.60, 0.50, 0.44), (0.5,) * 12),
+            atmosphere=((3.0, 3.0, 3.3, 3.6, 3.9, 4.4, 5.1, 4.5, 4.0, 3.4, 3.1, 3.0), 29.0),
             source="NOAA NCEI U.S. Climate Normals 1991–2020, Houston Intercontinental AP (USW00012960)",
         ),
         _climate(
@@ -197,6 +214,7 @@ CLIMATES: dict[str, Climate] = {
             supply=(240.0, "ansi-c84.1"),
             anomaly=(4.5, 0.7),
             sky=((0.51, 0.57, 0.54, 0.56, 0.59, 0.64, 0.70, 0.67, 0.61, 0.56, 0.39, 0.40), (0.5,) * 12),
+            atmosphere=((2.7, 2.9, 3.1, 3.5, 3.7, 4.0, 3.9, 4.0, 3.5, 3.1, 3.0, 2.7), 255.0),
             source="NOAA NCEI U.S. Climate Normals 1991–2020, Minneapolis–St Paul Intl AP (USW00014922)",
         ),
         _climate(
@@ -214,6 +232,7 @@ CLIMATES: dict[str, Climate] = {
                 (0.66, 0.73, 0.69, 0.73, 0.69, 0.54, 0.39, 0.44, 0.61, 0.77, 0.79, 0.68),
                 (0.6, 0.5, 0.5, 0.5, 0.5, 0.6, 0.7, 0.7, 0.6, 0.6, 0.6, 0.6),
             ),
+            atmosphere=((3.0, 3.3, 3.7, 4.1, 4.3, 4.5, 5.1, 5.3, 4.3, 3.7, 3.2, 3.2), 216.0),
             source="India Meteorological Department, Climatological Normals, New Delhi (Safdarjung)",
         ),
         _climate(
@@ -228,6 +247,7 @@ CLIMATES: dict[str, Climate] = {
             supply=(230.0, "en-50160"),
             anomaly=(3.5, 0.7),
             sky=((0.23, 0.27, 0.34, 0.46, 0.48, 0.46, 0.47, 0.48, 0.45, 0.38, 0.24, 0.20), (0.5,) * 12),
+            atmosphere=((2.8, 2.8, 4.0, 3.6, 3.8, 3.8, 3.9, 3.8, 4.0, 3.6, 2.9, 2.8), 48.0),
             source="Deutscher Wetterdienst (DWD) Klimareferenzperiode 1991–2020, Berlin-Tempelhof (433)",
         ),
         _climate(
@@ -242,10 +262,26 @@ CLIMATES: dict[str, Climate] = {
             supply=(230.0, "as-60038"),
             anomaly=(2.0, 0.6),
             sky=((0.51, 0.50, 0.52, 0.58, 0.59, 0.59, 0.65, 0.69, 0.65, 0.60, 0.54, 0.53), (0.5,) * 12),
+            atmosphere=((3.1, 2.8, 2.8, 2.6, 2.6, 2.5, 2.5, 2.6, 2.7, 2.8, 2.7, 2.8), 39.0),
             source="Bureau of Meteorology climate statistics, Sydney (Observatory Hill) 066062",
         ),
     )
 }
+
+
+CLIMATE_LIST: tuple[Climate, ...] = tuple(CLIMATES.values())
+
+
+def nearest_climate_index(latitudes: npt.ArrayLike, longitudes: npt.ArrayLike) -> npt.NDArray[np.intp]:
+    """For many points at once: the position in :data:`CLIMATE_LIST` of each one's nearest climate."""
+    lat = np.radians(np.asarray(latitudes, dtype=np.float64))[:, None]
+    lon = np.radians(np.asarray(longitudes, dtype=np.float64))[:, None]
+    c_lat = np.radians([c.latitude for c in CLIMATE_LIST])[None, :]
+    c_lon = np.radians([c.longitude for c in CLIMATE_LIST])[None, :]
+    # The haversine term grows with distance, so its argmin is the nearest (no arcsin needed).
+    a = np.sin((c_lat - lat) / 2) ** 2 + np.cos(lat) * np.cos(c_lat) * np.sin((c_lon - lon) / 2) ** 2
+    nearest: npt.NDArray[np.intp] = np.argmin(a, axis=1).astype(np.intp)
+    return nearest
 
 
 def climate_named(name: str) -> Climate:
@@ -259,9 +295,7 @@ def climate_named(name: str) -> Climate:
 
 def climate_for(latitude: float, longitude: float) -> Climate:
     """The built-in climate nearest to a point (great-circle distance)."""
-    table = list(CLIMATES.values())
-    distance = haversine_m(latitude, longitude, [c.latitude for c in table], [c.longitude for c in table])
-    return table[int(np.argmin(distance))]
+    return CLIMATE_LIST[int(nearest_climate_index([latitude], [longitude])[0])]
 
 
 # --------------------------------------------------------------------------------------------- time

@@ -8,15 +8,17 @@ appliance profiles (a dozen), never over meters. Randomness comes from :mod:`ran
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
 
 from gridsim_meter_sim import randomness, shapes, solar
+from gridsim_shared import climate as climates_
 
 __all__ = [
     "NOMINAL_V",
@@ -39,8 +41,14 @@ BOOL = npt.NDArray[np.bool_]
 NOMINAL_V = 240.0  # the middle of the seed's 230-250 V band
 SEED_V_MIN, SEED_V_MAX = 230.0, 250.0
 PF_MIN = 0.8
-# End-of-line voltage drop at full transformer load (5 % of nominal, the ANSI/SERC band allocation).
-SAG_V_AT_FULL_LOAD = 12.0
+# Feeder voltage model (per unit of the meter's nominal voltage): end-of-line drop at full transformer
+# load (5 %, the usual allocation of ANSI C84.1's Range A to the secondary), the substation regulator's
+# set point above nominal, the feeder-wide swing's σ and the meters' fixed spread along the feeder.
+SAG_AT_FULL_LOAD = 0.05
+SET_POINT_RISE = 0.015
+FEEDER_SIGMA = 0.006
+METER_SPREAD = 0.0125
+X_OVER_R = 0.5  # reactance/resistance of LV lines and service drops: Q sags the voltage half as much as P
 DEFAULT_KVA_PER_METER = 5.0  # transformers without a rating: sized for ~5 kVA per connected meter
 
 _ACTIVITY = shapes.activity_table()
@@ -50,6 +58,7 @@ _SLOT_OF_PROFILE = [b.slot_min for b in shapes.PROFILES.values()]
 
 # Random streams: one id per use, so adding a use never shifts another's numbers.
 _S_PF, _S_VOLT, _S_VOLT_NOISE, _S_POSITION, _S_PHASE, _S_PERIOD = 1, 2, 3, 4, 5, 6
+_S_FEEDER = 7
 _S_PROFILE_BASE = 100  # + profile index: the on/off draws of that appliance profile
 
 
@@ -85,6 +94,9 @@ class DerRow:
     power_factor: float
     quantity: int
     capacity_kw: float | None
+    # A PV array's orientation (degrees; azimuth clockwise from north). None: 20° facing the equator.
+    tilt_deg: float | None = None
+    azimuth_deg: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,16 +132,24 @@ class Fleet:
     utc_offset_min: I64
     hemisphere: F64  # +1 north, -1 south: seasons flip
     seed_base_kwh_per_min: F64  # Σ appliance base kWh/min × quantity (the seed's base_kWh)
-    solar_kw: F64  # rated PV power (kW)
+    solar_kw: F64  # rated PV power per meter (kWp DC, all its arrays)
+    pv: solar.PvArrays  # one row per PV array
+    pv_cell_of: npt.NDArray[np.intp]  # each array's cloud cell position
+    climates: list[climates_.Climate]  # the built-in climates this fleet's meters are in
+    climate_of: npt.NDArray[np.intp]  # row → position in ``climates`` (nearest built-in)
     loads: list[ProfileLoad]
     cloud_cells: npt.NDArray[np.uint64]
     cloud_cell_of: npt.NDArray[np.intp]
-    voltage_offset: F64  # where the meter sits on its feeder: its no-load voltage deviation (V)
+    voltage_offset: F64  # where the meter sits on its feeder: its no-load voltage deviation (per unit)
+    nominal_v: F64  # the meter's nominal service voltage (its climate's supply)
+    feeder: npt.NDArray[np.intp]  # row → feeder position
+    feeder_key: npt.NDArray[np.uint64]  # one random key per feeder (its shared voltage swing)
     line_position: F64  # share of the end-of-line drop this meter sees, in [0.3, 1]
     # Per transformer (in order of first appearance): codes, capacity, and the row slice [start, stop).
     transformer_codes: list[tuple[str, str, str]]  # (utility, feeder, transformer)
     transformer_kva: F64
     transformer_bounds: I64  # len = transformers + 1
+    seed: int
     sky: solar.CloudSky = field(repr=False)
 
     def __len__(self) -> int:
@@ -194,6 +214,11 @@ def _utc_offset_min(longitude: F64) -> I64:
     return (np.round(longitude / 7.5) * 30.0).astype(np.int64)
 
 
+def _stable_id(text: str) -> int:
+    # Not Python's hash(): that is salted per process, and the key must be the same on every shard.
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
+
+
 def build_fleet(seed: int, meters: Sequence[MeterRow], ders: Sequence[DerRow]) -> Fleet:
     """Arrays for ``meters`` (any order) and their DERs; rows are sorted by transformer, then meter id."""
     order = sorted(meters, key=lambda m: (m.transformer_id, m.meter_id))
@@ -213,6 +238,11 @@ def build_fleet(seed: int, meters: Sequence[MeterRow], ders: Sequence[DerRow]) -
             transformer_codes.append((m.utility_code, m.feeder_code, m.transformer_code))
             transformer_kva.append(m.transformer_kva)
         transformer[i] = t
+    # Feeders by their codes, hashed to a stable id (the same on every shard and after every reload).
+    feeder_names = [f"{m.utility_code}/{m.feeder_code}" for m in order]
+    feeder_codes, feeder_of = np.unique(np.array(feeder_names, dtype=object), return_inverse=True)
+    feeder_of = feeder_of.astype(np.intp)
+    feeder_ids = np.array([_stable_id(str(c)) for c in feeder_codes], dtype=np.int64)
     counts = np.bincount(transformer, minlength=len(transformer_codes)) if n else np.zeros(0, np.int64)
     bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     kva = np.array(
@@ -223,8 +253,11 @@ def build_fleet(seed: int, meters: Sequence[MeterRow], ders: Sequence[DerRow]) -
         dtype=np.float64,
     )
 
+    latitude = np.array([m.latitude for m in order], dtype=np.float64)
+    longitude = np.array([m.longitude for m in order], dtype=np.float64)
     seed_base = np.zeros(n)
     solar_kw = np.zeros(n)
+    pv_rows: list[tuple[int, float, float, float]] = []  # (row, kWp, tilt, azimuth)
     per_profile: dict[int, dict[int, list[float]]] = {}  # profile → row → [base, base·tanφ, units]
     for d in ders:
         row = row_of.get(d.er_meter_id)
@@ -233,6 +266,9 @@ def build_fleet(seed: int, meters: Sequence[MeterRow], ders: Sequence[DerRow]) -
         if d.role == "production":
             rated = d.capacity_kw if d.capacity_kw is not None else d.base_kwh_per_min * 60.0
             solar_kw[row] += rated * d.quantity
+            tilt = d.tilt_deg if d.tilt_deg is not None else solar.DEFAULT_TILT_DEG
+            azimuth = d.azimuth_deg if d.azimuth_deg is not None else solar.default_azimuth_deg(latitude[row])
+            pv_rows.append((row, rated * d.quantity, tilt, azimuth))
             continue
         base = d.base_kwh_per_min * d.quantity
         seed_base[row] += base
@@ -249,10 +285,15 @@ def build_fleet(seed: int, meters: Sequence[MeterRow], ders: Sequence[DerRow]) -
             ProfileLoad(p, idx, values[:, 0], values[:, 1] / values[:, 0], values[:, 2], phase, period)
         )
 
-    latitude = np.array([m.latitude for m in order], dtype=np.float64)
-    longitude = np.array([m.longitude for m in order], dtype=np.float64)
+    nearest = climates_.nearest_climate_index(latitude, longitude)
+    used, climate_of = np.unique(nearest, return_inverse=True)
+    climates = [climates_.CLIMATE_LIST[int(i)] for i in used]
     all_cells = solar.cloud_cells(latitude, longitude)
-    cells, cell_of = np.unique(all_cells, return_inverse=True)
+    cells, first, cell_of = np.unique(all_cells, return_index=True, return_inverse=True)
+    cell_of = cell_of.astype(np.intp)
+    pv = solar.PvArrays.build(
+        [r[0] for r in pv_rows], [r[1] for r in pv_rows], [r[2] for r in pv_rows], [r[3] for r in pv_rows]
+    )
     kind_of = {k: i for i, k in enumerate(shapes.KINDS)}
     return Fleet(
         meter_id=meter_id,
@@ -271,15 +312,23 @@ def build_fleet(seed: int, meters: Sequence[MeterRow], ders: Sequence[DerRow]) -
         hemisphere=np.where(latitude >= 0, 1.0, -1.0),
         seed_base_kwh_per_min=seed_base,
         solar_kw=solar_kw,
+        pv=pv,
+        pv_cell_of=cell_of[pv.row],
+        climates=climates,
+        climate_of=climate_of.astype(np.intp),
         loads=loads,
         cloud_cells=cells,
-        cloud_cell_of=cell_of.astype(np.intp),
-        voltage_offset=(randomness.uniform(key, _S_VOLT, 0) - 0.5) * 6.0,
+        cloud_cell_of=cell_of,
+        voltage_offset=(randomness.uniform(key, _S_VOLT, 0) - 0.5) * 2.0 * METER_SPREAD,
+        nominal_v=np.array([climates[i].nominal_v for i in climate_of], dtype=np.float64),
+        feeder=feeder_of,
+        feeder_key=randomness.meter_keys(seed, feeder_ids),
         line_position=0.3 + 0.7 * randomness.uniform(key, _S_POSITION, 0),
         transformer_codes=transformer_codes,
         transformer_kva=kva,
         transformer_bounds=bounds,
-        sky=solar.CloudSky(seed, cells),
+        seed=seed,
+        sky=solar.CloudSky(seed, cells, longitude[first], climates, climate_of[first].astype(np.intp)),
     )
 
 
@@ -349,22 +398,53 @@ def _consumption_kwh_per_min(fleet: Fleet, when: datetime) -> tuple[F64, F64]:
 
 
 def _production_kwh(fleet: Fleet, when: datetime, interval_s: int) -> F64:
-    """Solar energy over the interval (kWh); NaN for consumers. Evaluated at the interval's midpoint."""
+    """Solar energy over the interval (kWh); NaN for consumers. Evaluated at the interval's midpoint.
+
+    Realistic: each array's AC output through the whole PV chain (``solar.ac_power_kw``) under its cell's
+    clouds and its climate's air temperature and atmosphere, summed per meter. Flat: the seed's formula,
+    base kWh per minute × a time-of-day multiplier in [0, 1] (the clear-sky sun, Haurwitz), no clouds.
+    """
     out = np.full(len(fleet), np.nan)
     rows = np.flatnonzero(fleet.prosumer)
     if not len(rows):
         return out
-    mid = when + timedelta(seconds=interval_s / 2)
-    elevation = solar.solar_elevation(mid, fleet.latitude[rows], fleet.longitude[rows])
-    ghi = solar.clear_sky_ghi(elevation)
+    mid_s = when.timestamp() + interval_s / 2.0
     hours = interval_s / 3600.0
-    realistic = (
-        solar.pv_kw(fleet.solar_kw[rows], ghi, fleet.sky.index(mid, fleet.cloud_cell_of[rows])) * hours
-    )
-    # The seed's formula: base_kWh per minute × a time-of-day multiplier in [0, 1] (here the sun's).
-    flat = fleet.solar_kw[rows] / 60.0 * np.clip(ghi / 1000.0, 0.0, 1.0) * (interval_s / 60.0)
-    out[rows] = np.where(fleet.flat[rows], flat, realistic) * fleet.k_production[rows]
+    flat_rows = rows[fleet.flat[rows]]
+    out[rows] = 0.0
+    if len(flat_rows):
+        sun = solar.sun_position(mid_s, fleet.latitude[flat_rows], fleet.longitude[flat_rows])
+        multiplier = np.clip(solar.haurwitz_ghi(sun.cos_zenith) / 1000.0, 0.0, 1.0)
+        out[flat_rows] = fleet.solar_kw[flat_rows] / 60.0 * multiplier * (interval_s / 60.0)
+    arrays = fleet.pv
+    if len(arrays):
+        realistic = ~fleet.flat[arrays.row] & fleet.prosumer[arrays.row]
+        if realistic.any():
+            out += (
+                np.bincount(
+                    arrays.row[realistic],
+                    weights=_array_ac_kw(fleet, arrays, realistic, mid_s),
+                    minlength=len(fleet),
+                )
+                * hours
+            )
+    out[rows] *= fleet.k_production[rows]
     return out
+
+
+def _array_ac_kw(fleet: Fleet, arrays: solar.PvArrays, pick: BOOL, mid_s: float) -> F64:
+    """AC power (kW) of the picked PV arrays at instant ``mid_s`` (UTC epoch seconds)."""
+    sel = solar.PvArrays(arrays.row[pick], arrays.kwp[pick], arrays.tilt[pick], arrays.azimuth[pick])
+    meter = sel.row
+    month = int(np.datetime64(int(mid_s), "s").astype("datetime64[M]").astype(np.int64) % 12)
+    epoch = np.array([int(mid_s)], dtype=np.int64)
+    air = np.array([climates_.outdoor_temperature_c(c, epoch, fleet.seed)[0] for c in fleet.climates])
+    linke = np.array([c.linke_turbidity[month] for c in fleet.climates])
+    altitude = np.array([c.altitude_m for c in fleet.climates])
+    climate = fleet.climate_of[meter]
+    sun = solar.sun_position(mid_s, fleet.latitude[meter], fleet.longitude[meter])
+    kc = fleet.sky.index(int(mid_s), fleet.pv_cell_of[pick])
+    return solar.ac_power_kw(sun, sel, kc, air[climate], linke=linke[climate], altitude_m=altitude[climate])
 
 
 def simulate(fleet: Fleet, when: datetime, interval_s: int, adjust: Adjustment | None = None) -> Readings:
@@ -391,16 +471,23 @@ def simulate(fleet: Fleet, when: datetime, interval_s: int, adjust: Adjustment |
     mix = np.divide(p_min, apparent_min, out=np.ones(n), where=apparent_min > 0)
     pf = np.where(fleet.flat, PF_MIN + (1.0 - PF_MIN) * u_pf, np.clip(mix + 0.04 * (u_pf - 0.5), PF_MIN, 1.0))
 
+    # kVAh and kVAR. Flat ERs: the seed's single power factor on both sides. Realistic: the loads draw
+    # at their mix's power factor, PV inverters run at unity (IEEE 1547's default mode): production
+    # kVAh = kWh and the reactive energy is the loads' alone.
     consumption_kvah = consumption / pf
-    production_kvah = production / pf
+    production_kvah = np.where(fleet.flat, production / pf, production)
     throughput_kwh = consumption + produced
     throughput_kvah = consumption_kvah + np.nan_to_num(production_kvah)
-    kvar = np.sqrt(np.maximum(throughput_kvah * throughput_kvah - throughput_kwh * throughput_kwh, 0.0))
+    seed_kvar = np.sqrt(np.maximum(throughput_kvah * throughput_kvah - throughput_kwh * throughput_kwh, 0.0))
+    load_kvar = np.sqrt(np.maximum(consumption_kvah * consumption_kvah - consumption * consumption, 0.0))
+    kvar = np.where(fleet.flat, seed_kvar, load_kvar)
 
-    # Apparent power through the service cable: what is imported minus what is exported, in VA.
-    net_kva = (consumption - produced) / pf / hours
-    voltage = _voltage(fleet, net_kva * active, tick)
-    current = np.abs(net_kva) * 1000.0 / voltage
+    # Through the service cable: net active power (import − export) and the loads' reactive power.
+    p_net = (consumption - produced) / hours
+    q = np.where(fleet.flat, (consumption - produced) * np.sqrt(1.0 / (pf * pf) - 1.0), kvar) / hours
+    apparent_kva = np.hypot(p_net, q)
+    voltage = _voltage(fleet, p_net * active, q * active, tick)
+    current = apparent_kva * 1000.0 / voltage
     return Readings(
         timestamp=when,
         interval_s=interval_s,
@@ -416,25 +503,45 @@ def simulate(fleet: Fleet, when: datetime, interval_s: int, adjust: Adjustment |
     )
 
 
-def _voltage(fleet: Fleet, net_kva: F64, tick: np.uint64) -> F64:
+def _voltage(fleet: Fleet, p_kw: F64, q_kvar: F64, tick: np.uint64) -> F64:
     """Service voltage: the seed's uniform 230-250 V for flat ERs; otherwise a feeder model.
 
-    Realistic: 240 V ± the meter's fixed place on the feeder, minus a drop proportional to its
-    transformer's signed loading (import sags, PV export lifts) and to how far down the line it is,
-    plus a little noise. A transformer at full load pulls its last customer 12 V (5 %) down.
+    Realistic, for a meter on nominal V_n (its climate's supply: 240 V US split-phase, 230 V IEC):
+    the substation holds its bus at V_n + 1.5 % (the regulator's set point covers the drop down the
+    line), ± a slow feeder-wide swing (tap steps and upstream load, σ 0.6 %, new every 15 minutes and
+    interpolated), ± the meter's fixed place on its feeder (±1.25 %), minus a drop proportional to its
+    transformer's loading (R·P + X·Q with X/R = 0.5; PV export lifts) and how far down the line it is:
+    a transformer at full load pulls its last customer 5 % down. Plus a little noise.
     """
     if not len(fleet):
         return np.zeros(0)
-    load_kva = np.bincount(fleet.transformer, weights=net_kva, minlength=len(fleet.transformer_kva))
+    drop_kva = p_kw + X_OVER_R * q_kvar
+    load_kva = np.bincount(fleet.transformer, weights=drop_kva, minlength=len(fleet.transformer_kva))
     loading = load_kva / fleet.transformer_kva
+    nominal = fleet.nominal_v
     noise = randomness.normal(fleet.key, _S_VOLT_NOISE, tick)
-    realistic = (
-        NOMINAL_V
+    realistic = nominal * (
+        1.0
+        + SET_POINT_RISE
+        + _feeder_swing(fleet, tick)
         + fleet.voltage_offset
-        - SAG_V_AT_FULL_LOAD * loading[fleet.transformer] * fleet.line_position
-        + 0.3 * noise
+        - SAG_AT_FULL_LOAD * loading[fleet.transformer] * fleet.line_position
+        + 0.0012 * noise
     )
     seed_band = SEED_V_MIN + (SEED_V_MAX - SEED_V_MIN) * randomness.uniform(
         fleet.key, _S_VOLT_NOISE + 1, tick
     )
     return np.where(fleet.flat, seed_band, np.maximum(realistic, 1.0))
+
+
+_FEEDER_BLOCK_TICKS = 15  # the feeder swing is drawn every 15 intervals and interpolated between
+
+
+def _feeder_swing(fleet: Fleet, tick: np.uint64) -> F64:
+    """Each row's feeder-wide voltage deviation (per unit): shared by every meter under the feeder."""
+    block, into = divmod(int(tick), _FEEDER_BLOCK_TICKS)
+    w = into / _FEEDER_BLOCK_TICKS
+    now = randomness.normal(fleet.feeder_key, _S_FEEDER, np.uint64(block))
+    after = randomness.normal(fleet.feeder_key, _S_FEEDER, np.uint64(block + 1))
+    swing: F64 = FEEDER_SIGMA * ((1.0 - w) * now + w * after)
+    return swing[fleet.feeder]
