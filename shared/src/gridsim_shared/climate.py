@@ -17,6 +17,7 @@ daily clear-sky index that dims the PV (:mod:`gridsim_shared.weather`) scales th
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from zoneinfo import ZoneInfo
@@ -390,24 +391,60 @@ def _climate_key(climate: Climate, seed: int) -> npt.NDArray[np.uint64]:
     return randomness.meter_keys(seed, np.array([digest >> 1], dtype=np.int64))
 
 
-def daily_anomaly_c(climate: Climate, days: I64, seed: int) -> F64:
+_DAY_MEMO: dict[tuple[str, Climate, int, int], float] = {}
+_DAY_MEMO_LIMIT = 200_000
+
+
+def memo_by_day(
+    kind: str, climate: Climate, seed: int, days: npt.ArrayLike, compute: Callable[[I64], F64]
+) -> F64:
+    """``compute(days)`` for day-level weather, remembering each (kind, climate, seed, day)'s value.
+
+    Day-level values are pure functions of those four, and a simulation asks for the same few days at
+    every tick; the memo turns a dozen counter-based draws per tick into a dictionary lookup.
+    """
+    day_array = np.asarray(days, dtype=np.int64)
+    unique, inverse = np.unique(day_array, return_inverse=True)
+    values = np.empty(len(unique))
+    missing = []
+    for i, d in enumerate(unique.tolist()):
+        known = _DAY_MEMO.get((kind, climate, seed, d))
+        if known is None:
+            missing.append(i)
+        else:
+            values[i] = known
+    if missing:
+        todo = np.array(missing, dtype=np.intp)
+        computed = compute(unique[todo])
+        if len(_DAY_MEMO) > _DAY_MEMO_LIMIT:
+            _DAY_MEMO.clear()
+        for i, v in zip(todo.tolist(), computed.tolist(), strict=True):
+            _DAY_MEMO[(kind, climate, seed, unique[i].item())] = v
+            values[i] = v
+    out: F64 = values[inverse].reshape(day_array.shape)
+    return out
+
+
+def daily_anomaly_c(climate: Climate, days: npt.ArrayLike, seed: int) -> F64:
     """The weather anomaly (°C) of each local solar day: an AR(1) over days, a pure function of its inputs.
 
     The chain is run from ``_ANOMALY_MEMORY_DAYS`` before each day from zero, which it forgets, so a
     day's value does not depend on which days were asked before it.
     """
-    days = np.asarray(days, dtype=np.int64)
-    unique, inverse = np.unique(days, return_inverse=True)
-    key = _climate_key(climate, seed)
-    phi = climate.anomaly_persistence
-    innovation = climate.anomaly_sd_c * np.sqrt(1.0 - phi * phi)
-    value = np.zeros(len(unique))
-    for back in range(_ANOMALY_MEMORY_DAYS, -1, -1):
-        d = (unique - back).astype(np.uint64)
-        value = phi * value + innovation * randomness.normal(key, _STREAM_ANOMALY, d)
-    # Started from 0, the chain's variance is sd² (1 − φ^(2(M+1))): rescale so every day has sd².
-    value /= np.sqrt(1.0 - phi ** (2 * (_ANOMALY_MEMORY_DAYS + 1)))
-    return value[inverse].reshape(days.shape)
+
+    def compute(unique: I64) -> F64:
+        key = _climate_key(climate, seed)
+        phi = climate.anomaly_persistence
+        innovation = climate.anomaly_sd_c * np.sqrt(1.0 - phi * phi)
+        value = np.zeros(len(unique))
+        for back in range(_ANOMALY_MEMORY_DAYS, -1, -1):
+            d = (unique - back).astype(np.uint64)
+            value = phi * value + innovation * randomness.normal(key, _STREAM_ANOMALY, d)
+        # Started from 0, the chain's variance is sd² (1 − φ^(2(M+1))): rescale so every day has sd².
+        scaled: F64 = value / np.sqrt(1.0 - phi ** (2 * (_ANOMALY_MEMORY_DAYS + 1)))
+        return scaled
+
+    return memo_by_day("anomaly", climate, seed, days, compute)
 
 
 def _diurnal_shape(solar_hour: F64, sunrise: F64) -> F64:

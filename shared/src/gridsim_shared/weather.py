@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gridsim_shared import randomness
-from gridsim_shared.climate import DAY_S, Climate
+from gridsim_shared.climate import DAY_S, Climate, memo_by_day
 
 __all__ = [
     "BLEND_END_H",
@@ -99,14 +99,15 @@ def _daily_state(climate: Climate, days: I64, seed: int) -> F64:
 
 def daily_clear_sky_index(climate: Climate, days: npt.ArrayLike, seed: int) -> F64:
     """Each local solar day's clear-sky index in [K_LO, 1) (days since 1970-01-01, local solar time)."""
-    day_array = np.asarray(days, dtype=np.int64)
-    unique, inverse = np.unique(day_array, return_inverse=True)
-    months = month_of_day(unique)
-    mu = np.array([_mu(mean_clear_sky_index(climate.sunshine[m])) for m in range(12)])
-    z = _daily_state(climate, unique, seed)
-    k = K_LO + (1.0 - K_LO) * _logistic(mu[months] + _SPREAD * z)
-    out: F64 = k[inverse].reshape(day_array.shape)
-    return out
+
+    def compute(unique: I64) -> F64:
+        months = month_of_day(unique)
+        mu = np.array([_mu(mean_clear_sky_index(climate.sunshine[m])) for m in range(12)])
+        z = _daily_state(climate, unique, seed)
+        k: F64 = K_LO + (1.0 - K_LO) * _logistic(mu[months] + _SPREAD * z)
+        return k
+
+    return memo_by_day("sky", climate, seed, days, compute)
 
 
 def blend_weight(solar_s: I64) -> tuple[I64, F64]:

@@ -114,6 +114,54 @@ class ProfileLoad:
 
 
 @dataclass(frozen=True)
+class PvPlant:
+    """Every PV array of the fleet, and the distinct *sites* whose output per kWp is computed each tick.
+
+    The chain from sun to AC is linear in the array's size (PVWatts sizes the inverter with the array),
+    so arrays in the same cloud cell and climate with the same tilt and azimuth share one computation:
+    a tick costs one chain per site (tens in a city) plus a gather over the arrays. A site's sun is
+    that of its cloud cell's centre (≤ 0.125° away: under 30 s of solar time), which keeps it the same
+    whichever shard the arrays are on.
+    """
+
+    row: npt.NDArray[np.intp]  # per array: the fleet row (meter) it feeds (realistic prosumers only)
+    kwp: F64  # per array: DC nameplate (kWp)
+    site_of: npt.NDArray[np.intp]  # per array: its site
+    sites: solar.PvArrays  # per site: tilt, azimuth (kwp 1; row = cloud cell position)
+    site_climate: npt.NDArray[np.intp]  # per site: position in Fleet.climates
+    site_latitude: F64  # per site: its cloud cell's centre
+    site_longitude: F64
+
+
+def _pv_plant(
+    arrays: list[tuple[int, float, float, float]],
+    cell_of: npt.NDArray[np.intp],
+    climate_of: npt.NDArray[np.intp],
+    cells: npt.NDArray[np.uint64],
+) -> PvPlant:
+    """Group ``(row, kWp, tilt°, azimuth°)`` arrays into sites of one cell, climate and orientation."""
+    row = np.array([a[0] for a in arrays], dtype=np.intp)
+    kwp = np.array([a[1] for a in arrays], dtype=np.float64)
+    tilt = np.array([a[2] for a in arrays], dtype=np.float64)
+    azimuth = np.array([a[3] for a in arrays], dtype=np.float64)
+    keys = np.stack([cell_of[row], climate_of[row], np.round(tilt * 100), np.round(azimuth * 100)], axis=1)
+    sites, first, site_of = np.unique(
+        keys.reshape(len(row), 4), axis=0, return_index=True, return_inverse=True
+    )
+    site_cell = sites[:, 0].astype(np.intp)
+    latitude, longitude = solar.cell_centre(cells[site_cell])
+    return PvPlant(
+        row=row,
+        kwp=kwp,
+        site_of=site_of.reshape(-1).astype(np.intp),
+        sites=solar.PvArrays.build(site_cell, np.ones(len(sites)), tilt[first], azimuth[first]),
+        site_climate=sites[:, 1].astype(np.intp),
+        site_latitude=latitude,
+        site_longitude=longitude,
+    )
+
+
+@dataclass(frozen=True)
 class Fleet:
     """Every simulated meter as arrays, rows sorted by transformer then meter id."""
 
@@ -133,8 +181,7 @@ class Fleet:
     hemisphere: F64  # +1 north, -1 south: seasons flip
     seed_base_kwh_per_min: F64  # Σ appliance base kWh/min × quantity (the seed's base_kWh)
     solar_kw: F64  # rated PV power per meter (kWp DC, all its arrays)
-    pv: solar.PvArrays  # one row per PV array
-    pv_cell_of: npt.NDArray[np.intp]  # each array's cloud cell position
+    pv: PvPlant  # every PV array and the distinct sites they share the sky of
     climates: list[climates_.Climate]  # the built-in climates this fleet's meters are in
     climate_of: npt.NDArray[np.intp]  # row → position in ``climates`` (nearest built-in)
     loads: list[ProfileLoad]
@@ -268,7 +315,8 @@ def build_fleet(seed: int, meters: Sequence[MeterRow], ders: Sequence[DerRow]) -
             solar_kw[row] += rated * d.quantity
             tilt = d.tilt_deg if d.tilt_deg is not None else solar.DEFAULT_TILT_DEG
             azimuth = d.azimuth_deg if d.azimuth_deg is not None else solar.default_azimuth_deg(latitude[row])
-            pv_rows.append((row, rated * d.quantity, tilt, azimuth))
+            if order[row].er_type == "prosumer" and order[row].er_profile != "flat":
+                pv_rows.append((row, rated * d.quantity, tilt, azimuth))
             continue
         base = d.base_kwh_per_min * d.quantity
         seed_base[row] += base
@@ -291,9 +339,7 @@ def build_fleet(seed: int, meters: Sequence[MeterRow], ders: Sequence[DerRow]) -
     all_cells = solar.cloud_cells(latitude, longitude)
     cells, first, cell_of = np.unique(all_cells, return_index=True, return_inverse=True)
     cell_of = cell_of.astype(np.intp)
-    pv = solar.PvArrays.build(
-        [r[0] for r in pv_rows], [r[1] for r in pv_rows], [r[2] for r in pv_rows], [r[3] for r in pv_rows]
-    )
+    pv = _pv_plant(pv_rows, cell_of, climate_of.astype(np.intp), cells)
     kind_of = {k: i for i, k in enumerate(shapes.KINDS)}
     return Fleet(
         meter_id=meter_id,
@@ -313,7 +359,6 @@ def build_fleet(seed: int, meters: Sequence[MeterRow], ders: Sequence[DerRow]) -
         seed_base_kwh_per_min=seed_base,
         solar_kw=solar_kw,
         pv=pv,
-        pv_cell_of=cell_of[pv.row],
         climates=climates,
         climate_of=climate_of.astype(np.intp),
         loads=loads,
@@ -416,35 +461,30 @@ def _production_kwh(fleet: Fleet, when: datetime, interval_s: int) -> F64:
         sun = solar.sun_position(mid_s, fleet.latitude[flat_rows], fleet.longitude[flat_rows])
         multiplier = np.clip(solar.haurwitz_ghi(sun.cos_zenith) / 1000.0, 0.0, 1.0)
         out[flat_rows] = fleet.solar_kw[flat_rows] / 60.0 * multiplier * (interval_s / 60.0)
-    arrays = fleet.pv
-    if len(arrays):
-        realistic = ~fleet.flat[arrays.row] & fleet.prosumer[arrays.row]
-        if realistic.any():
-            out += (
-                np.bincount(
-                    arrays.row[realistic],
-                    weights=_array_ac_kw(fleet, arrays, realistic, mid_s),
-                    minlength=len(fleet),
-                )
-                * hours
-            )
+    plant = fleet.pv
+    if len(plant.row):
+        per_kwp = _site_ac_kw_per_kwp(fleet, mid_s)
+        out += np.bincount(
+            plant.row, weights=plant.kwp * per_kwp[plant.site_of] * hours, minlength=len(fleet)
+        )
     out[rows] *= fleet.k_production[rows]
     return out
 
 
-def _array_ac_kw(fleet: Fleet, arrays: solar.PvArrays, pick: BOOL, mid_s: float) -> F64:
-    """AC power (kW) of the picked PV arrays at instant ``mid_s`` (UTC epoch seconds)."""
-    sel = solar.PvArrays(arrays.row[pick], arrays.kwp[pick], arrays.tilt[pick], arrays.azimuth[pick])
-    meter = sel.row
+def _site_ac_kw_per_kwp(fleet: Fleet, mid_s: float) -> F64:
+    """AC power per kWp of every PV site at instant ``mid_s`` (UTC epoch seconds)."""
+    plant = fleet.pv
     month = int(np.datetime64(int(mid_s), "s").astype("datetime64[M]").astype(np.int64) % 12)
     epoch = np.array([int(mid_s)], dtype=np.int64)
     air = np.array([climates_.outdoor_temperature_c(c, epoch, fleet.seed)[0] for c in fleet.climates])
     linke = np.array([c.linke_turbidity[month] for c in fleet.climates])
     altitude = np.array([c.altitude_m for c in fleet.climates])
-    climate = fleet.climate_of[meter]
-    sun = solar.sun_position(mid_s, fleet.latitude[meter], fleet.longitude[meter])
-    kc = fleet.sky.index(int(mid_s), fleet.pv_cell_of[pick])
-    return solar.ac_power_kw(sun, sel, kc, air[climate], linke=linke[climate], altitude_m=altitude[climate])
+    climate = plant.site_climate
+    sun = solar.sun_position(mid_s, plant.site_latitude, plant.site_longitude)
+    kc = fleet.sky.index(int(mid_s), plant.sites.row)
+    return solar.ac_power_kw(
+        sun, plant.sites, kc, air[climate], linke=linke[climate], altitude_m=altitude[climate]
+    )
 
 
 def simulate(fleet: Fleet, when: datetime, interval_s: int, adjust: Adjustment | None = None) -> Readings:

@@ -40,6 +40,7 @@ __all__ = [
     "SunPosition",
     "ac_power_kw",
     "airmass_absolute",
+    "cell_centre",
     "cloud_cells",
     "declination",
     "equation_of_time_min",
@@ -340,8 +341,9 @@ class PvArrays:
 
     @classmethod
     def build(
-        cls, row: Sequence[int], kwp: Sequence[float], tilt_deg: Sequence[float], azimuth_deg: Sequence[float]
+        cls, row: npt.ArrayLike, kwp: npt.ArrayLike, tilt_deg: npt.ArrayLike, azimuth_deg: npt.ArrayLike
     ) -> PvArrays:
+        """From degrees (any array-likes of equal length)."""
         return cls(
             np.asarray(row, dtype=np.intp),
             np.asarray(kwp, dtype=np.float64),
@@ -376,6 +378,15 @@ def cloud_cells(latitude: F64, longitude: F64) -> U64:
     row = np.floor((latitude + 90.0) / _CLOUD_CELL_DEG).astype(np.int64)
     col = np.floor((longitude + 180.0) / _CLOUD_CELL_DEG).astype(np.int64)
     return (row * 2000 + col).astype(np.uint64)
+
+
+def cell_centre(cells: U64) -> tuple[F64, F64]:
+    """Latitude and longitude (degrees) of the centres of cloud cells (the inverse of :func:`cloud_cells`)."""
+    key = cells.astype(np.int64)
+    row, col = key // 2000, key % 2000
+    latitude: F64 = ((row + 0.5) * _CLOUD_CELL_DEG - 90.0).astype(np.float64)
+    longitude: F64 = ((col + 0.5) * _CLOUD_CELL_DEG - 180.0).astype(np.float64)
+    return latitude, longitude
 
 
 def _intraday_sigma(k_day: F64) -> F64:
