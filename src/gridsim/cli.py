@@ -1,4 +1,4 @@
-"""The ``gridsim`` command: ``up``, ``migrate`` and ``status``."""
+"""The ``gridsim`` command: ``up``, ``migrate``, ``step``, ``export`` and ``status``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from gridsim.cli_data import add_commands as add_data_commands
+from gridsim.cli_data import run_export, run_step
 
 __all__ = ["build_parser", "main"]
 
@@ -52,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("migrate", help="apply database migrations to GRIDSIM_DB__URL")
+
+    add_data_commands(commands)
 
     status = commands.add_parser("status", help="print the gateway's /health")
     status.add_argument("--url", help="base URL of the gateway (default: from GRIDSIM_GATEWAY__HOST/PORT)")
@@ -114,6 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _up(args)
     if args.command == "migrate":
         return _migrate()
+    if args.command == "step":
+        return run_step(args)
+    if args.command == "export":
+        return run_export(args)
     return _status(args)
 
 
