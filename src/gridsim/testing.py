@@ -10,6 +10,10 @@ Each is found by a ladder (STYLE.md §2.8), first rung that works wins:
 When none works the tests that need one are skipped, except in CI (``CI`` or
 ``GRIDSIM_REQUIRE_INTEGRATION`` set), where a silent skip would hide that they never ran: they fail.
 
+``GRIDSIM_TEST_ENGINE`` (``postgres`` or ``timescale``) says which storage engine the database must be;
+set, a database of the other kind fails every test that uses it, and the TimescaleDB tests (marked
+``timescale``) fail instead of skipping. CI runs the suite once per engine (``.ci/run``).
+
 Only tests marked ``integration`` should use these fixtures (documented, not enforced).
 """
 
@@ -25,7 +29,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
@@ -41,15 +45,21 @@ from gridsim.embedded import (
 from gridsim_shared.settings import DbSettings, MqttSettings, Settings, SimSettings
 
 __all__ = [
+    "ENGINES",
     "LOCAL_DATABASE_URL",
     "LOCAL_MQTT_URL",
+    "Engine",
     "IsolatedSettings",
     "Ladder",
     "Unavailable",
+    "WrongEngine",
+    "check_engine",
+    "database_engine",
     "database_url_ladder",
     "fresh_settings",
     "integration_required",
     "mqtt_url_ladder",
+    "required_engine",
     "run_coroutine",
 ]
 
@@ -63,13 +73,65 @@ T = TypeVar("T")
 Ladder = Callable[[contextlib.ExitStack], str]
 
 
+Engine = Literal["postgres", "timescale"]
+ENGINES: tuple[Engine, ...] = get_args(Engine)
+
+
 class Unavailable(Exception):
     """No rung of the ladder gave a server; the message says what was tried."""
+
+
+class WrongEngine(Exception):
+    """The test database is not the storage engine ``GRIDSIM_TEST_ENGINE`` names."""
 
 
 def integration_required() -> bool:
     """True in CI, where a missing broker or database must fail the run instead of skipping."""
     return bool(os.environ.get("CI") or os.environ.get("GRIDSIM_REQUIRE_INTEGRATION"))
+
+
+def required_engine() -> Engine | None:
+    """The storage engine ``GRIDSIM_TEST_ENGINE`` demands, or None when any will do."""
+    value = os.environ.get("GRIDSIM_TEST_ENGINE", "").strip().lower()
+    if not value:
+        return None
+    for engine in ENGINES:
+        if value == engine:
+            return engine
+    msg = f"GRIDSIM_TEST_ENGINE={value!r}: must be one of {', '.join(ENGINES)}"
+    raise WrongEngine(msg)
+
+
+def database_engine(database_url: str) -> Engine:
+    """What the server at ``database_url`` is: TimescaleDB when it can use the extension."""
+    from gridsim_shared.db import connect, timescale_available
+
+    async def probe() -> bool:
+        async with await connect(database_url, autocommit=True) as conn:
+            return await timescale_available(conn)
+
+    return "timescale" if run_coroutine(probe) else "postgres"
+
+
+def check_engine(database_url: str) -> None:
+    """Raise :class:`WrongEngine` when ``GRIDSIM_TEST_ENGINE`` is set and the database is the other kind."""
+    wanted = required_engine()
+    if wanted is None:
+        return
+    found = database_engine(database_url)
+    if found != wanted:
+        hint = (
+            " (TimescaleDB is installed and preloaded by scripts/install-timescaledb.sh --conf)"
+            if wanted == "timescale"
+            else ""
+        )
+        msg = f"GRIDSIM_TEST_ENGINE={wanted} but {_redact(database_url)} is {found}{hint}"
+        raise WrongEngine(msg)
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or 5432}{parts.path}"
 
 
 def run_coroutine(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -192,10 +254,11 @@ def _drop_schema(database_url: str, schema: str) -> None:
 
 
 @contextlib.contextmanager
-def fresh_settings(mqtt_url: str, database_url: str) -> Iterator[Settings]:
+def fresh_settings(mqtt_url: str, database_url: str, *, timescale: bool | None = None) -> Iterator[Settings]:
     """Settings for one test: its own topic prefix, a fresh migrated schema (dropped afterwards).
 
-    The simulation neither loads the demo world nor runs its clock: tests step it.
+    The simulation neither loads the demo world nor runs its clock: tests step it. ``timescale`` False
+    keeps the schema plain PostgreSQL on a TimescaleDB server (see ``apply_migrations``).
     """
     from gridsim_shared.db import apply_migrations
 
@@ -207,7 +270,7 @@ def fresh_settings(mqtt_url: str, database_url: str) -> Iterator[Settings]:
         sim=SimSettings(demo_world=False, autostart=False),
     )
     try:
-        run_coroutine(lambda: apply_migrations(database_url, schema))
+        run_coroutine(lambda: apply_migrations(database_url, schema, timescale=timescale))
         yield settings
     finally:
         _drop_schema(database_url, schema)

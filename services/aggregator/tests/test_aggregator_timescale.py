@@ -1,21 +1,24 @@
 """TimescaleDB: the closer's branch (pure), the migration checked against plain PostgreSQL, and the real
-thing where the extension exists (skipped here: TimescaleDB is not on PyPI or Debian)."""
+thing (tests marked ``timescale``: run by CI's TimescaleDB pass, skipped where no TimescaleDB is)."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
+from gridsim_aggregator import repository
 from gridsim_aggregator.closer import time_rollup_plan
-from gridsim_shared.db import connect, list_migrations, timescale_available
+from gridsim_shared.db import connect, list_migrations
 from gridsim_shared.settings import Settings
 
 T = datetime(2025, 6, 20, 23, 44, tzinfo=UTC)
 _VIEW = re.compile(
-    r"create materialized view (\w+) with \(timescaledb\.continuous[^)]*\) as\n(.*?)\nwith no data;", re.S
+    r"create materialized view (\w+)_agg with \(timescaledb\.continuous[^)]*\) as\n(.*?)\nwith no data;", re.S
 )
+ROLLUPS = [f"{kind}_{width}" for kind in ("meter_data", "grid_rollups") for width in ("15m", "1h", "1d")]
 
 
 def _plan(ts: datetime, rolled: datetime | None, *, timescale: bool, recompute: bool = False, **kw: int):  # type: ignore[no-untyped-def]
@@ -86,56 +89,58 @@ def _timescale_sql() -> str:
     return next(m.text for m in list_migrations() if m.name == "0201_aggregator.timescale.sql")
 
 
-def test_the_migration_replaces_every_rollup_table_with_an_aggregate() -> None:
-    names = [name for name, _ in _VIEW.findall(_timescale_sql())]
-    assert sorted(names) == sorted(
-        f"{kind}_{width}" for kind in ("meter_data", "grid_rollups") for width in ("15m", "1h", "1d")
+def test_the_migration_puts_an_aggregate_behind_every_rollup_name() -> None:
+    text = _timescale_sql()
+    assert sorted(name for name, _ in _VIEW.findall(text)) == sorted(ROLLUPS)
+    for name in ROLLUPS:
+        assert f"alter table {name} rename to {name}_history;" in text
+        assert f"create view {name} as" in text
+
+
+async def _columns(conn: Any, name: str) -> list[tuple[str, str]]:
+    cur = await conn.execute(
+        "select column_name, data_type from information_schema.columns "
+        "where table_name = %s and table_schema in (current_schema(), pg_my_temp_schema()::regnamespace::text) "
+        "order by ordinal_position",
+        (name,),
     )
+    return list(await cur.fetchall())
 
 
 @pytest.mark.integration
 async def test_continuous_aggregates_have_the_plain_tables_columns(settings: Settings) -> None:
-    """Each aggregate's query, run on plain PostgreSQL with stand-ins for time_bucket and last(), yields the
-    names and types of the table it replaces: readers query them unchanged."""
+    """Each aggregate yields the names and types of the plain table it stands in for: readers query the
+    rollup names unchanged on both engines.
+
+    On TimescaleDB the real views are compared with the history tables (the plain tables renamed). On plain
+    PostgreSQL each aggregate's query from the migration runs with a stand-in for time_bucket."""
     async with await connect(settings.db.url, settings.db.schema_name, autocommit=True) as conn:
+        if await repository.timescale_enabled(conn):
+            for name in ROLLUPS:
+                table = await _columns(conn, f"{name}_history")
+                assert table, name
+                assert await _columns(conn, name) == table, name
+                assert await _columns(conn, f"{name}_agg") == table, name
+            return
         await conn.execute(
-            "create function time_bucket(w interval, t timestamptz) returns timestamptz language sql immutable "
-            "as $$ select date_bin(w, t, timestamptz '2000-01-03 00:00:00+00') $$"
+            "create function time_bucket(w interval, t timestamptz, origin timestamptz) returns timestamptz "
+            "language sql immutable as $$ select date_bin(w, t, origin) $$"
         )
-        await conn.execute(
-            "create function last_step(s anyelement, x anyelement, k float8) returns anyelement language sql "
-            "immutable as $$ select x $$"
-        )
-        await conn.execute(
-            "create aggregate last(anyelement, float8) (sfunc = last_step, stype = anyelement)"
-        )
-        for name, query in _VIEW.findall(_timescale_sql()):
-            cur = await conn.execute(
-                "select column_name, data_type from information_schema.columns "
-                "where table_schema = current_schema() and table_name = %s order by ordinal_position",
-                (name,),
-            )
-            table = await cur.fetchall()
+        views = _VIEW.findall(_timescale_sql())
+        assert sorted(name for name, _ in views) == sorted(ROLLUPS)
+        for name, query in views:
+            table = await _columns(conn, name)
             await conn.execute(f"create temp view probe_{name} as {query}")
-            cur = await conn.execute(
-                "select column_name, data_type from information_schema.columns "
-                "where table_name = %s order by ordinal_position",
-                (f"probe_{name}",),
-            )
-            assert await cur.fetchall() == table, name
-            # The next level reads this one under its name: make the view stand in for the table.
-            await conn.execute(f"drop table {name}")
-            await conn.execute(f"create view {name} as select * from probe_{name}")
+            assert await _columns(conn, f"probe_{name}") == table, name
+            # The next level reads this one under its aggregate's name.
+            await conn.execute(f"create view {name}_agg as select * from probe_{name}")
 
 
 @pytest.mark.integration
 @pytest.mark.timescale
-async def test_timescale_schema_is_detected_and_rollups_refresh(settings: Settings) -> None:
-    from gridsim_aggregator import repository
-
+async def test_timescale_schema_is_detected_and_rollups_refresh(timescale_settings: Settings) -> None:
+    settings = timescale_settings
     async with await connect(settings.db.url, settings.db.schema_name, autocommit=True) as conn:
-        if not await timescale_available(conn):
-            pytest.skip("the timescaledb extension is not installed on this server")
         assert await repository.timescale_enabled(conn)
         t0 = datetime(2025, 6, 20, tzinfo=UTC)
         await conn.execute(
@@ -154,3 +159,81 @@ async def test_timescale_schema_is_detected_and_rollups_refresh(settings: Settin
         assert row is not None
         assert row[1] == 60
         assert row[0] == pytest.approx(0.6)
+
+
+async def _snapshot(conn: Any) -> dict[str, list[tuple[Any, ...]]]:
+    """Every rollup row, floats rounded (sums over different groupings differ in the last bits)."""
+    found: dict[str, list[tuple[Any, ...]]] = {}
+    for name in ROLLUPS:
+        cur = await conn.execute(f"select * from {name} order by 1, 2")
+        found[name] = [
+            tuple(round(v, 9) if isinstance(v, float) else v for v in row) for row in await cur.fetchall()
+        ]
+    return found
+
+
+@pytest.mark.integration
+@pytest.mark.timescale
+async def test_moving_from_plain_postgresql_keeps_every_row_and_rollup(timescale_settings: Settings) -> None:
+    """A schema built and filled on plain PostgreSQL (four days rolled up, the first two days' raw rows
+    already dropped by retention) keeps every raw row and every rollup when 0201 moves it to TimescaleDB."""
+    from psycopg import sql
+
+    from gridsim_shared.db import apply_migrations
+
+    url = timescale_settings.db.url
+    schema = f"{timescale_settings.db.schema_name}_plain"
+    t0 = datetime(2025, 6, 20, tzinfo=UTC)
+    try:
+        async with await connect(url, schema, autocommit=True) as conn:
+            await conn.execute(sql.SQL("create schema {}").format(sql.Identifier(schema)))
+            await conn.execute(
+                "create table schema_migrations (name text primary key, applied_at timestamptz)"
+            )
+            for migration in list_migrations():  # what apply_migrations does where there is no TimescaleDB
+                if not migration.timescale_only:
+                    await conn.execute(migration.text.encode())
+                    await conn.execute("insert into schema_migrations values (%s, now())", (migration.name,))
+            await conn.execute(
+                "insert into meter_data (ts, meter_id, consumption_kwh, production_kwh, avg_current, avg_voltage)"
+                " select %s + make_interval(mins => g), m, (g %% 7) * 0.001 + m * 0.0001, (g %% 5) * 0.0005,"
+                " 1 + (g %% 3), 230 + (g %% 11) from generate_series(0, 4 * 1440 - 1) g, generate_series(1, 2) m",
+                (t0,),
+            )
+            await conn.execute(
+                "insert into grid_rollups (ts, node_id, level, consumption_kwh, production_kwh, consumption_kvah,"
+                " production_kvah, kvarh, apparent_kva, meters_expected, meters_reporting)"
+                " select %s + make_interval(mins => g), 7, 'transformer', (g %% 7) * 0.01, 0, (g %% 7) * 0.011,"
+                " 0, 0.001, (g %% 13) * 1.5, 2, 2 from generate_series(0, 4 * 1440 - 1) g",
+                (t0,),
+            )
+            end = t0 + timedelta(days=4)
+            async with conn.transaction():
+                await repository.roll_minutes(conn, t0, end)
+                await repository.roll_coarser(
+                    conn, source="15m", target="1h", width="1 hour", start=t0, end=end
+                )
+                await repository.roll_coarser(
+                    conn, source="1h", target="1d", width="1 day", start=t0, end=end
+                )
+                await repository.apply_retention(conn, t0 + timedelta(days=2))
+            before = await _snapshot(conn)
+            assert len(before["meter_data_1d"]) == 8
+            assert len(before["grid_rollups_15m"]) == 4 * 96
+
+        assert await apply_migrations(url, schema) == ["0201_aggregator.timescale.sql"]
+
+        async with await connect(url, schema, autocommit=True) as conn:
+            assert await repository.timescale_enabled(conn)
+            await conn.set_autocommit(False)
+            await repository.refresh_all_timescale(conn)  # what the closer does when it becomes leader
+            await conn.set_autocommit(True)
+            cur = await conn.execute("select count(*), min(ts) from meter_data")
+            assert await cur.fetchone() == (2 * 2 * 1440, t0 + timedelta(days=2))
+            assert await _snapshot(conn) == before
+            # The days retention had dropped come from history; the others from the aggregates.
+            cur = await conn.execute("select count(*) from meter_data_1d_history")
+            assert await cur.fetchone() == (4,)
+    finally:
+        async with await connect(url, autocommit=True) as conn:
+            await conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))

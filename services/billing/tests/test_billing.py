@@ -26,7 +26,7 @@ from gridsim_shared.db import connect
 from gridsim_shared.errors import RemoteError, RpcTimeout
 from gridsim_shared.schemas.billing import Bill
 from gridsim_shared.settings import Settings
-from gridsim_shared.testing import Collector, gateway_client, running
+from gridsim_shared.testing import Collector, gateway_client, rollup_table, running
 
 pytestmark = pytest.mark.integration
 
@@ -68,21 +68,23 @@ async def energy(
     settings: Settings, meter_id: int, start: datetime, hours: int, *, consumed: float, produced: float = 0.0
 ) -> None:
     """Spread ``consumed``/``produced`` kWh evenly over ``hours`` hourly rollups, then rebuild the daily ones."""
+    hourly = await rollup_table(settings, "meter_data_1h")
+    daily = await rollup_table(settings, "meter_data_1d")
     await _sql(
         settings,
-        "insert into meter_data_1h (meter_id, bucket, consumption_kwh, production_kwh, readings)"
+        f"insert into {hourly} (meter_id, bucket, consumption_kwh, production_kwh, readings)"
         " select %(m)s, %(s)s + make_interval(hours => h), %(c)s::float8 / %(n)s, %(p)s::float8 / %(n)s, 60"
         " from generate_series(0, %(n)s - 1) h"
-        " on conflict (meter_id, bucket) do update set consumption_kwh = meter_data_1h.consumption_kwh"
-        " + excluded.consumption_kwh, production_kwh = meter_data_1h.production_kwh + excluded.production_kwh",
+        f" on conflict (meter_id, bucket) do update set consumption_kwh = {hourly}.consumption_kwh"
+        f" + excluded.consumption_kwh, production_kwh = {hourly}.production_kwh + excluded.production_kwh",
         {"m": meter_id, "s": start, "n": hours, "c": consumed, "p": produced},
     )
-    await _sql(settings, "delete from meter_data_1d where meter_id = %s", (meter_id,))
+    await _sql(settings, f"delete from {daily} where meter_id = %s", (meter_id,))
     await _sql(
         settings,
-        "insert into meter_data_1d (meter_id, bucket, consumption_kwh, production_kwh, readings)"
+        f"insert into {daily} (meter_id, bucket, consumption_kwh, production_kwh, readings)"
         " select meter_id, date_trunc('day', bucket at time zone 'UTC') at time zone 'UTC',"
-        " sum(consumption_kwh), sum(production_kwh), sum(readings) from meter_data_1h where meter_id = %s"
+        f" sum(consumption_kwh), sum(production_kwh), sum(readings) from {hourly} where meter_id = %s"
         " group by 1, 2",
         (meter_id,),
     )

@@ -20,7 +20,7 @@ from gridsim_shared.bus import Bus
 from gridsim_shared.db import connect
 from gridsim_shared.errors import RpcTimeout
 from gridsim_shared.settings import FeasibilitySettings, Settings
-from gridsim_shared.testing import Collector, gateway_client, running
+from gridsim_shared.testing import Collector, gateway_client, rollup_table, running
 
 pytestmark = pytest.mark.integration
 
@@ -382,8 +382,8 @@ async def test_approved_connection_becomes_a_meter_and_reports_measured_peak(set
         for hours_ago, kwh, solar in [(1, 12.0, 1.0), (2, 30.0, 6.5), (3, 8.0, 0.0), (400, 99.0, 0.0)]:
             await _sql(
                 settings,
-                "insert into meter_data_1h (meter_id, bucket, consumption_kwh, production_kwh, readings)"
-                " values (%s, %s, %s, %s, 60)",
+                f"insert into {await rollup_table(settings, 'meter_data_1h')}"
+                " (meter_id, bucket, consumption_kwh, production_kwh, readings) values (%s, %s, %s, %s, 60)",
                 (result["meter_id"], now - timedelta(hours=hours_ago), kwh, solar),
             )
         check = (await client.post("/feasibility-check", json=_request("consumer", 1.0))).json()
@@ -397,7 +397,8 @@ async def test_approved_connection_becomes_a_meter_and_reports_measured_peak(set
         # The aggregator's per-transformer hourly rollups, where present, are the measurement.
         await _sql(
             settings,
-            "insert into grid_rollups_1h (node_id, bucket, consumption_kwh, production_kwh) values (%s, %s, 42, 2)",
+            f"insert into {await rollup_table(settings, 'grid_rollups_1h')}"
+            " (node_id, bucket, consumption_kwh, production_kwh) values (%s, %s, 42, 2)",
             (tx["id"], now - timedelta(hours=5)),
         )
         detail = (await client.get(f"/admin/transformers/{tx['id']}")).json()
@@ -414,7 +415,8 @@ async def test_deciding_on_measured_load(settings: Settings) -> None:
         now = await _sim_now(settings)
         await _sql(
             settings,
-            "insert into meter_data_1h (meter_id, bucket, consumption_kwh, production_kwh) values (%s, %s, 70, 0)",
+            f"insert into {await rollup_table(settings, 'meter_data_1h')}"
+            " (meter_id, bucket, consumption_kwh, production_kwh) values (%s, %s, 70, 0)",
             (meter[0][0], now - timedelta(hours=1)),
         )
         check = (await client.post("/feasibility-check", json=_request("consumer", 5.0))).json()

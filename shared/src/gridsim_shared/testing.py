@@ -12,13 +12,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mutab
 from typing import Any, TypeVar
 
 import httpx
+import psycopg
 
 from gridsim_shared.bus import Bus
 from gridsim_shared.channels import Channel
+from gridsim_shared.db import connect
 from gridsim_shared.messages import Message
 from gridsim_shared.settings import Settings
 
-__all__ = ["Collector", "gateway_client", "running"]
+__all__ = ["Collector", "gateway_client", "rollup_table", "running"]
 
 M = TypeVar("M", bound=Message)
 P = TypeVar("P")
@@ -106,3 +108,16 @@ class Collector:
                 self._event.clear()
                 await self._event.wait()
         return self.messages
+
+
+async def rollup_table(settings: Settings, name: str) -> str:
+    """The table a test writes rollup rows of ``name`` (e.g. ``meter_data_1h``) into directly, to seed
+    metered energy without simulating it: ``name`` itself on plain PostgreSQL; on TimescaleDB, where
+    ``name`` is a view over a continuous aggregate and ``name_history`` (migration 0201), the history table,
+    whose rows the view shows as they are."""
+    history = f"{name}_history"
+    conn: psycopg.AsyncConnection[Any]
+    async with await connect(settings.db.url, settings.db.schema_name, autocommit=True) as conn:
+        cur = await conn.execute("select to_regclass(%s) is not null", (history,))
+        row = await cur.fetchone()
+    return history if row is not None and row[0] else name

@@ -90,6 +90,9 @@ class Closer:
             None  # transformers whose trip event was sent (until they cool down)
         )
         self._timescale: bool | None = None
+        # TimescaleDB: refresh every aggregate over all time before closing again (set at leadership and
+        # when the world changed: a reset deletes raw rows, which a continuous aggregate does not follow).
+        self._refresh_all = True
         self._peaks: dict[int, tuple[datetime, float, datetime]] = {}  # node → (day, kVA, at)
         self._watermark: Watermark | None = None
         self._published_watermark: Watermark | None = None
@@ -104,6 +107,7 @@ class Closer:
         self.interval_s = clock.interval_s
         if self._world_version is not None and clock.world_version != self._world_version:
             self._topology = None
+            self._refresh_all = True
         self._world_version = clock.world_version
         if clock.last_published is not None:
             self._clock_marks.setdefault(clock.last_published, time.monotonic())
@@ -128,6 +132,7 @@ class Closer:
                     self._topology = None
                     self._thermal_state = None
                     self._timescale = None
+                    self._refresh_all = True
                     _LOGGER.info("this instance closes intervals")
                     while not stop.is_set():
                         await self.close_ready()
@@ -153,6 +158,10 @@ class Closer:
     async def close_ready(self) -> int:
         """Close every interval the rule allows, recompute late ones; return how many were closed."""
         async with self.pool.connection() as conn:
+            if self._refresh_all:
+                if await self._uses_timescale(conn):
+                    await repository.refresh_all_timescale(conn)
+                self._refresh_all = False
             state = await repository.read_state(conn)
             pending = await repository.pending_intervals(conn, state.committed_until)
             clocked_until = await repository.live_clock_progress(conn, self.tuning.instance_live_s)
@@ -324,9 +333,13 @@ class Closer:
 
     async def _uses_timescale(self, conn: Conn) -> bool:
         """Whether meter_data is a hypertable here (migration 0201): then the rollups are continuous
-        aggregates the closer refreshes instead of tables it writes. Checked once per leadership."""
+        aggregates the closer refreshes instead of tables it writes. Checked once per leadership.
+
+        The check runs in its own transaction so that ``conn`` is idle again afterwards: the refresh of
+        the continuous aggregates that follows needs autocommit, which an open transaction forbids."""
         if self._timescale is None:
-            self._timescale = await repository.timescale_enabled(conn)
+            async with conn.transaction():
+                self._timescale = await repository.timescale_enabled(conn)
             _LOGGER.info("storage: %s", "TimescaleDB hypertables" if self._timescale else "plain PostgreSQL")
         return self._timescale
 

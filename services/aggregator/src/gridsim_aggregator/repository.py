@@ -535,11 +535,14 @@ async def apply_retention(conn: Conn, before: datetime) -> int:
 
 # ------------------------------------------------------------------------------------ TimescaleDB
 
+# The continuous aggregates behind the rollup views (migration 0201), finest first: each feeds the next.
 _CONTINUOUS = (
-    ("meter_data_15m", "grid_rollups_15m"),
-    ("meter_data_1h", "grid_rollups_1h"),
-    ("meter_data_1d", "grid_rollups_1d"),
+    ("meter_data_15m_agg", "grid_rollups_15m_agg"),
+    ("meter_data_1h_agg", "grid_rollups_1h_agg"),
+    ("meter_data_1d_agg", "grid_rollups_1d_agg"),
 )
+# What is compressed at simulated midnight: the raw hypertables and the 15-minute aggregates.
+_COMPRESSED = ("meter_data", "grid_rollups", "meter_data_15m_agg", "grid_rollups_15m_agg")
 
 
 async def timescale_enabled(conn: Conn) -> bool:
@@ -565,8 +568,13 @@ async def refresh_timescale(
 ) -> None:
     """Refresh the continuous aggregates over closed windows, finest first (each feeds the next).
 
-    ``refresh_continuous_aggregate`` refuses to run in a transaction block: autocommit for its calls.
+    ``refresh_continuous_aggregate`` refuses to run in a transaction block: autocommit for its calls, so
+    ``conn`` must be idle (no transaction open, not even the implicit one a query outside ``transaction()``
+    starts): psycopg cannot switch autocommit inside one.
     """
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        msg = f"refresh_timescale needs an idle connection, not {conn.info.transaction_status.name}"
+        raise RuntimeError(msg)
     windows = ((start, end), hours, days)
     await conn.set_autocommit(True)
     try:
@@ -577,21 +585,47 @@ async def refresh_timescale(
         await conn.set_autocommit(False)
 
 
+async def refresh_all_timescale(conn: Conn) -> None:
+    """Refresh every continuous aggregate over all time, e.g. after a world reset deleted the raw rows.
+
+    Only the ranges TimescaleDB logged as changed are recomputed (a no-op when nothing changed); the
+    aggregates otherwise keep buckets whose raw rows were deleted. Needs an idle connection, as
+    :func:`refresh_timescale`.
+    """
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        msg = f"refresh_all_timescale needs an idle connection, not {conn.info.transaction_status.name}"
+        raise RuntimeError(msg)
+    await conn.set_autocommit(True)
+    try:
+        for views in _CONTINUOUS:
+            for view in views:
+                await conn.execute("call refresh_continuous_aggregate(%s, null, null)", (view,))
+    finally:
+        await conn.set_autocommit(False)
+
+
 async def timescale_housekeeping(
     conn: Conn, retention_before: datetime | None, compress_before: datetime | None
 ) -> None:
-    """Retention and compression in simulated time (Timescale's policies follow the wall clock)."""
+    """Retention and compression in simulated time (Timescale's policies follow the wall clock).
+
+    Retention drops whole raw chunks (days) older than ``retention_before``; the rollups keep them, as on
+    plain PostgreSQL (a continuous aggregate keeps what it materialized when its raw chunks go).
+    Compression compresses the raw chunks and the 15-minute aggregates' chunks that end before
+    ``compress_before``.
+    """
     async with conn.transaction():
         if retention_before is not None:
             await conn.execute("select drop_chunks('meter_data', older_than => %s)", (retention_before,))
             await conn.execute("select drop_chunks('grid_rollups', older_than => %s)", (retention_before,))
             await conn.execute("delete from ingest_batches where ts < %s", (retention_before,))
         if compress_before is not None:
-            await conn.execute(
-                "select compress_chunk(c, if_not_compressed => true) "
-                "from show_chunks('meter_data', older_than => %s) c",
-                (compress_before,),
-            )
+            for name in _COMPRESSED:
+                await conn.execute(
+                    "select compress_chunk(c, if_not_compressed => true) "
+                    "from show_chunks(%s::regclass, older_than => %s) c",
+                    (name, compress_before),
+                )
 
 
 # ------------------------------------------------------------------------------------ topology

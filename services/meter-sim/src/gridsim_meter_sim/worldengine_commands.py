@@ -27,8 +27,9 @@ router: Router[Deps] = Router()
 _LOGGER = logging.getLogger(__name__)
 
 # What a reset empties besides the grid, meters, ERs and DERs: the readings and everything derived from
-# them (other services' tables, so only where they exist as plain tables: a TimescaleDB continuous
-# aggregate is a view that follows its hypertable), and connection requests naming the old transformers.
+# them (other services' tables, so only where they exist as plain tables: on TimescaleDB the rollup names
+# are views over continuous aggregates, which the aggregator refreshes when the world changed, and over
+# `*_history` tables), and connection requests naming the old transformers.
 # Appliances, P2P trades, bills, events and the control log stay, as the World Engine's reset kept trades.
 _DERIVED_TABLES = (
     "meter_data",
@@ -39,6 +40,12 @@ _DERIVED_TABLES = (
     "grid_rollups_15m",
     "grid_rollups_1h",
     "grid_rollups_1d",
+    "meter_data_15m_history",
+    "meter_data_1h_history",
+    "meter_data_1d_history",
+    "grid_rollups_15m_history",
+    "grid_rollups_1h_history",
+    "grid_rollups_1d_history",
     "ingest_batches",
     "late_intervals",
     "transformer_thermal",
