@@ -96,7 +96,7 @@ preload() {  # preload CONF: shared_preload_libraries gains timescaledb; telemet
     local file=$1 current
     [[ -f $file ]] || die "no such postgresql.conf: $file"
     # The last uncommented setting wins in postgresql.conf, so read that one.
-    current=$(grep -E "^[[:space:]]*shared_preload_libraries[[:space:]]*=" "$file" | tail -1 |
+    current=$({ grep -E "^[[:space:]]*shared_preload_libraries[[:space:]]*=" "$file" || true; } | tail -1 |
         sed -E "s/^[^=]*=[[:space:]]*'?([^'#]*)'?.*$/\1/" | tr -d ' ')
     if [[ ,$current, == *,timescaledb,* ]]; then
         say "$file already preloads timescaledb"
