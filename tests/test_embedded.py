@@ -30,6 +30,7 @@ from gridsim.embedded import (
     start_postgres,
 )
 from gridsim.launcher import UpOptions
+from gridsim_shared.db import apply_migrations
 from gridsim_shared.settings import DbSettings, Settings
 
 pytestmark = pytest.mark.integration
@@ -107,6 +108,16 @@ def test_postgres_query_and_data_survive_a_restart(server_dir: Path) -> None:
         with psycopg.connect(again.url) as conn:
             row = conn.execute("select note from kept where id = 1").fetchone()
     assert row == ("survives",)
+
+
+@pytest.mark.timescale
+def test_postgres_with_timescale_preloads_it(server_dir: Path, timescale_settings: Settings) -> None:
+    """What `gridsim up --timescale` starts: an installation that has TimescaleDB, with it preloaded. Runs
+    where the test database is TimescaleDB (CI built it into this machine's PostgreSQL)."""
+    with start_postgres(server_dir / "pg", free_port(), database="gridsim", timescale=True) as server:
+        assert testing.database_engine(server.url) == "timescale"
+        applied = asyncio.run(apply_migrations(server.url))
+        assert "0201_aggregator.timescale.sql" in applied
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL as nobody")

@@ -53,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--no-demo", action="store_true", help="start with an empty world instead of the demo grid"
     )
+    up.add_argument(
+        "--timescale",
+        action="store_true",
+        help=(
+            "store on TimescaleDB: the configured database must have it, else an embedded PostgreSQL "
+            "that has it installed (make timescaledb) is started with it preloaded"
+        ),
+    )
 
     commands.add_parser("migrate", help="apply database migrations to GRIDSIM_DB__URL")
 
@@ -73,6 +81,7 @@ def _up(args: argparse.Namespace) -> int:
         mqtt_port=args.mqtt_port,
         pg_port=args.pg_port,
         demo=not args.no_demo,
+        timescale=args.timescale,
     )
     return run_up(options)
 

