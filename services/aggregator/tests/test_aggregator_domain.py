@@ -137,3 +137,19 @@ def test_batch_columns_keep_nulls_and_one_group_sums_equal_the_grouped_path() ->
         assert getattr(one, name)[0] == pytest.approx(getattr(grouped, name)[0]), name
     assert (one.readings[0], one.producers[0]) == (3, 1) == (grouped.readings[0], grouped.producers[0])
     assert one.vi_sum[0] == pytest.approx(2.0 * 230 + 3.0 * 240)
+
+
+def test_each_transformer_gets_its_places_band_unless_overridden() -> None:
+    assert domain.voltage_band(37.77, -122.42, None, None, "A") == domain.VoltageBand(228.0, 252.0)
+    assert domain.voltage_band(52.5, 13.4, None, None, "A") == domain.VoltageBand(207.0, 253.0)
+    assert domain.voltage_band(37.77, -122.42, 216.0, 254.0, "A") == domain.VoltageBand(216.0, 254.0)
+    assert domain.voltage_band(None, None, None, None, "B") == domain.VoltageBand()  # no place: ANSI on 240 V
+    tracker = domain.VoltageTracker()
+    ids = np.array([1, 2])
+    # 220 V is low for a US 240 V service (Range A) but normal for Berlin's 230 V (EN 50160).
+    assert tracker.update(ids, np.array([240.0, 220.0]), domain.VoltageBand(228.0, 252.0)) == [
+        (2, "low", 220.0)
+    ]
+    assert tracker.update(ids, np.array([240.0, 220.0]), domain.VoltageBand(207.0, 253.0)) == [
+        (2, "normal", 220.0)
+    ]

@@ -71,6 +71,7 @@ async def serve(settings: Settings, stop: asyncio.Event, tuning: AggregatorSetti
             interval_s=settings.sim.interval_s,
             raw_retention_days=settings.db.raw_retention_days,
             thermal=ThermalParams(trip_c=settings.health.trip_hot_spot_c),
+            seed=settings.sim.seed,
         )
         deps = Deps(settings, tuning, bus, pool, ingestor, closer)
         ingestor.on_committed = closer.wake

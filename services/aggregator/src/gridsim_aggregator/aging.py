@@ -14,7 +14,10 @@ import math
 from dataclasses import replace
 from datetime import datetime
 
+import numpy as np
+
 from gridsim_aggregator.domain import ThermalState
+from gridsim_shared.climate import climate_for, outdoor_temperature_c
 
 __all__ = [
     "AGING_B",
@@ -31,6 +34,7 @@ REFERENCE_HOT_SPOT_C = 110.0  # F_AA = 1: normal aging of 65 °C-rise insulation
 NORMAL_LIFE_H = 180_000.0
 # Health index: the loading part reaches zero after this many hours above nameplate (a tenth of a year).
 OVERLOAD_H_FULL = 876.0
+DEFAULT_SEED = 42  # the simulation's default seed (GRIDSIM_SIM__SEED)
 
 
 def aging_factor(hot_spot_c: float) -> float:
@@ -63,19 +67,14 @@ def health_index(loss_of_life_h: float, overload_h: float) -> float:
     return round(100.0 * (0.7 * life + 0.3 * loading), 2)
 
 
-def ambient_c(latitude: float, longitude: float, when: datetime) -> float:
-    """A climatological ambient temperature (°C) at a place and UTC time: no weather, only latitude, season
-    and hour.
+def ambient_c(latitude: float, longitude: float, when: datetime, seed: int = DEFAULT_SEED) -> float:
+    """The outdoor temperature (°C) around a transformer at a UTC time: its place's climate and weather.
 
-    Annual mean 27 °C in the tropics, 0.45 °C cooler per degree of latitude beyond 10°; a seasonal swing
-    of ±0.25 °C per degree of latitude, warmest around 19 July (19 January in the south); a daily swing of
-    ±5 °C, warmest at 15:00 local solar time. San Francisco's transformers see about 14.5 °C on average,
-    ±9.5 °C over the year.
+    The nearest built-in climate's normals, diurnal cycle and seeded day-to-day weather
+    (:func:`gridsim_shared.climate.outdoor_temperature_c`, docs/realism.md): the same air meter-sim's PV
+    cells and thermal loads see with the same seed. San Francisco's transformers see about 11 °C in
+    January and 17 °C in July on average; Phoenix's 35 °C in July.
     """
-    lat = abs(latitude)
-    mean = 27.0 - 0.45 * max(0.0, lat - 10.0)
-    day = when.timetuple().tm_yday
-    season = math.cos(2.0 * math.pi * (day - 200) / 365.0) * (1.0 if latitude >= 0 else -1.0)
-    solar_hour = (when.hour + when.minute / 60.0 + longitude / 15.0) % 24.0
-    daily = math.cos(2.0 * math.pi * (solar_hour - 15.0) / 24.0)
-    return mean + 0.25 * lat * season + 5.0 * daily
+    climate = climate_for(latitude, longitude)
+    epoch = np.array([int(when.timestamp())], dtype=np.int64)
+    return float(outdoor_temperature_c(climate, epoch, seed)[0])

@@ -76,6 +76,7 @@ class Closer:
     interval_s: int = 60
     raw_retention_days: int = 0
     thermal: ThermalParams = field(default_factory=ThermalParams)
+    seed: int = 42  # the simulation's seed: the weather around transformers is meter-sim's
     closed: int = 0
 
     def __post_init__(self) -> None:
@@ -274,7 +275,9 @@ class Closer:
             loading = r.apparent_kva / r.node.capacity_kva
             state = domain.thermal_step(before, loading, dt, self.thermal)
             if r.node.latitude is not None and r.node.longitude is not None:
-                state = replace(state, ambient_c=aging.ambient_c(r.node.latitude, r.node.longitude, ts))
+                state = replace(
+                    state, ambient_c=aging.ambient_c(r.node.latitude, r.node.longitude, ts, self.seed)
+                )
             state = aging.age(state, state.hot_spot_c(self.thermal), loading, dt)
             state, change = domain.overload_transition(state, self.thermal)
             hot[r.node.id] = state.hot_spot_c(self.thermal)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from gridsim_shared import standards
 from gridsim_shared.messages import READING_VALUE_COLUMNS, ReadingBatch
 
 __all__ = [
@@ -367,22 +368,38 @@ def overload_transition(
 
 @dataclass(frozen=True)
 class VoltageBand:
-    """The service-voltage band; the default spans 230 V −6 % to 240 V +6 % (India's SERC limits)."""
+    """A service-voltage band (V); the default is ANSI C84.1 Range A on a 240 V service."""
 
-    low_v: float = 216.0
-    high_v: float = 254.0
+    low_v: float = 228.0
+    high_v: float = 252.0
+
+
+def voltage_band(
+    latitude: float | None,
+    longitude: float | None,
+    tuning_low: float | None,
+    tuning_high: float | None,
+    which: str,
+) -> VoltageBand:
+    """A transformer's band: the operator's override when set, else its place's standard (shared.standards)."""
+    if tuning_low is not None and tuning_high is not None:
+        return VoltageBand(tuning_low, tuning_high)
+    if latitude is None or longitude is None:
+        return VoltageBand()
+    return VoltageBand(*standards.band_at(latitude, longitude, which))
 
 
 @dataclass
 class VoltageTracker:
     """Which meters are outside their band now, so an event marks leaving (and re-entering) it once."""
 
-    band: VoltageBand = field(default_factory=VoltageBand)
     outside: dict[int, str] = field(default_factory=dict)
 
-    def update(self, meter_id: IntArray, voltage: FloatArray) -> list[tuple[int, str, float]]:
-        """Transitions in this reading set: (meter id, ``low``/``high``/``normal``, voltage)."""
-        return voltage_transitions(self.outside, meter_id, voltage, self.band)
+    def update(
+        self, meter_id: IntArray, voltage: FloatArray, band: VoltageBand
+    ) -> list[tuple[int, str, float]]:
+        """Transitions in this reading set against ``band``: (meter id, ``low``/``high``/``normal``, voltage)."""
+        return voltage_transitions(self.outside, meter_id, voltage, band)
 
 
 def voltage_transitions(

@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from gridsim_aggregator import repository
 from gridsim_aggregator.closer import Closer
+from gridsim_aggregator.domain import VoltageBand
 from gridsim_aggregator.ingest import Ingestor
 from gridsim_aggregator.settings import AggregatorSettings, Settings
 from gridsim_shared import channels, topics
@@ -40,13 +41,15 @@ class Deps:
     closer: Closer
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
-    def on_voltage(self, changes: list[tuple[int, str, float]], ts: datetime) -> None:
+    def on_voltage(self, changes: list[tuple[int, str, float]], ts: datetime, band: VoltageBand) -> None:
         """Voltage band transitions seen in committed readings: store and publish them (in the background)."""
-        task = asyncio.create_task(self._voltage_events(changes, ts))
+        task = asyncio.create_task(self._voltage_events(changes, ts, band))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _voltage_events(self, changes: list[tuple[int, str, float]], ts: datetime) -> None:
+    async def _voltage_events(
+        self, changes: list[tuple[int, str, float]], ts: datetime, band: VoltageBand
+    ) -> None:
         try:
             async with self.pool.connection() as conn:
                 cur = await conn.execute(
@@ -54,9 +57,7 @@ class Deps:
                 )
                 codes: dict[int, str] = dict(await cur.fetchall())
                 events = [
-                    _voltage_event(
-                        codes.get(m, str(m)), meter_id=m, side=side, voltage=v, ts=ts, tuning=self.tuning
-                    )
+                    _voltage_event(codes.get(m, str(m)), meter_id=m, side=side, voltage=v, ts=ts, band=band)
                     for m, side, v in changes
                 ]
                 await repository.insert_events(conn, events)
@@ -69,16 +70,17 @@ class Deps:
 
 
 def _voltage_event(
-    code: str, *, meter_id: int, side: str, voltage: float, ts: datetime, tuning: AggregatorSettings
+    code: str, *, meter_id: int, side: str, voltage: float, ts: datetime, band: VoltageBand
 ) -> GridEvent:
-    band = f"{tuning.voltage_low_v:.0f}–{tuning.voltage_high_v:.0f} V"
+    limits = band
+    band_text = f"{limits.low_v:.0f}–{limits.high_v:.0f} V"
     if side == "normal":
         return GridEvent(
             type="voltage_restored",
             severity="info",
             timestamp=ts,
             subject=code,
-            message=f"meter {code} voltage back in band ({voltage:.1f} V, band {band})",
+            message=f"meter {code} voltage back in band ({voltage:.1f} V, band {band_text})",
             data={"meter_id": meter_id, "avg_voltage": voltage},
         )
     return GridEvent(
@@ -86,12 +88,12 @@ def _voltage_event(
         severity="warning",
         timestamp=ts,
         subject=code,
-        message=f"meter {code} voltage {voltage:.1f} V is {'below' if side == 'low' else 'above'} its band ({band})",
+        message=f"meter {code} voltage {voltage:.1f} V is {'below' if side == 'low' else 'above'} its band ({band_text})",
         data={
             "meter_id": meter_id,
             "avg_voltage": voltage,
-            "low_v": tuning.voltage_low_v,
-            "high_v": tuning.voltage_high_v,
+            "low_v": limits.low_v,
+            "high_v": limits.high_v,
         },
     )
 

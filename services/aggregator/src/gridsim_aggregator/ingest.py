@@ -80,7 +80,9 @@ class Ingestor:
     instance: str
     tuning: AggregatorSettings
     on_committed: Callable[[], None] = lambda: None
-    on_voltage: Callable[[list[tuple[int, str, float]], datetime], None] = lambda _c, _t: None
+    on_voltage: Callable[[list[tuple[int, str, float]], datetime, domain.VoltageBand], None] = (
+        lambda _c, _t, _b: None
+    )
     # A background flush that raised (a bug: database failures are retried inside) is reported here.
     on_error: Callable[[str, BaseException], None] = lambda _n, exc: _LOGGER.error(
         "background work failed", exc_info=exc
@@ -100,9 +102,8 @@ class Ingestor:
         self._clock_until: datetime | None = None
         self._closing = False
         self.last_commit: float | None = None  # wall time of the last committed flush (heartbeat progress)
-        self.voltage = VoltageTracker(
-            domain.VoltageBand(self.tuning.voltage_low_v, self.tuning.voltage_high_v)
-        )
+        self.voltage = VoltageTracker()
+        self._bands: dict[str, domain.VoltageBand] = {}  # transformer code → its band
 
     @property
     def queue(self) -> dict[str, int]:
@@ -241,11 +242,35 @@ class Ingestor:
         self.counters.redelivered_flushes += 0 if fresh else 1
         self.last_commit = time.time()
         self.counters.readings += sum(len(i.readings) for i in items)
+        await self._learn_bands({i.receipt.transformer_code for i in items})
         for item in items:
-            changes = self.voltage.update(item.readings.meter_id, item.readings.values[:, domain.VOLTAGE])
+            band = self._bands.get(item.receipt.transformer_code, domain.VoltageBand())
+            changes = self.voltage.update(
+                item.readings.meter_id, item.readings.values[:, domain.VOLTAGE], band
+            )
             if changes:
-                self.on_voltage(changes, item.readings.ts)
+                self.on_voltage(changes, item.readings.ts, band)
         return True
+
+    async def _learn_bands(self, codes: set[str]) -> None:
+        """The voltage band of transformers seen for the first time (their place's standard), once each."""
+        missing = codes - self._bands.keys()
+        if not missing:
+            return
+        try:
+            async with self.pool.connection() as conn:
+                places = await repository.transformer_places(conn)
+        except Exception:  # bands are for events only: a failed lookup must not fail a committed flush
+            _LOGGER.warning(
+                "could not read transformer places; using the default voltage band", exc_info=True
+            )
+            places = {}
+        t = self.tuning
+        for code in missing:
+            lat, lon = places.get(code, (None, None))
+            self._bands[code] = domain.voltage_band(
+                lat, lon, t.voltage_low_v, t.voltage_high_v, t.voltage_range
+            )
 
     async def _commit(self, items: list[_Item], payload: bytes) -> bool:
         async with self.pool.connection() as conn, conn.transaction():

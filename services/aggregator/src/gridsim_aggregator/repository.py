@@ -649,6 +649,12 @@ async def load_topology_rows(conn: Conn) -> tuple[list[GridNode], list[MeterRow]
     return nodes, meters
 
 
+async def transformer_places(conn: Conn) -> dict[str, tuple[float | None, float | None]]:
+    """Each transformer's code → its place (its own, else its feeder's, else its utility's coordinates)."""
+    nodes, _ = await load_topology_rows(conn)
+    return {n.code: (n.latitude, n.longitude) for n in nodes if n.level == "transformer"}
+
+
 def day_floor(ts: datetime) -> datetime:
     """Midnight UTC of ``ts``."""
     return ts.replace(hour=0, minute=0, second=0, microsecond=0)

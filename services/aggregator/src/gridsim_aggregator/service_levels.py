@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from gridsim_aggregator import aging
+from gridsim_aggregator.domain import voltage_band
 from gridsim_aggregator.settings import AggregatorSettings, Settings
 from gridsim_shared import channels, topics
 from gridsim_shared.bus import Bus, Router
@@ -78,7 +79,10 @@ async def _feeder(conn: Any, ref: int | str) -> dict[str, Any]:
     by_id = isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit())
     rows = await _fetch(
         conn,
-        "select id, code, level from grid_nodes where " + ("id = %s" if by_id else "code = lower(%s)"),
+        "select n.id, n.code, n.level, coalesce(n.latitude, u.latitude) as latitude,"
+        " coalesce(n.longitude, u.longitude) as longitude from grid_nodes n"
+        " left join grid_nodes u on u.id = n.parent_id where "
+        + ("n.id = %s" if by_id else "n.code = lower(%s)"),
         (int(ref) if by_id else ref,),
     )
     if not rows:
@@ -95,9 +99,16 @@ async def sla_report(
 ) -> SlaReport:
     """A feeder's service levels in a month, from the stored readings and batch receipts."""
     since, until = month_bounds(body.month)
-    low, high = tuning.voltage_low_v, tuning.voltage_high_v
     async with pool.connection() as conn:
         feeder = await _feeder(conn, body.feeder)
+        band = voltage_band(
+            feeder["latitude"],
+            feeder["longitude"],
+            tuning.voltage_low_v,
+            tuning.voltage_high_v,
+            tuning.voltage_range,
+        )
+        low, high = band.low_v, band.high_v
         meters = await _fetch(
             conn,
             "select m.id, m.code, t.code as transformer from meters m left join meters p on p.id = m.parent_id"

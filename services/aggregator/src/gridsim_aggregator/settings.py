@@ -5,6 +5,8 @@ The knobs are ``GRIDSIM_AGGREGATOR__*`` variables (e.g. ``GRIDSIM_AGGREGATOR__CL
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -35,6 +37,9 @@ class AggregatorSettings(BaseSettings):
     share_group: str = Field(default="", pattern=r"^[a-z0-9_-]*$")
     # TimescaleDB only: compress meter_data chunks older than this many simulated days (0: never).
     timescale_compress_after_days: int = Field(default=7, ge=0)
-    # The service-voltage band outside which a meter raises a voltage event.
-    voltage_low_v: float = 216.0
-    voltage_high_v: float = 254.0
+    # The service-voltage band outside which a meter raises a voltage event. Unset (the default): each
+    # transformer's band is its place's standard (gridsim_shared.standards: ANSI C84.1 Range A for a US
+    # 240 V world, EN 50160 for a 230 V one, ...); set both to use one band everywhere.
+    voltage_low_v: float | None = None
+    voltage_high_v: float | None = None
+    voltage_range: Literal["A", "B"] = "A"
