@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -15,6 +15,9 @@ from gridsim_shared.db import connect, list_migrations
 from gridsim_shared.settings import Settings
 
 T = datetime(2025, 6, 20, 23, 44, tzinfo=UTC)
+_QUARTER = timedelta(minutes=15)
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 _VIEW = re.compile(
     r"create materialized view (\w+)_agg with \(timescaledb\.continuous[^)]*\) as\n(.*?)\nwith no data;", re.S
 )
@@ -237,3 +240,83 @@ async def test_moving_from_plain_postgresql_keeps_every_row_and_rollup(timescale
     finally:
         async with await connect(url, autocommit=True) as conn:
             await conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
+
+
+@pytest.mark.integration
+@pytest.mark.timescale
+async def test_the_closer_refreshes_on_the_connection_it_has_just_queried(
+    timescale_settings: Settings,
+) -> None:
+    """Issue 14's crash: the closer asked whether meter_data is a hypertable on a pooled (non-autocommit)
+    connection, which left a transaction open, and the refresh could not switch to autocommit."""
+    from psycopg.pq import TransactionStatus
+
+    from gridsim_aggregator.closer import Closer
+    from gridsim_aggregator.settings import AggregatorSettings
+
+    settings = timescale_settings
+    closer = Closer(
+        pool=cast(Any, None),
+        bus=cast(Any, None),
+        database_url=settings.db.url,
+        schema=settings.db.schema_name,
+        tuning=AggregatorSettings(),
+    )
+    t0 = datetime(2025, 6, 20, tzinfo=UTC)
+    async with await connect(
+        settings.db.url, settings.db.schema_name
+    ) as conn:  # as the pool's: no autocommit
+        assert await closer._uses_timescale(conn)
+        assert conn.info.transaction_status == TransactionStatus.IDLE
+        await repository.refresh_timescale(conn, t0, t0 + _QUARTER, (t0, t0 + HOUR), (t0, t0 + DAY))
+        await conn.execute(
+            "select 1"
+        )  # an implicit transaction: refused with a clear error, not a crash later
+        with pytest.raises(RuntimeError, match="idle connection"):
+            await repository.refresh_timescale(conn, t0, t0 + _QUARTER, (t0, t0 + HOUR), (t0, t0 + DAY))
+
+
+@pytest.mark.integration
+@pytest.mark.timescale
+async def test_retention_and_compression_in_simulated_time_keep_the_rollups(
+    timescale_settings: Settings,
+) -> None:
+    """Three simulated days: retention drops the first day's raw chunk, compression compresses the second;
+    the daily rollups still show all three days, and a late reading lands in the compressed chunk."""
+    settings = timescale_settings
+    t0 = datetime(2025, 6, 20, tzinfo=UTC)
+    async with await connect(settings.db.url, settings.db.schema_name, autocommit=True) as conn:
+        await conn.execute(
+            "insert into meter_data (ts, meter_id, consumption_kwh, avg_current, avg_voltage) "
+            "select %s + make_interval(mins => g), 1, 0.01, 1, 240 from generate_series(0, 3 * 1440 - 1) g "
+            "where g <> 1440 + 600",  # one minute of day 2 missing: it arrives late, below
+            (t0,),
+        )
+        await conn.set_autocommit(False)
+        end = t0 + 3 * DAY
+        await repository.refresh_timescale(conn, t0, end, (t0, end), (t0, end))
+        await repository.timescale_housekeeping(conn, t0 + DAY, t0 + 2 * DAY)
+        await conn.commit()
+        cur = await conn.execute("select min(ts), count(*) from meter_data")
+        assert await cur.fetchone() == (t0 + DAY, 2 * 1440 - 1)
+        cur = await conn.execute(
+            "select range_start, is_compressed from timescaledb_information.chunks "
+            "where hypertable_schema = current_schema() and hypertable_name = 'meter_data' order by 1"
+        )
+        assert await cur.fetchall() == [(t0 + DAY, True), (t0 + 2 * DAY, False)]
+        cur = await conn.execute("select bucket, readings from meter_data_1d order by 1")
+        assert await cur.fetchall() == [(t0, 1440), (t0 + DAY, 1439), (t0 + 2 * DAY, 1440)]
+
+        late = t0 + DAY + timedelta(minutes=600)
+        await conn.execute(
+            "insert into meter_data (ts, meter_id, consumption_kwh, avg_current, avg_voltage) "
+            "values (%s, 1, 0.01, 1, 240)",
+            (late,),
+        )
+        await conn.commit()
+        window = late.replace(minute=0)  # 10:00, the window of the late minute
+        await repository.refresh_timescale(
+            conn, window, window + _QUARTER, (window, window + HOUR), (t0 + DAY, t0 + 2 * DAY)
+        )
+        cur = await conn.execute("select bucket, readings from meter_data_1d order by 1")
+        assert await cur.fetchall() == [(t0, 1440), (t0 + DAY, 1440), (t0 + 2 * DAY, 1440)]
