@@ -17,7 +17,7 @@ from gridsim_shared.channels import Channel
 
 __all__ = ["CHANNEL_DOCS", "SERVICES", "build_document", "render"]
 
-SERVICES = ("meter-sim", "aggregator", "billing", "feasibility")
+SERVICES = ("meter-sim", "aggregator", "billing", "feasibility", "utility")
 # Modules besides ``handlers`` whose routers a service includes (their commands are documented too).
 COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "meter-sim": ("worldengine_commands", "control_commands", "outage_commands"),
@@ -59,13 +59,27 @@ CHANNEL_DOCS: dict[str, tuple[Channel[Any, Any], str]] = {
         "`voltage_restored` (a meter leaving or re-entering its voltage band, once per transition), "
         "`transformer_trip` (hot spot past the trip limit: meter-sim takes the transformer off supply), "
         "`sla_breach` (a feeder missed a monthly service level; docs/grid-health.md). Others: "
-        "`spike`, `control`, `p2p-trade`, ... The subject level is the node or meter code.",
+        "`spike`, `control`, `p2p-trade`, `dr-event` (utility: a demand-response event created, modified or "
+        "cancelled; subject `dr-{id}`), ... The subject level is the node or meter code.",
     ),
     "meter-event": (
         channels.METER_EVENT,
         "A meter's own events under its place in the grid: `status` (online/offline), `tamper`, `fault`; "
         "supply (docs/grid-health.md): `last_gasp` (an outage took it off supply), `power_restored`, "
         "`disconnected` / `reconnected` (its service switch, operated remotely).",
+    ),
+    "forecast": (
+        channels.FORECAST,
+        "The utility service's load and net-load forecast of one grid node (utility, feeder, transformer) from "
+        "one model (`seasonal-naive`, `regression`) for one horizon (`hour-ahead`: the hour starting 1 h after "
+        "`issued_at`; `day-ahead`: the next 24 hours, each issued 24 h before it), republished every simulated "
+        "hour once the aggregator has rolled it up (retained).",
+    ),
+    "price": (
+        channels.PRICE,
+        "The utility's dynamic price at the utility or a feeder (retained): the current hour and the next 24, "
+        "each with its time-of-use rate, the real-time price (the rate moved by the forecast load against the "
+        "node's mean) or a critical-peak event's price. Republished every simulated hour.",
     ),
     "clock": (
         channels.CLOCK,

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser(
         "up",
-        help="start broker, database and the five services; Ctrl-C stops everything",
+        help="start broker, database and the six services; Ctrl-C stops everything",
         description=(
             "Uses the broker and database set by GRIDSIM_MQTT__URL / GRIDSIM_DB__URL (environment or .env) "
             "when they are set and answer; otherwise starts private ones on 127.0.0.1."

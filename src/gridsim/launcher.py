@@ -1,4 +1,4 @@
-"""``gridsim up``: a broker and a database (configured or embedded), migrations, five supervised services.
+"""``gridsim up``: a broker and a database (configured or embedded), migrations, six supervised services.
 
 The launcher owns every process it starts. Children run in their own process group, so a terminal's
 Ctrl-C reaches only the launcher, which then stops them in order: services (SIGTERM, then SIGKILL),
@@ -53,6 +53,7 @@ SERVICES: dict[str, str] = {
     "aggregator": "gridsim_aggregator",
     "billing": "gridsim_billing",
     "feasibility": "gridsim_feasibility",
+    "utility": "gridsim_utility",
     "gateway": "gridsim_gateway",
 }
 

@@ -42,7 +42,7 @@ from gridsim.embedded import (
     start_broker,
     start_postgres,
 )
-from gridsim_shared.settings import DbSettings, MqttSettings, Settings, SimSettings
+from gridsim_shared.settings import DbSettings, MqttSettings, Settings, SimSettings, UtilitySettings
 
 __all__ = [
     "ENGINES",
@@ -268,6 +268,8 @@ def fresh_settings(mqtt_url: str, database_url: str, *, timescale: bool | None =
         mqtt=MqttSettings(url=mqtt_url, base_topic=f"t-{suffix}"),
         db=DbSettings(url=database_url, schema_name=schema),
         sim=SimSettings(demo_world=False, autostart=False),
+        # No OpenADR VTN on a fixed port (tests run side by side); a test that wants one gives a free port.
+        utility=UtilitySettings(openadr_port=0),
     )
     try:
         run_coroutine(lambda: apply_migrations(database_url, schema, timescale=timescale))

@@ -20,6 +20,7 @@ from gridsim_shared.messages import ClockState
 from gridsim_shared.settings import GatewaySettings, Settings
 from gridsim_shared.testing import gateway_client, running
 from gridsim_shared.topics import NoPath
+from gridsim_utility.__main__ import serve as serve_utility
 
 pytestmark = pytest.mark.integration
 
@@ -39,14 +40,21 @@ async def _health_until(client: object, predicate: object, timeout: float = 15) 
 
 async def test_health_reports_broker_database_and_every_service(settings: Settings) -> None:
     async with (
-        running(serve_meter_sim, serve_aggregator, serve_billing, serve_feasibility, settings=settings),
+        running(
+            serve_meter_sim,
+            serve_aggregator,
+            serve_billing,
+            serve_feasibility,
+            serve_utility,
+            settings=settings,
+        ),
         gateway_client(create_app(settings)) as client,
     ):
         body = await _health_until(client, lambda b: b["status"] == "ok")
         assert body["broker"] == {"ok": True, "url": settings.mqtt.url, "error": None}
         assert body["database"]["ok"] is True  # type: ignore[index]
         assert body["services"] == dict.fromkeys(
-            ["meter-sim", "aggregator", "billing", "feasibility", "gateway"], "online"
+            ["meter-sim", "aggregator", "billing", "feasibility", "utility", "gateway"], "online"
         )
 
 

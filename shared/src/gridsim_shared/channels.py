@@ -17,8 +17,10 @@ __all__ = [
     "BATCH",
     "CLOCK",
     "EVENT",
+    "FORECAST",
     "JOB",
     "METER_EVENT",
+    "PRICE",
     "READING",
     "ROLLUP_FEEDER",
     "ROLLUP_TRANSFORMER",
@@ -68,6 +70,12 @@ ROLLUP_UTILITY: Channel[messages.Rollup, UtilityPath] = Channel(
 EVENT: Channel[messages.GridEvent, topics.EventPath] = Channel(topics.EVENT, messages.GridEvent)
 METER_EVENT: Channel[messages.GridEvent, topics.MeterEventPath] = Channel(
     topics.METER_EVENT, messages.GridEvent
+)
+FORECAST: Channel[messages.Forecast, topics.ForecastPath] = Channel(
+    topics.FORECAST, messages.Forecast, retain=True
+)
+PRICE: Channel[messages.PriceSignal, topics.NodePath] = Channel(
+    topics.PRICE, messages.PriceSignal, retain=True
 )
 CLOCK: Channel[messages.ClockState, topics.NoPath] = Channel(topics.CLOCK, messages.ClockState, retain=True)
 WATERMARK: Channel[messages.Watermark, topics.NoPath] = Channel(

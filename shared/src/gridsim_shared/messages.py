@@ -16,9 +16,13 @@ __all__ = [
     "READING_VALUE_COLUMNS",
     "ClockState",
     "ErrorBody",
+    "Forecast",
+    "ForecastPoint",
     "GridEvent",
     "Message",
     "MeterReading",
+    "PricePoint",
+    "PriceSignal",
     "ReadingBatch",
     "Reply",
     "Request",
@@ -221,6 +225,46 @@ class Rollup(Message):
     loss_of_life_h: float | None = None
     overload_h: float | None = None
     health_index: float | None = None
+
+
+class ForecastPoint(Message):
+    """One forecast hour: its start (simulated time) and the forecast kWh over it."""
+
+    timestamp: AwareDatetime
+    load_kWh: float
+    net_load_kWh: float = Field(description="load minus PV production; negative in reverse flow")
+
+
+class Forecast(Message):
+    """A node's forecast from one model for one horizon, issued at ``issued_at`` (simulated time)."""
+
+    level: Literal["transformer", "feeder", "utility"]
+    node_id: int
+    node_code: str
+    horizon: Literal["hour-ahead", "day-ahead"]
+    model: Literal["seasonal-naive", "regression"]
+    issued_at: AwareDatetime
+    points: list[ForecastPoint]
+
+
+class PricePoint(Message):
+    """The price of one hour: the time-of-use rate, the dynamic (real-time or critical-peak) price."""
+
+    timestamp: AwareDatetime
+    tou_rate: float
+    price: float = Field(description="what the dynamic tariff charges per kWh in this hour")
+    period: Literal["off-peak", "peak", "critical-peak"]
+
+
+class PriceSignal(Message):
+    """A node's current price and its schedule for the next 24 hours (retained)."""
+
+    level: Literal["feeder", "utility"]
+    node_code: str
+    currency: str
+    issued_at: AwareDatetime
+    current: PricePoint
+    schedule: list[PricePoint]
 
 
 class ErrorBody(Message):

@@ -247,6 +247,25 @@ class HealthSettings(BaseModel):
     sla_latency_p95_s: float = Field(default=5.0, gt=0, description="95th percentile, seconds")
 
 
+class UtilitySettings(BaseModel):
+    """The utility's programmes: forecasts, dynamic prices, demand response, the OpenADR VTN."""
+
+    # Local time of hour-of-day and weekday features and of price periods, as a fixed UTC offset (hours).
+    utc_offset_h: int = Field(default=-7, ge=-14, le=14)
+    # Real-time price: ToU rate × (1 + slope × (load / 28-day mean − 1)), clipped to [floor, cap] × rate.
+    rtp_slope: float = Field(default=0.8, ge=0)
+    rtp_floor_share: float = Field(default=0.5, gt=0)
+    rtp_cap_share: float = Field(default=3.0, gt=0)
+    # Days of scored forecasts behind GET /forecast/score.
+    score_window_days: int = Field(default=7, ge=1, le=90)
+    # Forecast-peak events: how long, and at least how far ahead (hours) of the peak they are issued.
+    auto_event_hours: int = Field(default=2, ge=1, le=12)
+    # OpenADR 2.0b VTN (openleadr): off when port is 0.
+    openadr_port: int = Field(default=8181, ge=0, le=65535)
+    openadr_host: str = "127.0.0.1"
+    openadr_vtn_id: str = "gridsim-vtn"
+
+
 class Settings(BaseSettings):
     """Every gridsim setting, read from ``GRIDSIM_*`` environment variables (and a ``.env`` file)."""
 
@@ -267,3 +286,4 @@ class Settings(BaseSettings):
     feasibility: FeasibilitySettings = FeasibilitySettings()
     supervision: SupervisionSettings = SupervisionSettings()
     health: HealthSettings = HealthSettings()
+    utility: UtilitySettings = UtilitySettings()

@@ -23,8 +23,10 @@ __all__ = [
     "CLOCK",
     "COMMAND",
     "EVENT",
+    "FORECAST",
     "JOB",
     "METER_EVENT",
+    "PRICE",
     "READING",
     "REPLY",
     "ROLLUP_FEEDER",
@@ -36,9 +38,11 @@ __all__ = [
     "ClientPath",
     "CommandPath",
     "EventPath",
+    "ForecastPath",
     "JobPath",
     "MeterEventPath",
     "NoPath",
+    "NodePath",
     "ServicePath",
     "TopicError",
     "TopicTemplate",
@@ -94,6 +98,24 @@ class JobPath:
     """A long-running job (a step of many intervals)."""
 
     job: str
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastPath:
+    """One model's forecast for one horizon of one grid node."""
+
+    model: str
+    horizon: str
+    level: str
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodePath:
+    """A grid node by its level (utility, feeder) and code: its dynamic price."""
+
+    level: str
+    node: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +194,9 @@ ROLLUP_UTILITY = TopicTemplate("rollup", UtilityPath)
 # Grid events (overload, voltage, spike, control) and meter events (status, tamper, fault).
 EVENT = TopicTemplate("event", EventPath)
 METER_EVENT = TopicTemplate("meter-event", MeterEventPath)
+# The utility's forecasts (per node and horizon) and dynamic prices (per node), both retained.
+FORECAST = TopicTemplate("forecast", ForecastPath)
+PRICE = TopicTemplate("price", NodePath)
 # The simulation clock (retained) and the aggregator's committed watermark (retained).
 CLOCK = TopicTemplate("clock", NoPath)
 WATERMARK = TopicTemplate("watermark", NoPath)

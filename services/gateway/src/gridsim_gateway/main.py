@@ -25,6 +25,7 @@ from gridsim_gateway.routes import (
     jobs,
     readings,
     simulation,
+    utility,
 )
 from gridsim_gateway.security import ADMIN, OPERATE, RequestGuard, StreamSlots, check_exposure
 from gridsim_gateway.settings import Settings
@@ -120,6 +121,7 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
         export,
         grid_health,
         jobs,
+        utility,
     ):
         app.include_router(module.router, dependencies=[OPERATE])
     app.include_router(admin.router, dependencies=[ADMIN])

@@ -11,7 +11,7 @@ from gridsim_shared.topics import NoPath, ServicePath
 
 __all__ = ["SERVICES", "LiveState", "instance_state"]
 
-SERVICES = ("meter-sim", "aggregator", "billing", "feasibility", "gateway")
+SERVICES = ("meter-sim", "aggregator", "billing", "feasibility", "utility", "gateway")
 
 
 @dataclass

@@ -1,0 +1,258 @@
+"""Benchmark: the utility's load and net-load forecasts against what meter-sim then produced.
+
+Simulates a world with meter-sim's own physics (``domain.simulate``, one reading per meter per interval,
+no broker) for ``--days`` of history plus ``--scored-days``, sums hourly kWh per feeder and for the utility
+(consumption, and consumption − production for net load), then issues every forecast the service issues
+(``gridsim_utility.domain.forecast``: seasonal-naive and regression, hour-ahead and day-ahead) for each
+hour of the scored days, using only the hours known at issue time, and scores them (MAPE, bias).
+
+The world: the demo world loaded through the API's code into a scratch schema (default), or
+``--meters N`` synthetic homes (a third with PV) under 100-meter transformers on ten feeders.
+
+    uv run python bench/bench_forecast.py [--meters 10000] [--seed 43] [--interval-s 60]
+
+Writes ``bench/results/forecast.json`` (all runs, keyed by world and seed) and ``forecast.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from gridsim_meter_sim import domain as sim
+from gridsim_meter_sim.domain import DerRow, MeterRow
+from gridsim_meter_sim.fleet_repository import load_fleet_rows
+from gridsim_meter_sim.world import default_world_path, load_world, read_world
+from gridsim_shared.db import apply_migrations, open_pool
+from gridsim_shared.settings import DbSettings
+from gridsim_utility import domain
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DB_URL = os.environ.get("GRIDSIM_DB__URL", "postgresql://postgres@127.0.0.1:5432/test")
+# Local midnight in San Francisco (UTC−7 in summer): a month of history from 20 May, a week scored.
+START = datetime(2025, 5, 20, 7, tzinfo=UTC)
+HOME = [
+    ("lighting", 0.00017, 0.9, 6),
+    ("cooling", 0.00125, 0.85, 1),
+    ("evening", 0.002, 0.85, 1),
+    ("fridge", 0.00333, 0.85, 1),
+    ("cooking", 0.01667, 0.98, 1),
+    ("laundry", 0.00833, 0.85, 1),
+    ("ac", 0.025, 0.85, 1),
+    ("geyser", 0.05, 1.0, 1),
+]
+
+
+async def demo_fleet(url: str, seed: int) -> sim.Fleet:
+    schema = f"bench_{secrets.token_hex(4)}"
+    await apply_migrations(url, schema)
+    try:
+        async with open_pool(DbSettings(url=url, schema_name=schema)) as pool:
+            async with pool.connection() as conn, conn.transaction():
+                await load_world(conn, read_world(default_world_path()))
+            meters, ders = await load_fleet_rows(pool, 0, 1)
+        return sim.build_fleet(seed, meters, ders)
+    finally:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
+
+
+def synthetic_fleet(n: int, seed: int, per_transformer: int = 100) -> sim.Fleet:
+    meters, ders = [], []
+    for i in range(1, n + 1):
+        t = (i - 1) // per_transformer
+        prosumer = i % 3 == 0
+        meters.append(
+            MeterRow(i, f"MTR-{i:06d}", "prosumer" if prosumer else "consumer", "home", "realistic", 1.0,
+                     1.0 if prosumer else 0.0, True, 37.70 + (i % 97) * 0.002, -122.50 + (i % 89) * 0.002,
+                     t, f"t{t}", 5.0 * per_transformer, f"f{t % 10}", "u1")
+        )  # fmt: skip
+        ders += [DerRow(i, p, "consumption", b, pf, q, None) for p, b, pf, q in HOME]
+        if prosumer:
+            ders.append(DerRow(i, "solar", "production", 0.02, 1.0, 3, None))
+    return sim.build_fleet(seed, meters, ders)
+
+
+def hourly(fleet: sim.Fleet, hours: int, interval_s: int) -> dict[str, dict[str, np.ndarray]]:
+    """Hourly consumption and net kWh per node ("utility", "feeder:<code>")."""
+    feeders = sorted({codes[1] for codes in fleet.transformer_codes})
+    feeder_of_tx = np.array([feeders.index(codes[1]) for codes in fleet.transformer_codes])
+    feeder_of_row = feeder_of_tx[fleet.transformer]
+    load = np.zeros((hours, len(feeders)))
+    net = np.zeros((hours, len(feeders)))
+    per_hour = 3600 // interval_s
+    for h in range(hours):
+        for k in range(per_hour):
+            r = sim.simulate(fleet, START + timedelta(seconds=h * 3600 + k * interval_s), interval_s)
+            c = np.where(r.active, r.consumption_kwh, 0.0)
+            p = np.where(r.active, np.nan_to_num(r.production_kwh), 0.0)
+            load[h] += np.bincount(feeder_of_row, weights=c, minlength=len(feeders))
+            net[h] += np.bincount(feeder_of_row, weights=c - p, minlength=len(feeders))
+    nodes = {"utility": {"load": load.sum(axis=1), "net": net.sum(axis=1)}}
+    for i, code in enumerate(feeders):
+        nodes[f"feeder:{code}"] = {"load": load[:, i], "net": net[:, i]}
+    return nodes
+
+
+def score_all(nodes: dict[str, dict[str, np.ndarray]], history_h: int, hours: int) -> list[dict[str, Any]]:
+    hour, weekend = domain.day_types(START, hours, utc_offset_h=-7)
+    rows = []
+    for node, series in nodes.items():
+        for quantity, values in series.items():
+            for horizon, h in domain.HORIZONS.items():
+                for model in domain.MODELS:
+                    targets = range(history_h, hours)
+                    predicted = np.array(
+                        [domain.forecast(model, values, t, h, hour=hour, weekend=weekend) for t in targets]
+                    )
+                    s = domain.score(values[history_h:hours], predicted)
+                    rows.append(
+                        {
+                            "node": node,
+                            "quantity": quantity,
+                            "horizon": horizon,
+                            "model": model,
+                            "mape_pct": round(s.mape_pct, 2),
+                            "wape_pct": round(s.wape_pct, 2),
+                            "bias_pct": round(s.bias_pct, 2),
+                            "hours": s.hours,
+                        }
+                    )
+    return rows
+
+
+def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per level (utility; feeders averaged), quantity and horizon: naive vs regression MAPE."""
+    out = []
+    for level in ("utility", "feeder"):
+        for quantity in ("load", "net"):
+            for horizon in domain.HORIZONS:
+                mean: dict[tuple[str, str], float] = {}
+                for model in domain.MODELS:
+                    for metric in ("mape_pct", "wape_pct", "bias_pct"):
+                        vals = [
+                            r[metric]
+                            for r in rows
+                            if r["node"].split(":")[0] == level
+                            and r["quantity"] == quantity
+                            and r["horizon"] == horizon
+                            and r["model"] == model
+                        ]
+                        mean[model, metric] = float(np.mean(vals))
+                naive, reg = mean["seasonal-naive", "mape_pct"], mean["regression", "mape_pct"]
+                out.append(
+                    {
+                        "level": level,
+                        "quantity": quantity,
+                        "horizon": horizon,
+                        "naive_mape_pct": round(naive, 2),
+                        "regression_mape_pct": round(reg, 2),
+                        "reduction_pct": round((naive - reg) / naive * 100.0, 1),
+                        "naive_wape_pct": round(mean["seasonal-naive", "wape_pct"], 2),
+                        "regression_wape_pct": round(mean["regression", "wape_pct"], 2),
+                        "naive_bias_pct": round(mean["seasonal-naive", "bias_pct"], 2),
+                        "regression_bias_pct": round(mean["regression", "bias_pct"], 2),
+                    }
+                )
+    return out
+
+
+def markdown(runs: dict[str, Any]) -> str:
+    lines = [
+        "# Utility forecasts: MAPE against what meter-sim produced",
+        "",
+        "Each run simulates the world with meter-sim's physics (no broker), 28 days of history from",
+        f"{START.isoformat()} (local midnight, San Francisco) and the next 7 days scored hour by hour. Every",
+        "forecast uses only the hours known at its issue time (1 h or 24 h before the hour). Feeder rows are",
+        "the mean over the world's feeders. `uv run python bench/bench_forecast.py [--meters N] [--seed S]`.",
+        "",
+    ]
+    for key, run in runs.items():
+        lines += [
+            f"## {key}",
+            "",
+            f"{run['meters']} meters, {run['feeders']} feeders, interval {run['interval_s']} s; simulated in"
+            f" {run['simulate_s']} s, scored in {run['score_s']} s; load average {run['loadavg']}.",
+            "",
+            "| level | quantity | horizon | naive MAPE % | regression MAPE % | MAPE reduction |"
+            " naive WAPE % | regression WAPE % | naive bias % | regression bias % |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in run["summary"]:
+            lines.append(
+                f"| {r['level']} | {r['quantity']} | {r['horizon']} | {r['naive_mape_pct']} |"
+                f" {r['regression_mape_pct']} | {r['reduction_pct']} % | {r['naive_wape_pct']} |"
+                f" {r['regression_wape_pct']} | {r['naive_bias_pct']} | {r['regression_bias_pct']} |"
+            )
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--meters", type=int, default=0, help="synthetic homes (0: the demo world)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--interval-s", type=int, default=60)
+    parser.add_argument("--days", type=int, default=28)
+    parser.add_argument("--scored-days", type=int, default=7)
+    parser.add_argument("--cache", type=Path, default=None, help="keep the simulated hourly series here")
+    args = parser.parse_args()
+    fleet = (
+        synthetic_fleet(args.meters, args.seed) if args.meters else asyncio.run(demo_fleet(DB_URL, args.seed))
+    )
+    history_h = args.days * 24
+    hours = history_h + args.scored_days * 24
+    t0 = time.perf_counter()
+    cached = (
+        args.cache / f"forecast_{args.meters}_{args.seed}_{args.interval_s}_{hours}.npz"
+        if args.cache
+        else None
+    )
+    if cached is not None and cached.exists():
+        with np.load(cached) as data:
+            nodes = {k.split("|")[0]: {} for k in data.files}
+            for k in data.files:
+                node, quantity = k.split("|")
+                nodes[node][quantity] = data[k]
+    else:
+        nodes = hourly(fleet, hours, args.interval_s)
+        if cached is not None:
+            np.savez(cached, **{f"{n}|{q}": v for n, s in nodes.items() for q, v in s.items()})
+    t1 = time.perf_counter()
+    rows = score_all(nodes, history_h, hours)
+    t2 = time.perf_counter()
+    run = {
+        "meters": len(fleet),
+        "feeders": len(nodes) - 1,
+        "seed": args.seed,
+        "interval_s": args.interval_s,
+        "simulate_s": round(t1 - t0, 1),
+        "score_s": round(t2 - t1, 1),
+        "loadavg": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+        "summary": summary(rows),
+        "rows": rows,
+    }
+    for r in run["summary"]:
+        print(r)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "forecast.json"
+    runs: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    world = f"{args.meters} synthetic homes" if args.meters else "demo world"
+    runs[f"{world}, seed {args.seed}"] = run
+    path.write_text(json.dumps(runs, indent=1) + "\n")
+    (RESULTS / "forecast.md").write_text(markdown(runs))
+
+
+if __name__ == "__main__":
+    main()

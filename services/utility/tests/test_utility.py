@@ -1,0 +1,255 @@
+"""The utility service on the real broker and database, with meter-sim and the aggregator in step mode.
+
+A small San Francisco feeder (homes with EV chargers and water heaters, one without flexible load) is
+simulated in hourly intervals for nine days; the utility forecasts, scores and prices it, then a DR event
+issued over HTTP reaches an OpenADR VEN (openleadr's client) and lowers the enrolled homes' metered load
+against their CAISO baseline, with a rebound after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from openleadr import OpenADRClient  # type: ignore[import-untyped]
+
+from gridsim.embedded import free_port
+from gridsim_aggregator.__main__ import serve as serve_aggregator
+from gridsim_gateway.main import create_app
+from gridsim_meter_sim.__main__ import serve as serve_meter_sim
+from gridsim_shared import channels
+from gridsim_shared.bus import Bus
+from gridsim_shared.db import connect
+from gridsim_shared.errors import RemoteError, RpcTimeout
+from gridsim_shared.settings import Settings
+from gridsim_shared.testing import Collector, gateway_client, running
+from gridsim_utility.__main__ import serve as serve_utility
+
+pytestmark = pytest.mark.integration
+
+# Local midnight in San Francisco on a Monday.
+START = datetime(2025, 6, 2, 7, tzinfo=UTC)
+SF = {"city": "San Francisco", "latitude": 37.76, "longitude": -122.42}
+FLEX = ["Refrigerator", "Television", "LED Bulb", "EV Charger", "Electric Geyser", "Air Conditioner"]
+
+
+async def _until_serving(settings: Settings) -> None:
+    async with Bus(settings.mqtt, "probe", "0") as bus, asyncio.timeout(30):
+        for service, operation in (("meter-sim", "list_ers"), ("utility", "programs")):
+            while True:
+                with contextlib.suppress(RpcTimeout):
+                    with contextlib.suppress(RemoteError):
+                        await bus.request(
+                            service, operation, {"limit": 1} if service == "meter-sim" else {}, timeout=0.5
+                        )
+                    break
+
+
+@contextlib.asynccontextmanager
+async def _system(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        running(serve_meter_sim, serve_aggregator, serve_utility, settings=settings),
+        gateway_client(create_app(settings)) as client,
+    ):
+        await _until_serving(settings)
+        yield client
+
+
+async def _call(client: httpx.AsyncClient, method: str, path: str, status: int, **kw: Any) -> Any:
+    response = await client.request(method, path, **kw)
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+async def _world(client: httpx.AsyncClient) -> tuple[list[int], int]:
+    """A utility, a feeder, a transformer, five flexible homes and one without flexible load."""
+    await _call(
+        client, "POST", "/admin/grid-node", 201, json={"name": "U", "code": "u1", "level": "utility", **SF}
+    )
+    await _call(
+        client,
+        "POST",
+        "/admin/grid-node",
+        201,
+        json={"name": "F", "code": "f1", "level": "feeder", "parent_id": "u1", **SF},
+    )
+    await _call(
+        client, "POST", "/admin/grid-node", 201,
+        json={"name": "T", "code": "t1", "level": "transformer", "parent_id": "f1", "capacity_kVA": 150, **SF},
+    )  # fmt: skip
+    homes = []
+    for i in range(6):
+        appliances = FLEX if i < 5 else ["Refrigerator", "Television", "LED Bulb"]
+        er = await _call(
+            client,
+            "POST",
+            "/admin/er",
+            201,
+            json={"name": f"H{i}", "type": "consumer", "appliance_type": appliances, **SF},
+        )
+        meter = await _call(client, "POST", "/admin/meter", 201, json={"meter_id": f"UT-{i}", **SF})
+        await _call(
+            client, "POST", "/admin/meter/link", 200, json={"meter_id": meter["id"], "er_id": er["id"]}
+        )
+        homes.append(int(meter["id"]))
+    return homes[:5], homes[5]
+
+
+async def _step(client: httpx.AsyncClient, intervals: int) -> None:
+    result = await _call(client, "POST", "/simulation/step", 200, json={"intervals": intervals})
+    assert result["stored"] is True, result
+
+
+async def _until(
+    client: httpx.AsyncClient, path: str, predicate: Any, timeout: float = 60, **params: Any
+) -> Any:
+    async with asyncio.timeout(timeout):
+        while True:
+            body = (await client.get(path, params=params)).json()
+            if predicate(body):
+                return body
+            await asyncio.sleep(0.2)
+
+
+async def _hourly(settings: Settings, meter_ids: list[int], start: datetime, end: datetime) -> float:
+    async with await connect(settings.db.url, settings.db.schema_name) as conn:
+        cur = await conn.execute(
+            "select coalesce(sum(consumption_kwh), 0) from meter_data where meter_id = any(%s) and ts >= %s and ts < %s",
+            (meter_ids, start, end),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return float(row[0])
+
+
+async def test_forecasts_prices_and_a_dr_event_through_openadr(settings: Settings) -> None:
+    port = free_port()
+    settings = settings.model_copy(
+        update={
+            "sim": settings.sim.model_copy(update={"start": START, "interval_s": 3600}),
+            "utility": settings.utility.model_copy(update={"openadr_port": port}),
+        }
+    )
+    received: list[dict[str, Any]] = []
+
+    async def on_event(event: dict[str, Any]) -> str:
+        received.append(event)
+        return "optIn"
+
+    async with _system(settings) as client, Bus(settings.mqtt, "watcher", "0") as bus:
+        forecasts = await Collector(
+            bus, channels.FORECAST, model="regression", horizon="day-ahead", level="utility"
+        ).start()
+        prices = await Collector(bus, channels.PRICE, level="feeder").start()
+        flexible, plain = await _world(client)
+        await _step(client, 9 * 24)  # nine days: a week for the seasonal-naive lag, two days scored
+
+        # Forecasts issued each hour, published, and scored against what the simulator then produced.
+        (msg, path), *_ = await forecasts.wait_for(1, timeout=60)
+        assert path.node == "u1"
+        assert msg.points
+        assert all(p.load_kWh > 0 for p in msg.points)
+        view = await _until(client, "/forecast", lambda b: len(b["points"]) >= 24, node="u1", hours=72)
+        metered = [p for p in view["points"] if p["actual_kWh"] is not None]
+        assert metered
+        assert all(p["regression_kWh"] is not None and p["seasonal_naive_kWh"] is not None for p in metered)
+        scores = await _until(
+            client, "/forecast/scores", lambda b: bool(b) and all(r["hours"] > 0 for r in b)
+        )
+        assert {(r["node_code"], r["horizon"], r["model"]) for r in scores} >= {
+            ("u1", "day-ahead", "regression"), ("f1", "hour-ahead", "seasonal-naive"),
+        }  # fmt: skip
+        assert all(
+            r["mape_pct"] is not None and r["mape_pct"] >= 0 for r in scores if r["quantity"] == "load"
+        )
+        (price_msg, _), *_ = await prices.wait_for(1, timeout=30)
+        assert len(price_msg.schedule) == 24
+        assert price_msg.current.price > 0
+        price = await _call(client, "GET", "/price", 200, params={"node": "f1"})
+        assert {p["period"] for p in price["schedule"]} >= {"peak", "off-peak"}
+
+        # Bad input: clear 4xx naming the field, nothing half-applied.
+        program = await _call(
+            client, "POST", "/dr/programs", 201,
+            json={"name": "EV DLC", "kind": "dlc", "event_credit": 50, "compliance": 1.0, "rebound_share": 0.6},
+        )  # fmt: skip
+        bad = await _call(
+            client, "POST", "/dr/enrolments", 422, json={"program_id": program["id"], "meter_id": plain}
+        )
+        assert bad["error"]["field"] == "meter_id"
+        missing = await _call(
+            client, "POST", "/dr/enrolments", 404, json={"program_id": 999, "meter_id": flexible[0]}
+        )
+        assert missing["error"]["field"] == "program_id"
+        for meter_id in flexible:
+            await _call(
+                client,
+                "POST",
+                "/dr/enrolments",
+                201,
+                json={"program_id": program["id"], "meter_id": meter_id},
+            )
+        await _call(
+            client, "POST", "/dr/enrolments", 409, json={"program_id": program["id"], "meter_id": flexible[0]}
+        )
+        now = datetime.fromisoformat((await client.get("/simulation-time")).json()["current_datetime"])
+        past = await _call(
+            client, "POST", "/dr/events", 422,
+            json={"program_id": program["id"], "start": (now - timedelta(hours=1)).isoformat()},
+        )  # fmt: skip
+        assert past["error"]["field"] == "start"
+
+        # An OpenADR VEN registers, and receives the event created over HTTP.
+        ven = OpenADRClient(ven_name="test-ven", vtn_url=f"http://127.0.0.1:{port}/OpenADR2/Simple/2.0b")
+        ven.add_handler("on_event", on_event)
+        await ven.run()
+        try:
+            async with asyncio.timeout(30):
+                while ven.ven_id is None:
+                    await asyncio.sleep(0.1)
+            start = now + timedelta(hours=2)
+            event = await _call(
+                client, "POST", "/dr/events", 201,
+                json={"program_id": program["id"], "start": start.isoformat(), "duration_min": 120, "level": 3},
+            )  # fmt: skip
+            assert all(p["complied"] for p in event["participants"])
+            overlap = await _call(
+                client, "POST", "/dr/events", 409,
+                json={"program_id": program["id"], "start": (start + timedelta(hours=1)).isoformat()},
+            )  # fmt: skip
+            assert overlap["error"]["field"] == "start"
+            async with asyncio.timeout(30):
+                while not received:
+                    await asyncio.sleep(0.1)
+        finally:
+            await ven.stop()
+        signal = received[0]["event_signals"][0]
+        assert signal["signal_name"] == "simple"
+        assert signal["intervals"][0]["signal_payload"] == 3.0
+        assert received[0]["event_descriptor"]["event_id"] == f"gridsim-dr-{event['id']}-r0"
+        assert start.isoformat() in received[0]["event_descriptor"]["vtn_comment"]
+
+        # The event's effect in the readings, measured against the CAISO baseline, then the rebound.
+        await _step(client, 2 + 2 + 4)
+        done = await _until(client, f"/dr/events/{event['id']}", lambda b: b["shed_kWh"] is not None)
+        end = start + timedelta(hours=2)
+        during = await _hourly(settings, flexible, start, end)
+        after = await _hourly(settings, flexible, end, end + timedelta(hours=2))
+        log = await _call(client, "GET", "/dr/log", 200)
+
+    assert done["status"] == "completed"
+    assert done["shed_kWh"] > 0  # Σ CAISO baseline − Σ metered over the event hours
+    assert done["rebound_kWh"] is not None
+    assert done["rebound_kWh"] > 0
+    # Single participants' hours are noisy (an EV session or not); the enrolled load as a whole is shed.
+    assert all(p["credit"] == 50.0 and p["shed_factor"] < 1 for p in done["participants"])
+    assert sum(p["metered_kWh"] for p in done["participants"]) == pytest.approx(during, abs=0.01)
+    assert after > 0
+    assert {"program.create", "enrol", "event.create", "openadr.register", "event.evaluated"} <= {
+        e["action"] for e in log
+    }
