@@ -126,7 +126,7 @@ def test_up_is_healthy_and_sigterm_stops_everything(launcher: Launcher) -> None:
     report = _wait_healthy(launcher)
     print(f"healthy after {time.monotonic() - started:.1f} s: {report}")
     children = launcher.descendants()
-    # five services, the broker and the postmaster at least
+    # six services, the broker and the postmaster at least
     assert len(children) >= len(SERVICES) + 2
 
     launcher.process.send_signal(signal.SIGTERM)

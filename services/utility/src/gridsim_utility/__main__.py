@@ -10,7 +10,6 @@ from gridsim_shared.bus import Bus
 from gridsim_shared.db import open_pool
 from gridsim_shared.service import run_main
 from gridsim_utility.handlers import Deps, refresh, router
-from gridsim_utility.openadr import Vtn
 from gridsim_utility.settings import Settings
 
 SERVICE = "utility"
@@ -38,8 +37,13 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         Bus(settings.mqtt, SERVICE, settings.instance) as bus,
     ):
         deps = Deps(settings=settings, bus=bus, pool=pool)
-        vtn = Vtn(deps) if settings.utility.openadr_port else None
-        if vtn is not None:
+        await bus.include(router, deps)
+        vtn = None
+        if settings.utility.openadr_port:
+            # Imported here, once the service is online: openleadr (aiohttp, lxml, signxml) is slow to load.
+            from gridsim_utility.openadr import Vtn
+
+            vtn = Vtn(deps)
             try:
                 await vtn.start()
             except OSError:  # the port is taken: forecasts, prices and DR go on without OpenADR
@@ -47,7 +51,6 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                     "the OpenADR VTN could not listen on port %s", settings.utility.openadr_port
                 )
                 vtn = None
-        await bus.include(router, deps)
         try:
             await _refresh_loop(deps, stop)
         finally:
