@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import open_pool
 from gridsim_shared.service import run_main
+from gridsim_shared.supervision import Supervisor
 from gridsim_utility.handlers import Deps, refresh, router
 from gridsim_utility.settings import Settings
+
+if TYPE_CHECKING:
+    from gridsim_utility.openadr import Vtn
 
 SERVICE = "utility"
 # How often (real seconds) to look for newly completed simulated hours.
@@ -19,15 +23,15 @@ POLL_S = 0.5
 _LOGGER = logging.getLogger(__name__)
 
 
-async def _refresh_loop(deps: Deps, stop: asyncio.Event) -> None:
+async def _refresh_loop(deps: Deps, supervisor: Supervisor) -> None:
     """Issue forecasts and prices whenever the aggregator completes a simulated hour."""
-    while not stop.is_set():
+    while True:
         try:
             await refresh(deps)
-        except Exception:  # a bad hour must not stop forecasting; the next poll retries
-            _LOGGER.exception("forecast refresh failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), POLL_S)
+        except Exception as exc:  # a bad hour must not stop forecasting; the next poll retries
+            supervisor.crashed("forecast-refresh", exc)
+        supervisor.beat("forecast")
+        await asyncio.sleep(POLL_S)
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
@@ -37,25 +41,35 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         Bus(settings.mqtt, SERVICE, settings.instance) as bus,
     ):
         deps = Deps(settings=settings, bus=bus, pool=pool)
-        await bus.include(router, deps)
+        supervisor = Supervisor(SERVICE, settings.supervision)
+        supervisor.attach(bus)
         vtn = None
-        if settings.utility.openadr_port:
-            # Imported here, once the service is online: openleadr (aiohttp, lxml, signxml) is slow to load.
-            from gridsim_utility.openadr import Vtn
-
-            vtn = Vtn(deps)
-            try:
-                await vtn.start()
-            except OSError:  # the port is taken: forecasts, prices and DR go on without OpenADR
-                _LOGGER.exception(
-                    "the OpenADR VTN could not listen on port %s", settings.utility.openadr_port
-                )
-                vtn = None
         try:
-            await _refresh_loop(deps, stop)
+            await bus.include(router, deps)
+            vtn = await _start_vtn(deps)
+            supervisor.spawn("forecast", lambda: _refresh_loop(deps, supervisor))
+            await supervisor.wait(stop)
         finally:
+            await supervisor.close()
             if vtn is not None:
                 await vtn.stop()
+
+
+async def _start_vtn(deps: Deps) -> Vtn | None:
+    """The OpenADR VTN, unless switched off (port 0) or its port is taken."""
+    port = deps.settings.utility.openadr_port
+    if not port:
+        return None
+    # Imported here, once the service is online: openleadr (aiohttp, lxml, signxml) is slow to load.
+    from gridsim_utility.openadr import Vtn
+
+    vtn = Vtn(deps)
+    try:
+        await vtn.start()
+    except OSError:  # the port is taken: forecasts, prices and DR go on without OpenADR
+        _LOGGER.exception("the OpenADR VTN could not listen on port %s", port)
+        return None
+    return vtn
 
 
 def main() -> None:
