@@ -131,15 +131,20 @@ def _meter_messages(
     registers: dict[str, npt.NDArray[np.float64]] | None = None,
 ) -> list[tuple[str, bytes]]:
     """One :class:`MeterReading` JSON per active meter (for subscribers that want single meters)."""
-    columns = {name: values.tolist() for name, values in (_columns(readings) | (registers or {})).items()}
+    columns = _columns(readings) | (registers or {})
+    names = list(columns)
+    lists = []
+    for values in columns.values():
+        listed: list[float | None] = values.tolist()
+        if np.isnan(values).any():  # NaN → null (consumers' production), once per column, not per value
+            listed = [None if v is None or math.isnan(v) else v for v in listed]
+        lists.append(listed)
     common = {"timestamp": readings.timestamp, "interval_s": readings.interval_s}
     ids = fleet.meter_id.tolist()
     messages = []
     for i in np.flatnonzero(readings.active).tolist():
         row: dict[str, Any] = {"meter_id": ids[i], "meter_code": fleet.meter_code[i], **common}
-        for name, values in columns.items():
-            value = values[i]
-            row[name] = None if math.isnan(value) else value  # NaN → null (consumers' production)
+        row.update(zip(names, [values[i] for values in lists], strict=True))
         messages.append((layout.meter_topics[i], orjson.dumps(row)))
     return messages
 

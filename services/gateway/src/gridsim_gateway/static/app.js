@@ -223,6 +223,15 @@ function loadBar(code) {
   const label = el("span", { class: "pct", text: pct === null ? "—" : `${fmt(pct, 0)} %` });
   wrap.title = r ? `${fmt(r.apparent_kVA, 1)} kVA of ${fmt(r.capacity_kVA, 0)} kVA at ${isoMinute(Date.parse(r.timestamp))}` : "no rollup yet";
   wrap.append(bar, label);
+  // Insulation health (IEEE C57.91, docs/grid-health.md): the index, with hot spot and aging in its title.
+  if (r && r.health_index !== null && r.health_index !== undefined) {
+    const health = el("span", { class: "health", "data-health": code, text: `HI ${fmt(r.health_index, 0)}` });
+    health.title = `health index ${fmt(r.health_index, 1)} · hot spot ${fmt(r.hot_spot_c, 1)} °C · aging ×${fmt(r.aging_factor, 3)}`
+      + ` · loss of life ${fmt(r.loss_of_life_h, 2)} h · ${fmt(r.overload_h, 2)} h overloaded`;
+    if (r.health_index < 50) health.classList.add("critical");
+    else if (r.health_index < 80) health.classList.add("warning");
+    wrap.append(health);
+  }
   return wrap;
 }
 
@@ -599,6 +608,30 @@ function setupBill() {
   });
 }
 
+// ------------------------------------------------------------------------------------------- reliability
+
+// SAIFI, SAIDI, CAIDI and MAIFI per feeder for the bill card's month (GET /reliability; docs/grid-health.md).
+function setupReliability() {
+  $("#reliability-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const out = $("#reliability");
+    const month = $("#bill-month").value;
+    out.replaceChildren(el("span", { class: "muted", text: "Computing…" }));
+    try {
+      const rows = await api("GET", `/reliability?${new URLSearchParams({ month })}`);
+      const cell = (text) => el("td", { text });
+      out.replaceChildren(
+        el("div", {}, el("strong", { text: `${month} · sustained > 5 min, momentary ≤ 5 min` })),
+        el("table", { "data-testid": "reliability-table" },
+          el("tr", {}, ...["feeder", "customers", "SAIFI", "SAIDI min", "CAIDI min", "MAIFI"].map((h) => el("th", { text: h }))),
+          ...rows.map((r) => el("tr", {}, cell(r.feeder_code), cell(String(r.customers_served)), cell(fmt(r.SAIFI, 3)),
+            cell(fmt(r.SAIDI, 1)), cell(fmt(r.CAIDI, 1)), cell(fmt(r.MAIFI, 3))))));
+    } catch (err) {
+      out.replaceChildren(el("span", { class: "error", text: err.message }));
+    }
+  });
+}
+
 // ------------------------------------------------------------------------------------------- feasibility
 
 async function loadTransformers() {
@@ -752,6 +785,7 @@ function setupFeasibility() {
 function start() {
   setupControls();
   setupBill();
+  setupReliability();
   setupFeasibility();
   $("#tree-filter").addEventListener("input", applyFilter);
   window.addEventListener("resize", () => { drawChart(); drawPlot(); });
