@@ -25,6 +25,7 @@ from gridsim_shared.messages import (
     ServiceStatus,
     Watermark,
 )
+from gridsim_shared.schemas.homeassistant import HomeAssistantState
 from gridsim_shared.schemas.jobs import StepJob
 
 DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.yaml"
@@ -67,6 +68,14 @@ SAMPLES: list[Message] = [
     ClockState(current_datetime=T0, state="running", speed=1440, interval_s=60, tick=720),
     Watermark(committed_until=T0, readings_committed=150),
     ServiceStatus(service="billing", instance="0", state="online", started_at=T0),
+    HomeAssistantState(
+        meter_code="MTR-1",
+        timestamp=T0,
+        energy_import_kWh=12.5,
+        energy_export_kWh=0.0,
+        power_W=420.0,
+        voltage_V=240.0,
+    ),
     StepJob(id="3f7f8442d3e92b24", state="running", intervals=720, done=120, chunk=60, started_at=T0),
     Request(correlation_id="c1", reply_to="gridsim/v1/reply/gateway", data={"intervals": 5}),
     Reply(correlation_id="c1", status="ok", data={"stepped": 5}),

@@ -98,6 +98,14 @@ CHANNEL_DOCS: dict[str, tuple[Channel[Any, Any], str]] = {
         "with `?job=true`) answers 202 with the job; `GET /jobs/{id}` and `GET /jobs/{id}/events` (SSE) show the "
         "same message.",
     ),
+    "home-assistant": (
+        channels.HOME_ASSISTANT,
+        "A meter's cumulative kWh registers and latest power and voltage, for Home Assistant (retained), "
+        "published by the gateway for each meter in `GRIDSIM_HOMEASSISTANT__METERS` when "
+        "`GRIDSIM_HOMEASSISTANT__ENABLED` is true. The gateway also publishes Home Assistant's MQTT discovery "
+        "configs (retained) on `{discovery_prefix}/sensor/gridsim_{meter}/{sensor}/config` (outside the base "
+        "topic: Home Assistant's own convention), whose `state_topic` is this channel.",
+    ),
     "status": (
         channels.STATUS,
         "A service instance's liveness (retained): `online` on connect, `offline` on shutdown and as the MQTT "

@@ -11,6 +11,7 @@ from typing import Generic, Literal, TypeVar
 
 from gridsim_shared import messages, topics
 from gridsim_shared.ids import FeederPath, MeterPath, TransformerPath, UtilityPath
+from gridsim_shared.schemas.homeassistant import HomeAssistantState
 from gridsim_shared.schemas.jobs import StepJob
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "CLOCK",
     "EVENT",
     "FORECAST",
+    "HOME_ASSISTANT",
     "JOB",
     "METER_EVENT",
     "PRICE",
@@ -85,3 +87,6 @@ STATUS: Channel[messages.ServiceStatus, topics.ServicePath] = Channel(
     topics.STATUS, messages.ServiceStatus, retain=True
 )
 JOB: Channel[StepJob, topics.JobPath] = Channel(topics.JOB, StepJob, retain=True)
+HOME_ASSISTANT: Channel[HomeAssistantState, topics.HomeAssistantPath] = Channel(
+    topics.HOME_ASSISTANT, HomeAssistantState, retain=True
+)

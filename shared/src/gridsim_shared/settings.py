@@ -23,6 +23,7 @@ __all__ = [
     "FeasibilitySettings",
     "GatewaySettings",
     "HealthSettings",
+    "HomeAssistantSettings",
     "LogSettings",
     "MqttSettings",
     "Settings",
@@ -266,6 +267,15 @@ class UtilitySettings(BaseModel):
     openadr_vtn_id: str = "gridsim-vtn"
 
 
+class HomeAssistantSettings(BaseModel):
+    """Home Assistant MQTT discovery: chosen meters appear as energy sensors (off by default)."""
+
+    enabled: bool = False
+    # Meter codes to announce (case-insensitive); each becomes a device with kWh, W and V sensors.
+    meters: list[str] = []
+    discovery_prefix: str = Field(default="homeassistant", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
 class Settings(BaseSettings):
     """Every gridsim setting, read from ``GRIDSIM_*`` environment variables (and a ``.env`` file)."""
 
@@ -284,6 +294,7 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = GatewaySettings()
     billing: BillingSettings = BillingSettings()
     feasibility: FeasibilitySettings = FeasibilitySettings()
+    homeassistant: HomeAssistantSettings = HomeAssistantSettings()
     supervision: SupervisionSettings = SupervisionSettings()
     health: HealthSettings = HealthSettings()
     utility: UtilitySettings = UtilitySettings()

@@ -24,6 +24,7 @@ __all__ = [
     "COMMAND",
     "EVENT",
     "FORECAST",
+    "HOME_ASSISTANT",
     "JOB",
     "METER_EVENT",
     "PRICE",
@@ -39,6 +40,7 @@ __all__ = [
     "CommandPath",
     "EventPath",
     "ForecastPath",
+    "HomeAssistantPath",
     "JobPath",
     "MeterEventPath",
     "NoPath",
@@ -91,6 +93,13 @@ class EventPath:
 
     type: str
     subject: str
+
+
+@dataclass(frozen=True, slots=True)
+class HomeAssistantPath:
+    """A meter announced to Home Assistant (its lower-cased code)."""
+
+    meter: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +211,8 @@ CLOCK = TopicTemplate("clock", NoPath)
 WATERMARK = TopicTemplate("watermark", NoPath)
 # Liveness: retained `online`, last will `offline`.
 STATUS = TopicTemplate("status", ServicePath)
+# A meter's registers for Home Assistant (retained; the gateway publishes them when discovery is on).
+HOME_ASSISTANT = TopicTemplate("ha", HomeAssistantPath)
 # Progress of a long job (retained: the latest state of each job).
 JOB = TopicTemplate("job", JobPath)
 # Request/reply: the reply topic and correlation id travel in the request envelope.

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from gridsim_gateway.errors import error_response, install_error_handlers
+from gridsim_gateway.homeassistant import HomeAssistant
 from gridsim_gateway.jobs import JobRunner
 from gridsim_gateway.routes import (
     admin,
@@ -85,6 +86,8 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
             supervisor.attach(bus)
             watching = asyncio.create_task(_watch(supervisor, on_fatal))
             job_runner = JobRunner(bus, settings)
+            if settings.homeassistant.enabled:
+                await HomeAssistant(bus, pool, settings).start()
             try:
                 yield {
                     "bus": bus,
