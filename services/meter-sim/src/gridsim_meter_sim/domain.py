@@ -45,9 +45,9 @@ PF_MIN = 0.8
 # load (5 %, the usual allocation of ANSI C84.1's Range A to the secondary), the substation regulator's
 # set point above nominal, the feeder-wide swing's σ and the meters' fixed spread along the feeder.
 SAG_AT_FULL_LOAD = 0.05
-SET_POINT_RISE = 0.015
-FEEDER_SIGMA = 0.006
-METER_SPREAD = 0.0125
+SET_POINT_RISE = 0.01
+FEEDER_SIGMA = 0.004
+METER_SPREAD = 0.01
 X_OVER_R = 0.5  # reactance/resistance of LV lines and service drops: Q sags the voltage half as much as P
 DEFAULT_KVA_PER_METER = 5.0  # transformers without a rating: sized for ~5 kVA per connected meter
 
@@ -547,9 +547,10 @@ def _voltage(fleet: Fleet, p_kw: F64, q_kvar: F64, tick: np.uint64) -> F64:
     """Service voltage: the seed's uniform 230-250 V for flat ERs; otherwise a feeder model.
 
     Realistic, for a meter on nominal V_n (its climate's supply: 240 V US split-phase, 230 V IEC):
-    the substation holds its bus at V_n + 1.5 % (the regulator's set point covers the drop down the
-    line), ± a slow feeder-wide swing (tap steps and upstream load, σ 0.6 %, new every 15 minutes and
-    interpolated), ± the meter's fixed place on its feeder (±1.25 %), minus a drop proportional to its
+    the substation holds its bus at V_n + 1 % (the regulator's set point covers the drop down the
+    line), ± a slow feeder-wide swing (tap steps and upstream load, σ 0.4 % bounded at ±2σ by the
+    regulator's bandwidth, new every 15 minutes and interpolated), ± the meter's fixed place on its
+    feeder (±1 %), minus a drop proportional to its
     transformer's loading (R·P + X·Q with X/R = 0.5; PV export lifts) and how far down the line it is:
     a transformer at full load pulls its last customer 5 % down. Plus a little noise.
     """
@@ -583,5 +584,6 @@ def _feeder_swing(fleet: Fleet, tick: np.uint64) -> F64:
     w = into / _FEEDER_BLOCK_TICKS
     now = randomness.normal(fleet.feeder_key, _S_FEEDER, np.uint64(block))
     after = randomness.normal(fleet.feeder_key, _S_FEEDER, np.uint64(block + 1))
-    swing: F64 = FEEDER_SIGMA * ((1.0 - w) * now + w * after)
+    # The substation regulator's bandwidth bounds the swing: at most ±2σ.
+    swing: F64 = FEEDER_SIGMA * np.clip((1.0 - w) * now + w * after, -2.0, 2.0)
     return swing[fleet.feeder]
