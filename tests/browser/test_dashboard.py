@@ -31,6 +31,7 @@ from gridsim_shared.messages import GridEvent
 from gridsim_shared.settings import Settings, SimSettings
 from gridsim_shared.testing import running
 from gridsim_shared.topics import EventPath
+from gridsim_utility.__main__ import serve as serve_utility
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -147,7 +148,14 @@ async def test_dashboard_drives_the_live_grid(chromium: Path, demo_settings: Set
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     async with (
-        running(serve_meter_sim, serve_aggregator, serve_billing, serve_feasibility, settings=demo_settings),
+        running(
+            serve_meter_sim,
+            serve_aggregator,
+            serve_billing,
+            serve_feasibility,
+            serve_utility,
+            settings=demo_settings,
+        ),
         serving_gateway(demo_settings) as base,
         httpx.AsyncClient(base_url=base, timeout=30) as api,
         async_playwright() as pw,
@@ -295,6 +303,9 @@ async def test_dashboard_drives_the_live_grid(chromium: Path, demo_settings: Set
             # A bill for the selected meter and the clock's month.
             await page.click("#bill-form button[type=submit]")
             await page.locator("[data-testid=bill-table]").wait_for()
+
+            # The utility card: the current dynamic price (forecasts need a simulated week of history).
+            await page.locator("#util-price strong").wait_for()
             await page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
 
             assert problems == [], f"console errors or failed requests: {problems}"

@@ -349,6 +349,7 @@ function select(sel) {
   if (sel.kind === "meter") $("#bill-meter").value = sel.code;
   drawChart();
   fetchSeries();
+  if (sel.kind === "node") refreshUtility();
 }
 
 function readingPoint(r) {
@@ -782,6 +783,98 @@ function setupFeasibility() {
 
 // ------------------------------------------------------------------------------------------- start
 
+// ------------------------------------------------------------------------------------------- utility
+
+// The grid node the utility card shows: the selected utility, feeder or transformer, else the utility.
+function utilityNode() {
+  const sel = state.selection;
+  return sel && sel.kind === "node" ? sel.code : null;
+}
+
+async function refreshUtility() {
+  const node = utilityNode();
+  const q = node ? `?node=${encodeURIComponent(node)}` : "";
+  try {
+    const [forecast, events] = await Promise.all([
+      api("GET", `/forecast${q ? q + "&" : "?"}horizon=day-ahead&hours=48`),
+      api("GET", "/dr/events?limit=5"),
+    ]);
+    drawUtilityChart(forecast);
+    renderDrEvents(events);
+    // Prices are set per utility and per feeder: a transformer shows its utility's.
+    const priceNode = forecast.level === "transformer" ? "" : `?node=${encodeURIComponent(forecast.node_code)}`;
+    renderPrice(await api("GET", `/price${priceNode}`));
+    renderScores(await api("GET", `/forecast/scores?node=${encodeURIComponent(forecast.node_code)}`));
+  } catch (err) {
+    $("#util-price").replaceChildren(el("span", { class: "muted", text: `Utility: ${err.message}` }));
+  }
+}
+
+function drawUtilityChart(f) {
+  const box = $("#util-chart");
+  $("#util-legend").replaceChildren(
+    el("span", {}, el("i", { style: "background:var(--consumption)" }), "metered kWh"),
+    el("span", {}, el("i", { style: "background:var(--production)" }), "regression"),
+    el("span", {}, el("i", { style: "background:#9aa5b1" }), "seasonal-naive"));
+  $("#util-subtitle").textContent = `${f.level} ${f.node_code}: day-ahead forecasts against what was metered` +
+    (f.issued_at ? `, issued ${isoMinute(Date.parse(f.issued_at))}` : "");
+  const pts = f.points.map((p) => ({ t: Date.parse(p.timestamp), a: p.actual_kWh, r: p.regression_kWh, n: p.seasonal_naive_kWh }));
+  box.dataset.points = String(pts.length);
+  if (!pts.length) { box.replaceChildren(el("p", { class: "muted", text: "No forecast yet: it needs a simulated week of history." })); return; }
+  const W = Math.max(box.clientWidth, 320), H = 220, pad = { l: 46, r: 10, t: 10, b: 24 };
+  const t0 = pts[0].t, t1 = Math.max(pts[pts.length - 1].t, t0 + 3600e3);
+  const vmax = niceMax(Math.max(...pts.flatMap((p) => [p.a, p.r, p.n]).filter((v) => v != null)));
+  const x = (t) => pad.l + (t - t0) / (t1 - t0) * (W - pad.l - pad.r);
+  const y = (v) => H - pad.b - v / vmax * (H - pad.t - pad.b);
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `${f.node_code} forecast chart` });
+  const axis = svg("g", { class: "axis" });
+  for (let i = 0; i <= 4; i++) {
+    const v = vmax * i / 4;
+    axis.append(svg("line", { x1: pad.l, x2: W - pad.r, y1: y(v), y2: y(v), class: "grid-line" }));
+    axis.append(svg("text", { x: pad.l - 6, y: y(v) + 4, "text-anchor": "end" }, fmt(v, decimalsOf(vmax / 4))));
+  }
+  axis.append(svg("text", { x: pad.l - 6, y: 10, "text-anchor": "end" }, "kWh"));
+  axis.append(svg("text", { x: pad.l, y: H - 6 }, isoMinute(t0)));
+  axis.append(svg("text", { x: W - pad.r, y: H - 6, "text-anchor": "end" }, isoMinute(t1)));
+  root.append(axis);
+  const line = (key, color, dash) => {
+    const d = pts.filter((p) => p[key] != null).map((p, i) => `${i ? "L" : "M"}${x(p.t).toFixed(1)},${y(p[key]).toFixed(1)}`).join("");
+    if (d) root.append(svg("path", { d, fill: "none", stroke: color, "stroke-width": 2, "stroke-dasharray": dash || "" }));
+  };
+  line("n", "#9aa5b1", "4 3");
+  line("r", "var(--production)");
+  line("a", "var(--consumption)");
+  box.replaceChildren(root);
+}
+
+function renderPrice(p) {
+  const c = p.current;
+  const next = p.schedule.slice(1).reduce((m, q) => (q.price > m.price ? q : m), p.schedule[0]);
+  $("#util-price").replaceChildren(
+    el("div", {}, el("strong", { text: `${p.currency} ${fmt(c.price, 2)} / kWh` }), " ",
+      el("span", { class: "pill", text: `${c.period} · ${p.level} ${p.node_code}` })),
+    el("div", { class: "muted", text: `time-of-use ${fmt(c.tou_rate, 2)}; highest in the next 24 h ${fmt(next.price, 2)} at ${hhmm(Date.parse(next.timestamp))} UTC` }));
+}
+
+function renderScores(rows) {
+  const pick = (q, m) => rows.find((r) => r.quantity === q && r.horizon === "day-ahead" && r.model === m);
+  const reg = pick("load", "regression"), naive = pick("load", "seasonal-naive");
+  $("#util-scores").replaceChildren(reg && naive && reg.mape_pct != null
+    ? el("div", { class: "muted", text: `day-ahead load MAPE over ${reg.hours} h: regression ${fmt(reg.mape_pct, 1)} %, seasonal-naive ${fmt(naive.mape_pct, 1)} % (bias ${fmt(reg.bias_pct, 1)} %)` })
+    : el("span", { class: "muted", text: "No scores yet." }));
+}
+
+function renderDrEvents(events) {
+  const list = $("#util-events");
+  if (!events.length) { list.replaceChildren(el("li", { class: "muted empty", text: "No DR events." })); return; }
+  list.replaceChildren(...events.map((e) => el("li", { class: e.status === "active" ? "critical" : "info" },
+    el("span", { class: "muted", text: hhmm(Date.parse(e.start)) }),
+    el("span", {}, el("strong", { text: `#${e.id} ${e.program_kind.toUpperCase()} L${e.level} ${e.status}` }),
+      ` · ${e.participants.filter((p) => p.complied).length}/${e.participants.length} responding` +
+      (e.shed_kWh != null ? ` · shed ${fmt(e.shed_kWh, 1)} kWh` : "") +
+      (e.rebound_kWh != null ? ` · rebound ${fmt(e.rebound_kWh, 1)} kWh` : "")))));
+}
+
 function start() {
   setupControls();
   setupBill();
@@ -794,6 +887,8 @@ function start() {
   loadTransformers();
   pollHealth();
   setInterval(pollHealth, 10000);
+  refreshUtility();
+  setInterval(refreshUtility, 5000);
 }
 
 document.addEventListener("DOMContentLoaded", start);
