@@ -1,4 +1,4 @@
-"""The ``gridsim`` command: ``up``, ``migrate``, ``step``, ``export`` and ``status``."""
+"""The ``gridsim`` command: ``up``, ``migrate``, ``step``, ``export``, ``status`` and ``realism``."""
 
 from __future__ import annotations
 
@@ -68,6 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="print the gateway's /health")
     status.add_argument("--url", help="base URL of the gateway (default: from GRIDSIM_GATEWAY__HOST/PORT)")
+
+    realism = commands.add_parser(
+        "realism",
+        help="simulate a summer and a winter week in-process and write the realism report (Markdown + PNG)",
+        description=(
+            "Simulates the demo world (or --world) minute by minute over the weeks from 16 June and "
+            "15 December 2025 without broker or database, and compares its figures with published "
+            "ranges (docs/realism.md)."
+        ),
+    )
+    realism.add_argument("--seed", type=int, default=42, help="simulation seed (default: 42)")
+    realism.add_argument("--world", type=Path, help="a world file (default: the demo world)")
+    realism.add_argument(
+        "--out", type=Path, default=Path("realism-report"), help="output folder (default: realism-report)"
+    )
     return parser
 
 
@@ -132,7 +147,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_step(args)
     if args.command == "export":
         return run_export(args)
+    if args.command == "realism":
+        return _realism(args)
     return _status(args)
+
+
+def _realism(args: argparse.Namespace) -> int:
+    from gridsim_meter_sim.realism import write_report
+
+    try:
+        figures = write_report(args.out, seed=args.seed, world_file=args.world)
+    except ValueError as exc:  # a bad world file names the file and the field
+        print(exc, file=sys.stderr)
+        return 2
+    return 0 if all(f.ok for f in figures) else 1
 
 
 if __name__ == "__main__":

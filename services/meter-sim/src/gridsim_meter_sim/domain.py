@@ -2,14 +2,13 @@
 
 The fleet is a struct of arrays (one numpy array per attribute, one row per leaf meter, sorted by
 transformer) and :func:`simulate` computes one interval for every meter at once: loops run over
-appliance profiles (a dozen), never over meters. Randomness comes from :mod:`randomness`, keyed by
+appliance classes (about twenty, :mod:`loads`), never over meters. Randomness comes from :mod:`randomness`, keyed by
 (seed, meter id, stream, time), so a reading does not depend on shard layout or call order.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +16,7 @@ from datetime import datetime
 import numpy as np
 import numpy.typing as npt
 
+from gridsim_meter_sim import loads as load_model
 from gridsim_meter_sim import randomness, shapes, solar
 from gridsim_shared import climate as climates_
 
@@ -26,7 +26,6 @@ __all__ = [
     "DerRow",
     "Fleet",
     "MeterRow",
-    "ProfileLoad",
     "Readings",
     "build_fleet",
     "seed_consumption_kwh",
@@ -51,15 +50,9 @@ METER_SPREAD = 0.01
 X_OVER_R = 0.5  # reactance/resistance of LV lines and service drops: Q sags the voltage half as much as P
 DEFAULT_KVA_PER_METER = 5.0  # transformers without a rating: sized for ~5 kVA per connected meter
 
-_ACTIVITY = shapes.activity_table()
-_SEASON_OF_PROFILE = np.array([b.season for b in shapes.PROFILES.values()])
-_MODE_OF_PROFILE = [b.mode for b in shapes.PROFILES.values()]
-_SLOT_OF_PROFILE = [b.slot_min for b in shapes.PROFILES.values()]
-
 # Random streams: one id per use, so adding a use never shifts another's numbers.
-_S_PF, _S_VOLT, _S_VOLT_NOISE, _S_POSITION, _S_PHASE, _S_PERIOD = 1, 2, 3, 4, 5, 6
+_S_PF, _S_VOLT, _S_VOLT_NOISE, _S_POSITION = 1, 2, 3, 4
 _S_FEEDER = 7
-_S_PROFILE_BASE = 100  # + profile index: the on/off draws of that appliance profile
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,20 +90,7 @@ class DerRow:
     # A PV array's orientation (degrees; azimuth clockwise from north). None: 20° facing the equator.
     tilt_deg: float | None = None
     azimuth_deg: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ProfileLoad:
-    """The meters that have appliances of one profile, and how much (sparse column of the fleet)."""
-
-    profile: int
-    idx: npt.NDArray[np.intp]  # rows of the fleet
-    base_kwh_per_min: F64  # Σ base_kWh/min × quantity of this profile's appliances at that meter
-    tan_phi: F64  # reactive/active ratio of those appliances (from their power factors)
-    units: F64  # how many appliances: many units average out (diversity)
-    # Fixed per meter for a fleet, so worked out when it is built rather than every tick (see _on_fraction).
-    phase: I64  # minutes each meter's sessions or cycles are shifted by
-    period: F64  # a cycling profile's thermostat period in minutes (other modes: unused)
+    appliance: str = ""  # catalogue name: tells a kettle from a microwave (both profile "cooking")
 
 
 @dataclass(frozen=True)
@@ -177,14 +157,12 @@ class Fleet:
     k_production: F64
     latitude: F64
     longitude: F64
-    utc_offset_min: I64
-    hemisphere: F64  # +1 north, -1 south: seasons flip
     seed_base_kwh_per_min: F64  # Σ appliance base kWh/min × quantity (the seed's base_kWh)
     solar_kw: F64  # rated PV power per meter (kWp DC, all its arrays)
     pv: PvPlant  # every PV array and the distinct sites they share the sky of
     climates: list[climates_.Climate]  # the built-in climates this fleet's meters are in
     climate_of: npt.NDArray[np.intp]  # row → position in ``climates`` (nearest built-in)
-    loads: list[ProfileLoad]
+    loads: load_model.Loads  # appliances, thermal loads, EVs and the demand-response hook (loads.Flex)
     cloud_cells: npt.NDArray[np.uint64]
     cloud_cell_of: npt.NDArray[np.intp]
     voltage_offset: F64  # where the meter sits on its feeder: its no-load voltage deviation (per unit)
@@ -256,11 +234,6 @@ def seed_current_a(kwh: float, voltage: float) -> float:
     return kwh * 1000.0 / (voltage * 60.0)
 
 
-def _utc_offset_min(longitude: F64) -> I64:
-    # Local clock time from longitude, to the half hour: 15° per hour (no daylight saving; documented).
-    return (np.round(longitude / 7.5) * 30.0).astype(np.int64)
-
-
 def _stable_id(text: str) -> int:
     # Not Python's hash(): that is salted per process, and the key must be the same on every shard.
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
@@ -305,7 +278,7 @@ def build_fleet(seed: int, meters: Sequence[MeterRow], ders: Sequence[DerRow]) -
     seed_base = np.zeros(n)
     solar_kw = np.zeros(n)
     pv_rows: list[tuple[int, float, float, float]] = []  # (row, kWp, tilt, azimuth)
-    per_profile: dict[int, dict[int, list[float]]] = {}  # profile → row → [base, base·tanφ, units]
+    consumers: list[load_model.Der] = []
     for d in ders:
         row = row_of.get(d.er_meter_id)
         if row is None:
@@ -318,19 +291,9 @@ def build_fleet(seed: int, meters: Sequence[MeterRow], ders: Sequence[DerRow]) -
             if order[row].er_type == "prosumer" and order[row].er_profile != "flat":
                 pv_rows.append((row, rated * d.quantity, tilt, azimuth))
             continue
-        base = d.base_kwh_per_min * d.quantity
-        seed_base[row] += base
-        acc = per_profile.setdefault(shapes.profile_index(d.profile), {}).setdefault(row, [0.0, 0.0, 0.0])
-        acc[0] += base
-        acc[1] += base * math.tan(math.acos(min(max(d.power_factor, 0.01), 1.0)))
-        acc[2] += d.quantity
-    loads = []
-    for p, rows in sorted(per_profile.items()):
-        idx = np.array(sorted(rows), dtype=np.intp)
-        values = np.array([rows[int(r)] for r in idx], dtype=np.float64)
-        phase, period = _rhythm(p, key[idx])
-        loads.append(
-            ProfileLoad(p, idx, values[:, 0], values[:, 1] / values[:, 0], values[:, 2], phase, period)
+        seed_base[row] += d.base_kwh_per_min * d.quantity
+        consumers.append(
+            load_model.Der(row, d.appliance, d.profile, d.base_kwh_per_min * 60.0, d.power_factor, d.quantity)
         )
 
     nearest = climates_.nearest_climate_index(latitude, longitude)
@@ -341,27 +304,35 @@ def build_fleet(seed: int, meters: Sequence[MeterRow], ders: Sequence[DerRow]) -
     cell_of = cell_of.astype(np.intp)
     pv = _pv_plant(pv_rows, cell_of, climate_of.astype(np.intp), cells)
     kind_of = {k: i for i, k in enumerate(shapes.KINDS)}
+    kind = np.array([kind_of.get(m.er_kind, 0) for m in order], dtype=np.intp)
+    flat = np.array([m.er_profile == "flat" for m in order], dtype=bool)
     return Fleet(
         meter_id=meter_id,
         meter_code=[m.meter_code for m in order],
         key=key,
         transformer=transformer,
-        kind=np.array([kind_of.get(m.er_kind, 0) for m in order], dtype=np.intp),
-        flat=np.array([m.er_profile == "flat" for m in order], dtype=bool),
+        kind=kind,
+        flat=flat,
         prosumer=np.array([m.er_type == "prosumer" for m in order], dtype=bool),
         online=np.array([m.online for m in order], dtype=bool),
         k_consumption=np.array([m.load_factor_consumption for m in order], dtype=np.float64),
         k_production=np.array([m.load_factor_production for m in order], dtype=np.float64),
         latitude=latitude,
         longitude=longitude,
-        utc_offset_min=_utc_offset_min(longitude),
-        hemisphere=np.where(latitude >= 0, 1.0, -1.0),
         seed_base_kwh_per_min=seed_base,
         solar_kw=solar_kw,
         pv=pv,
         climates=climates,
         climate_of=climate_of.astype(np.intp),
-        loads=loads,
+        loads=load_model.build(
+            seed,
+            keys=key,
+            kind=kind,
+            climates=climates,
+            climate_of=climate_of.astype(np.intp),
+            modelled=~flat,
+            ders=consumers,
+        ),
         cloud_cells=cells,
         cloud_cell_of=cell_of,
         voltage_offset=(randomness.uniform(key, _S_VOLT, 0) - 0.5) * 2.0 * METER_SPREAD,
@@ -377,69 +348,10 @@ def build_fleet(seed: int, meters: Sequence[MeterRow], ders: Sequence[DerRow]) -
     )
 
 
-def _season_multiplier(season: str, summer: F64) -> F64 | float:
-    # summer ∈ [0, 1]: 1 at the local summer solstice, 0 at the winter one.
-    if season == "summer":
-        return summer * summer
-    if season == "winter":
-        return (1.0 - summer) ** 2
-    if season == "water":
-        return 0.6 + 0.4 * (1.0 - summer)  # geysers work harder on cold inlet water
-    return 1.0
-
-
-def _rhythm(profile: int, keys: npt.NDArray[np.uint64]) -> tuple[I64, F64]:
-    """Each meter's phase (and, for a cycling profile, its cycle period) for one appliance profile."""
-    slot = _SLOT_OF_PROFILE[profile]
-    # Each meter runs its own phase so sessions and compressor cycles are not synchronised.
-    phase = (randomness.mix64(keys ^ np.uint64(_S_PHASE + profile)) % np.uint64(slot)).astype(np.int64)
-    if _MODE_OF_PROFILE[profile] != "cycle":
-        return phase, np.zeros(0)
-    # A thermostat cycle: period varies ±20 % by meter.
-    period = slot * (0.8 + 0.4 * randomness.uniform(keys, _S_PERIOD + profile, 0))
-    return phase, period
-
-
-def _on_fraction(load: ProfileLoad, duty: F64, keys: npt.NDArray[np.uint64], epoch_min: int) -> F64:
-    """Share of rated power drawn this minute, whose expectation over meters and days is ``duty``."""
-    mode = _MODE_OF_PROFILE[load.profile]
-    slot = _SLOT_OF_PROFILE[load.profile]
-    stream = _S_PROFILE_BASE + load.profile
-    phase = load.phase
-    if mode == "cycle":
-        # On for duty × period at the start of each period.
-        position = np.mod(epoch_min + phase, load.period)
-        on = (position < duty * load.period).astype(np.float64)
-    else:
-        sessions = ((epoch_min + phase) // slot).astype(np.uint64)
-        u = randomness.uniform(keys, stream, sessions)
-        if mode == "continuous":
-            return np.clip(duty * (0.6 + 0.8 * u), 0.0, 1.0)
-        on = (u < duty).astype(np.float64)
-    # Many identical units behind one meter (50 flats' fridges) average out: deviation shrinks as 1/√n.
-    return duty + (on - duty) / np.sqrt(load.units)
-
-
 def _consumption_kwh_per_min(fleet: Fleet, when: datetime) -> tuple[F64, F64]:
-    """Active and reactive energy per minute (kWh, kVARh) of every meter's appliances at ``when``."""
-    n = len(fleet)
-    epoch_min = int(when.timestamp()) // 60
-    local = epoch_min + fleet.utc_offset_min
-    minute_of_day = np.mod(local, 1440)
-    weekday = np.mod(local // 1440 + 3, 7)  # 1970-01-01 was a Thursday (Monday = 0)
-    day_factor = shapes.WEEKEND_FACTOR[fleet.kind, weekday]
-    doy = when.timetuple().tm_yday
-    summer = 0.5 + 0.5 * math.cos(2.0 * math.pi * (doy - 172) / 365.0) * fleet.hemisphere
-    p = np.zeros(n)
-    q = np.zeros(n)
-    for load in fleet.loads:
-        idx = load.idx
-        duty = _ACTIVITY[fleet.kind[idx], load.profile, minute_of_day[idx]] * day_factor[idx]
-        duty = np.clip(duty * _season_multiplier(_SEASON_OF_PROFILE[load.profile], summer[idx]), 0.0, 1.0)
-        energy = load.base_kwh_per_min * _on_fraction(load, duty, fleet.key[idx], epoch_min)
-        p[idx] += energy
-        q[idx] += energy * load.tan_phi
-    return p, q
+    """Active and reactive energy per minute (kWh, kVARh) of every meter's loads at ``when``."""
+    p_kw, q_kvar = load_model.power(fleet.loads, int(when.timestamp()))
+    return p_kw / 60.0, q_kvar / 60.0
 
 
 def _production_kwh(fleet: Fleet, when: datetime, interval_s: int) -> F64:
