@@ -247,7 +247,9 @@ def _kind_days(kind: int) -> F64:
 
 @dataclass(frozen=True, slots=True)
 class _Shapes:
-    """Every time-of-day table, indexed [shape id, day type (0 weekday, 1 Sat, 2 Sun), local minute]."""
+    """Every time-of-day table, flat: [shape id × minutes of a week + local minute of the week (Monday 0)].
+
+    A week-long table costs one modulo per lookup (no day-type arithmetic on every tick)."""
 
     start_rate: F64  # relative start rate of events (a weekday's mean is 1 for homes)
     share: F64  # share of rating of continuous loads, in [0, 1]
@@ -285,7 +287,10 @@ def _build_shapes() -> _Shapes:
         shares.append(0.05 + 0.95 * days)
         active.append(days)
         present.append(days)
-    return _Shapes(np.array(rates), np.array(shares), np.array(active), np.array(present), ids)
+    def week(days: list[F64]) -> F64:  # (shapes, 3, 1440) → Monday..Sunday, flat
+        return np.array(days)[:, [0, 0, 0, 0, 0, 1, 2], :].ravel()
+
+    return _Shapes(week(rates), week(shares), week(active), week(present), ids)
 
 
 _SHAPES = _build_shapes()
@@ -306,6 +311,7 @@ class _Group:
     shift_min: I64  # the building's schedule shift (minutes): households are not synchronised
     phase_min: I64  # slot phase / cycle phase (minutes)
     period_min: F64  # cycle period (cycling and thermal units)
+    dense: bool  # one instance per fleet row, in row order (sums are plain additions)
     # Thermal units only (else empty)
     ua_kw_per_k: F64 = field(default_factory=lambda: np.zeros(0))
     gains_kw: F64 = field(default_factory=lambda: np.zeros(0))
@@ -487,6 +493,7 @@ def build(
             shift_min=shift[row],
             phase_min=(randomness.mix64(ikeys) % np.uint64(1440)).astype(np.int64),
             period_min=_period(cls, ikeys),
+            dense=len(row) == n and bool((row == np.arange(n)).all()),
         )
         if cls.mode == "thermal":
             group = _thermal(group, rated_by_row, hvac_units)
@@ -560,13 +567,12 @@ def _unit(bits: U64, shift: int) -> F64:
     return ((bits >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.float64) / 65536.0
 
 
-def _day_type(local_min: I64) -> I64:
-    weekday = np.mod(local_min // 1440 + 3, 7)  # 1970-01-01 was a Thursday (Monday = 0)
-    return np.where(weekday == 5, 1, np.where(weekday == 6, 2, 0))
+_WEEK_MIN = 7 * 1440
 
 
 def _lookup(table: F64, shape: IDX, local_min: I64) -> F64:
-    return table[shape, _day_type(local_min), np.mod(local_min, 1440)]
+    # 1970-01-01 (local minute 0) was a Thursday, three days after a Monday.
+    return table[shape * _WEEK_MIN + np.mod(local_min + 3 * 1440, _WEEK_MIN)]
 
 
 def mains_temperature_c(climate: climate_model.Climate, epoch_s: I64) -> F64:
@@ -658,8 +664,8 @@ def power(loads: Loads, epoch_s: int | I64, only: str | None = None) -> tuple[F6
         else:
             kw = _ev(g, tick, flex)
         kw = np.broadcast_to(kw, np.broadcast_shapes(kw.shape, g.row.shape))
-        _scatter(p, g.row, kw)
-        _scatter(q, g.row, kw * g.tan_phi)
+        _scatter(p, g.row, kw, g.dense)
+        _scatter(q, g.row, kw * g.tan_phi, g.dense)
     return p, q
 
 
@@ -699,9 +705,11 @@ def _continuous(g: _Group, tick: _Tick) -> F64:
     return g.rated_kw * np.clip(share * drift * g.cls.share_scale, 0.0, 1.0)
 
 
-def _scatter(out: F64, row: IDX, values: F64) -> None:
-    """out[..., row] += values, summing instances of one meter."""
-    if values.ndim == 1:
+def _scatter(out: F64, row: IDX, values: F64, dense: bool) -> None:
+    """out[..., row] += values, summing instances of one meter (``dense``: row is every row in order)."""
+    if dense:
+        out += values
+    elif values.ndim == 1:
         out += np.bincount(row, weights=values, minlength=out.shape[-1])
     else:
         t, n = out.shape
