@@ -287,6 +287,7 @@ def _build_shapes() -> _Shapes:
         shares.append(0.05 + 0.95 * days)
         active.append(days)
         present.append(days)
+
     def week(days: list[F64]) -> F64:  # (shapes, 3, 1440) → Monday..Sunday, flat
         return np.array(days)[:, [0, 0, 0, 0, 0, 1, 2], :].ravel()
 
