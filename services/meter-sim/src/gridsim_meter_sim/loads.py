@@ -437,7 +437,10 @@ def build(
     home_base = _lognormal(keys, 1, 0.110, 0.4)
     business_base = np.maximum(0.1, 0.05 * rated_by_row) * _lognormal(keys, 2, 1.0, 0.25)
     always_on = np.where(business, business_base, home_base) + standby
-    always_on = np.where(modelled, always_on, 0.0)
+    # A meter whose ER has no appliance switched on (a generator's meter, a vacant home) draws nothing.
+    equipped = np.zeros(n, dtype=bool)
+    equipped[[d.row for d in ders if d.quantity > 0]] = True
+    always_on = np.where(modelled & equipped, always_on, 0.0)
 
     shift = np.where(
         business, (_u(keys, 1) * 30 - 15).astype(np.int64), (_u(keys, 1) * 120 - 60).astype(np.int64)
