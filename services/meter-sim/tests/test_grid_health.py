@@ -105,7 +105,17 @@ class Grid:
 
 @asynccontextmanager
 async def grid(settings: Settings) -> AsyncIterator[Grid]:
-    ids = await insert_world(settings)
+    await insert_world(settings)
+    async with grid_running(settings) as g:
+        yield g
+
+
+@asynccontextmanager
+async def grid_running(settings: Settings) -> AsyncIterator[Grid]:
+    """meter-sim and the gateway on the world already in the database."""
+    async with open_pool(settings.db, name="test-ids") as pool, pool.connection() as conn:
+        cur = await conn.execute("select code, id from grid_nodes union all select code, id from meters")
+        ids = {str(code): int(i) for code, i in await cur.fetchall()}
     async with Bus(settings.mqtt, "test", "t") as bus:
         clocks = await Collector(bus, channels.CLOCK).start()
         readings = await Collector(bus, channels.READING).start()
@@ -268,3 +278,15 @@ async def test_disconnect_read_and_switching(settings: Settings) -> None:
         assert (paths["b1"], paths["a1"]) == ("f2", "f1")
         log = await g.call("GET", "/control-log", params={"action": "grid.switch"})
         assert [e["params"]["to"] for e in log] == ["f2"]
+
+
+@pytest.mark.integration
+async def test_registers_survive_a_restart(settings: Settings) -> None:
+    async with grid(settings) as g:
+        r = await g.step(2)
+        assert r["A1"].import_kWh == pytest.approx(2 * PER_MIN, abs=1e-9)
+    # meter-sim stopped (saving its registers); a new one carries on from them.
+    async with grid_running(settings) as g:
+        r = await g.step()
+        assert r["A1"].import_kWh == pytest.approx(3 * PER_MIN, abs=1e-9)
+        assert (await g.call("GET", "/meter/A1/read"))["import_kWh"] == pytest.approx(3 * PER_MIN, abs=1e-9)

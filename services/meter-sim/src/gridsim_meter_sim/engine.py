@@ -482,6 +482,7 @@ class Engine:
         self.lag_s = target.lag_s
         if published:
             await self.bus.publish_status()
+            await self.health.save()  # a follower's registers (the owner saves with its clock row)
 
     # ------------------------------------------------------------------ what the engine listens to
     async def _on_watermark(self, msg: Watermark, _path: NoPath) -> None:
