@@ -6,17 +6,24 @@ per-meter messages). With grid health the engine also runs ``GridHealth.apply`` 
 here an outage of 10 % of the meters and 1 % disconnected; the registers' sum) and encodes the three
 register columns. Baseline and health intervals alternate, so a load change hits both alike; medians.
 
-CPU only: no broker, no database. Writes ``bench/results/grid_health.json`` and ``.md``.
+Then the on-demand read: meter-sim (demo world, 150 meters) and the gateway run in-process against the
+broker and database of ``GRIDSIM_MQTT__URL`` / ``GRIDSIM_DB__URL`` (a scratch schema, dropped after);
+``--reads`` reads of one meter each over MQTT (``cmd/meter-sim/read_meter``) and over HTTP
+(``GET /meter/{meter}/read``, through the ASGI app), timed from request to answer. ``--no-read`` skips it.
 
-    uv run python bench/bench_grid_health.py [--meters 10000] [--intervals 30]
+Writes ``bench/results/grid_health.json`` and ``.md``.
+
+    uv run python bench/bench_grid_health.py [--meters 10000] [--intervals 30] [--reads 50]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
+import secrets
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
@@ -25,13 +32,22 @@ from typing import Any
 
 from bench_meter_sim import synthetic_fleet
 
+from gridsim_gateway.main import create_app
 from gridsim_meter_sim import domain
+from gridsim_meter_sim.__main__ import serve as serve_meter_sim
 from gridsim_meter_sim.grid_health import GridHealth
 from gridsim_meter_sim.publisher import Publisher
 from gridsim_meter_sim.registers import Registers
 from gridsim_meter_sim.supply import OutageRow, SupplyPlan
+from gridsim_shared.bus import Bus
+from gridsim_shared.db import apply_migrations, connect
+from gridsim_shared.errors import RpcTimeout
+from gridsim_shared.settings import DbSettings, MqttSettings, Settings, SimSettings
+from gridsim_shared.testing import gateway_client, running
 
 RESULTS = Path(__file__).parent / "results"
+MQTT_URL = os.environ.get("GRIDSIM_MQTT__URL", "mqtt://127.0.0.1:1883")
+DB_URL = os.environ.get("GRIDSIM_DB__URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 class _Bus:
@@ -88,18 +104,73 @@ def run(meters: int, intervals: int, *, per_meter: bool) -> dict[str, Any]:
     }
 
 
+async def bench_read(reads: int) -> dict[str, Any]:
+    """Median, p95 and worst on-demand read over MQTT and HTTP (milliseconds)."""
+    schema, base = f"bench_gh_{secrets.token_hex(4)}", f"bench-{secrets.token_hex(4)}"
+    await apply_migrations(DB_URL, schema)
+    settings = Settings(
+        mqtt=MqttSettings(url=MQTT_URL, base_topic=base),
+        db=DbSettings(url=DB_URL, schema_name=schema),
+        sim=SimSettings(autostart=False, demo_world=True, publish="batch"),
+    )
+    try:
+        async with (
+            Bus(settings.mqtt, "bench", "0") as bus,
+            running(serve_meter_sim, settings=settings),
+            gateway_client(create_app(settings)) as http,
+        ):
+            async with asyncio.timeout(120):
+                while True:
+                    try:
+                        await bus.request("meter-sim", "clock", timeout=1.0)
+                        break
+                    except RpcTimeout:
+                        continue
+            await bus.request("meter-sim", "step", {"intervals": 5}, timeout=120)
+            meters = await bus.request("meter-sim", "list_meters", {"limit": 200}, timeout=30)
+            codes = [m["meter_id"] for m in meters if not m["children"] and m["er_id"] is not None][:reads]
+            mqtt_ms, http_ms = [], []
+            for i in range(reads):
+                code = codes[i % len(codes)]
+                t = time.perf_counter()
+                await bus.request("meter-sim", "read_meter", {"meter": code}, timeout=10)
+                mqtt_ms.append((time.perf_counter() - t) * 1000)
+                t = time.perf_counter()
+                response = await http.get(f"/meter/{code}/read")
+                http_ms.append((time.perf_counter() - t) * 1000)
+                response.raise_for_status()
+    finally:
+        async with await connect(DB_URL, "public", autocommit=True) as conn:
+            await conn.execute(f'drop schema if exists "{schema}" cascade')
+
+    def stats(values: list[float]) -> dict[str, float]:
+        ordered = sorted(values)
+        return {
+            "median_ms": round(statistics.median(ordered), 1),
+            "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))], 1),
+            "max_ms": round(ordered[-1], 1),
+        }
+
+    return {"reads": reads, "mqtt": stats(mqtt_ms), "http": stats(http_ms)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meters", type=int, default=10_000)
     parser.add_argument("--intervals", type=int, default=30)
+    parser.add_argument("--reads", type=int, default=50)
+    parser.add_argument("--no-read", action="store_true")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     rows = [run(args.meters, args.intervals, per_meter=p) for p in (False, True)]
-    result = {
+    read = None if args.no_read else asyncio.run(bench_read(args.reads))
+    result: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "load_average_1m": round(load, 2),
         "runs": rows,
+        "on_demand_read": read,
+        "load_average_1m_end": round(os.getloadavg()[0], 2),
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "grid_health.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -121,6 +192,22 @@ def main() -> None:
         "Overhead = (step with − step) / step, medians of alternating intervals; apply alone = the supply",
         "cut and the registers' sum and rounding (the rest is encoding three more columns).",
     ]
+    if read is not None:
+        lines += [
+            "",
+            f"On-demand read of a meter (demo world, {read['reads']} reads each; load average"
+            f" {result['load_average_1m_end']} at the end):",
+            "",
+            "| over | median (ms) | p95 (ms) | max (ms) |",
+            "|---|---|---|---|",
+            *(
+                f"| {name} | {read[key]['median_ms']} | {read[key]['p95_ms']} | {read[key]['max_ms']} |"
+                for name, key in (
+                    ("MQTT `cmd/meter-sim/read_meter`", "mqtt"),
+                    ("HTTP `GET /meter/{m}/read`", "http"),
+                )
+            ),
+        ]
     (RESULTS / "grid_health.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

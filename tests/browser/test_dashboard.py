@@ -221,6 +221,10 @@ async def test_dashboard_drives_the_live_grid(chromium: Path, demo_settings: Set
             await page.wait_for_selector(
                 ".load[data-loading=normal], .load[data-loading=warning], .load[data-loading=critical]"
             )
+            # ... and carry each transformer's health index (IEEE C57.91 aging, docs/grid-health.md).
+            health = page.locator(".load .health[data-health]").first
+            await health.wait_for()
+            assert (await health.text_content() or "").startswith("HI ")
             await page.screenshot(path=str(SCREENSHOTS / "dashboard-stepped.png"), full_page=True)
 
             # A transformer's chart: its interval rollups since the steps.
@@ -303,6 +307,10 @@ async def test_dashboard_drives_the_live_grid(chromium: Path, demo_settings: Set
             # A bill for the selected meter and the clock's month.
             await page.click("#bill-form button[type=submit]")
             await page.locator("[data-testid=bill-table]").wait_for()
+            # The feeders' IEEE 1366 indices for that month (no outage in the demo world: SAIFI 0).
+            await page.click("#reliability-form button[type=submit]")
+            await page.locator("[data-testid=reliability-table]").wait_for()
+            assert await page.locator("[data-testid=reliability-table] tr").count() > 1
 
             # The utility card: the current dynamic price (forecasts need a simulated week of history).
             await page.locator("#util-price strong").wait_for()
