@@ -20,6 +20,7 @@ puts it nearest 95 %, so overload events show up at the evening peak.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import sys
@@ -411,6 +412,29 @@ def _rating(tx: Transformer, kva: float) -> float:
     return next((r for r in ratings if kva / r <= NORMAL_LOADING), ratings[-1])
 
 
+# Rooftop arrays face where the roof does: most of them south-ish, some east or west, a few flat-ish;
+# picked from the ER's name (not the world's random stream, so the rest of the world stays as it was).
+_ROOFS = (
+    (20.0, 180.0),
+    (25.0, 180.0),
+    (30.0, 200.0),
+    (20.0, 160.0),
+    (25.0, 225.0),
+    (25.0, 135.0),
+    (20.0, 270.0),
+    (20.0, 90.0),
+    (10.0, 180.0),
+)
+
+
+def _orientation(er_name: str, appliance: str) -> dict[str, float]:
+    """A solar array's tilt and azimuth (degrees); nothing for other appliances."""
+    if not appliance.startswith("Solar Panel"):
+        return {}
+    tilt, azimuth = _ROOFS[int(hashlib.sha256(er_name.encode()).hexdigest(), 16) % len(_ROOFS)]
+    return {"tilt_deg": tilt, "azimuth_deg": azimuth}
+
+
 def _er(
     name: str, er_type: str, kind: str, items: dict[str, int], *, at: tuple[float, float]
 ) -> dict[str, Any]:
@@ -419,7 +443,7 @@ def _er(
         "name": name,
         "type": er_type,
         "kind": kind,
-        "appliances": [{"name": n, "count": c} for n, c in items.items()],
+        "appliances": [{"name": n, "count": c} | _orientation(name, n) for n, c in items.items()],
         "city": "San Francisco",
         "state": "CA",
         "latitude": lat,

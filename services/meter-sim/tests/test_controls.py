@@ -482,6 +482,19 @@ async def test_der_lifecycle_and_its_refusals(settings: Settings) -> None:
         assert (await g.http.post(f"/ers/{er}/ders", json={"appliance": "Flux Capacitor"})).status_code == 422
         assert (await g.http.post("/ers/999999/ders", json={"appliance": "EV"})).status_code == 404
 
+        # a PV array's orientation: given when added, changed later, refused out of range
+        assert (panel["tilt_deg"], panel["azimuth_deg"]) == (None, None)  # default: 20° facing the equator
+        oriented = await g.patch(f"/ders/{panel['id']}", {"tilt_deg": 35, "azimuth_deg": 270})
+        assert (oriented["tilt_deg"], oriented["azimuth_deg"]) == (35, 270)
+        bad = await g.patch(f"/ders/{panel['id']}", {"azimuth_deg": 360}, 422)
+        assert bad["error"]["field"] == "azimuth_deg"
+        east = await g.post(
+            f"/ers/{er}/ders",
+            {"appliance": "Solar Panel", "lifecycle": "purchased", "tilt_deg": 15, "azimuth_deg": 90},
+            201,
+        )
+        assert (east["tilt_deg"], east["azimuth_deg"]) == (15, 90)
+
 
 async def test_tamper_fault_and_outage_events(settings: Settings) -> None:
     async with grid(settings) as g:

@@ -73,6 +73,11 @@ async def test_demo_world_loads_on_first_start(settings: Settings) -> None:
                 "select e.kind, e.type, m.code from energy_resources e join meters m on m.er_id = e.id"
             )
             ers = await rows.fetchall()
+            rows = await conn.execute(
+                "select count(*) from ders d join appliances a on a.id = d.appliance_id"
+                " where a.role = 'production' and d.tilt_deg is not null and d.azimuth_deg is not null"
+            )
+            [(oriented_arrays,)] = await rows.fetchall()
 
     assert tree.meters == 150
     assert tree.transformers == 15
@@ -115,6 +120,7 @@ async def test_demo_world_loads_on_first_start(settings: Settings) -> None:
     assert len(children) >= 10
     assert all(c.er_id is not None and c.transformer_id == building.transformer_id for c in children)
     assert len(ers) == 149
+    assert oriented_arrays == 29  # every prosumer's rooftop array has its roof's tilt and azimuth
 
 
 @pytest.mark.integration

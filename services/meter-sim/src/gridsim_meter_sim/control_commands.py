@@ -262,6 +262,8 @@ async def add_der(body: schemas.DerAdd, deps: Deps) -> schemas.DerInfo:
         switched_on=switched_on,
         lifecycle=body.lifecycle,
         capacity_kw=body.capacity_kw,
+        tilt_deg=body.tilt_deg,
+        azimuth_deg=body.azimuth_deg,
     )
     created = await worldengine_commands.create_der(create, deps)  # one transaction, logged
     async with deps.pool.connection() as conn, conn.transaction():

@@ -20,7 +20,7 @@ LIFECYCLE = ("purchased", "installed", "connected")
 
 _DER_SELECT = """
 select d.id, d.er_id, d.appliance_id, a.name as appliance, a.role, d.quantity, d.switched_on, d.lifecycle,
-       d.capacity_kw, (d.switched_on and d.lifecycle = 'connected') as producing_or_consuming,
+       d.capacity_kw, d.tilt_deg, d.azimuth_deg, (d.switched_on and d.lifecycle = 'connected') as producing_or_consuming,
        m.id as meter_id, d.created_at, d.updated_at
 from ders d
 join appliances a on a.id = d.appliance_id
@@ -111,15 +111,21 @@ async def update_der(conn: Conn, body: DerPatch) -> tuple[DerInfo, DerInfo, dict
         changes["quantity"] = body.quantity
     if body.capacity_kw is not None and body.capacity_kw != before.capacity_kw:
         changes["capacity_kw"] = body.capacity_kw
+    for name in ("tilt_deg", "azimuth_deg"):
+        value = getattr(body, name)
+        if value is not None and value != getattr(before, name):
+            changes[name] = value
     if changes:
         await conn.execute(
             "update ders set lifecycle = %s, switched_on = %s, quantity = %s, capacity_kw = %s,"
-            " updated_at = now() where id = %s",
+            " tilt_deg = %s, azimuth_deg = %s, updated_at = now() where id = %s",
             (
                 lifecycle,
                 switched_on,
                 changes.get("quantity", before.quantity),
                 changes.get("capacity_kw", before.capacity_kw),
+                changes.get("tilt_deg", before.tilt_deg),
+                changes.get("azimuth_deg", before.azimuth_deg),
                 before.id,
             ),
         )

@@ -42,7 +42,8 @@ order by t.id, m.id
 
 _DERS = """
 select m.id as er_meter_id, a.profile, a.role, a.base_kwh_per_min, a.power_factor, d.quantity, d.capacity_kw,
-       a.name as appliance
+       a.name as appliance,
+       d.tilt_deg, d.azimuth_deg
 from ders d
 join appliances a on a.id = d.appliance_id
 join meters m on m.er_id = d.er_id

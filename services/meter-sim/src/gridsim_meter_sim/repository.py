@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -29,6 +29,7 @@ from gridsim_shared.schemas.meters import (
 )
 
 __all__ = [
+    "ApplianceGroup",
     "Conn",
     "catalogue",
     "create_er",
@@ -102,10 +103,20 @@ def _key(name: str) -> str:
     return re.sub(r"\s+", " ", name.strip().lower())
 
 
+class ApplianceGroup(NamedTuple):
+    """Identical appliances of an ER: one ``ders`` row."""
+
+    appliance_id: int
+    quantity: int
+    switched_on: bool
+    tilt_deg: float | None = None  # solar panels: the array's orientation (null: the default)
+    azimuth_deg: float | None = None
+
+
 def resolve_appliances(
     known: Sequence[Appliance], appliance_type: Iterable[str], appliances: Iterable[ApplianceCount]
-) -> list[tuple[int, int, bool]]:
-    """``(appliance_id, count, switched_on)`` groups for an ER's appliance names (aliases allowed).
+) -> list[ApplianceGroup]:
+    """Groups (one DER row each) for an ER's appliance names (aliases allowed).
 
     A name repeated in ``appliance_type`` counts once per mention. An unknown name is a 422 naming the
     field and listing the catalogue.
@@ -115,7 +126,7 @@ def resolve_appliances(
         by_name[_key(item.name)] = item.id
         for alias in item.aliases:
             by_name.setdefault(_key(alias), item.id)
-    groups: dict[tuple[int, bool], int] = defaultdict(int)
+    groups: dict[tuple[int, bool, float | None, float | None], int] = defaultdict(int)
 
     def lookup(name: str, field: str) -> int:
         found = by_name.get(_key(name))
@@ -130,10 +141,16 @@ def resolve_appliances(
         return found
 
     for index, name in enumerate(appliance_type):
-        groups[(lookup(name, f"appliance_type.{index}"), True)] += 1
+        groups[(lookup(name, f"appliance_type.{index}"), True, None, None)] += 1
     for index, group in enumerate(appliances):
-        groups[(lookup(group.name, f"appliances.{index}.name"), group.switched_on)] += group.count
-    return [(appliance_id, count, on) for (appliance_id, on), count in groups.items()]
+        key = (
+            lookup(group.name, f"appliances.{index}.name"),
+            group.switched_on,
+            group.tilt_deg,
+            group.azimuth_deg,
+        )
+        groups[key] += group.count
+    return [ApplianceGroup(a, count, on, tilt, az) for (a, on, tilt, az), count in groups.items()]
 
 
 # ---------------------------------------------------------------------------------- energy resources
@@ -204,13 +221,17 @@ async def list_ers(conn: Conn, request: ErListRequest) -> list[Er]:
     return await _ers(conn, "order by e.id limit %s offset %s", (request.limit, request.offset))
 
 
-async def _replace_appliances(conn: Conn, er_id: int, groups: list[tuple[int, int, bool]]) -> None:
+async def _replace_appliances(conn: Conn, er_id: int, groups: list[ApplianceGroup]) -> None:
     await conn.execute("delete from ders where er_id = %s", (er_id,))
     if groups:
         async with conn.cursor() as cur:
             await cur.executemany(
-                "insert into ders (er_id, appliance_id, quantity, switched_on) values (%s, %s, %s, %s)",
-                [(er_id, appliance_id, count, on) for appliance_id, count, on in groups],
+                "insert into ders (er_id, appliance_id, quantity, switched_on, tilt_deg, azimuth_deg)"
+                " values (%s, %s, %s, %s, %s, %s)",
+                [
+                    (er_id, g.appliance_id, g.quantity, g.switched_on, g.tilt_deg, g.azimuth_deg)
+                    for g in groups
+                ],
             )
 
 

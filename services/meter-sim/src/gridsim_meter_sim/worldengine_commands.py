@@ -78,8 +78,8 @@ async def create_der(body: schemas.DerCreate, deps: Deps) -> schemas.DerOut:
             raise NotFoundError(msg, field="appliance_id")
         row = await fetch_one(
             conn,
-            "insert into ders (er_id, appliance_id, quantity, switched_on, lifecycle, capacity_kw)"
-            f" values (%s, %s, %s, %s, %s, %s) returning {_DER_COLUMNS}",
+            "insert into ders (er_id, appliance_id, quantity, switched_on, lifecycle, capacity_kw, tilt_deg,"
+            f" azimuth_deg) values (%s, %s, %s, %s, %s, %s, %s, %s) returning {_DER_COLUMNS}",
             (
                 body.er_id,
                 body.appliance_id,
@@ -87,6 +87,8 @@ async def create_der(body: schemas.DerCreate, deps: Deps) -> schemas.DerOut:
                 body.switched_on,
                 body.lifecycle,
                 body.capacity_kw,
+                body.tilt_deg,
+                body.azimuth_deg,
             ),
         )
         assert row is not None

@@ -240,17 +240,37 @@ class DerAdd(_Request):
     capacity_kw: float | None = Field(
         default=None, gt=0, le=100_000, allow_inf_nan=False, description="rated kW per unit (solar)"
     )
+    tilt_deg: float | None = Field(
+        default=None, ge=0, le=90, allow_inf_nan=False, description="PV tilt from horizontal (default 20°)"
+    )
+    azimuth_deg: float | None = Field(
+        default=None,
+        ge=0,
+        lt=360,
+        allow_inf_nan=False,
+        description="PV azimuth, degrees clockwise from north (default: facing the equator)",
+    )
 
 
 class DerPatch(_Request):
     """Change a DER: switch it, advance its lifecycle (purchased → installed → connected, one step at a
-    time; back to an earlier state disconnects it), its quantity or capacity."""
+    time; back to an earlier state disconnects it), its quantity, capacity or (PV) orientation."""
 
     der_id: Id
     switched_on: bool | None = None
     lifecycle: Lifecycle | None = None
     quantity: int | None = Field(default=None, ge=1, le=10_000)
     capacity_kw: float | None = Field(default=None, gt=0, le=100_000, allow_inf_nan=False)
+    tilt_deg: float | None = Field(
+        default=None, ge=0, le=90, allow_inf_nan=False, description="PV tilt from horizontal (default 20°)"
+    )
+    azimuth_deg: float | None = Field(
+        default=None,
+        ge=0,
+        lt=360,
+        allow_inf_nan=False,
+        description="PV azimuth, degrees clockwise from north (default: facing the equator)",
+    )
 
 
 class DerRefRequest(_Request):
@@ -277,6 +297,8 @@ class DerInfo(BaseModel):
     switched_on: bool
     lifecycle: Literal["purchased", "installed", "connected"]
     capacity_kw: float | None
+    tilt_deg: float | None = Field(default=None, description="PV tilt (null: the default 20°)")
+    azimuth_deg: float | None = Field(default=None, description="PV azimuth (null: facing the equator)")
     producing_or_consuming: bool = Field(description="connected and switched on: it shows in the readings")
     meter_id: int | None
     created_at: datetime

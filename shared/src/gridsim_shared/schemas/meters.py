@@ -225,6 +225,9 @@ class ApplianceCount(_Request):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
     count: Count = 1
     switched_on: bool = True
+    # A solar panel group's orientation (ignored by consumption appliances); null: 20° facing the equator.
+    tilt_deg: float | None = Field(default=None, ge=0, le=90, allow_inf_nan=False)
+    azimuth_deg: float | None = Field(default=None, ge=0, lt=360, allow_inf_nan=False)
 
 
 class ErCreate(_Location):

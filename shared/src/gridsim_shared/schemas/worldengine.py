@@ -45,6 +45,8 @@ class DerCreate(_Request):
     # gridsim's own DER routes (controls) also give the lifecycle and a solar panel's rating.
     lifecycle: Literal["purchased", "installed", "connected"] = "connected"
     capacity_kw: float | None = Field(default=None, ge=0.001, le=100_000, allow_inf_nan=False)
+    tilt_deg: float | None = Field(default=None, ge=0, le=90, allow_inf_nan=False)
+    azimuth_deg: float | None = Field(default=None, ge=0, lt=360, allow_inf_nan=False)
 
 
 class DerSwitch(_Request):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from gridsim_gateway.deps import BusDep
 from gridsim_shared.schemas.controls import (
@@ -150,6 +150,11 @@ class DerAddBody(BaseModel):
     lifecycle: Lifecycle = "connected"
     switched_on: bool | None = None
     capacity_kw: float | None = None
+    tilt_deg: float | None = Field(default=None, description="PV tilt from horizontal, 0–90° (default 20°)")
+    azimuth_deg: float | None = Field(
+        default=None,
+        description="PV azimuth, degrees clockwise from north, [0, 360) (default: facing the equator)",
+    )
 
 
 class DerPatchBody(BaseModel):
@@ -161,6 +166,8 @@ class DerPatchBody(BaseModel):
     lifecycle: Lifecycle | None = None
     quantity: int | None = None
     capacity_kw: float | None = None
+    tilt_deg: float | None = Field(default=None, description="PV tilt from horizontal, 0–90°")
+    azimuth_deg: float | None = Field(default=None, description="PV azimuth, degrees clockwise from north")
 
 
 def _with(body: BaseModel, **path: Any) -> dict[str, Any]:
