@@ -313,6 +313,7 @@ class _Group:
     phase_min: I64  # slot phase / cycle phase (minutes)
     period_min: F64  # cycle period (cycling and thermal units)
     dense: bool  # one instance per fleet row, in row order (sums are plain additions)
+    starts_per_day: F64  # events: runs a day (the class's home or business rate)
     # Thermal units only (else empty)
     ua_kw_per_k: F64 = field(default_factory=lambda: np.zeros(0))
     gains_kw: F64 = field(default_factory=lambda: np.zeros(0))
@@ -498,6 +499,7 @@ def build(
             phase_min=(randomness.mix64(ikeys) % np.uint64(1440)).astype(np.int64),
             period_min=_period(cls, ikeys),
             dense=len(row) == n and bool((row == np.arange(n)).all()),
+            starts_per_day=np.where(business[row], cls.business_starts, cls.starts_per_day),
         )
         if cls.mode == "thermal":
             group = _thermal(group, rated_by_row, hvac_units)
@@ -683,7 +685,7 @@ def _event(g: _Group, tick: _Tick) -> F64:
     slot = t // slot_len
     position = t - slot * slot_len
     local_start = tick.local_min[..., g.row] - position - g.shift_min
-    rate = np.where(g.business, g.cls.business_starts, g.cls.starts_per_day)
+    rate = g.starts_per_day
     p_start = rate * slot_len / 1440.0 * _lookup(_SHAPES.start_rate, g.shape, local_start)
     bits = _bits(g.keys, slot)
     start = (bits & np.uint64(0xFFFF)).astype(np.int64) % (slot_len - length + 1)
@@ -778,7 +780,7 @@ def _water(g: _Group, tick: _Tick, flex: Flex | None) -> F64:
     """Draws (CREST/NREL) recovered at full power; standby reheats; deferral with recovery afterwards."""
     t_mains = tick.t_mains[..., g.row]
     day_kwh = g.litres_per_day * 4.186 * (_WATER_SET_C - t_mains) / 3600.0 / 0.98
-    rate = np.where(g.business, g.cls.business_starts, g.cls.starts_per_day)
+    rate = g.starts_per_day
     t = tick.epoch_min + g.phase_min
     slot = t // _WATER_SLOT_MIN
     position = t - slot * _WATER_SLOT_MIN
