@@ -26,8 +26,10 @@ from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import connect
 from gridsim_shared.errors import RemoteError, RpcTimeout
+from gridsim_shared.messages import GridEvent
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import Collector, gateway_client, running
+from gridsim_shared.topics import EventPath
 from gridsim_utility.__main__ import serve as serve_utility
 
 pytestmark = pytest.mark.integration
@@ -110,7 +112,9 @@ async def _until(
 ) -> Any:
     async with asyncio.timeout(timeout):
         while True:
-            body = (await client.get(path, params=params)).json()
+            response = await client.get(path, params=params)
+            assert response.status_code == 200, response.text
+            body = response.json()
             if predicate(body):
                 return body
             await asyncio.sleep(0.2)
@@ -240,6 +244,26 @@ async def test_forecasts_prices_and_a_dr_event_through_openadr(settings: Setting
         end = start + timedelta(hours=2)
         during = await _hourly(settings, flexible, start, end)
         after = await _hourly(settings, flexible, end, end + timedelta(hours=2))
+
+        # A transformer reported overloaded: an event now for the participants under it.
+        auto = await _call(
+            client, "POST", "/dr/programs", 201,
+            json={"name": "Overload DLC", "kind": "dlc", "auto_overload": True, "compliance": 1.0},
+        )  # fmt: skip
+        for meter_id in flexible:
+            await _call(
+                client, "POST", "/dr/enrolments", 201, json={"program_id": auto["id"], "meter_id": meter_id}
+            )
+        now = datetime.fromisoformat((await client.get("/simulation-time")).json()["current_datetime"])
+        overload = GridEvent(
+            type="transformer_overload",
+            severity="critical",
+            timestamp=now,
+            subject="t1",
+            message="hot spot 125 °C",
+        )
+        await bus.publish(channels.EVENT, overload, EventPath("transformer_overload", "t1"))
+        events = await _until(client, "/dr/events", lambda b: any(e["trigger"] == "overload" for e in b))
         log = await _call(client, "GET", "/dr/log", 200)
 
     assert done["status"] == "completed"
@@ -250,6 +274,11 @@ async def test_forecasts_prices_and_a_dr_event_through_openadr(settings: Setting
     assert all(p["credit"] == 50.0 and p["shed_factor"] < 1 for p in done["participants"])
     assert sum(p["metered_kWh"] for p in done["participants"]) == pytest.approx(during, abs=0.01)
     assert after > 0
+    (auto_event,) = [e for e in events if e["trigger"] == "overload"]
+    assert auto_event["program_id"] == auto["id"]
+    assert auto_event["level"] == 3
+    assert {p["meter_id"] for p in auto_event["participants"]} == set(flexible)
+    assert auto_event["status"] in ("scheduled", "active")
     assert {"program.create", "enrol", "event.create", "openadr.register", "event.evaluated"} <= {
         e["action"] for e in log
     }

@@ -51,6 +51,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             await supervisor.wait(stop)
         finally:
             await supervisor.close()
+            for task in list(deps.tasks):
+                task.cancel()
             if vtn is not None:
                 await vtn.stop()
 

@@ -84,6 +84,8 @@ class Deps:
     live: Live = field(default_factory=Live)
     # Called with each event created or changed (the OpenADR VTN pushes it to registered VENs).
     on_event: list[Callable[[DrEvent, str], Awaitable[None]]] = field(default_factory=list)
+    # Background work started by subscriptions (kept referenced until done).
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 # ---------------------------------------------------------------- subscriptions
@@ -91,6 +93,43 @@ class Deps:
 async def on_clock(msg: ClockState, _path: NoPath, deps: Deps) -> None:
     """Remember the simulated time."""
     deps.live.clock = msg
+
+
+@router.subscribe(channels.EVENT, type="transformer_overload")
+async def on_overload(msg: GridEvent, path: EventPath, deps: Deps) -> None:
+    """An overloaded transformer: an event now for the participants under it, on each programme that
+    dispatches on overloads (their own overlapping events keep them out).
+
+    Run as a task: dispatching asks meter-sim for spikes over the bus, whose replies this subscription
+    would otherwise hold up."""
+    task = asyncio.create_task(_overload_events(msg, path, deps))
+    deps.tasks.add(task)
+    task.add_done_callback(deps.tasks.discard)
+
+
+async def _overload_events(msg: GridEvent, path: EventPath, deps: Deps) -> None:
+    async with deps.pool.connection() as conn:
+        under = await repo.meters_under(conn, path.subject)
+        if not under:
+            return
+        now = await sim_now(deps, conn)
+        hours = deps.settings.utility.auto_event_hours
+        for program in await repo.programs(conn):
+            if not program["auto_overload"]:
+                continue
+            body = DrEventCreate(
+                program_id=program["id"],
+                start=max(now, msg.timestamp),
+                duration_min=60 * hours,
+                level=3,
+                reason=f"transformer {path.subject} overloaded: {msg.message}"[:200],
+            )
+            try:
+                await create_event_as(deps, conn, body, trigger="overload", meters=under)
+            except (ConflictError, InvalidError) as exc:
+                _LOGGER.info("no overload event on programme %s: %s", program["id"], exc)
+            except Exception:  # e.g. meter-sim did not answer: logged; the next overload tries again
+                _LOGGER.exception("overload event on programme %s failed", program["id"])
 
 
 # ---------------------------------------------------------------- helpers
@@ -432,6 +471,7 @@ def _program(row: dict[str, Any]) -> Program:
         shed_share=row["shed_share"],
         rebound_share=row["rebound_share"],
         auto_peak_share=row["auto_peak_share"],
+        auto_overload=row["auto_overload"],
         participants=row["participants"],
         created_at=row["created_at"],
     )
@@ -451,6 +491,7 @@ async def create_program(body: ProgramCreate, deps: Deps) -> Program:
         "shed_share": body.shed_share if body.shed_share is not None else shed,
         "rebound_share": body.rebound_share,
         "auto_peak_share": body.auto_peak_share,
+        "auto_overload": body.auto_overload,
     }
     async with deps.pool.connection() as conn, conn.transaction():
         now = await sim_now(deps, conn)
@@ -557,9 +598,16 @@ async def _announce(deps: Deps, event: DrEvent, action: str) -> None:
 
 
 async def create_event_as(
-    deps: Deps, conn: Conn, body: DrEventCreate, *, trigger: str, now: datetime | None = None
+    deps: Deps,
+    conn: Conn,
+    body: DrEventCreate,
+    *,
+    trigger: str,
+    now: datetime | None = None,
+    meters: set[int] | None = None,
 ) -> DrEvent:
-    """Create, check and dispatch an event (the command, forecast peaks and OpenADR share this)."""
+    """Create, check and dispatch an event (operators, forecast peaks and overloads share this); with
+    ``meters``, only the programme's participants among them take part."""
     async with deps.live.lock if now is None else _NoLock():
         async with conn.transaction():
             await repo.lock_events(conn)
@@ -571,8 +619,10 @@ async def create_event_as(
                 msg = f"start: {start.isoformat()} is in the past of the simulation clock ({now.isoformat()})"
                 raise InvalidError(msg, field="start")
             enrolled = await repo.enrolments(conn, body.program_id)
+            if meters is not None:
+                enrolled = [e for e in enrolled if e["meter_id"] in meters]
             if not enrolled:
-                msg = f"program_id: programme {body.program_id} has no participants"
+                msg = f"program_id: programme {body.program_id} has no participants{' there' if meters is not None else ''}"
                 raise InvalidError(msg, field="program_id")
             clash = await repo.overlapping(conn, [e["meter_id"] for e in enrolled], start, end, None)
             if clash:

@@ -134,6 +134,15 @@ async def feeder_of(conn: Conn, meter_id: int) -> Node | None:
     return None if row is None else Node(*row)
 
 
+async def meters_under(conn: Conn, transformer_code: str) -> set[int]:
+    """Meters under a transformer (by its code)."""
+    cur = await conn.execute(
+        "select m.id from meters m join grid_nodes t on t.id = m.transformer_id where t.code = %s",
+        (transformer_code,),
+    )
+    return {r[0] for r in await cur.fetchall()}
+
+
 async def meter_codes(conn: Conn, meter_ids: Sequence[int]) -> dict[int, str]:
     """Codes of the meters."""
     cur = await conn.execute("select id, code from meters where id = any(%s)", (list(meter_ids),))
@@ -198,7 +207,7 @@ async def dr_log(conn: Conn, limit: int) -> list[dict[str, Any]]:
 
 _PROGRAM_COLUMNS = (
     "p.id, p.name, p.kind, p.rebate_per_kwh, p.event_credit, p.cpp_rate, p.compliance, p.shed_share,"
-    " p.rebound_share, p.auto_peak_share, p.created_at,"
+    " p.rebound_share, p.auto_peak_share, p.auto_overload, p.created_at,"
     " (select count(*) from dr_enrolments e where e.program_id = p.id) as participants"
 )
 
@@ -207,8 +216,9 @@ async def insert_program(conn: Conn, values: dict[str, Any]) -> dict[str, Any] |
     """A new programme; None when its name is taken."""
     cur = await conn.execute(
         "insert into dr_programs (name, kind, rebate_per_kwh, event_credit, cpp_rate, compliance, shed_share,"
-        " rebound_share, auto_peak_share) values (%(name)s, %(kind)s, %(rebate_per_kwh)s, %(event_credit)s,"
-        " %(cpp_rate)s, %(compliance)s, %(shed_share)s, %(rebound_share)s, %(auto_peak_share)s)"
+        " rebound_share, auto_peak_share, auto_overload) values (%(name)s, %(kind)s, %(rebate_per_kwh)s,"
+        " %(event_credit)s, %(cpp_rate)s, %(compliance)s, %(shed_share)s, %(rebound_share)s,"
+        " %(auto_peak_share)s, %(auto_overload)s)"
         " on conflict (name) do nothing returning id",
         values,
     )

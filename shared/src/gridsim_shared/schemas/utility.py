@@ -146,6 +146,10 @@ class ProgramCreate(_Request):
         le=5,
         description="issue an event when the day-ahead forecast exceeds this share of the 28-day peak",
     )
+    auto_overload: bool = Field(
+        default=False,
+        description="issue an event to the participants under a transformer when it is reported overloaded",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -168,6 +172,7 @@ class Program(BaseModel):
     shed_share: float
     rebound_share: float
     auto_peak_share: float | None
+    auto_overload: bool
     participants: int
     created_at: datetime
 
