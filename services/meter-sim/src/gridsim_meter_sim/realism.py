@@ -393,8 +393,8 @@ def write_report(
     out: Path, *, seed: int = 42, world_file: Path | None = None, progress: Callable[[str], None] = print
 ) -> list[Figure]:
     """Simulate the world's summer and winter weeks and write ``out/realism.md`` (+ PNG plots)."""
-    out.mkdir(parents=True, exist_ok=True)
     world = read_world(world_file or default_world_path())
+    out.mkdir(parents=True, exist_ok=True)
     w = world_fleet(world, seed)
     progress(f"{world.name}: {len(w.fleet)} meters, seed {seed}")
     seasons = []
