@@ -27,6 +27,8 @@ from typing import Any, Generic, TypeVar
 
 import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ValidationError
 
 from gridsim_shared import channels, topics
@@ -264,6 +266,18 @@ class Bus:
             retain=True,
         )
 
+    def _connect_properties(self) -> Properties | None:
+        """MQTT 5: a persistent session outlives the connection (Session Expiry; each reconnect resumes it,
+        never starts clean), and the broker sends at most Receive Maximum unacknowledged messages, which
+        bounds what a manual-ack consumer holds in memory."""
+        if self.settings.protocol != "5":
+            return None
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho is untyped here
+        if not self._clean_session:
+            properties.SessionExpiryInterval = self.settings.session_expiry_s
+        properties.ReceiveMaximum = self.settings.receive_maximum
+        return properties
+
     async def _run(self) -> None:
         backoff = 0.2
         while not self._closing:
@@ -280,6 +294,10 @@ class Bus:
                     will=self._will(),
                     keepalive=self.settings.keepalive_s,
                     clean_session=None if self.settings.protocol == "5" else self._clean_session,
+                    clean_start=self._clean_session
+                    if self.settings.protocol == "5"
+                    else paho.MQTT_CLEAN_START_FIRST_ONLY,
+                    properties=self._connect_properties(),
                     max_inflight_messages=1000,
                     timeout=10,
                     tls_params=_tls_params(self.settings),

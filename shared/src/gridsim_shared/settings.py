@@ -51,6 +51,10 @@ class MqttSettings(BaseModel):
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     keepalive_s: int = Field(default=30, ge=5)
     rpc_timeout_s: float = Field(default=10.0, gt=0)
+    # MQTT 5 only: how long the broker keeps a persistent session (the aggregator's) after a disconnect,
+    # and how many unacknowledged messages it may send one client at once (bounds the consumer's memory).
+    session_expiry_s: int = Field(default=86_400, ge=0)
+    receive_maximum: int = Field(default=1000, ge=1, le=65_535)
 
     @property
     def host(self) -> str:
