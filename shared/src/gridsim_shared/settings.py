@@ -116,6 +116,13 @@ class SimSettings(BaseModel):
     publish: Literal["batch", "both"] = "both"
     # How long `step` waits for the aggregator's watermark before it answers anyway (seconds).
     step_ack_timeout_s: float = Field(default=30.0, gt=0)
+    # Flow control (docs/operations.md): never more than this many intervals, or batch messages, published
+    # beyond the aggregator's durable watermark. When the window is full the real-time clock waits
+    # (`wait`: the clock slows, nothing is lost) or skips intervals (`drop`: counted in
+    # dropped_intervals and flow_dropped); a step always waits.
+    max_ahead_intervals: int = Field(default=240, ge=1)
+    max_ahead_messages: int = Field(default=100_000, ge=1)
+    behind_policy: Literal["wait", "drop"] = "wait"
 
 
 ApiRole = Literal["read", "operate", "admin"]

@@ -97,6 +97,11 @@ class Engine:
         self._world_dirty = True
         self.lag_s = 0.0
         self.dropped_intervals = 0
+        # Flow control (docs/operations.md): waits for the aggregator, time spent waiting, intervals dropped.
+        self.flow_waits = 0
+        self.flow_wait_s = 0.0
+        self.flow_dropped = 0
+        self._batches_per_interval = 1
         self.last_published: datetime | None = None
         self.intervals_published = 0
         self._lock = asyncio.Lock()  # one interval (or one command) at a time
@@ -193,6 +198,12 @@ class Engine:
                     await asyncio.wait_for(self._wake.wait(), self._idle_s(wait))
                 continue
             due = int((time.monotonic() - anchor) / period) - done
+            if self._over_window(self.clock.current) and self.settings.sim.behind_policy == "wait":
+                # The aggregator is behind: slow the clock rather than let the broker's queue grow.
+                self.flow_waits += 1
+                await self._hold_back(self.clock.current)
+                anchor, anchor_tick = time.monotonic(), self.clock.tick  # the schedule restarts from now
+                continue
             async with self._lock:
                 if self._wake.is_set():
                     return
@@ -203,10 +214,60 @@ class Engine:
                     self.clock.tick += skipped
                     deadline += skipped * period
                     _LOGGER.warning("fell %d intervals behind; skipped %d to keep the schedule", due, skipped)
+                if self._over_window(self.clock.current):
+                    if self.settings.sim.behind_policy == "drop":
+                        await self._drop_interval()
+                    continue  # `wait`: the next round holds back
                 await self._advance(publish_status=False)
                 self.lag_s = max(0.0, time.monotonic() - deadline)
                 await self._publish_clock()
                 await self._persist()
+
+    # ------------------------------------------------------------------ flow control
+    def ahead_intervals(self) -> int | None:
+        """Intervals published beyond the aggregator's durable watermark; None when no aggregator was
+        ever seen (meter-sim alone) or it has closed nothing yet."""
+        if not self._aggregators or self._watermark is None or self.last_published is None or not self.clock:
+            return None
+        return max(0, int((self.last_published - self._watermark) / self.clock.interval))
+
+    def _over_window(self, upcoming: datetime) -> bool:
+        """True when publishing the interval starting at ``upcoming`` would leave the window."""
+        if not self._aggregators or self._watermark is None or self.clock is None:
+            return False
+        ahead = int((upcoming - self._watermark) / self.clock.interval)  # counting ``upcoming``
+        sim = self.settings.sim
+        return ahead > sim.max_ahead_intervals or ahead * self._batches_per_interval > sim.max_ahead_messages
+
+    async def _hold_back(self, upcoming: datetime, *, interruptible: bool = True) -> None:
+        """Wait until the aggregator's watermark leaves room for ``upcoming`` in the window (or, when
+        ``interruptible``, until a command changes the schedule)."""
+        started = time.monotonic()
+        while not (interruptible and self._wake.is_set()):
+            self._watermark_changed.clear()
+            if not self._over_window(upcoming):
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._watermark_changed.wait(), self._idle_s(1.0))
+        self.flow_wait_s += time.monotonic() - started
+
+    async def _drop_interval(self) -> None:
+        """The ``drop`` policy: skip the current interval (counted and reported, never published)."""
+        assert self.clock is not None
+        if self.flow_dropped % 100 == 0:
+            _LOGGER.warning(
+                "%d intervals ahead of the aggregator's watermark; dropping %s (%d dropped so far)",
+                self.ahead_intervals() or 0,
+                self.clock.current,
+                self.flow_dropped + 1,
+            )
+        self.flow_dropped += 1
+        self.dropped_intervals += 1
+        self.clock.current += self.clock.interval
+        self.clock.tick += 1
+        self.supervisor.beat(_TASK)
+        await self._publish_clock()
+        await self._persist()
 
     # ------------------------------------------------------------------ one interval
     async def _ensure_fleet(self) -> Fleet:
@@ -238,8 +299,14 @@ class Engine:
         if self.owner:  # one writer of outage records: the clock owner
             await self.health.due(fleet, when, interval_s)
         if len(fleet) > _THREAD_ABOVE:
-            return await asyncio.to_thread(self._prepare, fleet, when, interval_s)
-        return self._prepare(fleet, when, interval_s)
+            prepared = await asyncio.to_thread(self._prepare, fleet, when, interval_s)
+        else:
+            prepared = self._prepare(fleet, when, interval_s)
+        # What one interval puts in the broker's queue for the aggregator (its batches), for the window.
+        self._batches_per_interval = max(
+            1, prepared.batches if prepared.batches is not None else len(prepared.messages)
+        )
+        return prepared
 
     async def _advance(self, *, publish_status: bool) -> int:
         """Simulate and publish the clock's current interval, then move the clock one interval on."""
@@ -359,6 +426,9 @@ class Engine:
             self._stepping = (intervals, 0)
             try:
                 for done in range(intervals):
+                    if self._over_window(when):  # a step always waits for the aggregator, it never drops
+                        self.flow_waits += 1
+                        await self._hold_back(when, interruptible=False)
                     prepared = await self._compute(when, clock.interval_s)
                     if sending is not None:
                         readings += await sending
@@ -536,4 +606,8 @@ class Engine:
             "intervals_published": self.intervals_published,
             "readings_published": self.publisher.readings_published,
             "messages_published": self.publisher.messages_published,
+            "ahead_intervals": self.ahead_intervals(),
+            "flow_waits": self.flow_waits,
+            "flow_wait_s": round(self.flow_wait_s, 3),
+            "flow_dropped": self.flow_dropped,
         }

@@ -1,0 +1,110 @@
+"""Flow control: meter-sim never runs more than a bounded window ahead of the aggregator's durable
+watermark; it waits (a step, or the clock with ``behind_policy=wait``) or drops intervals, counted
+(issue 16). Before, it published without bound and the broker dropped what overflowed its queue."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from test_engine import START, insert_world, meter_sim
+
+from gridsim_shared import channels
+from gridsim_shared.bus import Bus
+from gridsim_shared.messages import ServiceStatus, Watermark
+from gridsim_shared.settings import Settings
+from gridsim_shared.testing import Collector
+from gridsim_shared.topics import NoPath, ServicePath
+
+pytestmark = pytest.mark.integration
+
+MINUTE = timedelta(minutes=1)
+
+
+def _windowed(settings: Settings, **sim: Any) -> Settings:
+    return settings.model_copy(
+        update={"sim": settings.sim.model_copy(update={"max_ahead_intervals": 3, **sim})}
+    )
+
+
+async def _aggregator_at(bus: Bus, committed_until: Any) -> None:
+    """Stand in for the aggregator: online, with its watermark (both retained, as it publishes them)."""
+    await bus.publish(
+        channels.STATUS,
+        ServiceStatus(service="aggregator", instance="0", state="online"),
+        ServicePath("aggregator", "0"),
+    )
+    await bus.publish(channels.WATERMARK, Watermark(committed_until=committed_until), NoPath())
+
+
+async def _status_until(statuses: Collector, predicate: Any, timeout: float = 60.0) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            for status, _path in reversed(statuses.messages):
+                if status.state == "online" and predicate(status.detail):
+                    return status.detail  # type: ignore[no-any-return]
+            await asyncio.sleep(0.05)
+
+
+async def test_a_step_waits_for_the_watermark_when_the_window_is_full(settings: Settings) -> None:
+    settings = _windowed(settings)
+    await insert_world(settings)
+    async with meter_sim(settings) as bus:
+        batches = await Collector(bus, channels.BATCH).start()
+        statuses = await Collector(bus, channels.STATUS, service="meter-sim").start()
+        await _aggregator_at(bus, START - MINUTE)
+        step = asyncio.create_task(bus.request("meter-sim", "step", {"intervals": 10}, timeout=120))
+        try:
+            detail = await _status_until(
+                statuses, lambda d: d.get("flow_waits", 0) >= 1 and d["ahead_intervals"] == 3, timeout=15
+            )
+        except TimeoutError:
+            print(
+                "STATUSES",
+                len(statuses.messages),
+                [x.detail for x, _ in statuses.messages][-2:],
+                len(batches.messages),
+                step.done(),
+            )
+            raise
+        assert detail["intervals_published"] == 3
+        assert not step.done()
+        assert {b.timestamp for b, _ in batches.messages} == {START, START + MINUTE, START + 2 * MINUTE}
+        await _aggregator_at(bus, START + 9 * MINUTE)  # the aggregator caught up: room for the rest
+        result = await step
+    assert result["intervals"] == 10
+    assert result["stored"] is True
+    assert len({b.timestamp for b, _ in batches.messages}) == 10  # nothing dropped
+
+
+async def test_the_drop_policy_skips_intervals_and_counts_them(settings: Settings) -> None:
+    settings = _windowed(settings, max_ahead_intervals=2, behind_policy="drop")
+    await insert_world(settings)
+    async with meter_sim(settings) as bus:
+        batches = await Collector(bus, channels.BATCH).start()
+        statuses = await Collector(bus, channels.STATUS, service="meter-sim").start()
+        await _aggregator_at(bus, START - MINUTE)
+        await bus.request("meter-sim", "set_speed", {"speed": 6000})
+        await bus.request("meter-sim", "resume")
+        await _status_until(statuses, lambda d: d.get("flow_dropped", 0) >= 5)
+        await bus.request("meter-sim", "pause")
+        detail = await _status_until(statuses, lambda d: d["clock_state"] == "paused")
+    published = {b.timestamp for b, _ in batches.messages}
+    # Never beyond the window (watermark + 2 intervals), whatever the schedule's own catch-up skipped.
+    assert START in published
+    assert published <= {START, START + MINUTE}
+    assert detail["intervals_published"] == len(published)
+    assert detail["flow_dropped"] >= 5
+    # Every tick is published or counted as dropped (the schedule's own catch-up drops included).
+    assert detail["intervals_published"] + detail["dropped_intervals"] == detail["tick"]
+
+
+async def test_without_an_aggregator_ever_seen_meter_sim_is_not_held(settings: Settings) -> None:
+    settings = _windowed(settings)
+    await insert_world(settings)
+    async with meter_sim(settings) as bus:
+        result = await bus.request("meter-sim", "step", {"intervals": 6}, timeout=60)
+    assert result["intervals"] == 6
+    assert result["stored"] is None
