@@ -7,16 +7,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from meter_sim_testing import until_answering
 
-from gridsim_meter_sim import grid_repository, meter_repository
+from gridsim_meter_sim import domain, fleet_repository, grid_repository, meter_repository
 from gridsim_meter_sim.__main__ import serve
 from gridsim_meter_sim.geo import nearest
 from gridsim_meter_sim.world import default_world_path, load_demo_world, read_world
+from gridsim_shared import standards
 from gridsim_shared.db import open_pool
 from gridsim_shared.errors import GridsimError
 from gridsim_shared.geo import distance_m as haversine_m
@@ -156,3 +159,31 @@ async def test_a_world_that_breaks_a_rule_is_not_half_loaded(settings: Settings,
                 "select (select count(*) from grid_nodes) + (select count(*) from meters)"
             )
             assert await cur.fetchone() == (0,)
+
+
+@pytest.mark.integration
+async def test_the_demo_world_keeps_its_voltage_standard_and_pv_at_unity_power_factor(
+    settings: Settings,
+) -> None:
+    """Seed 42, a summer and a winter day at 15 minutes: every reading inside ANSI C84.1 Range A (the
+    demo world's 240 V US standard), PV exports at unity power factor and yields below the clear sky."""
+    demo = with_demo_world(settings)
+    async with open_pool(demo.db) as pool:
+        assert await load_demo_world(pool, demo) is not None
+        meters, ders = await fleet_repository.load_fleet_rows(pool, 0, 1)
+    fleet = domain.build_fleet(42, meters, ders)
+    low, high = standards.band_at(37.77, -122.42)
+    assert (low, high) == (228.0, 252.0)
+    realistic_pv = fleet.prosumer & ~fleet.flat
+    kwp = np.bincount(fleet.pv.row, weights=fleet.pv.kwp, minlength=len(fleet))
+    for start in (datetime(2025, 6, 21, 7, tzinfo=UTC), datetime(2025, 12, 21, 8, tzinfo=UTC)):
+        produced = 0.0
+        for quarter in range(96):
+            r = domain.simulate(fleet, start + timedelta(minutes=15 * quarter), 900)
+            volts = r.voltage[r.active & ~fleet.flat]
+            assert volts.min() >= low, (start, quarter)
+            assert volts.max() <= high, (start, quarter)
+            np.testing.assert_array_equal(r.production_kvah[realistic_pv], r.production_kwh[realistic_pv])
+            produced += float(np.nansum(r.production_kwh[realistic_pv]))
+        per_kwp = produced / kwp.sum()
+        assert 0.3 < per_kwp < 6.6  # a clear June day gives ~6 kWh/kWp, a dull December one much less
