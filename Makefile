@@ -46,4 +46,8 @@ PG_CONF ?=
 timescaledb: ## build TimescaleDB 2.25.0 from ../shared/vendor into PG_CONFIG's PostgreSQL (PG_CONF=... preloads it)
 	scripts/install-timescaledb.sh --pg-config "$(PG_CONFIG)" $(if $(PG_CONF),--conf "$(PG_CONF)")
 
+secrets: install ## certificates and broker logins for docker compose, into deploy/secrets/ (kept if present)
+	@test -f deploy/secrets/certs/ca.crt || uv run gridsim certs deploy/secrets/certs --host mosquitto
+	uv run gridsim credentials export deploy/secrets/mqtt --data-dir deploy/secrets
+
 all: lint typecheck test ## lint, typecheck and test

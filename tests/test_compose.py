@@ -117,9 +117,25 @@ def test_compose_points_at_files_that_exist() -> None:
     mounts = [m for spec in COMPOSE["services"].values() for m in spec.get("volumes", [])]
     for mount in mounts:
         source = mount.split(":", 1)[0]
-        if source.startswith("./"):
+        # deploy/secrets/ is made by `make secrets` (certificates, broker logins), never committed
+        if source.startswith("./") and not source.startswith("./deploy/secrets"):
             assert (ROOT / source).exists(), source  # a file, or a folder (Grafana's provisioning)
     assert "timescale/timescaledb:latest-pg16" in {spec.get("image") for spec in COMPOSE["services"].values()}
+
+
+def test_the_broker_needs_tls_and_a_login_and_each_service_has_its_own() -> None:
+    conf = (ROOT / "mosquitto.conf").read_text()
+    assert "allow_anonymous false" in conf
+    assert "allow_anonymous true" not in conf
+    assert re.search(r"^listener 8883$", conf, re.MULTILINE)
+    assert not re.search(r"^listener 1883", conf, re.MULTILINE)
+    for name in SERVICES:
+        spec = COMPOSE["services"][name]
+        assert spec["env_file"] == f"deploy/secrets/mqtt/{name}.env"
+        assert _environment(spec)["GRIDSIM_MQTT__URL"].startswith("mqtts://")
+    makefile = (ROOT / "Makefile").read_text()
+    assert "gridsim certs deploy/secrets/certs" in makefile
+    assert "gridsim credentials export deploy/secrets/mqtt" in makefile
 
 
 def test_prometheus_scrapes_every_service_and_grafana_is_provisioned() -> None:

@@ -304,3 +304,22 @@ def test_up_embedded_ignores_the_configured_servers(
     finally:
         backends.stop()
     assert not any(s.running for s in servers)
+
+
+def test_postgres_over_tcp_needs_the_password(server_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(server_dir / "no-pgpass"))
+    port = free_port()
+    with start_postgres(server_dir / "pg", port, database="gridsim", password="s3cret pw/") as server:
+        for url in (
+            f"postgresql://postgres@127.0.0.1:{port}/gridsim",
+            f"postgresql://postgres:wrong@127.0.0.1:{port}/gridsim",
+            f"postgresql://nobody@127.0.0.1:{port}/gridsim",
+        ):
+            with pytest.raises(psycopg.OperationalError, match="password"):
+                psycopg.connect(url, connect_timeout=10)
+        with psycopg.connect(server.url, connect_timeout=10) as conn:
+            assert conn.execute("select current_user").fetchone() == ("postgres",)
+        # the Unix socket (trust) sits in the data folder, which only the server's user may enter
+        assert list(server.data_dir.glob(".s.PGSQL.*"))
+        assert server.data_dir.stat().st_mode & 0o777 == 0o700

@@ -137,14 +137,15 @@ def test_up_is_healthy_and_sigterm_stops_everything(launcher: Launcher) -> None:
 
 def test_a_crashed_service_is_restarted(launcher: Launcher) -> None:
     _wait_healthy(launcher)
-    [aggregator] = [p for p in launcher.descendants() if "gridsim_aggregator" in _cmdline(p)]
+    # "-m": the database backends of the aggregator's role (gridsim_aggregator) show that name too
+    [aggregator] = [p for p in launcher.descendants() if "-m gridsim_aggregator" in _cmdline(p)]
     aggregator.kill()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         replacements = [
             p
             for p in launcher.descendants()
-            if "gridsim_aggregator" in _cmdline(p) and p.pid != aggregator.pid
+            if "-m gridsim_aggregator" in _cmdline(p) and p.pid != aggregator.pid
         ]
         if replacements:
             break

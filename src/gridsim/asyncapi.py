@@ -159,9 +159,10 @@ def build_document() -> dict[str, Any]:
     }
     doc_channels["reply"] = {
         "address": _topic_address(topics.REPLY),
-        "description": "Replies for one client: `{correlation_id, status: ok|error, data | error}`; errors carry "
-        "an HTTP-like status, a code, the field and the reason.",
-        "parameters": {"base": {}, "client": {}},
+        "description": "Replies for one client of one broker user (only that user may read them, only services "
+        "may publish them; a service ignores a `reply_to` outside this namespace): `{correlation_id, status: "
+        "ok|error, data | error}`; errors carry an HTTP-like status, a code, the field and the reason.",
+        "parameters": {"base": {}, "user": {}, "client": {}},
         "messages": {"Reply": {"$ref": "#/components/messages/Reply"}},
         "bindings": {"mqtt": {"qos": 1, "retain": False}},
     }

@@ -1,4 +1,5 @@
-"""The ``gridsim`` command: ``up``, ``migrate``, ``step``, ``export``, ``status`` and ``realism``."""
+"""The ``gridsim`` command: ``up``, ``migrate``, ``step``, ``export``, ``status``, ``realism``, ``credentials``
+and ``certs``."""
 
 from __future__ import annotations
 
@@ -83,6 +84,33 @@ def build_parser() -> argparse.ArgumentParser:
     realism.add_argument(
         "--out", type=Path, default=Path("realism-report"), help="output folder (default: realism-report)"
     )
+
+    creds = commands.add_parser(
+        "credentials",
+        help="show, rotate or export the broker and database credentials `gridsim up` generated",
+        description=(
+            "The credentials live in DATA_DIR/credentials.json (mode 0600), made by the first `gridsim up`. "
+            "`rotate` gives broker users new passwords (restart gridsim to use them); `export DIR` writes "
+            "Mosquitto's passwd and acl files and one USER.env per broker user, for a broker of your own."
+        ),
+    )
+    creds.add_argument("action", choices=["show", "rotate", "export"], nargs="?", default="show")
+    creds.add_argument("target", nargs="?", type=Path, help="export: the folder to write into")
+    creds.add_argument("--data-dir", type=Path, default=Path(".gridsim"), help="default: .gridsim")
+    creds.add_argument("--user", action="append", help="rotate: only this broker user (repeatable)")
+
+    certs = commands.add_parser(
+        "certs",
+        help="generate a CA, a broker certificate and a client certificate for mqtts://",
+        description="Writes ca.crt/key, server.crt/key and client.crt/key (keys 0600) into DIR.",
+    )
+    certs.add_argument("target", type=Path, help="the folder to write into (e.g. deploy/certs)")
+    certs.add_argument(
+        "--host",
+        action="append",
+        help="a name or address clients use to reach the broker (repeatable; localhost and 127.0.0.1 "
+        "are always included; default: mosquitto, the compose service)",
+    )
     return parser
 
 
@@ -132,6 +160,47 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if report.get("status") == "ok" else 1
 
 
+def _credentials(args: argparse.Namespace) -> int:
+    from gridsim import credentials
+    from gridsim_shared.access import describe
+    from gridsim_shared.settings import Settings
+
+    data_dir: Path = args.data_dir.resolve()
+    if args.action == "rotate":
+        try:
+            found = credentials.rotate(data_dir, mqtt_users=args.user)
+        except ValueError as error:
+            print(error, file=sys.stderr)
+            return 2
+        print(f"new broker passwords in {data_dir / credentials.FILE_NAME}; restart gridsim to use them")
+    elif args.action == "export":
+        if args.target is None:
+            print("export needs a target folder: gridsim credentials export DIR", file=sys.stderr)
+            return 2
+        found = credentials.load_or_create(data_dir)
+        for path in credentials.export(found, args.target, Settings().mqtt.base_topic):
+            print(path)
+        return 0
+    else:
+        found = credentials.load_or_create(data_dir)
+    print(f"credentials file (0600): {data_dir / credentials.FILE_NAME}")
+    print("broker users (MQTT):")
+    for user, password in found.mqtt.items():
+        print(f"  {user:<12} {password}  ({describe(user)})")
+    print("database roles (embedded PostgreSQL):")
+    for role, password in found.db.items():
+        print(f"  {role:<20} {password}")
+    return 0
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from gridsim.certs import generate_certificates
+
+    for path in generate_certificates(args.target, args.host or ["mosquitto"]):
+        print(path)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -149,6 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_export(args)
     if args.command == "realism":
         return _realism(args)
+    if args.command == "credentials":
+        return _credentials(args)
+    if args.command == "certs":
+        return _certs(args)
     return _status(args)
 
 

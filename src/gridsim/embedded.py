@@ -21,6 +21,7 @@ import importlib.util
 import logging
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -36,14 +37,18 @@ from types import TracebackType
 from typing import IO, Literal
 
 __all__ = [
+    "BrokerAuth",
+    "BrokerTls",
     "EmbeddedServer",
     "EmbeddedServerError",
     "create_database",
     "free_port",
+    "make_conninfo_url",
     "parent_death_signal",
     "port_answers",
     "postgres_bin_dir",
     "postgres_connects",
+    "set_password",
     "start_broker",
     "start_postgres",
 ]
@@ -252,7 +257,7 @@ def _tmp_fallback(name: str, original: Path, uid: int, gid: int) -> Path:
 _MOSQUITTO_CONF = """\
 # Written by gridsim.embedded: a private broker for one run. Read before any privilege drop.
 per_listener_settings false
-allow_anonymous true
+{auth}
 # Persistent sessions (the aggregator's un-acknowledged batches) and retained messages survive a broker
 # restart; saved every few seconds, so a kill -9 loses at most that much of what is queued.
 persistence true
@@ -262,16 +267,51 @@ log_dest stderr
 log_type error
 log_type warning
 log_type notice
-listener {port} 127.0.0.1
+listener {port} {host}
 socket_domain ipv4
+{tls}
 # Services publish in bursts; the defaults (1000 queued, 20 in flight) silently drop messages.
 max_queued_messages 100000
 max_queued_bytes 0
 max_inflight_messages 0
-message_size_limit 0
+# Larger messages are refused by the broker itself (the services also drop them, unparsed).
+message_size_limit {max_payload}
 # Request/reply is latency-bound: without it each small reply waits ~40 ms for Nagle's algorithm.
 set_tcp_nodelay true
 """
+
+
+def _tls_lines(conf_dir: Path, tls: BrokerTls | None, user: tuple[int, int] | None) -> str:
+    """The listener's TLS lines, with copies of the files the broker's user can read (key 0600)."""
+    if tls is None:
+        return ""
+    lines = []
+    for option, source in (("cafile", tls.ca_file), ("certfile", tls.cert_file), ("keyfile", tls.key_file)):
+        path = conf_dir / f"tls-{option}.pem"
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_bytes(source.read_bytes())
+        if user is not None:
+            os.chown(path, *user)
+        lines.append(f"{option} {path}")
+    if tls.require_client_certificate:
+        lines.append("require_certificate true")
+    return "\n".join(lines)
+
+
+def _auth_lines(conf_dir: Path, auth: BrokerAuth | None, user: tuple[int, int] | None) -> str:
+    """The config lines for ``auth``, with its files written 0600 for the broker's user."""
+    if auth is None:
+        return "allow_anonymous true"
+    for name, text in (("passwd", auth.passwords), ("acl", auth.acl)):
+        path = conf_dir / name
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_text(text)
+        if user is not None:
+            os.chown(path, *user)
+    return f"allow_anonymous false\npassword_file {conf_dir / 'passwd'}\nacl_file {conf_dir / 'acl'}"
+
 
 # rumqttd's defaults cap payloads at 20 KB (larger ones are dropped silently) and outgoing
 # queues at 200 packets per connection; both are too small for batched meter readings.
@@ -320,19 +360,55 @@ def _broker_user() -> tuple[int, int] | None:
     return (entry.pw_uid, entry.pw_gid)
 
 
+@dataclass(frozen=True)
+class BrokerTls:
+    """A TLS listener (``mqtts://``): the CA, the broker's certificate and key (``gridsim certs``)."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    require_client_certificate: bool = False
+
+
+@dataclass(frozen=True)
+class BrokerAuth:
+    """What the embedded Mosquitto enforces: its password file and ACL file (``gridsim_shared.access``)."""
+
+    passwords: str
+    acl: str
+
+
 def start_broker(
-    data_dir: Path, port: int, *, kind: BrokerKind = "auto", timeout: float = 10.0
+    data_dir: Path,
+    port: int,
+    *,
+    kind: BrokerKind = "auto",
+    timeout: float = 10.0,
+    auth: BrokerAuth | None = None,
+    tls: BrokerTls | None = None,
+    host: str = "127.0.0.1",
 ) -> EmbeddedServer:
-    """Start an MQTT broker on 127.0.0.1:``port``: Mosquitto when on PATH, else rumqttd (iotcore).
+    """Start an MQTT broker on ``host``:``port``: Mosquitto when on PATH, else rumqttd (iotcore).
 
     ``data_dir`` holds the config, the log and (Mosquitto) the persistence file in ``store/``, kept
-    across restarts: queued messages of persistent sessions and retained topics survive one.
+    across restarts: queued messages of persistent sessions and retained topics survive one. With
+    ``auth``, Mosquitto refuses anonymous clients and holds each user to its ACL. rumqttd can do neither,
+    so it is only started on loopback (a refusal otherwise), where only this machine's users reach it.
     """
     mosquitto = shutil.which("mosquitto")
     if kind == "mosquitto" and mosquitto is None:
         msg = "mosquitto is not on PATH"
         raise EmbeddedServerError(msg)
     use_mosquitto = mosquitto is not None and kind != "iotcore"
+    if not use_mosquitto and tls is not None:
+        msg = "TLS needs Mosquitto (the rumqttd fallback is started without it): install Mosquitto"
+        raise EmbeddedServerError(msg)
+    if not use_mosquitto and host not in {"127.0.0.1", "::1", "localhost"}:
+        msg = (
+            f"rumqttd (the fallback when Mosquitto is not installed) has no passwords or ACLs, so it is not "
+            f"started on {host}: install Mosquitto, or bind to 127.0.0.1"
+        )
+        raise EmbeddedServerError(msg)
     user = _broker_user() if use_mosquitto else None
     data_dir = data_dir.resolve()
     _mkdir_traversable(data_dir)
@@ -349,11 +425,22 @@ def start_broker(
         conf = conf_dir / "mosquitto.conf"
         store = _prepare_dir("mqtt-store", data_dir / "store", *user) if user else data_dir / "store"
         store.mkdir(exist_ok=True)
-        conf.write_text(_MOSQUITTO_CONF.format(port=port, store=store))
+        conf.write_text(
+            _MOSQUITTO_CONF.format(
+                port=port,
+                host=host,
+                store=store,
+                max_payload=_BROKER_MAX_PAYLOAD,
+                auth=_auth_lines(conf_dir, auth, user),
+                tls=_tls_lines(conf_dir, tls, user),
+            )
+        )
         conf.chmod(0o644)
         argv = [mosquitto, "-c", str(conf)]
         name = "mosquitto"
     else:
+        if auth is not None:
+            log.warning("rumqttd cannot enforce passwords or ACLs: every local client may use it")
         conf = data_dir / "rumqttd.toml"
         conf.write_text(_RUMQTTD_TOML.format(port=port, max_payload=_BROKER_MAX_PAYLOAD))
         argv = [sys.executable, "-c", _IOTCORE_BOOTSTRAP, str(conf)]
@@ -367,7 +454,13 @@ def start_broker(
             shutil.rmtree(path, ignore_errors=True)
         raise
     server = EmbeddedServer(
-        name, f"mqtt://127.0.0.1:{port}", process, data_dir, log_path, _log_file=log_file, _scratch=scratch
+        name,
+        f"{'mqtts' if tls else 'mqtt'}://127.0.0.1:{port}",
+        process,
+        data_dir,
+        log_path,
+        _log_file=log_file,
+        _scratch=scratch,
     )
     if not _wait_until(lambda: port_answers("127.0.0.1", port), process, timeout):
         server.stop(timeout=2)
@@ -504,15 +597,35 @@ def create_database(maintenance_conninfo: str, database: str) -> bool:
         return True
 
 
+_PG_HBA = """\
+# Written by gridsim.embedded at every start. The Unix socket lives in the data folder (mode 0700), so
+# only its owner (and root) reach it; over TCP every user needs a password (SCRAM), superuser included.
+local   all  all                 trust
+host    all  all  127.0.0.1/32   scram-sha-256
+host    all  all  ::1/128        scram-sha-256
+"""
+
+
 def start_postgres(
-    data_dir: Path, port: int, *, database: str = "gridsim", timeout: float = 30.0, timescale: bool = False
+    data_dir: Path,
+    port: int,
+    *,
+    database: str = "gridsim",
+    timeout: float = 30.0,
+    timescale: bool = False,
+    password: str | None = None,
 ) -> EmbeddedServer:
     """Start PostgreSQL on 127.0.0.1:``port`` with its data in ``data_dir`` (initdb on first use).
 
-    The socket lives in the data dir. The server stops on SIGINT (fast shutdown) and on the death of
-    the thread that started it. ``database`` is created when missing. With ``timescale`` the binaries are
-    ones with TimescaleDB installed (:func:`timescale_bin_dir`), and the server preloads it.
+    The socket lives in the data dir (0700, trust for its owner); TCP needs the superuser's ``password``
+    (SCRAM; a random one when None), which is set at every start and is part of the returned URL. The
+    server stops on SIGINT (fast shutdown) and on the death of the thread that started it. ``database``
+    is created when missing. With ``timescale`` the binaries are ones with TimescaleDB installed
+    (:func:`timescale_bin_dir`), and the server preloads it.
     """
+    from psycopg.conninfo import make_conninfo
+
+    password = password or secrets.token_urlsafe(24)
     bin_dir = timescale_bin_dir() if timescale else postgres_bin_dir()
     user = (NOBODY, NOBODY) if _is_root() else None
     if user is not None:
@@ -525,11 +638,16 @@ def start_postgres(
     if not (pgdata / "PG_VERSION").exists():
         log.info("initialising a PostgreSQL cluster in %s", pgdata)
         _initdb(bin_dir, pgdata, user)
+    hba = pgdata / "pg_hba.conf"
+    hba.write_text(_PG_HBA)  # also closes clusters made by older gridsim versions (trust over TCP)
+    if user is not None:
+        os.chown(hba, *user)
     argv = [
         str(bin_dir / "postgres"),
         *("-D", str(pgdata)),
         *("-c", "listen_addresses=127.0.0.1", "-c", f"port={port}"),
-        *("-c", f"unix_socket_directories={pgdata}"),
+        *("-c", f"unix_socket_directories={pgdata}", "-c", "unix_socket_permissions=0700"),
+        *("-c", "password_encryption=scram-sha-256"),
         # synchronous_commit stays on (the default): an acknowledged approval, a final bill or the
         # watermark must survive a crash of the server.
     ]
@@ -539,18 +657,36 @@ def start_postgres(
     # The log sits beside the data dir: initdb wants an empty directory, and root owns the log.
     log_path = pgdata.with_name(pgdata.name + ".log")
     process, log_file = _spawn(argv, log_path=log_path, death_signal=signal.SIGINT, user=user)
-    url = f"postgresql://postgres@127.0.0.1:{port}/{database}"
-    maintenance = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    url = make_conninfo_url(port, database, password)
+    socket_conninfo = make_conninfo(host=str(pgdata), port=port, user="postgres", dbname="postgres")
     server = EmbeddedServer(
         "postgres", url, process, pgdata, log_path, stop_signal=signal.SIGINT, _log_file=log_file
     )
-    if not _wait_until(lambda: postgres_connects(maintenance), process, timeout):
+    if not _wait_until(lambda: postgres_connects(socket_conninfo), process, timeout):
         server.stop(timeout=5)
-        msg = f"PostgreSQL did not accept connections on 127.0.0.1:{port}:\n{server.log_tail()}"
+        msg = f"PostgreSQL did not accept connections on {pgdata}:\n{server.log_tail()}"
         raise EmbeddedServerError(msg)
     with contextlib.ExitStack() as on_error:
         on_error.callback(server.stop)
-        create_database(maintenance, database)
+        set_password(socket_conninfo, "postgres", password)
+        create_database(make_conninfo_url(port, "postgres", password), database)
         on_error.pop_all()
-    log.info("PostgreSQL listening on %s (%.2f s)", url, time.monotonic() - started)
+    log.info("PostgreSQL listening on 127.0.0.1:%d (%.2f s)", port, time.monotonic() - started)
     return server
+
+
+def make_conninfo_url(port: int, database: str, password: str, user: str = "postgres") -> str:
+    """``postgresql://user:password@127.0.0.1:port/database`` with the password quoted."""
+    from urllib.parse import quote
+
+    return f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@127.0.0.1:{port}/{database}"
+
+
+def set_password(conninfo: str, role: str, password: str, *, login: bool = False) -> None:
+    """Give ``role`` its ``password`` (SCRAM-hashed by the server); ``login`` lets it log in too."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+        statement = "alter role {} with login password {}" if login else "alter role {} with password {}"
+        conn.execute(sql.SQL(statement).format(sql.Identifier(role), sql.Literal(password)))

@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from gridsim import credentials as creds_file
 from gridsim.embedded import (
+    BrokerAuth,
     EmbeddedServer,
     EmbeddedServerError,
     create_database,
@@ -32,9 +34,11 @@ from gridsim.embedded import (
     parent_death_signal,
     port_answers,
     postgres_connects,
+    set_password,
     start_broker,
     start_postgres,
 )
+from gridsim_shared import access, roles
 
 __all__ = [
     "SERVICES",
@@ -166,6 +170,14 @@ class Backends:
             restarted.append(server.name)
         return restarted
 
+    # Set when the embedded servers enforce them: each service then gets its own login.
+    credentials: creds_file.Credentials | None = None
+    broker_auth: bool = False
+    db_roles: bool = False
+    # Services that keep the migrating login: on TimescaleDB only the owner of a continuous aggregate may
+    # refresh it, and the aggregator does.
+    db_owner_login: frozenset[str] = frozenset()
+
     def stop(self) -> None:
         # Reverse order of start: the database goes before the broker it was started after.
         for server in reversed(self.servers):
@@ -175,7 +187,9 @@ class Backends:
         self.starters.clear()
 
 
-def _choose_broker(options: UpOptions, configured_url: str, explicit: bool, backends: Backends) -> None:
+def _choose_broker(
+    options: UpOptions, configured_url: str, explicit: bool, backends: Backends, base_topic: str
+) -> None:
     parts = urlsplit(configured_url)
     if explicit and not options.embedded:
         if port_answers(parts.hostname or "127.0.0.1", parts.port or 1883):
@@ -183,9 +197,15 @@ def _choose_broker(options: UpOptions, configured_url: str, explicit: bool, back
             backends.mqtt_url = configured_url
             return
         log.warning("the configured broker %s does not answer; starting an embedded one", configured_url)
+    credentials = backends.credentials or creds_file.load_or_create(options.data_dir)
+    backends.credentials = credentials
+    auth = BrokerAuth(
+        passwords=access.mosquitto_passwords(credentials.mqtt), acl=access.mosquitto_acl(base_topic)
+    )
     port = options.mqtt_port or free_port()
-    server = backends.add(lambda: start_broker(options.data_dir / "broker", port))
+    server = backends.add(lambda: start_broker(options.data_dir / "broker", port, auth=auth))
     backends.mqtt_url = server.url
+    backends.broker_auth = server.name == "mosquitto"
 
 
 def database_has_timescale(url: str) -> bool:
@@ -217,13 +237,21 @@ def _choose_database(options: UpOptions, configured_url: str, explicit: bool, ba
             "the configured database %s does not answer; starting an embedded one", _redact(configured_url)
         )
     name = _database_name(configured_url) if explicit else "gridsim"
+    credentials = backends.credentials or creds_file.load_or_create(options.data_dir)
+    backends.credentials = credentials
+    password = credentials.db[creds_file.DB_SUPERUSER]
     port = options.pg_port or free_port()
     # A TimescaleDB cluster may be another PostgreSQL major version than the plain one: its own folder.
     folder = "postgres-timescale" if options.timescale else "postgres"
     server = backends.add(
-        lambda: start_postgres(options.data_dir / folder, port, database=name, timescale=options.timescale)
+        lambda: start_postgres(
+            options.data_dir / folder, port, database=name, timescale=options.timescale, password=password
+        )
     )
     backends.db_url = server.url
+    backends.db_roles = True
+    if options.timescale:
+        backends.db_owner_login = frozenset({"aggregator"})
 
 
 def _redact(url: str) -> str:
@@ -235,12 +263,12 @@ def _redact(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def start_backends(options: UpOptions, mqtt_url: str, db_url: str) -> Backends:
+def start_backends(options: UpOptions, mqtt_url: str, db_url: str, base_topic: str = "gridsim") -> Backends:
     """Pick (or start) the broker and the database; stops what it started if a later step fails."""
     keys = explicit_keys()
     backends = Backends(mqtt_url=mqtt_url, db_url=db_url)
     try:
-        _choose_broker(options, mqtt_url, _is_explicit(keys, "MQTT"), backends)
+        _choose_broker(options, mqtt_url, _is_explicit(keys, "MQTT"), backends, base_topic)
         _choose_database(options, db_url, _is_explicit(keys, "DB"), backends)
     except BaseException:
         backends.stop()
@@ -316,6 +344,31 @@ class ServiceProcess:
                 self.process.send_signal(sig)
 
 
+def enable_service_roles(backends: Backends) -> None:
+    """Let each service's database role log in with its password (embedded database only)."""
+    if not backends.db_roles or backends.credentials is None:
+        return
+    for role in roles.ROLES.values():
+        set_password(backends.db_url, role, backends.credentials.db[role], login=True)
+
+
+def service_credentials(name: str, backends: Backends) -> dict[str, str]:
+    """The environment that makes service ``name`` log in as itself, where the servers enforce it."""
+    env: dict[str, str] = {}
+    credentials = backends.credentials
+    if credentials is None:
+        return env
+    if backends.broker_auth and name in credentials.mqtt:
+        env["GRIDSIM_MQTT__USERNAME"] = name
+        env["GRIDSIM_MQTT__PASSWORD"] = credentials.mqtt[name]
+    if backends.db_roles and name in roles.ROLES and name not in backends.db_owner_login:
+        from psycopg.conninfo import make_conninfo
+
+        role = roles.ROLES[name]
+        env["GRIDSIM_DB__URL"] = make_conninfo(backends.db_url, user=role, password=credentials.db[role])
+    return env
+
+
 def service_env(options: UpOptions, backends: Backends, http_port: int) -> dict[str, str]:
     """The environment every service starts with: the user's, plus what the launcher decided."""
     env = dict(os.environ)
@@ -385,16 +438,21 @@ async def _wait_healthy(url: str, stopping: asyncio.Event) -> dict[str, Any] | N
     return None
 
 
-def _print_urls(http_base: str, backends: Backends, elapsed: float) -> None:
-    print(
-        f"gridsim is up ({elapsed:.1f} s)\n"
-        f"  HTTP      {http_base}\n"
-        f"  API docs  {http_base}/docs\n"
-        f"  MQTT      {backends.mqtt_url}\n"
-        f"  database  {_redact(backends.db_url)}\n"
-        "Press Ctrl-C to stop.",
-        flush=True,
-    )
+def _print_urls(http_base: str, backends: Backends, elapsed: float, data_dir: Path) -> None:
+    lines = [
+        f"gridsim is up ({elapsed:.1f} s)",
+        f"  HTTP      {http_base}",
+        f"  API docs  {http_base}/docs",
+        f"  MQTT      {backends.mqtt_url}",
+        f"  database  {_redact(backends.db_url)}",
+    ]
+    if backends.broker_auth and backends.credentials is not None:
+        dashboard = backends.credentials.mqtt[access.DASHBOARD]
+        lines += [
+            f"  MQTT read-only login for dashboards: user {access.DASHBOARD}, password {dashboard}",
+            f"  every credential (0600): {data_dir / creds_file.FILE_NAME}  (`gridsim credentials` shows them)",
+        ]
+    print("\n".join([*lines, "Press Ctrl-C to stop."]), flush=True)
 
 
 # ---------------------------------------------------------------------------------- supervisor
@@ -462,7 +520,7 @@ async def supervise(
         loop.add_signal_handler(sig, stopping.set)
     env = service_env(options, backends, http_port)
     services = [
-        ServiceProcess(name, module, _metrics_port(env, index))
+        ServiceProcess(name, module, _metrics_port(env | service_credentials(name, backends), index))
         for index, (name, module) in enumerate(SERVICES.items())
     ]
     tasks = [asyncio.create_task(s.supervise(stopping), name=s.name) for s in services]
@@ -470,7 +528,7 @@ async def supervise(
         report = await _wait_healthy(health_url(http_host, http_port), stopping)
         if report is not None:
             base = health_url(http_host, http_port).removesuffix("/health")
-            _print_urls(base, backends, time.monotonic() - started)
+            _print_urls(base, backends, time.monotonic() - started, options.data_dir)
         watchers = [
             asyncio.create_task(watch_services(health_url(http_host, http_port), services, stopping)),
             asyncio.create_task(watch_backends(backends, stopping)),
@@ -513,9 +571,10 @@ def run_up(options: UpOptions) -> int:
     backends: Backends | None = None
     try:
         with _sigterm_as_keyboard_interrupt():
-            backends = start_backends(options, settings.mqtt.url, settings.db.url)
+            backends = start_backends(options, settings.mqtt.url, settings.db.url, settings.mqtt.base_topic)
             ensure_database(backends.db_url)
             applied = apply_migrations_sync(backends.db_url, settings.db.schema_name)
+            enable_service_roles(backends)
             log.info("migrations applied: %s", ", ".join(applied) or "none (up to date)")
         return asyncio.run(supervise(options, backends, settings.gateway.host, http_port, started))
     except KeyboardInterrupt:

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from gridsim.embedded import (
+    BrokerAuth,
     EmbeddedServerError,
     free_port,
     port_answers,
@@ -42,6 +43,7 @@ from gridsim.embedded import (
     start_broker,
     start_postgres,
 )
+from gridsim_shared import access
 from gridsim_shared.settings import DbSettings, MqttSettings, Settings, SimSettings, UtilitySettings
 
 __all__ = [
@@ -67,6 +69,7 @@ log = logging.getLogger("gridsim.testing")
 
 LOCAL_MQTT_URL = "mqtt://127.0.0.1:1883"
 LOCAL_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+TEST_MQTT_USER = "gridsim-test"
 
 T = TypeVar("T")
 # A rung-by-rung search for a server; what it starts is stopped when the ExitStack closes.
@@ -187,13 +190,20 @@ def mqtt_url_ladder(stack: contextlib.ExitStack) -> str:
     if port_answers("127.0.0.1", 1883):
         return LOCAL_MQTT_URL
     tried = ["GRIDSIM_TEST_MQTT_URL unset", "nothing on 127.0.0.1:1883"]
+    # Like `gridsim up`'s broker, it refuses anonymous clients: the tests log in as a user that may use
+    # every topic, since each test plays every service under its own topic base.
+    password = access.generate_password()
+    auth = BrokerAuth(
+        passwords=access.mosquitto_passwords({TEST_MQTT_USER: password}),
+        acl=access.mosquitto_acl("unused", users=(), superusers=[TEST_MQTT_USER]),
+    )
     try:
-        server = start_broker(_private_dir(stack), free_port())
+        server = start_broker(_private_dir(stack), free_port(), auth=auth)
     except (EmbeddedServerError, OSError) as error:
         tried.append(f"embedded broker failed: {error}")
     else:
         stack.callback(server.stop)
-        return server.url
+        return server.url.replace("://", f"://{TEST_MQTT_USER}:{password}@", 1)
     if _docker_answers():
         from testcontainers.mqtt import MosquittoContainer
 

@@ -144,7 +144,8 @@ class Bus:
         self.service = service
         self.instance = instance
         self.client_id = client_id or f"{service}-{instance}-{secrets.token_hex(4)}"
-        self._reply_client = slug(self.client_id)
+        # Replies come back under this client's broker user (the service's name on an open broker).
+        self._reply_path = topics.ClientPath(slug(settings.username or service), slug(self.client_id))
         self._clean_session = clean_session
         self._manual_ack = manual_ack
         self._status_detail = status_detail
@@ -180,11 +181,7 @@ class Bus:
 
     async def start(self, connect_timeout: float = 30.0) -> None:
         """Start the connection loop and wait (bounded) for the first connection."""
-        self._subs.append(
-            _Subscription(
-                topics.REPLY.build(self.base, topics.ClientPath(self._reply_client)), self._on_reply
-            )
-        )
+        self._subs.append(_Subscription(topics.REPLY.build(self.base, self._reply_path), self._on_reply))
         self._task = asyncio.create_task(self._run(), name=f"bus-{self.client_id}")
         try:
             await asyncio.wait_for(self._connected.wait(), connect_timeout)
@@ -512,7 +509,7 @@ class Bus:
         :class:`RpcTimeout` when no reply comes in time.
         """
         correlation_id = f"{self.client_id}-{next(self._counter)}"
-        reply_to = topics.REPLY.build(self.base, topics.ClientPath(self._reply_client))
+        reply_to = topics.REPLY.build(self.base, self._reply_path)
         body = data.model_dump(mode="json") if isinstance(data, BaseModel) else (data or {})
         envelope = Request(correlation_id=correlation_id, reply_to=reply_to, data=body)
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
@@ -556,6 +553,10 @@ class Bus:
         try:
             request = Request.model_validate_json(payload)
             path = topics.COMMAND.parse(self.base, topic)
+            if request.reply_to:
+                # Only into a reply namespace: a request must not make a service publish on the clock,
+                # a reading or a status topic. (The broker lets only the namespace's user read it.)
+                topics.REPLY.parse(self.base, request.reply_to)
         except (ValidationError, topics.TopicError) as exc:
             self._drop(topic, payload, exc)
             return

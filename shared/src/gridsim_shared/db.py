@@ -19,10 +19,12 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from gridsim_shared import roles
 from gridsim_shared.settings import DbSettings
 
 __all__ = [
     "Migration",
+    "apply_grants",
     "apply_migrations",
     "connect",
     "list_migrations",
@@ -108,6 +110,37 @@ async def timescale_available(conn: psycopg.AsyncConnection[Any]) -> bool:
     return await cur.fetchone() is not None
 
 
+async def apply_grants(conn: psycopg.AsyncConnection[Any], schema: str) -> bool:
+    """Create the services' roles (no login) and grant them ``schema`` as :mod:`roles` says.
+
+    False (and nothing changed) when the connected user may not create roles: a configured database whose
+    owner is not a superuser keeps one login for every service (docs/security.md).
+    """
+    cur = await conn.execute("select rolsuper or rolcreaterole from pg_roles where rolname = current_user")
+    row = await cur.fetchone()
+    if row is None or not row[0]:
+        _LOGGER.warning("%s may not create roles: services share its login (no per-service roles)", schema)
+        return False
+    for role in roles.ROLES.values():
+        exists = await conn.execute("select 1 from pg_roles where rolname = %s", (role,))
+        if await exists.fetchone() is None:
+            try:
+                async with conn.transaction():
+                    await conn.execute(sql.SQL("create role {} nologin").format(sql.Identifier(role)))
+            except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+                pass  # another runner (another database on this server) made it meanwhile
+    cur = await conn.execute(
+        "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = %s and c.relkind in ('r', 'p')",
+        (schema,),
+    )
+    tables = {r[0] for r in await cur.fetchall()}
+    async with conn.transaction():
+        for statement in roles.grant_statements(schema, tables):
+            await conn.execute(statement)
+    return True
+
+
 async def apply_migrations(url: str, schema: str = "public", *, timescale: bool | None = None) -> list[str]:
     """Bring ``schema`` up to date; return the names of the files applied now.
 
@@ -139,6 +172,7 @@ async def apply_migrations(url: str, schema: str = "public", *, timescale: bool 
                     await conn.execute("insert into schema_migrations (name) values (%s)", (migration.name,))
                 applied.append(migration.name)
                 _LOGGER.info("applied migration %s to schema %s", migration.name, schema)
+            await apply_grants(conn, schema)
         finally:
             await conn.execute("select pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
     return applied

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -78,6 +78,19 @@ class MqttSettings(BaseModel):
             msg = f"GRIDSIM_MQTT__URL must start with mqtt:// or mqtts:// (got {value!r})"
             raise ValueError(msg)
         return value
+
+    @model_validator(mode="after")
+    def _login_out_of_the_url(self) -> MqttSettings:
+        # mqtt://user:password@host:port works too; the login moves to its fields so the URL (which
+        # /health and logs show) never carries the password.
+        parts = urlsplit(self.url)
+        if parts.username is None:
+            return self
+        if self.username is None:
+            self.username = unquote(parts.username)
+            self.password = unquote(parts.password) if parts.password is not None else self.password
+        self.url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        return self
 
 
 class DbSettings(BaseModel):

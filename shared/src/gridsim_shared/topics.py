@@ -82,8 +82,9 @@ class CommandPath:
 
 @dataclass(frozen=True, slots=True)
 class ClientPath:
-    """Where replies for one requesting client go."""
+    """Where replies for one requesting client go: under its broker user, which alone may read them."""
 
+    user: str
     client: str
 
 
@@ -215,6 +216,7 @@ STATUS = TopicTemplate("status", ServicePath)
 HOME_ASSISTANT = TopicTemplate("ha", HomeAssistantPath)
 # Progress of a long job (retained: the latest state of each job).
 JOB = TopicTemplate("job", JobPath)
-# Request/reply: the reply topic and correlation id travel in the request envelope.
+# Request/reply: the reply topic and correlation id travel in the request envelope. Replies go to the
+# requester's own namespace, reply/{user}/{client}, which the broker lets only that user read.
 COMMAND = TopicTemplate("cmd", CommandPath)
 REPLY = TopicTemplate("reply", ClientPath)

@@ -1,0 +1,113 @@
+"""Which service owns which table, as database roles (docs/security.md).
+
+Each service connects as its own role (``gridsim_meter_sim``, ...). Every role may read every table of
+the schema (the gateway answers from all of them); a role may write only the tables its service owns,
+plus the cross-writes listed in :data:`CROSS_WRITES` (each one a known exception, explained there and in
+docs/security.md). :func:`grant_statements` turns this module into SQL; the migration runner applies it
+after the migrations, so a new table gets its grants from the line added here.
+"""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+__all__ = ["CROSS_WRITES", "OWNERS", "ROLES", "grant_statements", "role_of", "writable"]
+
+# service -> its database role
+ROLES: dict[str, str] = {
+    "meter-sim": "gridsim_meter_sim",
+    "aggregator": "gridsim_aggregator",
+    "billing": "gridsim_billing",
+    "feasibility": "gridsim_feasibility",
+    "gateway": "gridsim_gateway",
+}
+
+# table -> the service that owns it (writes it; the others read it)
+OWNERS: dict[str, str] = {
+    "grid_nodes": "meter-sim",
+    "appliances": "meter-sim",
+    "energy_resources": "meter-sim",
+    "ders": "meter-sim",
+    "meters": "meter-sim",
+    "simulation_clock": "meter-sim",
+    "control_log": "meter-sim",
+    "spikes": "meter-sim",
+    "meter_data": "aggregator",
+    "meter_data_15m": "aggregator",
+    "meter_data_1h": "aggregator",
+    "meter_data_1d": "aggregator",
+    "grid_rollups": "aggregator",
+    "grid_rollups_15m": "aggregator",
+    "grid_rollups_1h": "aggregator",
+    "grid_rollups_1d": "aggregator",
+    "ingest_batches": "aggregator",
+    "aggregator_state": "aggregator",
+    "late_intervals": "aggregator",
+    "aggregator_instances": "aggregator",
+    "transformer_thermal": "aggregator",
+    "events": "aggregator",
+    "p2p_trades": "billing",
+    "p2p_settlements": "billing",
+    "bills": "billing",
+    "connections": "feasibility",
+    "transformer_index_version": "feasibility",
+}
+
+# (service, table): writes that cross an ownership line today, and why. Each should become a command to
+# the owner; until then the grant is explicit here, not hidden.
+CROSS_WRITES: dict[tuple[str, str], str] = {
+    ("meter-sim", "events"): "control and spike events are stored where they happen",
+    ("meter-sim", "meter_data"): "reset_world empties the readings of the world it deletes",
+    ("meter-sim", "meter_data_15m"): "reset_world",
+    ("meter-sim", "meter_data_1h"): "reset_world",
+    ("meter-sim", "meter_data_1d"): "reset_world",
+    ("meter-sim", "grid_rollups"): "reset_world",
+    ("meter-sim", "grid_rollups_15m"): "reset_world",
+    ("meter-sim", "grid_rollups_1h"): "reset_world",
+    ("meter-sim", "grid_rollups_1d"): "reset_world",
+    ("meter-sim", "transformer_thermal"): "reset_world",
+    ("meter-sim", "connections"): "reset_world",
+    ("meter-sim", "late_intervals"): "reset_world",
+    ("meter-sim", "ingest_batches"): "reset_world",
+    ("meter-sim", "transformer_index_version"): "the trigger on grid_nodes bumps feasibility's cache key",
+    ("feasibility", "grid_nodes"): "a granted connection books its load on the transformer",
+    ("feasibility", "energy_resources"): "a granted connection creates its household",
+    ("feasibility", "ders"): "a granted connection creates its household's appliances",
+    ("feasibility", "meters"): "a granted connection creates its meter",
+}
+
+
+def role_of(service: str) -> str:
+    """The database role of ``service``."""
+    return ROLES[service]
+
+
+def writable(service: str) -> list[str]:
+    """Tables ``service`` may write, its own first."""
+    own = [table for table, owner in OWNERS.items() if owner == service]
+    return own + [table for (writer, table) in CROSS_WRITES if writer == service and table not in own]
+
+
+def grant_statements(schema: str, tables: set[str]) -> list[sql.Composed]:
+    """The grants of every role on ``schema``: read everything, write what it owns and its cross-writes.
+
+    ``tables`` are the plain tables that exist there (a TimescaleDB continuous aggregate is a view that
+    only its refresh writes; a table of a later migration not applied yet is skipped).
+    """
+    statements = []
+    name = sql.Identifier(schema)
+    for service, role in ROLES.items():
+        ident = sql.Identifier(role)
+        statements += [
+            sql.SQL("grant usage on schema {} to {}").format(name, ident),
+            sql.SQL("grant select on all tables in schema {} to {}").format(name, ident),
+            sql.SQL("grant usage, select on all sequences in schema {} to {}").format(name, ident),
+        ]
+        for table in writable(service):
+            if table in tables:
+                statements.append(
+                    sql.SQL("grant insert, update, delete, truncate on {}.{} to {}").format(
+                        name, sql.Identifier(table), ident
+                    )
+                )
+    return statements
