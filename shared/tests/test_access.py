@@ -48,7 +48,7 @@ def test_only_services_answer_and_only_the_clock_owner_ticks() -> None:
     senders = {
         u for u, lines in acl.items() if any(line.startswith("write gridsim/v1/cmd/") for line in lines)
     }
-    assert senders == {"gateway", "feasibility", "operator"}
+    assert senders == {"gateway", "feasibility", "utility", "operator"}
 
 
 def test_superusers_for_fixtures_and_another_base() -> None:

@@ -178,7 +178,11 @@ def _credentials(args: argparse.Namespace) -> int:
             print("export needs a target folder: gridsim credentials export DIR", file=sys.stderr)
             return 2
         found = credentials.load_or_create(data_dir)
-        for path in credentials.export(found, args.target, Settings().mqtt.base_topic):
+        settings = Settings()
+        exported = credentials.export(
+            found, args.target, settings.mqtt.base_topic, settings.homeassistant.discovery_prefix
+        )
+        for path in exported:
             print(path)
         return 0
     else:

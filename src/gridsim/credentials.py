@@ -96,13 +96,15 @@ def rotate(data_dir: Path, *, mqtt_users: list[str] | None = None) -> Credential
     return credentials
 
 
-def export(credentials: Credentials, target: Path, base_topic: str) -> list[Path]:
+def export(
+    credentials: Credentials, target: Path, base_topic: str, discovery: str = "homeassistant"
+) -> list[Path]:
     """Write Mosquitto's ``passwd`` and ``acl`` and one ``{user}.env`` per broker user into ``target`` (0600)."""
     target.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in (
         ("passwd", access.mosquitto_passwords(credentials.mqtt)),
-        ("acl", access.mosquitto_acl(base_topic)),
+        ("acl", access.mosquitto_acl(base_topic, discovery=discovery)),
     ):
         write_private(target / name, text)
         written.append(target / name)

@@ -188,7 +188,7 @@ class Backends:
 
 
 def _choose_broker(
-    options: UpOptions, configured_url: str, explicit: bool, backends: Backends, base_topic: str
+    options: UpOptions, configured_url: str, explicit: bool, backends: Backends, acl: str
 ) -> None:
     parts = urlsplit(configured_url)
     if explicit and not options.embedded:
@@ -199,9 +199,7 @@ def _choose_broker(
         log.warning("the configured broker %s does not answer; starting an embedded one", configured_url)
     credentials = backends.credentials or creds_file.load_or_create(options.data_dir)
     backends.credentials = credentials
-    auth = BrokerAuth(
-        passwords=access.mosquitto_passwords(credentials.mqtt), acl=access.mosquitto_acl(base_topic)
-    )
+    auth = BrokerAuth(passwords=access.mosquitto_passwords(credentials.mqtt), acl=acl)
     port = options.mqtt_port or free_port()
     server = backends.add(lambda: start_broker(options.data_dir / "broker", port, auth=auth))
     backends.mqtt_url = server.url
@@ -263,12 +261,14 @@ def _redact(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def start_backends(options: UpOptions, mqtt_url: str, db_url: str, base_topic: str = "gridsim") -> Backends:
+def start_backends(options: UpOptions, mqtt_url: str, db_url: str, acl: str | None = None) -> Backends:
     """Pick (or start) the broker and the database; stops what it started if a later step fails."""
     keys = explicit_keys()
     backends = Backends(mqtt_url=mqtt_url, db_url=db_url)
     try:
-        _choose_broker(options, mqtt_url, _is_explicit(keys, "MQTT"), backends, base_topic)
+        _choose_broker(
+            options, mqtt_url, _is_explicit(keys, "MQTT"), backends, acl or access.mosquitto_acl("gridsim")
+        )
         _choose_database(options, db_url, _is_explicit(keys, "DB"), backends)
     except BaseException:
         backends.stop()
@@ -571,7 +571,10 @@ def run_up(options: UpOptions) -> int:
     backends: Backends | None = None
     try:
         with _sigterm_as_keyboard_interrupt():
-            backends = start_backends(options, settings.mqtt.url, settings.db.url, settings.mqtt.base_topic)
+            acl = access.mosquitto_acl(
+                settings.mqtt.base_topic, discovery=settings.homeassistant.discovery_prefix
+            )
+            backends = start_backends(options, settings.mqtt.url, settings.db.url, acl)
             ensure_database(backends.db_url)
             applied = apply_migrations_sync(backends.db_url, settings.db.schema_name)
             enable_service_roles(backends)

@@ -19,6 +19,7 @@ ROLES: dict[str, str] = {
     "aggregator": "gridsim_aggregator",
     "billing": "gridsim_billing",
     "feasibility": "gridsim_feasibility",
+    "utility": "gridsim_utility",
     "gateway": "gridsim_gateway",
 }
 
@@ -55,6 +56,14 @@ OWNERS: dict[str, str] = {
     "bills": "billing",
     "connections": "feasibility",
     "transformer_index_version": "feasibility",
+    "utility_forecasts": "utility",
+    "dr_programs": "utility",
+    "dr_enrolments": "utility",
+    "dr_events": "utility",
+    "dr_participation": "utility",
+    "dr_log": "utility",
+    "openadr_vens": "utility",
+    "dynamic_bills": "utility",
 }
 
 # (service, table): writes that cross an ownership line today, and why. Each should become a command to
