@@ -95,7 +95,7 @@ RIGHTS: dict[str, Rights] = {
     "billing": _service(publish=("event/#",), subscribe=("clock", "watermark")),
     "feasibility": _service(publish=(), subscribe=(), asks=("meter-sim",)),
     "utility": _service(
-        publish=("forecast/#", "price/#", "event/#"), subscribe=("clock",), asks=("meter-sim",)
+        publish=("forecast/#", "price/#", "event/#"), subscribe=("clock", "event/#"), asks=("meter-sim",)
     ),
     # Home Assistant discovery configs live under their own prefix, outside the topic base.
     "gateway": _service(publish=("job/#", "ha/#", "^{discovery}/#"), subscribe=_WATCH, asks=SERVICES),
