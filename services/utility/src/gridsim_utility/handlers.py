@@ -350,14 +350,12 @@ async def forecast(query: ForecastQuery, deps: Deps) -> ForecastView:
     """A node's forecasts for one horizon (both models) beside the metered hours."""
     async with deps.pool.connection() as conn:
         node = await _node(conn, query.node)
-        rows = await repo.forecasts(
-            conn, [node.id], query.horizon, datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
-        )
-        if not rows:
+        last = await repo.latest_target(conn, node.id, query.horizon)
+        if last is None:
             return ForecastView(node_id=node.id, node_code=node.code, level=node.level, horizon=query.horizon,
                                 issued_at=None, points=[], latest=[])  # fmt: skip
-        last = max(r["target"] for r in rows)
         start = last - (query.hours - 1) * HOUR
+        rows = await repo.forecasts(conn, [node.id], query.horizon, start, last + HOUR)
         actual = {t: (c, c - p) for _, t, c, p in await repo.node_hourly(conn, [node.id], start, last + HOUR)}
     by_hour: dict[datetime, dict[str, dict[str, Any]]] = {}
     for r in rows:

@@ -175,6 +175,15 @@ async def forecast_targets(conn: Conn, start: datetime, end: datetime) -> set[tu
     return {(r[0], r[1], r[2], r[3]) for r in await cur.fetchall()}
 
 
+async def latest_target(conn: Conn, node_id: int, horizon: str) -> datetime | None:
+    """The latest hour forecast for a node at a horizon."""
+    cur = await conn.execute(
+        "select max(target) from utility_forecasts where node_id = %s and horizon = %s", (node_id, horizon)
+    )
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
 async def forecasts(
     conn: Conn, node_ids: Sequence[int], horizon: str | None, start: datetime, end: datetime
 ) -> list[dict[str, Any]]:

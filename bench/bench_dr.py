@@ -1,0 +1,188 @@
+"""Benchmark: the measured shed of a 1-hour direct-load-control event on the demo world's enrolled homes.
+
+The demo world is loaded through the API's code into a scratch schema; every home whose ER has flexible
+load (EV charger, water heater, AC, heater, pump: ``gridsim_utility.repository.FLEXIBLE_PROFILES``) is
+enrolled in a DLC programme (compliance 0.9, shed share 0.8, rebound share 0.5, level 2). Meter-sim's
+physics (``domain.simulate``, 60-s intervals, no broker) runs 15 days: 14 days of history for the CAISO
+10-in-10 baseline, then the event day twice — without the event (the counterfactual, which only a
+simulator knows) and with each participant's response exactly as the utility service dispatches it
+(``domain.complies``, ``domain.shed_factor``, the step spike during the event and the exp-decay rebound
+spike after it, applied as meter-sim applies spikes). Reported: shed against the counterfactual and
+against the CAISO baseline, and the rebound over the hour after.
+
+    uv run python bench/bench_dr.py [--seed 42] [--start-hour 17]
+
+Writes ``bench/results/dr.json`` and ``dr.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from gridsim_meter_sim import domain as sim
+from gridsim_meter_sim.controls import envelope
+from gridsim_meter_sim.fleet_repository import load_fleet_rows
+from gridsim_meter_sim.world import default_world_path, load_world, read_world
+from gridsim_shared.db import apply_migrations, open_pool
+from gridsim_shared.settings import DbSettings
+from gridsim_utility import domain
+from gridsim_utility.programs import rebound_multiplier
+from gridsim_utility.repository import FLEXIBLE_PROFILES
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DB_URL = os.environ.get("GRIDSIM_DB__URL", "postgresql://postgres@127.0.0.1:5432/test")
+UTC_OFFSET_H = -7  # San Francisco in summer
+# The event day: Wednesday 25 June 2025 (local), after two weeks of history.
+EVENT_DAY = datetime(2025, 6, 25, 7, tzinfo=UTC)
+HISTORY_DAYS = 14
+PROGRAM = {"compliance": 0.9, "shed_share": 0.8, "rebound_share": 0.5}
+LEVEL = 2
+EVENT_ID = 1
+
+
+async def _rows(url: str) -> tuple[list[sim.MeterRow], list[sim.DerRow]]:
+    schema = f"bench_{secrets.token_hex(4)}"
+    await apply_migrations(url, schema)
+    try:
+        async with open_pool(DbSettings(url=url, schema_name=schema)) as pool:
+            async with pool.connection() as conn, conn.transaction():
+                await load_world(conn, read_world(default_world_path()))
+            return await load_fleet_rows(pool, 0, 1)
+    finally:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
+
+
+def participants(meters: list[sim.MeterRow], ders: list[sim.DerRow]) -> dict[int, tuple[float, float]]:
+    """Homes with flexible load: meter id -> (flexible kW, rated kW)."""
+    homes = {m.meter_id for m in meters if m.er_kind == "home"}
+    out: dict[int, list[float]] = {}
+    for d in ders:
+        if d.er_meter_id not in homes or d.role != "consumption":
+            continue
+        kw = d.base_kwh_per_min * 60 * d.quantity
+        flex, rated = out.setdefault(d.er_meter_id, [0.0, 0.0])
+        out[d.er_meter_id] = [flex + (kw if d.profile in FLEXIBLE_PROFILES else 0.0), rated + kw]
+    return {m: (f, r) for m, (f, r) in out.items() if f > 0}
+
+
+def hourly(fleet: sim.Fleet, start: datetime, hours: int, factor_at: Any = None) -> np.ndarray:
+    """Hourly kWh per fleet row, shape (hours, meters); ``factor_at(t)`` multiplies consumption."""
+    out = np.zeros((hours, len(fleet)))
+    zeros = np.zeros(len(fleet))
+    for h in range(hours):
+        for m in range(60):
+            t = start + timedelta(hours=h, minutes=m)
+            adjust = None
+            if factor_at is not None:
+                factor = factor_at(t)
+                if factor is not None:
+                    adjust = sim.Adjustment(factor, zeros, np.ones(len(fleet)), zeros)
+            r = sim.simulate(fleet, t, 60, adjust)
+            out[h] += np.where(r.active, r.consumption_kwh, 0.0)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--start-hour", type=int, default=17, help="local hour the event starts")
+    args = parser.parse_args()
+    meters, ders = asyncio.run(_rows(DB_URL))
+    fleet = sim.build_fleet(args.seed, meters, ders)
+    flex = participants(meters, ders)
+    rows = {int(m): i for i, m in enumerate(fleet.meter_id.tolist())}
+    start = EVENT_DAY + timedelta(hours=args.start_hour)
+    end = start + timedelta(hours=1)
+    factors = np.ones(len(fleet))
+    responders = 0
+    for meter_id, (f_kw, r_kw) in flex.items():
+        if domain.complies(args.seed, EVENT_ID, meter_id, PROGRAM["compliance"]):
+            responders += 1
+            factors[rows[meter_id]] = domain.shed_factor(
+                args.seed, EVENT_ID, meter_id, shed_share=PROGRAM["shed_share"], flexible_kw=f_kw,
+                rated_kw=r_kw, level=LEVEL,
+            )  # fmt: skip
+    rebound = np.array([rebound_multiplier(f, PROGRAM["rebound_share"]) for f in factors])
+
+    def with_event(t: datetime) -> np.ndarray | None:
+        # As meter-sim applies the two spikes: sampled at the interval's midpoint.
+        mid = t + timedelta(seconds=30)
+        if start <= mid < end:
+            return factors
+        if end <= mid < end + (end - start):
+            e = envelope("exp_decay", (mid - end).total_seconds(), (end - start).total_seconds())
+            return 1.0 + (rebound - 1.0) * e
+        return None
+
+    t0 = time.perf_counter()
+    history = hourly(fleet, EVENT_DAY - timedelta(days=HISTORY_DAYS), HISTORY_DAYS * 24)
+    counterfactual = hourly(fleet, EVENT_DAY, 24)
+    with_dr = hourly(fleet, EVENT_DAY, 24, with_event)
+    elapsed = time.perf_counter() - t0
+
+    idx = np.array([rows[m] for m in flex])
+    event_h = np.array([args.start_hour])
+    after_h = event_h + 1
+    first_day = (EVENT_DAY - timedelta(days=HISTORY_DAYS) + timedelta(hours=UTC_OFFSET_H)).date()
+    event_date = (EVENT_DAY + timedelta(hours=UTC_OFFSET_H)).date()
+    baseline_event = 0.0
+    baseline_after = 0.0
+    for i in idx:
+        daily = {
+            first_day + timedelta(days=k): history[k * 24 : (k + 1) * 24, i] for k in range(HISTORY_DAYS)
+        }
+        base = domain.caiso_baseline(daily, event_date, set(), with_dr[:, i], event_h)
+        assert base is not None
+        baseline_event += float(base[event_h].sum())
+        baseline_after += float(base[after_h].sum())
+    metered = float(with_dr[event_h][:, idx].sum())
+    cf = float(counterfactual[event_h][:, idx].sum())
+    result = {
+        "seed": args.seed,
+        "event": f"{start.isoformat()} to {end.isoformat()} (local {args.start_hour}:00-{args.start_hour + 1}:00)",
+        "homes": int(sum(1 for m in meters if m.er_kind == "home")),
+        "enrolled": len(flex),
+        "responding": responders,
+        "flexible_kW_enrolled": round(sum(f for f, _ in flex.values()), 1),
+        "counterfactual_kWh": round(cf, 2),
+        "metered_kWh": round(metered, 2),
+        "caiso_baseline_kWh": round(baseline_event, 2),
+        "shed_vs_counterfactual_kWh": round(cf - metered, 2),
+        "shed_vs_caiso_kWh": round(baseline_event - metered, 2),
+        "rebound_vs_counterfactual_kWh": round(float((with_dr - counterfactual)[after_h][:, idx].sum()), 2),
+        "rebound_vs_caiso_kWh": round(float(with_dr[after_h][:, idx].sum()) - baseline_after, 2),
+        "simulate_s": round(elapsed, 1),
+        "loadavg": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+    }
+    print(result)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "dr.json").write_text(json.dumps(result, indent=1) + "\n")
+    (RESULTS / "dr.md").write_text(
+        "# A 1-hour DLC event on the demo world's enrolled homes\n\n"
+        f"`uv run python bench/bench_dr.py --seed {args.seed}`: every home with flexible load enrolled in a"
+        " DLC programme (compliance 0.9, shed share 0.8, rebound share 0.5), a level-2 event"
+        f" {result['event']} on Wednesday 25 June 2025; meter-sim's physics at 60-s intervals, the event day"
+        " simulated with and without the event; the CAISO 10-in-10 baseline (day-of adjustment capped ±20 %)"
+        f" from the 14 days before. Simulated in {result['simulate_s']} s, load average {result['loadavg']}.\n\n"
+        "| figure | value |\n|---|---:|\n"
+        + "".join(
+            f"| {k} | {v} |\n" for k, v in result.items() if k not in ("event", "loadavg", "simulate_s")
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
