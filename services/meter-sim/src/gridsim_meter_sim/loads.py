@@ -318,7 +318,8 @@ class _Group:
     ua_kw_per_k: F64 = field(default_factory=lambda: np.zeros(0))
     gains_kw: F64 = field(default_factory=lambda: np.zeros(0))
     solar_kw: F64 = field(default_factory=lambda: np.zeros(0))
-    setpoint_shift_c: F64 = field(default_factory=lambda: np.zeros(0))
+    heat_set_c: F64 = field(default_factory=lambda: np.zeros(0))  # (2, units): at no / full activity
+    cool_set_c: F64 = field(default_factory=lambda: np.zeros(0))
     # Water heaters: daily hot water (litres); EVs: timer users
     litres_per_day: F64 = field(default_factory=lambda: np.zeros(0))
     timer: BOOL = field(default_factory=lambda: np.zeros(0, dtype=bool))
@@ -544,12 +545,18 @@ def _thermal(group: _Group, rated_by_row: F64, hvac_units: F64) -> _Group:
     business_solar = 0.3 * business_gains
     business_ua = (business_gains + business_solar) / _BUSINESS_BALANCE_K
     b = group.business & ~room
+    # Setpoints (°C) = base + slope × activity: homes heat to 20.5 when up and about, 16.5 asleep or away,
+    # and cool to 24.5 when at home, 27 away; businesses 21 / 23 when open, set back to 13 / 29.5 when
+    # closed (ASHRAE 90.1: 55 / 85 °F). Each unit's thermostat is set a little differently.
+    in_business = group.business
+    shift = randomness.normal(k, 0xC11, 0) * np.where(b, 0.5, 1.0)
     return replace(
         group,
         ua_kw_per_k=np.where(b, business_ua, home_ua),
         gains_kw=np.where(b, business_gains, home_gains),
         solar_kw=np.where(b, business_solar, home_solar),
-        setpoint_shift_c=randomness.normal(k, 0xC11, 0) * np.where(b, 0.5, 1.0),
+        heat_set_c=np.stack([np.where(in_business, 13.0, 16.5) + shift, np.where(in_business, 8.0, 4.0)]),
+        cool_set_c=np.stack([np.where(in_business, 29.5, 27.0) + shift, np.where(in_business, -6.5, -2.5)]),
     )
 
 
@@ -576,9 +583,14 @@ def _unit(bits: U64, shift: int) -> F64:
 _WEEK_MIN = 7 * 1440
 
 
-def _lookup(table: F64, shape: IDX, local_min: I64) -> F64:
+def _week_index(shape: IDX, local_min: I64) -> I64:
     # 1970-01-01 (local minute 0) was a Thursday, three days after a Monday.
-    return table[shape * _WEEK_MIN + np.mod(local_min + 3 * 1440, _WEEK_MIN)]
+    index: I64 = shape * _WEEK_MIN + np.mod(local_min + 3 * 1440, _WEEK_MIN)
+    return index
+
+
+def _lookup(table: F64, shape: IDX, local_min: I64) -> F64:
+    return table[_week_index(shape, local_min)]
 
 
 def mains_temperature_c(climate: climate_model.Climate, epoch_s: I64) -> F64:
@@ -735,16 +747,13 @@ def _window(flex: Flex | None, row: IDX, epoch_s: I64) -> tuple[BOOL, F64]:
 
 def _thermal_kw(g: _Group, tick: _Tick, flex: Flex | None) -> F64:
     """ETP balance → duty → thermostat cycling (on for duty × period of each period)."""
-    local = tick.local_min[..., g.row] - g.shift_min
-    active = _lookup(_SHAPES.active, g.shape, local)
-    present = _lookup(_SHAPES.present, g.shape, local)
-    b = g.business
-    # Setpoints (°C): homes 20.5 heating when up and about, 16.5 asleep or away; cooling 24.5 when home,
-    # 27 away. Businesses 21 / 23 when open, set back to 13 / 29.5 when closed (ASHRAE 90.1: 55 / 85 °F).
-    heat_set = np.where(b, 13.0 + 8.0 * active, 16.5 + 4.0 * active) + g.setpoint_shift_c
+    index = _week_index(g.shape, tick.local_min[..., g.row] - g.shift_min)
+    active = _SHAPES.active[index]
+    present = _SHAPES.present[index]  # a business's presence is its activity
+    heat_set = g.heat_set_c[0] + g.heat_set_c[1] * active
     if g.cls.name == "heater":  # a room heater is switched on only while someone is up in the room
         heat_set = np.where(active > 0.3, heat_set, 10.0)
-    cool_set = np.where(b, 29.5 - 6.5 * active, 27.0 - 2.5 * present) + g.setpoint_shift_c
+    cool_set = g.cool_set_c[0] + g.cool_set_c[1] * present
     inside, since = _window(flex, g.row, tick.epoch_s)
     rebound: F64 | float = 0.0
     if flex is not None:
