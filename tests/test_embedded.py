@@ -24,6 +24,7 @@ from gridsim import launcher, testing
 from gridsim.embedded import (
     NOBODY,
     EmbeddedServer,
+    EmbeddedServerError,
     free_port,
     port_answers,
     start_broker,
@@ -323,3 +324,10 @@ def test_postgres_over_tcp_needs_the_password(server_dir: Path, monkeypatch: pyt
         # the Unix socket (trust) sits in the data folder, which only the server's user may enter
         assert list(server.data_dir.glob(".s.PGSQL.*"))
         assert server.data_dir.stat().st_mode & 0o777 == 0o700
+
+
+def test_rumqttd_is_never_started_beyond_loopback(server_dir: Path) -> None:
+    # it has no passwords or ACLs: only this machine's users may reach it (docs/security.md)
+    with pytest.raises(EmbeddedServerError, match="no passwords or ACLs"):
+        start_broker(server_dir, free_port(), kind="iotcore", host="0.0.0.0")
+    assert not list(server_dir.glob("*.toml"))  # refused before anything was written or started
