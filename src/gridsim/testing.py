@@ -53,16 +53,19 @@ __all__ = [
     "Engine",
     "IsolatedSettings",
     "Ladder",
+    "PeakRss",
     "Unavailable",
     "WrongEngine",
     "check_engine",
     "database_engine",
     "database_url_ladder",
+    "fill_meter_data",
     "fresh_settings",
     "integration_required",
     "mqtt_url_ladder",
     "required_engine",
     "run_coroutine",
+    "served",
 ]
 
 log = logging.getLogger("gridsim.testing")
@@ -286,3 +289,91 @@ def fresh_settings(mqtt_url: str, database_url: str, *, timescale: bool | None =
         yield settings
     finally:
         _drop_schema(database_url, schema)
+
+
+# ------------------------------------------------------------------------------ HTTP and memory
+
+
+@contextlib.contextmanager
+def served(app: Any, timeout: float = 60.0) -> Iterator[str]:
+    """Serve an ASGI ``app`` with uvicorn on a free port in a thread (its own loop); yields the base URL.
+
+    Unlike httpx's in-process transport, a real server streams responses (SSE, large exports).
+    """
+    import time
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            msg = "the server did not start"
+            raise RuntimeError(msg)
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+class PeakRss:
+    """Samples this process's resident memory in a thread while the block runs: baseline, peak, growth."""
+
+    def __init__(self, period_s: float = 0.01) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        self._period_s = period_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="peak-rss", daemon=True)
+        self.baseline = 0
+        self.peak = 0
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._process.memory_info().rss)
+            self._stop.wait(self._period_s)
+
+    @property
+    def growth(self) -> int:
+        """Peak minus baseline, in bytes."""
+        return max(0, self.peak - self.baseline)
+
+    def __enter__(self) -> PeakRss:
+        import gc
+
+        gc.collect()
+        self.baseline = self.peak = self._process.memory_info().rss
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+
+def fill_meter_data(database_url: str, schema: str, meters: int, intervals: int) -> int:
+    """Insert ``meters`` meters and ``intervals`` one-minute readings of each (seeded, server-side)."""
+    import psycopg
+
+    with psycopg.connect(database_url, options=f"-c search_path={schema},public -c timezone=UTC") as conn:
+        conn.execute(
+            "insert into meters (code) select 'SYN-' || lpad(m::text, 6, '0') from generate_series(1, %s) m",
+            (meters,),
+        )
+        conn.execute("select setseed(0.42)")
+        cur = conn.execute(
+            "insert into meter_data (ts, meter_id, consumption_kwh, production_kwh, consumption_kvah,"
+            " production_kvah, avg_current, avg_voltage, reactive_power_kvar, power_factor)"
+            " select timestamptz '2025-06-20Z' + i * interval '1 minute', m.id, random() * 0.02, null,"
+            " random() * 0.021, null, 2 + random(), 238 + 4 * random(), random() * 0.006, 0.95"
+            " from meters m, generate_series(0, %s - 1) i",
+            (intervals,),
+        )
+        return cur.rowcount

@@ -323,3 +323,55 @@ async def test_dashboard_drives_the_live_grid(chromium: Path, demo_settings: Set
             raise
         finally:
             await browser.close()
+
+
+async def test_dashboard_shows_the_worlds_local_time_and_a_bounded_chart(
+    chromium: Path, demo_settings: Settings
+) -> None:
+    """Times in the world's zone (UTC on hover); the live chart keeps a day of points, sorted, however long
+    the page stays open (hourly readings: 30 steps are more than a day)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from playwright.async_api import async_playwright
+
+    settings = demo_settings.model_copy(
+        update={
+            "sim": demo_settings.sim.model_copy(update={"interval_s": 3600}),
+            "billing": demo_settings.billing.model_copy(update={"timezone": "America/Los_Angeles"}),
+        }
+    )
+    async with (
+        running(serve_meter_sim, serve_aggregator, settings=settings),
+        serving_gateway(settings) as base,
+        httpx.AsyncClient(base_url=base, timeout=120) as api,
+        async_playwright() as pw,
+    ):
+        await _until(lambda: _grid(api), what="the demo world in GET /grid")
+        await _until(lambda: _clock_ready(api), what="the simulation clock")
+        browser = await pw.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            await page.goto(base + "/")
+            await page.wait_for_selector("body[data-live=ready]")
+            await page.wait_for_function("document.querySelector('#clock-zone').textContent.length > 0")
+            clock = (await api.get("/simulation-time")).json()
+            local = datetime.fromisoformat(clock["current_datetime"]).astimezone(
+                ZoneInfo("America/Los_Angeles")
+            )
+            assert await page.text_content("#clock-zone") == local.strftime("%Z")  # PDT in June
+            await page.wait_for_function(
+                "t => document.querySelector('#clock-time').textContent === t", arg=local.strftime("%H:%M")
+            )
+            assert "UTC" in (await page.get_attribute(".clock-time", "title") or "")
+
+            response = await api.post("/simulation/step", json={"intervals": 30})
+            assert response.status_code == 200, response.text
+            last = datetime.fromisoformat(response.json()["last_interval"]).timestamp() * 1000
+            await page.wait_for_function("t => state.lastFetched === t", arg=last, timeout=60_000)
+            points = await page.evaluate("state.points.map((p) => p.t)")
+            assert points == sorted(points)
+            assert 0 < len(points) <= 25  # a day of hourly points (both ends), not all 30
+            assert int(await page.get_attribute("#chart", "data-points") or 0) <= 25
+        finally:
+            await browser.close()

@@ -27,7 +27,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from gridsim_gateway.deps import BusDep, PoolDep, StateDep, StreamsDep
+from gridsim_gateway.deps import BusDep, PoolDep, SettingsDep, StateDep, StreamsDep
 from gridsim_gateway.state import LiveState
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
@@ -53,6 +53,12 @@ EVENT_BACKLOG = 200
 async def index() -> FileResponse:
     """The dashboard page."""
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/dashboard/config")
+async def dashboard_config(settings: SettingsDep) -> dict[str, str]:
+    """What the page needs besides the data: the world's time zone (the billing zone), for local times."""
+    return {"timezone": settings.billing.timezone}
 
 
 # ------------------------------------------------------------------------------------------ live feed

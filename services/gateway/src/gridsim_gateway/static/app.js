@@ -5,6 +5,9 @@
 const SVG_NS = "http://www.w3.org/2000/svg";
 const DAY_MS = 24 * 3600 * 1000;
 const MAX_EVENTS = 100;
+// The chart shows the last simulated day: older points are dropped as new ones arrive, so a page left open
+// at 1440× holds about a day of points, not every reading since it was opened.
+const CHART_WINDOW_MS = DAY_MS;
 // Display bands of transformer loading (rollup loading_pct). The aggregator decides what is an overload
 // event; these only colour the bars.
 const WARNING_PCT = 80;
@@ -18,7 +21,8 @@ const state = {
   meterByCode: new Map(),  // lower-case code -> meter tree node
   rollups: new Map(),      // transformer code -> latest Rollup
   selection: null,         // {kind: "meter"|"node", level, id, code, label}
-  points: new Map(),       // ts ms -> {t, cons, prod, volt} for the selection
+  zone: "UTC",             // the world's time zone (GET /dashboard/config); times are shown in it
+  points: [],              // {t, cons, prod, volt} of the selection, oldest first, at most a day
   lastFetched: null,       // ms of the newest point fetched for the selection
   fetching: false,
   refetch: false,
@@ -72,8 +76,21 @@ function fmt(value, digits = 2) {
   return Number(value).toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
-function isoMinute(ms) { return new Date(ms).toISOString().slice(0, 16).replace("T", " "); }
-function hhmm(ms) { return new Date(ms).toISOString().slice(11, 16); }
+// Times in the world's zone ("2025-06-20 14:05 PDT"); the UTC instant goes in a title (shown on hover).
+let zoneFormat = null;
+function localParts(ms) {
+  if (!zoneFormat) {
+    zoneFormat = new Intl.DateTimeFormat("en-CA", {
+      timeZone: state.zone, year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZoneName: "short",
+    });
+  }
+  const parts = Object.fromEntries(zoneFormat.formatToParts(new Date(ms)).map((p) => [p.type, p.value]));
+  return { date: `${parts.year}-${parts.month}-${parts.day}`, time: `${parts.hour}:${parts.minute}`, zone: parts.timeZoneName };
+}
+function isoMinute(ms) { const p = localParts(ms); return `${p.date} ${p.time} ${p.zone}`; }
+function hhmm(ms) { return localParts(ms).time; }
+function utcTitle(ms) { return new Date(ms).toISOString().slice(0, 16).replace("T", " ") + " UTC"; }
 
 function loadingClass(pct) {
   if (pct === null || pct === undefined) return "unknown";
@@ -127,9 +144,11 @@ function renderClock() {
   const c = state.clock;
   if (!c) return;
   const ms = Date.parse(c.current_datetime);
-  const iso = new Date(ms).toISOString();
-  $("#clock-date").textContent = iso.slice(0, 10);
-  $("#clock-time").textContent = iso.slice(11, 16);
+  const local = localParts(ms);
+  $("#clock-date").textContent = local.date;
+  $("#clock-time").textContent = local.time;
+  $("#clock-zone").textContent = local.zone;
+  $("#clock-date").parentElement.title = `${utcTitle(ms)} (${state.zone})`;
   const badge = $("#clock-state");
   badge.textContent = c.state;
   badge.className = "badge " + c.state;
@@ -339,7 +358,7 @@ function updateLoadBars() {
 
 function select(sel) {
   state.selection = sel;
-  state.points = new Map();
+  state.points = [];
   state.lastFetched = null;
   for (const b of document.querySelectorAll(".node.selected")) b.classList.remove("selected");
   const level = sel.kind === "meter" ? "meter" : sel.level;
@@ -386,11 +405,17 @@ async function fetchSeries() {
   try {
     const body = await api("GET", url);
     if (state.selection !== sel) return;
+    // Answers are oldest first and start after the last point fetched: appending keeps the list sorted.
     for (const r of body) {
       const p = toPoint(r);
-      state.points.set(p.t, p);
-      if (state.lastFetched === null || p.t > state.lastFetched) state.lastFetched = p.t;
+      if (state.lastFetched !== null && p.t <= state.lastFetched) continue;
+      state.points.push(p);
+      state.lastFetched = p.t;
     }
+    const keepFrom = (state.lastFetched ?? 0) - CHART_WINDOW_MS;
+    let drop = 0;
+    while (drop < state.points.length && state.points[drop].t < keepFrom) drop++;
+    if (drop) state.points.splice(0, drop);
     drawChart();
   } catch (err) {
     if (state.selection === sel) showChartMessage(`No readings: ${err.message}`);
@@ -429,7 +454,7 @@ function drawChart() {
     el("span", {}, el("i", { style: "background:var(--consumption)" }), "consumption kW"),
     el("span", {}, el("i", { style: "background:var(--production)" }), "production kW"),
     el("span", {}, el("i", { style: "background:var(--voltage)" }), isTx ? "loading %" : "voltage V"));
-  const all = [...state.points.values()].sort((a, b) => a.t - b.t);
+  const all = state.points;  // sorted and bounded by fetchSeries
   const latest = all.length ? all[all.length - 1].t : null;
   const end = Math.max(latest ?? 0, state.clock ? Date.parse(state.clock.current_datetime) : 0) || Date.now();
   // The last simulated day; while there is less than a day of data, its span (at least two hours).
@@ -546,7 +571,7 @@ function renderEvents() {
   ol.replaceChildren(...state.events.slice().reverse().map((ev) =>
     el("li", { "data-type": ev.type, "data-severity": ev.severity },
       el("span", { class: `sev ${ev.severity}`, text: ev.severity }),
-      el("span", { class: "what" }, `${ev.type} · ${ev.subject}`, el("span", { class: "when", text: isoMinute(Date.parse(ev.timestamp)) })),
+      el("span", { class: "what" }, `${ev.type} · ${ev.subject}`, el("span", { class: "when", text: isoMinute(Date.parse(ev.timestamp)), title: utcTitle(Date.parse(ev.timestamp)) })),
       el("span", { class: "msg", text: ev.message }))));
   $("#events-count").textContent = `${state.events.length} shown`;
 }
@@ -853,7 +878,7 @@ function renderPrice(p) {
   $("#util-price").replaceChildren(
     el("div", {}, el("strong", { text: `${p.currency} ${fmt(c.price, 2)} / kWh` }), " ",
       el("span", { class: "pill", text: `${c.period} · ${p.level} ${p.node_code}` })),
-    el("div", { class: "muted", text: `time-of-use ${fmt(c.tou_rate, 2)}; highest in the next 24 h ${fmt(next.price, 2)} at ${hhmm(Date.parse(next.timestamp))} UTC` }));
+    el("div", { class: "muted", text: `time-of-use ${fmt(c.tou_rate, 2)}; highest in the next 24 h ${fmt(next.price, 2)} at ${hhmm(Date.parse(next.timestamp))} ${localParts(Date.parse(next.timestamp)).zone}` }));
 }
 
 function renderScores(rows) {
@@ -875,7 +900,18 @@ function renderDrEvents(events) {
       (e.rebound_kWh != null ? ` · rebound ${fmt(e.rebound_kWh, 1)} kWh` : "")))));
 }
 
+async function loadZone() {
+  try {
+    const config = await api("GET", "/dashboard/config");
+    if (config && config.timezone) { state.zone = config.timezone; zoneFormat = null; }
+  } catch (err) {
+    console.warn("no /dashboard/config; showing UTC", err);
+  }
+  renderClock();
+}
+
 function start() {
+  loadZone();
   setupControls();
   setupBill();
   setupReliability();
