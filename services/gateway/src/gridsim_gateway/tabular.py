@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 __all__ = [
     "BATCH_ROWS",
+    "CSV_CHUNK_BYTES",
     "READING_COLUMNS",
     "ROLLUP_COLUMNS",
     "Column",
@@ -37,6 +38,7 @@ __all__ = [
 
 Format = Literal["csv", "parquet"]
 BATCH_ROWS = 16_384  # rows per Parquet row group; a batch of Python rows is a few MB
+CSV_CHUNK_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,10 +201,18 @@ def _csv_select(query: Query) -> sql.Composed:
 
 async def stream_csv(pool: AsyncConnectionPool, query: Query) -> AsyncIterator[bytes]:
     """The query's rows as CSV with a header row, as PostgreSQL's COPY sends them."""
+    # PostgreSQL sends one COPY message per row: gather them into chunks of about 64 KiB, or every row
+    # would be its own write down the HTTP response.
+    buffer = bytearray()
     async with pool.connection() as conn, conn.cursor() as cur:
         async with cur.copy(_csv_select(query), query.params) as copy:
-            async for chunk in copy:
-                yield bytes(chunk)
+            async for row in copy:
+                buffer += row
+                if len(buffer) >= CSV_CHUNK_BYTES:
+                    yield bytes(buffer)
+                    buffer.clear()
+    if buffer:
+        yield bytes(buffer)
 
 
 class _Sink:
