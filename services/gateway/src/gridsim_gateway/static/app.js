@@ -166,7 +166,7 @@ function renderClock() {
   if (![...speed.options].some((o) => o.value === value)) speed.append(el("option", { value, text: `${value}×` }));
   if (document.activeElement !== speed) speed.value = value;
   const month = $("#bill-month");
-  if (!month.value) month.value = iso.slice(0, 7);
+  if (!month.value) month.value = local.date.slice(0, 7);  // billing months are in the same zone
 }
 
 async function clockAction(label, method, path, body) {
