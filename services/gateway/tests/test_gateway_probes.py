@@ -21,7 +21,7 @@ from gridsim_shared.settings import Settings
 from gridsim_shared.testing import gateway_client, running
 from gridsim_shared.topics import ServicePath
 
-OTHERS = ("meter-sim", "aggregator", "billing", "feasibility")
+OTHERS = ("meter-sim", "aggregator", "billing", "feasibility", "utility")
 NOW = datetime(2025, 6, 20, 12, tzinfo=UTC)
 
 
