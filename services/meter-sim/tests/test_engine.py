@@ -214,14 +214,16 @@ async def test_clock_controls_through_the_gateway(settings: Settings) -> None:
 async def test_clock_commands_are_refused_while_a_long_step_runs(settings: Settings) -> None:
     """A step of many intervals holds the clock; commands meanwhile get a 409, not a queue and a 504."""
     await insert_world(settings)
+    # The longest step still answered in the request itself (a longer one becomes a job).
+    intervals = settings.gateway.step_job_intervals
     async with meter_sim(settings), gateway_client(create_app(settings)) as http:
-        long_step = asyncio.create_task(http.post("/simulation/step", json={"intervals": 1500}))
+        long_step = asyncio.create_task(http.post("/simulation/step", json={"intervals": intervals}))
         async with asyncio.timeout(30):
             while (response := await http.post("/simulation/pause")).status_code != 409:
                 assert response.status_code == 200, response.text  # the step has not started yet
                 await asyncio.sleep(0.01)
         assert response.json()["error"]["code"] == "conflict"
-        assert "while a step of 1500 intervals is running" in response.json()["error"]["message"]
+        assert f"while a step of {intervals} intervals is running" in response.json()["error"]["message"]
         for method, url, payload in [
             ("put", "/simulation/speed", {"speed": 60}),
             ("post", "/simulation/jump", {"to": "2025-07-01T00:00:00Z"}),
@@ -231,7 +233,7 @@ async def test_clock_commands_are_refused_while_a_long_step_runs(settings: Setti
             assert refused.status_code == 409, (url, refused.text)
         stepped = await long_step
         assert stepped.status_code == 200, stepped.text
-        assert stepped.json()["intervals"] == 1500
+        assert stepped.json()["intervals"] == intervals
         assert (await http.post("/simulation/pause")).status_code == 200  # free again
 
 
