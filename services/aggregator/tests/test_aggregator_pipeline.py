@@ -196,10 +196,17 @@ async def test_time_rollups_add_new_windows_and_a_late_reading_recomputes_its_wi
             settings, "select readings from meter_data_15m where meter_id = %s and bucket = %s", m4, T0
         ) == [(14,)]
         await bus.publish(channels.BATCH, make_batch(world, "t2", late), world.path("t2"))
-        async with asyncio.timeout(10):
+        # Until the day shows it (on TimescaleDB the 15-minute, hourly and daily aggregates are refreshed
+        # one after another; on plain PostgreSQL all three change in one transaction).
+        async with asyncio.timeout(30):
             while await fetch(
-                settings, "select readings from meter_data_15m where meter_id = %s and bucket = %s", m4, T0
-            ) != [(15,)]:
+                settings,
+                "select (select readings from meter_data_15m where meter_id = %s and bucket = %s), "
+                "(select readings from meter_data_1d where meter_id = %s)",
+                m4,
+                T0,
+                m4,
+            ) != [(15, 30)]:
                 await asyncio.sleep(0.05)
     until = T0 + timedelta(minutes=30)
     minutes = await fetch(

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -49,6 +49,9 @@ __all__ = ["Closer"]
 _LOGGER = logging.getLogger(__name__)
 _LEADER_LOCK = 0x61676772  # "aggr"
 _QUARTER = timedelta(minutes=15)
+# TimescaleDB: at most this many intervals closed before their aggregates are refreshed and they are
+# published (a day of one-minute intervals is 1,440: the watermark still moves every few seconds).
+_BURST = 60
 
 
 @dataclass
@@ -91,6 +94,10 @@ class Closer:
             None  # transformers whose trip event was sent (until they cool down)
         )
         self._timescale: bool | None = None
+        # TimescaleDB: intervals closed since the aggregates were last refreshed, with what they publish.
+        # A burst of closings (step mode) refreshes once, then publishes in order; see _after_closing.
+        self._unrefreshed: list[RollupPlan] = []
+        self._unpublished: list[Callable[[], Awaitable[None]]] = []
         # TimescaleDB: refresh every aggregate over all time before closing again (set at leadership and
         # when the world changed: a reset deletes raw rows, which a continuous aggregate does not follow).
         self._refresh_all = True
@@ -192,7 +199,10 @@ class Closer:
             self._clock_marks.pop(ts, None)
             previous = ts
             count += 1
+            if len(self._unpublished) >= _BURST:
+                await self._after_closing()
         await self.recompute_late()
+        await self._after_closing()
         return count
 
     async def close(self, ts: datetime, *, recompute: bool = False) -> None:
@@ -206,12 +216,19 @@ class Closer:
                 if not recompute:
                     await repository.advance(conn, ts, closed.readings)
             await self._roll_time(conn, ts, state.rolled_until, recompute=recompute)
-        await self._publish(closed, state.readings_committed + closed.readings, recompute=recompute)
+
+        async def publish() -> None:
+            await self._publish(closed, state.readings_committed + closed.readings, recompute=recompute)
+            before = state.committed_until
+            new_month = before is not None and (before.year, before.month) != (ts.year, ts.month)
+            if new_month and not recompute and before is not None and self.on_month_closed is not None:
+                self.on_month_closed(f"{before.year:04d}-{before.month:02d}")
+
         self.closed += 0 if recompute else 1
-        before = state.committed_until
-        new_month = before is not None and (before.year, before.month) != (ts.year, ts.month)
-        if new_month and not recompute and before is not None and self.on_month_closed is not None:
-            self.on_month_closed(f"{before.year:04d}-{before.month:02d}")
+        if self._timescale:
+            self._unpublished.append(publish)  # after the aggregates are refreshed: _after_closing
+        else:
+            await publish()
 
     async def recompute_late(self) -> None:
         """Recompute intervals that received readings after they were closed."""
@@ -331,8 +348,28 @@ class Closer:
                 deleted = await repository.apply_retention(conn, plan.retention_before)
                 _LOGGER.info("retention dropped %d raw readings before %s", deleted, plan.retention_before)
         if plan.timescale:
-            await repository.refresh_timescale(conn, plan.start, plan.end, plan.hours, plan.days)
-            await repository.timescale_housekeeping(conn, plan.retention_before, plan.compress_before)
+            self._unrefreshed.append(plan)
+
+    async def _after_closing(self) -> None:
+        """TimescaleDB: refresh the aggregates over every window closed since the last refresh (one call
+        per aggregate for a whole burst, not six per interval), apply retention and compression, then
+        publish what those intervals produced, in order. Publishing after the refresh keeps the plain
+        path's promise: when the watermark says an interval is committed, its rollups show it.
+        """
+        plans, self._unrefreshed = self._unrefreshed, []
+        if plans:
+            start = min(p.start for p in plans)
+            end = max(p.end for p in plans)
+            hours = (min(p.hours[0] for p in plans), max(p.hours[1] for p in plans))
+            days = (min(p.days[0] for p in plans), max(p.days[1] for p in plans))
+            retention = max((p.retention_before for p in plans if p.retention_before), default=None)
+            compress = max((p.compress_before for p in plans if p.compress_before), default=None)
+            async with self.pool.connection() as conn:
+                await repository.refresh_timescale(conn, start, end, hours, days)
+                await repository.timescale_housekeeping(conn, retention, compress)
+        held, self._unpublished = self._unpublished, []
+        for publish in held:
+            await publish()
 
     async def _uses_timescale(self, conn: Conn) -> bool:
         """Whether meter_data is a hypertable here (migration 0201): then the rollups are continuous
