@@ -220,6 +220,7 @@ async def _green_button_refuses_bad_periods(client: httpx.AsyncClient) -> None:
             ({"meter_id": "GB-C", "from": "2025-06-02T00:00:00Z", "to": "2025-06-01T00:00:00Z"}, "to"),
             ({"meter_id": "GB-C", "from": "2025-06-01T00:30:00Z", "to": "2025-06-02T00:00:00Z"}, "interval"),
             ({"meter_id": "GB-C", "month": "2025-13"}, "month"),
+            ({"meter_id": "GB-C", "from": "0001-01-01T00:00:00Z", "to": "0001-01-02T00:00:00Z"}, "from"),
             ({"meter_id": "NOPE", "month": "2025-06"}, "meter_id"),
         ]
         for params, field in cases:

@@ -264,6 +264,9 @@ async def green_button(
     else:
         msg = "month: give month (YYYY-MM), or from and to"
         raise InvalidError(msg, field="month")
+    if not _EPOCH <= start < _FAR:
+        msg = "from: must be between 1970 and 9999"
+        raise InvalidError(msg, field="from")
     if end <= start:
         msg = "to: must be after from"
         raise InvalidError(msg, field="to")
