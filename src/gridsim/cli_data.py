@@ -8,6 +8,7 @@ CSV, Parquet or Green Button export to a file.
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", help="X-API-Key (default: none)")
 
 
+def _quiet_http() -> None:
+    # httpx logs every request at INFO; the progress bar is the output here.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def _base_url(args: argparse.Namespace) -> str:
     if args.url:
         return str(args.url).rstrip("/")
@@ -67,6 +73,7 @@ def run_step(args: argparse.Namespace) -> int:
     from gridsim.client import ApiError, Client
     from gridsim_shared.schemas.jobs import StepJob
 
+    _quiet_http()
     console = Console(stderr=True)
     with Client(_base_url(args), api_key=args.api_key) as client:
         try:
@@ -136,6 +143,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     from gridsim.client import ApiError, Client
 
+    _quiet_http()
     console = Console(stderr=True)
     fmt = args.format or ("parquet" if args.output.suffix == ".parquet" else "csv")
     params = {
