@@ -50,4 +50,7 @@ secrets: install ## certificates and broker logins for docker compose, into depl
 	@test -f deploy/secrets/certs/ca.crt || uv run gridsim certs deploy/secrets/certs --host mosquitto
 	uv run gridsim credentials export deploy/secrets/mqtt --data-dir deploy/secrets
 
+chaos: install ## the chaos campaign: 50 faults of every kind against a fault-free run (long; bench/results/chaos.*)
+	uv run python bench/chaos.py $(CHAOS_ARGS)
+
 all: lint typecheck test ## lint, typecheck and test

@@ -1,0 +1,529 @@
+"""Chaos campaign: the demo world stepped while seeded faults are injected, compared with a fault-free run.
+
+Both runs use private servers (a Mosquitto with persistence and an embedded PostgreSQL, each restartable
+on its port) and the services as processes (``python -m gridsim_<service>``), exactly as deployed. The
+faulty run steps the clock to the same target while a seeded injector picks, in a shuffled order with
+the same number of each kind:
+
+- ``kill_meter_sim``, ``kill_aggregator``, ``kill_billing``, ``kill_feasibility``: ``kill -9``, restarted;
+- ``broker_restart``: Mosquitto stopped (SIGTERM, it saves its persistence file) and started again;
+- ``postgres_restart``: PostgreSQL stopped (fast shutdown) and started again;
+- ``postgres_freeze``: every PostgreSQL process stopped with SIGSTOP for ``--freeze-s``, then SIGCONT;
+- ``aggregator_pause``: the aggregator stopped with SIGSTOP for ``--freeze-s``, then SIGCONT;
+- ``meter_sim_restart``: meter-sim stopped with SIGTERM mid-step and started again.
+
+The simulation is deterministic (a reading is a function of the seed, the meter and the interval), so
+every stored reading must equal the fault-free run's bit for bit, every transformer/feeder/utility rollup
+too (compared to 1e-9 relative: a redelivered batch may add its sums in another order), and every bill
+of the month; nothing may be missing. It writes ``bench/results/chaos.json`` and ``chaos.md``: faults by
+kind, rows compared, differences (must be 0), time to recover per fault (until meter-sim answers again
+and the aggregator's watermark moves).
+
+    uv run python bench/chaos.py [--faults-per-kind 50] [--intervals 1440] [--seed 42] [--freeze-s 30]
+
+``make chaos`` runs it with the defaults above (long: about a minute per fault); the test suite runs a
+short campaign (``tests/test_chaos.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+
+from gridsim.embedded import EmbeddedServer, free_port, port_answers, start_postgres
+from gridsim_shared.bus import Bus
+from gridsim_shared.db import apply_migrations
+from gridsim_shared.errors import GridsimError
+from gridsim_shared.settings import MqttSettings
+
+KINDS = (
+    "kill_meter_sim",
+    "kill_aggregator",
+    "kill_billing",
+    "kill_feasibility",
+    "broker_restart",
+    "postgres_restart",
+    "postgres_freeze",
+    "aggregator_pause",
+    "meter_sim_restart",
+)
+SERVICES = ("meter-sim", "aggregator", "billing", "feasibility")
+RESULTS = Path(__file__).resolve().parent / "results"
+STEP_CHUNK = 5  # intervals per step request: faults land between and inside steps
+_MOSQUITTO_CONF = """\
+listener {port} 127.0.0.1
+allow_anonymous true
+persistence true
+persistence_location {dir}/
+autosave_interval 1
+max_queued_messages 100000
+max_queued_bytes 0
+max_inflight_messages 1000
+log_dest file {dir}/mosquitto.log
+"""
+
+
+@dataclass
+class Fault:
+    kind: str
+    at_tick: int
+    recover_s: float
+
+
+@dataclass
+class Report:
+    seed: int
+    intervals: int
+    faults: list[Fault] = field(default_factory=list)
+    readings_compared: int = 0
+    rollups_compared: int = 0
+    bills_compared: int = 0
+    differences: list[str] = field(default_factory=list)
+    missing: int = 0
+    elapsed_s: float = 0.0
+    reference_s: float = 0.0
+
+
+# ------------------------------------------------------------------------------------------ servers
+
+
+class Broker:
+    """A private Mosquitto with persistence, restartable on its port."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o777)  # mosquitto drops to its own user when started as root
+        self.port = free_port()
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self.conf = directory / "mosquitto.conf"
+        self.conf.write_text(_MOSQUITTO_CONF.format(port=self.port, dir=directory))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stderr=subprocess.DEVNULL)
+        _wait(lambda: port_answers("127.0.0.1", self.port), 30, "mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+
+class Database:
+    """The embedded PostgreSQL, restartable on its port and data folder."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.port = free_port()
+        self.server: EmbeddedServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/chaos"
+
+    def start(self) -> None:
+        self.server = start_postgres(self.dir, self.port, database="chaos")
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+    def processes(self) -> list[psutil.Process]:
+        assert self.server is not None
+        root = psutil.Process(self.server.pid)
+        return [root, *root.children(recursive=True)]
+
+
+class Services:
+    """The services as processes with one environment; restartable one by one."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> None:
+        module = "gridsim_" + name.replace("-", "_")
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", module], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def signal(self, name: str, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.procs[name].send_signal(sig)
+
+    def restart(self, name: str, sig: signal.Signals) -> None:
+        self.signal(name, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.procs[name].wait(30)
+        if self.procs[name].poll() is None:
+            self.procs[name].kill()
+            self.procs[name].wait(10)
+        self.start(name)
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.signal(name, signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def _wait(done: Any, timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise RuntimeError(message)
+        time.sleep(0.05)
+
+
+# -------------------------------------------------------------------------------------------- a run
+
+
+class Run:
+    """One world on its own schema and topic base: servers, services, and the clock driven to a target."""
+
+    def __init__(self, name: str, broker: Broker, db: Database, work: Path, seed: int) -> None:
+        self.name = name
+        self.broker = broker
+        self.db = db
+        self.schema = f"chaos_{name}"
+        self.base = f"chaos-{name}-{os.getpid()}"
+        log_dir = work / name
+        log_dir.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "GRIDSIM_MQTT__URL": broker.url,
+            "GRIDSIM_MQTT__BASE_TOPIC": self.base,
+            "GRIDSIM_DB__URL": db.url,
+            "GRIDSIM_DB__SCHEMA_NAME": self.schema,
+            "GRIDSIM_SIM__SEED": str(seed),
+            "GRIDSIM_SIM__AUTOSTART": "false",
+            "GRIDSIM_SIM__PUBLISH": "batch",
+            # An interval is closed only once complete: a fault never turns into a partial rollup.
+            "GRIDSIM_AGGREGATOR__CLOSE_AFTER_S": "600",
+            "GRIDSIM_AGGREGATOR__FLUSH_MS": "20",
+            # A step answers within a few seconds even while the aggregator is away (stored=false).
+            "GRIDSIM_SIM__STEP_ACK_TIMEOUT_S": "5",
+            "GRIDSIM_SUPERVISION__HEARTBEAT_S": "1",
+            "GRIDSIM_LOG__FORMAT": "json",
+            "GRIDSIM_LOG__LEVEL": "WARNING",
+        }
+        env.pop("GRIDSIM_SUPERVISION__METRICS_PORT", None)
+        self.services = Services(env, log_dir)
+        self.mqtt = MqttSettings(url=broker.url, base_topic=self.base, rpc_timeout_s=10)
+
+    async def start(self) -> None:
+        await apply_migrations(self.db.url, self.schema)
+        for name in SERVICES:
+            self.services.start(name)
+        await self.clock()  # meter-sim answers: the demo world is loaded
+
+    async def clock(self, timeout: float = 300.0) -> dict[str, Any]:
+        """meter-sim's clock, asked until it answers (it may be restarting)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                async with Bus(self.mqtt, "chaos-driver") as bus:
+                    answer: dict[str, Any] = await bus.request("meter-sim", "clock", timeout=5)
+                    return answer
+            except (GridsimError, ConnectionError, TimeoutError, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+
+    async def step_to(self, target: int) -> None:
+        """Step until the clock's tick reaches ``target`` (a step cut by a fault is simply asked again:
+        the clock resumes from its stored tick and republishes, which consumers de-duplicate)."""
+        while True:
+            tick = int((await self.clock())["tick"])
+            if tick >= target:
+                return
+            with contextlib.suppress(GridsimError, ConnectionError, TimeoutError, OSError):
+                async with Bus(self.mqtt, "chaos-driver") as bus:
+                    await bus.request(
+                        "meter-sim", "step", {"intervals": min(STEP_CHUNK, target - tick)}, timeout=30
+                    )
+
+    def watermark(self) -> Any:
+        with contextlib.suppress(psycopg.Error):
+            with psycopg.connect(self.db.url, connect_timeout=3) as conn:
+                row = conn.execute(f"select committed_until from {self.schema}.aggregator_state").fetchone()
+                return row[0] if row else None
+        return None
+
+    async def settle(self, timeout: float = 900.0) -> None:
+        """Wait until the aggregator has closed the last stepped interval."""
+        clock = await self.clock()
+        raw = clock["last_published"]
+        last = datetime.fromisoformat(raw.replace("Z", "+00:00")) if raw else None
+        deadline = time.monotonic() + timeout
+        while True:
+            mark = self.watermark()
+            if last is None or (mark is not None and mark >= last):
+                return
+            if time.monotonic() > deadline:
+                msg = f"{self.name}: watermark {mark} never reached {last}"
+                raise RuntimeError(msg)
+            await asyncio.sleep(0.5)
+
+    async def bills(self, month: str, timeout: float = 300.0) -> list[dict[str, Any]]:
+        """The month's bills, asked until billing answers (it may have just started)."""
+        deadline = time.monotonic() + timeout
+        async with Bus(self.mqtt, "chaos-driver") as bus:
+            while True:
+                try:
+                    page = await bus.request(
+                        "billing", "bills", {"month": month, "page_size": 1000}, timeout=5
+                    )
+                    break
+                except GridsimError:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.5)
+        return sorted(page["items"], key=lambda b: str(b.get("meter_id")))
+
+
+def _rows(url: str, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(query).fetchall()
+
+
+def compare(reference: Run, faulty: Run, report: Report) -> None:
+    """Readings bit for bit, rollups to 1e-9 relative, bills exactly; counts what is missing."""
+    readings = "select * from {s}.meter_data order by ts, meter_id"
+    ref = _rows(reference.db.url, readings.format(s=reference.schema))
+    got = _rows(faulty.db.url, readings.format(s=faulty.schema))
+    report.readings_compared = len(ref)
+    report.missing += max(0, len(ref) - len(got))
+    ref_by_key = {(r[0], r[1]): r for r in ref}
+    got_by_key = {(r[0], r[1]): r for r in got}
+    for key, row in ref_by_key.items():
+        if got_by_key.get(key) != row:
+            report.differences.append(f"reading {key}: {row} != {got_by_key.get(key)}")
+    report.differences.extend(f"extra reading {key}" for key in got_by_key.keys() - ref_by_key.keys())
+    rollups = (
+        "select ts, node_id, consumption_kwh, production_kwh, consumption_kvah, production_kvah, kvarh, "
+        "meters_reporting, partial from {s}.grid_rollups order by ts, node_id"
+    )
+    ref_rollups = _rows(reference.db.url, rollups.format(s=reference.schema))
+    got_rollups = {(r[0], r[1]): r for r in _rows(faulty.db.url, rollups.format(s=faulty.schema))}
+    report.rollups_compared = len(ref_rollups)
+    for row in ref_rollups:
+        other = got_rollups.get((row[0], row[1]))
+        if other is None:
+            report.missing += 1
+            report.differences.append(f"rollup {row[:2]} missing")
+        elif not _close(row, other):
+            report.differences.append(f"rollup {row[:2]}: {row} != {other}")
+
+
+def _close(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    for x, y in zip(a, b, strict=True):
+        if isinstance(x, float) and isinstance(y, float):
+            if abs(x - y) > 1e-9 * max(1.0, abs(x), abs(y)):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------- injection
+
+
+async def inject(kind: str, run: Run, broker: Broker, db: Database, freeze_s: float) -> None:
+    if kind.startswith("kill_"):
+        run.services.restart(kind.removeprefix("kill_").replace("_", "-"), signal.SIGKILL)
+    elif kind == "meter_sim_restart":
+        run.services.restart("meter-sim", signal.SIGTERM)
+    elif kind == "broker_restart":
+        broker.stop()
+        broker.start()
+    elif kind == "postgres_restart":
+        await asyncio.to_thread(db.stop)
+        await asyncio.to_thread(db.start)
+    elif kind == "postgres_freeze":
+        frozen = db.processes()
+        for proc in frozen:
+            with contextlib.suppress(psutil.Error):
+                proc.suspend()
+        await asyncio.sleep(freeze_s)
+        for proc in frozen:
+            with contextlib.suppress(psutil.Error):
+                proc.resume()
+    elif kind == "aggregator_pause":
+        run.services.signal("aggregator", signal.SIGSTOP)
+        await asyncio.sleep(freeze_s)
+        run.services.signal("aggregator", signal.SIGCONT)
+    else:
+        msg = f"unknown fault {kind}"
+        raise ValueError(msg)
+
+
+async def campaign(
+    seed: int, intervals: int, faults_per_kind: int, freeze_s: float, kinds: tuple[str, ...] = KINDS
+) -> Report:
+    """The reference run, then the faulty run with ``faults_per_kind`` of every kind, then the comparison."""
+    report = Report(seed=seed, intervals=intervals)
+    rng = random.Random(seed)
+    plan = [k for k in kinds for _ in range(faults_per_kind)]
+    rng.shuffle(plan)
+    with tempfile.TemporaryDirectory(prefix="gridsim-chaos-") as tmp:
+        work = Path(tmp)
+        os.chmod(tmp, 0o755)  # searchable by the servers' own users
+        broker = Broker(work / "broker")
+        db = Database(work / "pg")
+        broker.start()
+        db.start()
+        reference = Run("reference", broker, db, work, seed)
+        faulty = Run("faulty", broker, db, work, seed)
+        try:
+            started = time.monotonic()
+            await reference.start()
+            await reference.step_to(intervals)
+            await reference.settle()
+            report.reference_s = round(time.monotonic() - started, 1)
+            reference.services.stop_all()
+
+            started = time.monotonic()
+            await faulty.start()
+            # Faults are spread evenly over the intervals; each lands while a step is in flight.
+            marks = sorted(rng.sample(range(1, intervals), min(len(plan), intervals - 1)))
+            marks += [intervals - 1] * (len(plan) - len(marks))
+            for kind, at in zip(plan, marks, strict=True):
+                stepping = asyncio.create_task(faulty.step_to(at + 1))
+                await asyncio.sleep(rng.uniform(0.0, 0.3))
+                hit = time.monotonic()
+                await inject(kind, faulty, broker, db, freeze_s)
+                await stepping
+                await faulty.settle()  # recovered: everything published is stored and closed
+                report.faults.append(Fault(kind, at, round(time.monotonic() - hit, 2)))
+            await faulty.step_to(intervals)
+            await faulty.settle()
+            report.elapsed_s = round(time.monotonic() - started, 1)
+            month = "2025-06"
+            ref_bills, got_bills = await reference_bills(reference, faulty, month)
+            report.bills_compared = len(ref_bills)
+            report.differences.extend(
+                f"bill {a.get('meter_id')}: {a} != {b}"
+                for a, b in zip(ref_bills, got_bills, strict=False)
+                if a != b
+            )
+            if len(ref_bills) != len(got_bills):
+                report.differences.append(f"bills: {len(ref_bills)} != {len(got_bills)}")
+            compare(reference, faulty, report)
+        finally:
+            reference.services.stop_all()
+            faulty.services.stop_all()
+            db.stop()
+            broker.stop()
+    return report
+
+
+async def reference_bills(reference: Run, faulty: Run, month: str) -> tuple[list[Any], list[Any]]:
+    """Both runs' bills of ``month``, read through billing (started again for the reference)."""
+    got = await faulty.bills(month)
+    faulty.services.stop_all()
+    reference.services.start("billing")
+    reference.services.start("meter-sim")  # billing reads the simulated clock
+    try:
+        ref = await reference.bills(month)
+    finally:
+        reference.services.stop_all()
+    return ref, got
+
+
+# ------------------------------------------------------------------------------------------ results
+
+
+def summary(report: Report) -> dict[str, Any]:
+    by_kind: dict[str, list[float]] = defaultdict(list)
+    for fault in report.faults:
+        by_kind[fault.kind].append(fault.recover_s)
+    return {
+        "seed": report.seed,
+        "intervals": report.intervals,
+        "faults": len(report.faults),
+        "faults_by_kind": dict(Counter(f.kind for f in report.faults)),
+        "recover_s_by_kind": {
+            k: {"median": sorted(v)[len(v) // 2], "max": max(v)} for k, v in sorted(by_kind.items())
+        },
+        "readings_compared": report.readings_compared,
+        "rollups_compared": report.rollups_compared,
+        "bills_compared": report.bills_compared,
+        "differences": len(report.differences),
+        "missing": report.missing,
+        "first_differences": report.differences[:20],
+        "elapsed_s": report.elapsed_s,
+        "reference_s": report.reference_s,
+    }
+
+
+def write_results(report: Report, load: tuple[float, float, float]) -> dict[str, Any]:
+    data = summary(report) | {"load_average": load, "fault_log": [asdict(f) for f in report.faults]}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "chaos.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    lines = [
+        "# Chaos campaign",
+        "",
+        f"Seed {report.seed}, demo world, {report.intervals} one-minute intervals stepped; load average "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} when it ended. `uv run python bench/chaos.py`.",
+        "",
+        f"- faults injected: {len(report.faults)}",
+        f"- readings compared: {report.readings_compared:,}; rollups: {report.rollups_compared:,}; "
+        f"bills: {report.bills_compared}",
+        f"- **differences: {len(report.differences)}**, missing: {report.missing}",
+        f"- faulty run {report.elapsed_s:.0f} s, fault-free run {report.reference_s:.0f} s",
+        "",
+        "| fault | count | recovery median (s) | max (s) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for kind, stats in data["recover_s_by_kind"].items():
+        lines.append(
+            f"| {kind} | {data['faults_by_kind'][kind]} | {stats['median']:.2f} | {stats['max']:.2f} |"
+        )
+    (RESULTS / "chaos.md").write_text("\n".join(lines) + "\n")
+    return data
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--intervals", type=int, default=1440)
+    parser.add_argument("--faults-per-kind", type=int, default=50)
+    parser.add_argument("--freeze-s", type=float, default=30.0)
+    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated fault kinds")
+    args = parser.parse_args()
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    report = asyncio.run(campaign(args.seed, args.intervals, args.faults_per_kind, args.freeze_s, kinds))
+    data = write_results(report, os.getloadavg())
+    print(json.dumps({k: v for k, v in data.items() if k != "fault_log"}, indent=2, default=str))
+    return 0 if not report.differences and report.missing == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
