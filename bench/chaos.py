@@ -162,10 +162,10 @@ class Services:
 
     def start(self, name: str) -> None:
         module = "gridsim_" + name.replace("-", "_")
-        log = (self.log_dir / f"{name}.log").open("ab")
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", module], env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
+        with (self.log_dir / f"{name}.log").open("ab") as log:  # the child keeps its own descriptor
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", module], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
 
     def signal(self, name: str, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError):
