@@ -8,7 +8,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 # Every bench/bench_*.py, in turn; `make bench BENCH=bench/bench_billing.py` runs one.
 BENCH ?= $(sort $(wildcard bench/bench_*.py))
 
-.PHONY: help install run test lint typecheck bench timescaledb all
+.PHONY: help install run test lint typecheck bench timescaledb secrets chaos all
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
