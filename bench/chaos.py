@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -47,7 +48,7 @@ from typing import Any
 import psutil
 import psycopg
 
-from gridsim.embedded import EmbeddedServer, free_port, port_answers, start_postgres
+from gridsim.embedded import EmbeddedServer, free_port, make_conninfo_url, port_answers, start_postgres
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import apply_migrations
 from gridsim_shared.errors import GridsimError
@@ -133,14 +134,15 @@ class Database:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.port = free_port()
+        self.password = secrets.token_urlsafe(16)  # the same at every restart: the services keep their URL
         self.server: EmbeddedServer | None = None
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/chaos"
+        return make_conninfo_url(self.port, "chaos", self.password)
 
     def start(self) -> None:
-        self.server = start_postgres(self.dir, self.port, database="chaos")
+        self.server = start_postgres(self.dir, self.port, database="chaos", password=self.password)
 
     def stop(self) -> None:
         if self.server is not None:
