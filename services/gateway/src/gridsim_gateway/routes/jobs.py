@@ -18,7 +18,7 @@ from gridsim_shared.schemas.jobs import StepJob
 router = APIRouter(tags=["jobs"])
 
 
-def get_jobs(request: Request) -> JobRunner:
+async def get_jobs(request: Request) -> JobRunner:
     """The gateway's job runner."""
     jobs: JobRunner = request.state.jobs
     return jobs

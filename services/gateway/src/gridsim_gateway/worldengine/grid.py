@@ -16,8 +16,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from gridsim_gateway.deps import BusDep, SettingsDep, get_streams
-from gridsim_gateway.security import ADMIN
+from gridsim_gateway.deps import BusDep, SettingsDep
+from gridsim_gateway.security import ADMIN, StreamSlots
 from gridsim_gateway.worldengine import readings
 from gridsim_gateway.worldengine.common import call, fetch, parse_id, reading
 from gridsim_gateway.worldengine.entities import APPLIANCE, METER, UTILITY
@@ -131,7 +131,8 @@ def _stream(
                     return
             await asyncio.sleep(period)
 
-    stream = get_streams(request).guard(request, body())
+    streams: StreamSlots = request.state.streams
+    stream = streams.guard(request, body())
     return StreamingResponse(stream, media_type="application/json", headers=_STREAM_HEADERS)
 
 
