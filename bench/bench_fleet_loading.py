@@ -2,8 +2,8 @@
 
 The query before (kept below as ``_OLD_METERS``) numbered the feeders in a window-function CTE and filtered
 on ``position % shards = shard``; the planner estimated that filter at one row and looped every
-transformer over every meter, so loading grew with the square of the fleet. The query now filters on the
-shard's feeder ids, numbered in Python. Both run in the same process against the same scratch world
+transformer over every meter, so loading grew with the square of the fleet. Now the shard's transformers
+and the leaf meters are read in two linear queries and joined in Python. Both run in the same process against the same scratch world
 (homes under transformers of 20 meters, 10 transformers a feeder, 1 % of the meters apartment parents
 with two child meters each, 1 % offline), with ``ANALYZE`` done; the rows must be identical.
 
@@ -134,7 +134,7 @@ def write(results: list[dict[str, Any]]) -> None:
         "",
         f"Machine: {machine['cpus']} CPUs, {machine['platform']}. `uv run python bench/bench_fleet_loading.py`.",
         "Old = the window-function CTE filtered on `position % shards` (meter rows only); new = "
-        "`load_fleet_rows` (feeder ids numbered in Python; meter rows and their DERs). Same world, same run; "
+        "`load_fleet_rows` (transformers and leaf meters read apart, joined in Python; meter rows and their DERs). Same world, same run; "
         "the meter rows are identical.",
         "",
         "| meters | shards | leaf rows | old query s | new load s | speed-up | load avg |",
