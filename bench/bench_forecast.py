@@ -207,6 +207,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=28)
     parser.add_argument("--scored-days", type=int, default=7)
     parser.add_argument("--cache", type=Path, default=None, help="keep the simulated hourly series here")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of forecast.json and .md")
     args = parser.parse_args()
     fleet = (
         synthetic_fleet(args.meters, args.seed) if args.meters else asyncio.run(demo_fleet(DB_URL, args.seed))
@@ -245,13 +246,13 @@ def main() -> None:
     }
     for r in run["summary"]:
         print(r)
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "forecast.json"
+    args.results.mkdir(exist_ok=True)
+    path = args.results / "forecast.json"
     runs: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     world = f"{args.meters} synthetic homes" if args.meters else "demo world"
     runs[f"{world}, seed {args.seed}"] = run
     path.write_text(json.dumps(runs, indent=1) + "\n")
-    (RESULTS / "forecast.md").write_text(markdown(runs))
+    (args.results / "forecast.md").write_text(markdown(runs))
 
 
 if __name__ == "__main__":
