@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +14,7 @@ from gridsim_gateway.main import create_app
 from gridsim_gateway.state import LiveState, instance_state
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
-from gridsim_shared.errors import RemoteError
+from gridsim_shared.errors import RemoteError, RpcTimeout
 from gridsim_shared.messages import ServiceStatus
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import gateway_client, running
@@ -124,8 +123,15 @@ async def test_metrics_export_the_status_counters_and_rpc_latency(settings: Sett
         Bus(settings.mqtt, "test-probe") as bus,
     ):
         await _get_until(client, "/health", lambda r: r.json()["services"]["billing"] == "online")
-        with contextlib.suppress(RemoteError):  # 503 without a clock: still answered, still timed
-            await bus.request("billing", "list_trades", {})
+        async with asyncio.timeout(60):
+            while True:  # billing says online before it has subscribed to its commands: ask until answered
+                try:
+                    await bus.request("billing", "list_trades", {}, timeout=1)
+                except RemoteError:  # 503 without a clock: still answered, still timed
+                    break
+                except RpcTimeout:
+                    continue
+                break
         text = (await client.get("/metrics")).text
     assert 'gridsim_bus_received{instance="0",service="gateway"}' in text
     assert 'gridsim_task_crashes{instance="0",service="billing",task="heartbeat"} 0.0' in text
