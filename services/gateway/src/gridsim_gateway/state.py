@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from gridsim_shared.ids import TransformerPath
 from gridsim_shared.messages import ClockState, Rollup, ServiceStatus, Watermark
+from gridsim_shared.schemas.simulation import SimulationTime
 from gridsim_shared.topics import NoPath, ServicePath
 
 __all__ = ["SERVICES", "LiveState", "instance_state"]
@@ -22,13 +23,16 @@ class LiveState:
     clock: ClockState | None = None
     watermark: Watermark | None = None
     transformer_rollups: dict[str, Rollup] = field(default_factory=dict)
+    # ``GET /simulation-time``'s body for ``clock``, serialised once per clock message rather than per request.
+    simulation_time_json: bytes | None = None
 
     async def on_status(self, msg: ServiceStatus, path: ServicePath) -> None:
         """Remember a service instance's status."""
         self.statuses[(path.service, path.instance)] = msg
 
     async def on_clock(self, msg: ClockState, _path: NoPath) -> None:
-        """Remember the clock."""
+        """Remember the clock (and its HTTP view, serialised)."""
+        self.simulation_time_json = SimulationTime.of(msg).model_dump_json().encode()
         self.clock = msg
 
     async def on_watermark(self, msg: Watermark, _path: NoPath) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from gridsim_gateway.deps import BusDep, SettingsDep, StateDep
 from gridsim_gateway.routes.jobs import JobsDep
@@ -26,14 +26,15 @@ SERVICE = "meter-sim"
 _STEP_TIMEOUT_FLOOR_S = 600.0
 
 
-@router.get("/simulation-time")
-async def simulation_time(live: StateDep) -> SimulationTime:
+@router.get("/simulation-time", response_model=SimulationTime)
+async def simulation_time(live: StateDep) -> Response:
     """Current simulated time, from the retained clock topic (the seed's ``current_datetime`` and more)."""
-    clock = live.clock
-    if clock is None:
+    # Served as the bytes serialised when the clock message arrived: no per-request model or encoding.
+    body = live.simulation_time_json
+    if body is None:
         msg = "the simulation clock has not been published yet (is meter-sim running?)"
         raise ClockNotReady(msg)
-    return SimulationTime.of(clock)
+    return Response(body, media_type="application/json")
 
 
 @router.post("/simulation/pause")
