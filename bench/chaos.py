@@ -266,7 +266,7 @@ class Run:
             with contextlib.suppress(GridsimError, ConnectionError, TimeoutError, OSError):
                 async with Bus(self.mqtt, "chaos-driver") as bus:
                     await bus.request(
-                        "meter-sim", "step", {"intervals": min(STEP_CHUNK, target - tick)}, timeout=30
+                        "meter-sim", "step", {"intervals": min(STEP_CHUNK, target - tick)}, timeout=15
                     )
 
     def watermark(self) -> Any:
