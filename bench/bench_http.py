@@ -5,7 +5,8 @@ scratch schema and a unique base topic of the machine's broker, publishes a reta
 meter with a day of minute readings, then runs ``wrk`` (2 threads, 8 connections) against:
 
 - ``GET /simulation-time`` — answered from memory (the retained clock);
-- ``GET /meter/stream?meter_id=…&limit=1`` — the meter's latest reading (two indexed queries);
+- ``GET /meter/stream?meter_id=…&limit=1`` — the meter's latest reading (two indexed queries), and without
+  ``limit`` (the latest 100);
 - the ceiling: a trivial ``async def`` FastAPI route returning a constant, on uvicorn in another process
   started the same way, measured in the same run.
 
@@ -163,6 +164,7 @@ def run(seconds: int) -> dict[str, Any]:
             "trivial route (ceiling)": f"http://127.0.0.1:{trivial_port}/ping",
             "GET /simulation-time": f"{gateway}/simulation-time",
             "GET /meter/stream?limit=1": f"{gateway}/meter/stream?meter_id=MTR-1&limit=1",
+            "GET /meter/stream (latest 100)": f"{gateway}/meter/stream?meter_id=MTR-1",
         }
         for url in urls.values():  # warm up each (imports, pool connections)
             _wrk(url, 1)
