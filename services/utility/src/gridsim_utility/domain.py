@@ -47,8 +47,10 @@ HORIZONS: dict[Horizon, int] = {"hour-ahead": 1, "day-ahead": 24}
 MODELS: tuple[Model, ...] = ("seasonal-naive", "regression")
 
 WEEK_H = 168
-# The regression learns from this many days before the issue time (a month of history).
+# The regression learns from this many days before the issue time (a month of history), recent days
+# weighing more: a day's weight halves every HALF_LIFE_DAYS (seasons drift within a month).
 TRAIN_DAYS = 28
+HALF_LIFE_DAYS = 7.0
 # Ridge penalty on the level-anomaly coefficient (the hour × day-type means are not penalised).
 _RIDGE = 1e-3
 
@@ -102,7 +104,8 @@ def regression(
     weekend: npt.NDArray[np.intp],
     temperature: F64 | None = None,
 ) -> float:
-    """Calendar regression: a mean per (hour of day × weekday/weekend) over the last ``TRAIN_DAYS`` days,
+    """Calendar regression: a weighted mean per (hour of day × weekday/weekend) over the last ``TRAIN_DAYS``
+    days (weights halving every ``HALF_LIFE_DAYS``),
     plus the level anomaly of the 24 hours known at issue time times a weight fitted by least squares on
     the same window (FPP3 §7.4, dummy seasonal predictors). With ``temperature`` (a forecast
     series aligned with ``series``) a temperature term per day type is fitted as well.
@@ -119,8 +122,9 @@ def regression(
     train, y = train[ok], y[ok]
     if not len(y):
         return math.nan
-    sums = np.bincount(cell[train], weights=y, minlength=48)
-    counts = np.bincount(cell[train], minlength=48)
+    weight = 0.5 ** ((issue - train) / (24.0 * HALF_LIFE_DAYS))
+    sums = np.bincount(cell[train], weights=weight * y, minlength=48)
+    counts = np.bincount(cell[train], weights=weight, minlength=48)
     if counts[cell[target]] == 0:
         return math.nan
     profile = np.divide(sums, counts, out=np.full(48, np.nan), where=counts > 0)
