@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -292,8 +294,10 @@ async def private_postgres() -> AsyncIterator[tuple[Path, int]]:
 
 
 async def test_postgres_restart_mid_run_loses_nothing(settings: Settings, broker: Broker) -> None:
+    # The same superuser password at both starts: the URL the services hold must work after the restart.
+    password = secrets.token_urlsafe(16)
     async with private_postgres() as (data, port):
-        server = await asyncio.to_thread(start_postgres, data, port)
+        server = await asyncio.to_thread(functools.partial(start_postgres, data, port, password=password))
         try:
             await apply_migrations(server.url, settings.db.schema_name)
             s = _settings(settings, broker.url, server.url)
@@ -306,7 +310,9 @@ async def test_postgres_restart_mid_run_loses_nothing(settings: Settings, broker
                     await _wait_some_rows(s)
                     await asyncio.to_thread(server.stop)
                     await asyncio.sleep(0.5)
-                    server = await asyncio.to_thread(start_postgres, data, port)
+                    server = await asyncio.to_thread(
+                        functools.partial(start_postgres, data, port, password=password)
+                    )
 
                 expected = await _publish_all(bus, ids, restart)
                 await _wait_committed(s)
