@@ -351,9 +351,14 @@ class Ingestor:
 
 
 def _stored_part(item: _Item, inserted: set[tuple[datetime, int]]) -> BatchReceipt | None:
-    """``item``'s receipt over only the readings stored now (None when all were stored before)."""
+    """``item``'s receipt over only the readings stored now (None when all were stored before).
+
+    The readings it counts are taken out of ``inserted``: when one flush holds the same batch twice (a
+    redelivery arriving before the first copy was flushed), the stored readings count once, in the first.
+    """
     readings = item.readings
     mask = np.fromiter(((readings.ts, int(m)) in inserted for m in readings.meter_id), bool, len(readings))
+    inserted.difference_update((readings.ts, int(m)) for m in readings.meter_id[mask])
     if mask.all():
         return item.receipt
     if not mask.any():

@@ -129,6 +129,12 @@ async def record_batches(conn: Conn, receipts: Sequence[BatchReceipt], instance:
     with readings that were not stored the first time) adds to it; so a transformer's interval sums
     every stored reading exactly once, however often and in whatever order it was published.
     """
+    # One row per key: PostgreSQL refuses an upsert that touches a row twice in one statement.
+    merged: dict[tuple[datetime, str, int], BatchReceipt] = {}
+    for r in receipts:
+        key = (r.ts, r.transformer_code, r.first_meter_id)
+        merged[key] = r if key not in merged else _added(merged[key], r)
+    receipts = list(merged.values())
     cols = {name: [float(getattr(r.totals, name)[0]) for r in receipts] for name in SUM_FIELDS}
     await conn.execute(
         "insert into ingest_batches (ts, transformer_code, first_meter_id, readings, producers, "
@@ -149,6 +155,14 @@ async def record_batches(conn: Conn, receipts: Sequence[BatchReceipt], instance:
             *cols.values(),
             [r.sent_at for r in receipts],
         ),
+    )
+
+
+def _added(a: BatchReceipt, b: BatchReceipt) -> BatchReceipt:
+    """Two receipts of one key as one (the earlier send time kept)."""
+    sent = [t for t in (a.sent_at, b.sent_at) if t is not None]
+    return BatchReceipt(
+        a.ts, a.transformer_code, a.first_meter_id, a.totals + b.totals, min(sent) if sent else None
     )
 
 
