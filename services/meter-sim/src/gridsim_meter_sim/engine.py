@@ -112,6 +112,9 @@ class Engine:
         self._persisted_at = 0.0
         self._watermark: datetime | None = None
         self._watermark_changed = asyncio.Event()
+        # Nothing at or before this interval can be pending at the aggregator: set by a jump, whose
+        # skipped intervals were never published (so they never count against the flow-control window).
+        self._nothing_pending_until: datetime | None = None
         self._aggregators: dict[str, bool] = {}
         self._followers: dict[str, datetime | None] = {}
         self._followers_changed = asyncio.Event()
@@ -227,15 +230,25 @@ class Engine:
     def ahead_intervals(self) -> int | None:
         """Intervals published beyond the aggregator's durable watermark; None when no aggregator was
         ever seen (meter-sim alone) or it has closed nothing yet."""
-        if not self._aggregators or self._watermark is None or self.last_published is None or not self.clock:
+        base = self._window_base()
+        if base is None or self.last_published is None or not self.clock:
             return None
-        return max(0, int((self.last_published - self._watermark) / self.clock.interval))
+        return max(0, int((self.last_published - base) / self.clock.interval))
+
+    def _window_base(self) -> datetime | None:
+        """The interval up to which nothing published is pending: the watermark, or a later jump's start."""
+        if not self._aggregators or self._watermark is None:
+            return None
+        if self._nothing_pending_until is not None and self._nothing_pending_until > self._watermark:
+            return self._nothing_pending_until
+        return self._watermark
 
     def _over_window(self, upcoming: datetime) -> bool:
         """True when publishing the interval starting at ``upcoming`` would leave the window."""
-        if not self._aggregators or self._watermark is None or self.clock is None:
+        base = self._window_base()
+        if base is None or self.clock is None:
             return False
-        ahead = int((upcoming - self._watermark) / self.clock.interval)  # counting ``upcoming``
+        ahead = int((upcoming - base) / self.clock.interval)  # counting ``upcoming``
         sim = self.settings.sim
         return ahead > sim.max_ahead_intervals or ahead * self._batches_per_interval > sim.max_ahead_messages
 
@@ -405,6 +418,8 @@ class Engine:
             previous = clock.current
             clock.tick = ticks
             clock.current = origin + ticks * clock.interval
+            if clock.current > previous:  # the skipped intervals are never published: none is pending
+                self._nothing_pending_until = clock.current - clock.interval
             self.lag_s = 0.0
             return await self._command_done(
                 "jump", {"from": previous.isoformat(), "to": clock.current.isoformat()}
