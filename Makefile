@@ -19,7 +19,7 @@ install: ## install uv when missing, then the locked dependencies into .venv
 		|| python3 -m pip install --user --break-system-packages uv || pip install uv
 	uv sync --locked
 
-run: install ## start gridsim (broker, database and the five services); Ctrl-C stops it
+run: install ## start gridsim (broker, database and the six services); Ctrl-C stops it
 	uv run gridsim up
 
 # A test that fails is run again, up to twice, and the summary lists it as rerun ("R"): integration tests
