@@ -17,7 +17,7 @@ from gridsim_shared.errors import GridsimError
 from gridsim_shared.schemas import meters as schemas
 from gridsim_shared.schemas import simulation as clock_schemas
 
-__all__ = ["Deps", "router"]
+__all__ = ["Deps", "router", "running_engine"]
 
 
 @dataclass(frozen=True)
@@ -212,49 +212,50 @@ async def grid_tree(body: schemas.GridTreeRequest, deps: Deps) -> schemas.GridTr
 # Answered by the instance that owns the clock (shard 0); see engine.py and docs/physics.md.
 
 
-class _NoEngine(GridsimError):
+class _EngineNotRunning(GridsimError):
     status = 503
     code = "engine_not_ready"
 
 
-def _engine(deps: Deps) -> Engine:
+def running_engine(deps: Deps) -> Engine:
+    """This instance's simulation engine (503 engine_not_ready when it has none)."""
     if deps.engine is None:
         msg = "the simulation engine is not running in this meter-sim instance"
-        raise _NoEngine(msg)
+        raise _EngineNotRunning(msg)
     return deps.engine
 
 
 @router.command("clock")
 async def clock(_body: object, deps: Deps) -> clock_schemas.SimulationTime:
     """The simulation clock."""
-    return _engine(deps).simulation_time()
+    return running_engine(deps).simulation_time()
 
 
 @router.command("pause")
 async def pause(_body: object, deps: Deps) -> clock_schemas.SimulationTime:
     """Pause the clock (idempotent)."""
-    return await _engine(deps).pause()
+    return await running_engine(deps).pause()
 
 
 @router.command("resume")
 async def resume(_body: object, deps: Deps) -> clock_schemas.SimulationTime:
     """Run the clock on the wall-clock schedule (idempotent)."""
-    return await _engine(deps).resume()
+    return await running_engine(deps).resume()
 
 
 @router.command("set_speed", clock_schemas.SpeedRequest)
 async def set_speed(body: clock_schemas.SpeedRequest, deps: Deps) -> clock_schemas.SimulationTime:
     """Simulated seconds per real second."""
-    return await _engine(deps).set_speed(body.speed)
+    return await running_engine(deps).set_speed(body.speed)
 
 
 @router.command("jump", clock_schemas.JumpRequest)
 async def jump(body: clock_schemas.JumpRequest, deps: Deps) -> clock_schemas.SimulationTime:
     """Move the clock to a time (no readings for the intervals jumped over)."""
-    return await _engine(deps).jump(body.to)
+    return await running_engine(deps).jump(body.to)
 
 
 @router.command("step", clock_schemas.StepRequest)
 async def step(body: clock_schemas.StepRequest, deps: Deps) -> clock_schemas.StepResult:
     """Simulate and publish N intervals as fast as possible; answer once published (and stored)."""
-    return await _engine(deps).step(body.intervals)
+    return await running_engine(deps).step(body.intervals)

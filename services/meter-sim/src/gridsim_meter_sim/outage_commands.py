@@ -16,9 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from gridsim_meter_sim import control_repository, meter_repository, outage_repository, reliability
-from gridsim_meter_sim.engine import Engine
 from gridsim_meter_sim.grid_health import meter_event
-from gridsim_meter_sim.handlers import Deps, sim_now
+from gridsim_meter_sim.handlers import Deps, running_engine, sim_now
 from gridsim_meter_sim.supply import RepairTime
 from gridsim_shared import channels
 from gridsim_shared.bus import Router
@@ -33,18 +32,6 @@ __all__ = ["on_transformer_trip", "router"]
 _LOGGER = logging.getLogger(__name__)
 
 router: Router[Deps] = Router()
-
-
-class _NoEngine(GridsimError):
-    status = 503
-    code = "engine_not_ready"
-
-
-def _engine(deps: Deps) -> Engine:
-    if deps.engine is None:
-        msg = "the simulation engine is not running in this meter-sim instance"
-        raise _NoEngine(msg)
-    return deps.engine
 
 
 def _supply_changed(deps: Deps) -> None:
@@ -203,7 +190,7 @@ async def reconnect(body: schemas.DisconnectRequest, deps: Deps) -> schemas.Supp
 @router.command("read_meter", schemas.MeterReadRequest)
 async def read_meter(body: schemas.MeterReadRequest, deps: Deps) -> schemas.MeterRead:
     """The meter's registers and last interval at simulated now, from the engine's memory (no I/O but the lookup)."""
-    engine = _engine(deps)
+    engine = running_engine(deps)
     async with deps.pool.connection() as conn:
         found = await meter_repository.resolve_meter(conn, body.meter, field="meter")
         cur = await conn.execute("select disconnected from meters where id = %s", (found["id"],))
