@@ -12,7 +12,7 @@ from typing import Any
 from gridsim_aggregator import service_levels
 from gridsim_aggregator.closer import Closer
 from gridsim_aggregator.domain import ThermalParams
-from gridsim_aggregator.handlers import Deps, batch_filter, router
+from gridsim_aggregator.handlers import Deps, batch_filter, catch_up_world, router
 from gridsim_aggregator.ingest import Ingestor
 from gridsim_aggregator.settings import AggregatorSettings, Settings
 from gridsim_shared.bus import Bus
@@ -74,6 +74,7 @@ async def serve(settings: Settings, stop: asyncio.Event, tuning: AggregatorSetti
             seed=settings.sim.seed,
         )
         deps = Deps(settings, tuning, bus, pool, ingestor, closer)
+        await catch_up_world(deps)  # a world reset made while this service was down
         ingestor.on_committed = closer.wake
         ingestor.on_voltage = deps.on_voltage
         # Subscriptions are registered before connecting: a persistent session's queued batches arrive

@@ -110,6 +110,14 @@ class Closer:
         """Something was committed: look for intervals to close."""
         self._wake.set()
 
+    def world_replaced(self) -> None:
+        """The world was reset: reload the topology and thermal state; on TimescaleDB refresh every
+        aggregate over all time (the raw rows were deleted, which a continuous aggregate does not follow)."""
+        self._topology = None
+        self._thermal_state = None
+        self._refresh_all = True
+        self.wake()
+
     async def on_clock(self, clock: ClockState, _path: topics.NoPath) -> None:
         """Remember intervals meter-sim finished publishing; reload the world when it changed."""
         self.interval_s = clock.interval_s

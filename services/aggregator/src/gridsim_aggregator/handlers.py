@@ -23,6 +23,7 @@ from gridsim_shared import channels, topics
 from gridsim_shared.bus import Bus, Router
 from gridsim_shared.ids import slug
 from gridsim_shared.messages import ClockState, GridEvent
+from gridsim_shared.schemas import world
 
 __all__ = ["Deps", "batch_filter", "router"]
 
@@ -112,3 +113,28 @@ async def on_clock(msg: ClockState, path: topics.NoPath, deps: Deps) -> None:
     """The clock: marks how far meter-sim has published; drives closing."""
     await deps.ingestor.on_clock(msg, path)
     await deps.closer.on_clock(msg, path)
+
+
+@router.command(world.OPERATION, world.WorldReset)
+async def world_reset(body: world.WorldReset, deps: Deps) -> world.WorldResetDone:
+    """``world.reset``: meter-sim replaced its world; empty the readings, rollups and thermal state of the
+    old one (this service's own tables, in one transaction) and rebuild from the new world."""
+    return await forget_world(deps, body.generation)
+
+
+async def forget_world(deps: Deps, generation: int) -> world.WorldResetDone:
+    """Empty what the worlds before ``generation`` left (idempotent: a generation handled is skipped)."""
+    async with deps.pool.connection() as conn, conn.transaction():
+        deleted = await repository.forget_world(conn, generation)
+    if deleted is not None:
+        deps.closer.world_replaced()
+        _LOGGER.info("world reset to generation %d: deleted %s", generation, deleted)
+    return world.WorldResetDone(service="aggregator", generation=generation, deleted=deleted or {})
+
+
+async def catch_up_world(deps: Deps) -> None:
+    """At start: handle a reset made while this service was not running (its generation is behind)."""
+    async with deps.pool.connection() as conn:
+        generation = await repository.meter_sim_world_generation(conn)
+    if generation > 0:
+        await forget_world(deps, generation)

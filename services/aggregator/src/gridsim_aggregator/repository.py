@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 
 from gridsim_aggregator.copy_binary import encode_readings, timestamps_us
@@ -688,3 +688,53 @@ async def insert_dead_letter(conn: Conn, service: str, topic: str, reason: str, 
         "insert into dead_letters (service, topic, reason, payload) values (%s, %s, %s, %s)",
         (service, topic, reason[:2000], payload),
     )
+
+
+# ------------------------------------------------------------------ world reset (issue 13)
+# The aggregator's tables that hold data of one world: readings, their rollups, what ingest and the closer
+# keep per interval, and the transformers' thermal state. On TimescaleDB the rollup names are views over
+# continuous aggregates (the closer refreshes them after a reset) and over the `*_history` tables.
+WORLD_TABLES = (
+    "meter_data",
+    "meter_data_15m",
+    "meter_data_1h",
+    "meter_data_1d",
+    "grid_rollups",
+    "grid_rollups_15m",
+    "grid_rollups_1h",
+    "grid_rollups_1d",
+    "meter_data_15m_history",
+    "meter_data_1h_history",
+    "meter_data_1d_history",
+    "grid_rollups_15m_history",
+    "grid_rollups_1h_history",
+    "grid_rollups_1d_history",
+    "ingest_batches",
+    "late_intervals",
+    "transformer_thermal",
+)
+
+
+async def meter_sim_world_generation(conn: Conn) -> int:
+    """meter-sim's world generation (its published ``world_state``; 0 before any reset)."""
+    cur = await conn.execute("select generation from world_state")
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def forget_world(conn: Conn, generation: int) -> dict[str, int] | None:
+    """Empty :data:`WORLD_TABLES` for world ``generation`` in the caller's transaction; the rows deleted
+    per table, or None when this generation (or a later one) was handled already."""
+    cur = await conn.execute("select world_generation from aggregator_state for update")
+    row = await cur.fetchone()
+    if row is not None and int(row[0]) >= generation:
+        return None
+    deleted: dict[str, int] = {}
+    for table in WORLD_TABLES:
+        cur = await conn.execute("select relkind::text from pg_class where oid = to_regclass(%s)", (table,))
+        kind = await cur.fetchone()
+        if kind is not None and kind[0] in {"r", "p"}:
+            cur = await conn.execute(sql.SQL("delete from {}").format(sql.Identifier(table)))
+            deleted[table] = cur.rowcount
+    await conn.execute("update aggregator_state set world_generation = %s, updated_at = now()", (generation,))
+    return deleted

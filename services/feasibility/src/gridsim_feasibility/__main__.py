@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gridsim_feasibility.handlers import Deps, router
+from gridsim_feasibility.handlers import Deps, catch_up_world, router
 from gridsim_feasibility.settings import Settings
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import open_pool
@@ -24,6 +24,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         supervisor = Supervisor(SERVICE, settings.supervision)
         supervisor.attach(bus)
         try:
+            await catch_up_world(deps)  # a world reset made while this service was down
             await bus.include(router, deps)
             await supervisor.wait(stop)
         finally:

@@ -16,6 +16,7 @@ from gridsim_feasibility.households import create_household
 from gridsim_feasibility.settings import Settings
 from gridsim_shared.bus import Bus, Router
 from gridsim_shared.errors import GridsimError
+from gridsim_shared.schemas import world
 from gridsim_shared.schemas.feasibility import (
     Connection,
     ConnectionApproved,
@@ -280,3 +281,30 @@ async def get_transformer(body: TransformerGet, deps: Deps) -> Transformer:
             "measured_peak_production_kW": round(peak[1], 3),
         }
     )
+
+
+@router.command(world.OPERATION, world.WorldReset)
+async def world_reset(body: world.WorldReset, deps: Deps) -> world.WorldResetDone:
+    """``world.reset``: meter-sim replaced its world; delete the connection requests of the old one."""
+    return await forget_world(deps, body.generation)
+
+
+async def forget_world(deps: Deps, generation: int) -> world.WorldResetDone:
+    """Empty what the worlds before ``generation`` left (idempotent: a generation handled is skipped)."""
+    async with deps.pool.connection() as conn, conn.transaction():
+        deleted = await repository.forget_world(conn, generation)
+    if deleted is not None:
+        _LOGGER.info("world reset to generation %d: deleted %d connections", generation, deleted)
+    return world.WorldResetDone(
+        service="feasibility",
+        generation=generation,
+        deleted={} if deleted is None else {"connections": deleted},
+    )
+
+
+async def catch_up_world(deps: Deps) -> None:
+    """At start: handle a reset made while this service was not running (its generation is behind)."""
+    async with deps.pool.connection() as conn:
+        generation = await repository.meter_sim_world_generation(conn)
+    if generation > 0:
+        await forget_world(deps, generation)

@@ -311,3 +311,23 @@ async def book_initial_load(
         (consumption_kw, production_kw, transformer_id),
     )
     return await get_transformer(conn, transformer_id)
+
+
+# ------------------------------------------------------------------ world reset (issue 13)
+async def meter_sim_world_generation(conn: Conn) -> int:
+    """meter-sim's world generation (its published ``world_state``; 0 before any reset)."""
+    cur = await conn.execute("select generation from world_state")
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def forget_world(conn: Conn, generation: int) -> int | None:
+    """Delete every connection request (they name the old world's transformers, meters and ERs) for world
+    ``generation``, in the caller's transaction; how many, or None when that generation was handled."""
+    cur = await conn.execute("select world_generation from feasibility_state for update")
+    row = await cur.fetchone()
+    if row is not None and int(row[0]) >= generation:
+        return None
+    cur = await conn.execute("delete from connections")
+    await conn.execute("update feasibility_state set world_generation = %s", (generation,))
+    return cur.rowcount

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from psycopg_pool import AsyncConnectionPool
@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from gridsim_meter_sim import grid_repository, meter_repository, repository
 from gridsim_meter_sim.engine import Engine
 from gridsim_meter_sim.settings import Settings
+from gridsim_meter_sim.world_reset import Presence
 from gridsim_shared.bus import Bus, Router
 from gridsim_shared.errors import GridsimError
 from gridsim_shared.schemas import meters as schemas
@@ -32,6 +33,8 @@ class Deps:
     on_world_changed: Callable[[], None]
     # The clock and physics (None only where a test builds Deps without an engine).
     engine: Engine | None = None
+    # Which other services run (their status messages): a world reset waits for the running owners only.
+    presence: Presence = field(default_factory=Presence)
 
 
 async def sim_now(deps: Deps, conn: repository.Conn) -> datetime:

@@ -16,9 +16,13 @@ from gridsim_meter_sim.handlers import Deps, sim_now
 from gridsim_meter_sim.meter_repository import resolve_meter
 from gridsim_meter_sim.repository import Conn, fetch_all, fetch_one, find_er, valid_id
 from gridsim_meter_sim.world import load_world, read_world, world_path
+from gridsim_meter_sim.world_reset import fan_out
+from gridsim_shared import channels
 from gridsim_shared.bus import Router
 from gridsim_shared.errors import ConflictError, InvalidError, NotFoundError
+from gridsim_shared.messages import ServiceStatus
 from gridsim_shared.schemas import worldengine as schemas
+from gridsim_shared.topics import ServicePath
 
 __all__ = ["router"]
 
@@ -26,31 +30,12 @@ router: Router[Deps] = Router()
 
 _LOGGER = logging.getLogger(__name__)
 
-# What a reset empties besides the grid, meters, ERs and DERs: the readings and everything derived from
-# them (other services' tables, so only where they exist as plain tables: on TimescaleDB the rollup names
-# are views over continuous aggregates, which the aggregator refreshes when the world changed, and over
-# `*_history` tables), and connection requests naming the old transformers.
-# Appliances, P2P trades, bills, events and the control log stay, as the World Engine's reset kept trades.
-_DERIVED_TABLES = (
-    "meter_data",
-    "meter_data_15m",
-    "meter_data_1h",
-    "meter_data_1d",
-    "grid_rollups",
-    "grid_rollups_15m",
-    "grid_rollups_1h",
-    "grid_rollups_1d",
-    "meter_data_15m_history",
-    "meter_data_1h_history",
-    "meter_data_1d_history",
-    "grid_rollups_15m_history",
-    "grid_rollups_1h_history",
-    "grid_rollups_1d_history",
-    "ingest_batches",
-    "late_intervals",
-    "transformer_thermal",
-    "connections",
-)
+
+@router.subscribe(channels.STATUS)
+async def on_status(status: ServiceStatus, path: ServicePath, deps: Deps) -> None:
+    """Track which services run: a world reset waits for the running owners of derived data."""
+    deps.presence.on_status(status, path)
+
 
 _DER_COLUMNS = (
     "id, er_id, appliance_id, quantity, switched_on, lifecycle, capacity_kw, created_at, updated_at"
@@ -209,31 +194,38 @@ async def set_subscription(body: schemas.SubscriptionSet, deps: Deps) -> dict[st
     return {"id": meter["id"]}
 
 
-async def _empty_world(conn: Conn) -> None:
-    for table in _DERIVED_TABLES:
-        found = await fetch_one(
-            conn, "select relkind::text as kind from pg_class where oid = to_regclass(%s)", (table,)
-        )
-        if found is not None and found["kind"] in {"r", "p"}:
-            await conn.execute(f"delete from {table}")  # names from the tuple above
+async def _empty_world(conn: Conn) -> int:
+    """Delete meter-sim's world (its own tables only) and return the new world's generation.
+
+    Readings, rollups and connection requests belong to the aggregator and feasibility: each empties its
+    own when told (:mod:`gridsim_meter_sim.world_reset`). Appliances, the control log and spikes' history
+    stay, as the World Engine's reset kept trades.
+    """
     await conn.execute("update meters set parent_id = null where parent_id is not null")
     await conn.execute("delete from meters")
     await conn.execute("delete from energy_resources")  # DERs go with them (on delete cascade)
     for level in ("transformer", "feeder", "utility"):
         await conn.execute("delete from grid_nodes where level = %s", (level,))
+    row = await fetch_one(
+        conn, "update world_state set generation = generation + 1, reset_at = now() returning generation"
+    )
+    assert row is not None
+    return int(row["generation"])
 
 
 @router.command("reset_world", schemas.ResetWorld)
 async def reset_world(_body: schemas.ResetWorld, deps: Deps) -> schemas.ResetResult:
-    """Delete the grid, meters, ERs, DERs and readings, and load the demo world (or the configured world
-    file) again through the same loader as the first start, all in one transaction. Ids are new."""
+    """Delete the grid, meters, ERs and DERs and load the demo world (or the configured world file) again
+    through the same loader as the first start, in one transaction (ids are new); then have every running
+    owner of derived data (readings, rollups, connection requests) empty its own tables, and answer only
+    when all confirmed (``world.reset``, :mod:`gridsim_meter_sim.world_reset`)."""
     path = world_path(deps.settings)
     try:
         world = read_world(path)
     except ValueError as exc:
         raise InvalidError(str(exc), field="demo_world_file") from exc
     async with deps.pool.connection() as conn, conn.transaction():
-        await _empty_world(conn)
+        generation = await _empty_world(conn)
         summary = await load_world(conn, world)
         counts = await fetch_one(
             conn,
@@ -241,8 +233,16 @@ async def reset_world(_body: schemas.ResetWorld, deps: Deps) -> schemas.ResetRes
             " (select count(*) from ders) as ders",
         )
         assert counts is not None
-        await _log(deps, conn, "reset_world", {"world": summary.name}, {"file": str(path)}, [])
+        await _log(
+            deps,
+            conn,
+            "reset_world",
+            {"world": summary.name},
+            {"file": str(path), "generation": generation},
+            [],
+        )
     deps.on_world_changed()
+    await fan_out(deps.bus, deps.presence, generation, deps.settings.mqtt.rpc_timeout_s)
     _LOGGER.info("world reset to %r: %d meters", summary.name, summary.meters)
     return schemas.ResetResult(
         utilities=counts["utilities"],
