@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,9 @@ import orjson
 import yaml
 
 from gridsim import asyncapi
-from gridsim_shared import channels
+from gridsim_shared import channels, commands
 from gridsim_shared.channels import Channel
+from gridsim_shared.commands import meter_sim
 from gridsim_shared.messages import (
     ClockState,
     GridEvent,
@@ -28,6 +30,14 @@ from gridsim_shared.messages import (
 from gridsim_shared.schemas.homeassistant import HomeAssistantState
 from gridsim_shared.schemas.jobs import StepJob
 
+# The modules whose routers each service includes in its __main__.
+SERVICE_ROUTERS: dict[str, tuple[str, ...]] = {
+    "meter-sim": ("handlers", "worldengine_commands", "control_commands", "outage_commands"),
+    "aggregator": ("service_levels",),
+    "billing": ("handlers",),
+    "feasibility": ("handlers",),
+    "utility": ("handlers",),
+}
 DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.yaml"
 T0 = datetime(2025, 6, 20, 12, tzinfo=UTC)
 
@@ -123,10 +133,48 @@ def test_schemas_accept_the_real_messages_and_refuse_broken_ones() -> None:
             raise AssertionError(msg)
 
 
-def test_every_service_command_is_documented() -> None:
+def test_every_command_is_documented_with_its_request_and_reply() -> None:
     doc = _document()
-    for service in asyncapi.SERVICES:
-        module = __import__(f"gridsim_{service.replace('-', '_')}.handlers", fromlist=["router"])
-        for operation in module.router.operations:
-            entry = doc["channels"][f"cmd-{service}-{operation}"]
-            assert entry["address"] == f"{{base}}/v1/cmd/{service}/{operation}"
+    defined = commands.all_commands()
+    assert len(defined) > 50  # the package is scanned, not an empty list
+    for command in defined:
+        entry = doc["channels"][f"cmd-{command.service}-{command.operation}"]
+        assert entry["address"] == f"{{base}}/v1/cmd/{command.service}/{command.operation}"
+        request, reply = entry["messages"]["Request"], entry["messages"]["Reply"]
+        assert request["payload"]["allOf"][0] == {"$ref": "#/components/schemas/Request"}
+        assert reply["payload"]["allOf"][0] == {"$ref": "#/components/schemas/Reply"}
+        assert reply["payload"]["allOf"][1]["properties"]["data"], command.name
+    documented = {name for name in doc["channels"] if name.startswith("cmd-")}
+    assert documented == {f"cmd-{c.service}-{c.operation}" for c in defined}
+
+
+def test_every_command_a_service_answers_is_a_defined_command() -> None:
+    """A handler must be declared against a command of ``gridsim_shared.commands`` (so it is documented)."""
+    defined = set(commands.all_commands())
+    for service, modules in SERVICE_ROUTERS.items():
+        served = [
+            command
+            for module in modules
+            for command in importlib.import_module(
+                f"gridsim_{service.replace('-', '_')}.{module}"
+            ).router.commands
+        ]
+        assert served, service
+        assert all(command in defined and command.service == service for command in served)
+    assert {c.service for c in defined} == set(SERVICE_ROUTERS)
+
+
+def test_a_reply_schema_accepts_the_real_reply_and_refuses_a_broken_one() -> None:
+    doc = _document()
+    root = {"components": doc["components"]}
+    entry = doc["channels"]["cmd-meter-sim-delete_er"]
+    schema = {**entry["messages"]["Reply"]["payload"]["allOf"][1]["properties"]["data"], **root}
+    jsonschema.validate(
+        meter_sim.DELETE_ER.reply(message="ER 3 deleted", id=3).model_dump(mode="json"), schema
+    )
+    try:
+        jsonschema.validate({"message": "ER 3 deleted"}, schema)
+    except jsonschema.ValidationError:
+        return
+    msg = "the reply schema of delete_er accepted a reply without its fields"
+    raise AssertionError(msg)

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from gridsim.embedded import free_port, start_broker
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus, Router
+from gridsim_shared.channels import Command, NoArgs
 from gridsim_shared.errors import NotFoundError, RemoteError, RpcTimeout
 from gridsim_shared.ids import MeterPath
 from gridsim_shared.messages import MeterReading, ServiceStatus
@@ -30,19 +31,30 @@ class Lookup(BaseModel):
     meter_id: str
 
 
+class Found(BaseModel):
+    id: int
+
+
+LOOKUP: Command[Lookup, Found] = Command("meter-sim", "lookup", Lookup, Found)
+EXPLODE: Command[NoArgs, None] = Command("meter-sim", "explode", NoArgs, None)
+NOTHING: Command[NoArgs, None] = Command("meter-sim", "nothing", NoArgs, None)  # nobody serves it
+BILL: Command[NoArgs, None] = Command("billing", "bill", NoArgs, None)
+# The same operation as LOOKUP, declaring a reply the server does not send.
+LOOKUP_WRONG_REPLY: Command[Lookup, list[int]] = Command("meter-sim", "lookup", Lookup, list[int])
+
 router: Router[dict[str, int]] = Router()
 
 
-@router.command("lookup", Lookup)
-async def lookup(request: Lookup, deps: dict[str, int]) -> dict[str, int]:
+@router.handles(LOOKUP)
+async def lookup(request: Lookup, deps: dict[str, int]) -> Found:
     if request.meter_id not in deps:
         msg = f"meter {request.meter_id!r} not found"
         raise NotFoundError(msg, field="meter_id")
-    return {"id": deps[request.meter_id]}
+    return Found(id=deps[request.meter_id])
 
 
-@router.command("explode")
-async def explode(_request: dict[str, object], _deps: dict[str, int]) -> None:
+@router.handles(EXPLODE)
+async def explode(_request: NoArgs, _deps: dict[str, int]) -> None:
     msg = "secret internals"
     raise RuntimeError(msg)
 
@@ -66,26 +78,32 @@ async def test_request_reply_carries_data_and_errors(mqtt_url: str) -> None:
     settings = _mqtt(mqtt_url)
     async with Bus(settings, "meter-sim") as server, Bus(settings, "gateway") as client:
         await server.include(router, {"MTR-1": 1})
-        assert await client.request("meter-sim", "lookup", {"meter_id": "MTR-1"}) == {"id": 1}
+        assert await client.call(LOOKUP, Lookup(meter_id="MTR-1")) == Found(id=1)
         with pytest.raises(RemoteError) as missing:
-            await client.request("meter-sim", "lookup", {"meter_id": "MTR-9"})
+            await client.call(LOOKUP, Lookup(meter_id="MTR-9"))
         assert (missing.value.status, missing.value.field) == (404, "meter_id")
         with pytest.raises(RemoteError) as invalid:
-            await client.request("meter-sim", "lookup", {})
+            # An unvalidated request without its field: only the fields set are sent, so `data` is {}.
+            await client.call(LOOKUP, Lookup.model_construct())
         assert (invalid.value.status, invalid.value.field) == (422, "meter_id")
         with pytest.raises(RemoteError) as internal:
-            await client.request("meter-sim", "explode", {})
+            await client.call(EXPLODE)
         assert internal.value.status == 500
         assert "secret" not in internal.value.message
         with pytest.raises(RemoteError) as unknown:
-            await client.request("meter-sim", "nothing", {})
+            await client.call(NOTHING)
         assert unknown.value.status == 404
+        with pytest.raises(RemoteError) as wrong:
+            await client.call(LOOKUP_WRONG_REPLY, Lookup(meter_id="MTR-1"))
+        assert (wrong.value.status, wrong.value.code) == (502, "bad_reply")
+        with pytest.raises(TypeError, match="needs a Lookup"):
+            await client.call(LOOKUP)
 
 
 async def test_request_without_a_server_times_out(mqtt_url: str) -> None:
     async with Bus(_mqtt(mqtt_url), "gateway") as client:
         with pytest.raises(RpcTimeout, match="billing did not answer bill"):
-            await client.request("billing", "bill", {}, timeout=0.3)
+            await client.call(BILL, timeout=0.3)
 
 
 async def test_malformed_messages_are_counted_dropped_and_the_consumer_goes_on(mqtt_url: str) -> None:
@@ -196,9 +214,10 @@ async def test_reconnects_and_resubscribes_after_a_broker_restart(tmp_path: Path
 async def test_commands_of_several_routers_are_served_by_one_table(mqtt_url: str) -> None:
     """Two routers included on one bus: each command answered once, by its own router with its deps."""
     other: Router[str] = Router()
+    whoami_command: Command[NoArgs, str] = Command("meter-sim", "whoami", NoArgs, str)
 
-    @other.command("whoami")
-    async def whoami(_request: dict[str, object], deps: str) -> str:
+    @other.handles(whoami_command)
+    async def whoami(_request: NoArgs, deps: str) -> str:
         return deps
 
     settings = _mqtt(mqtt_url)
@@ -206,10 +225,12 @@ async def test_commands_of_several_routers_are_served_by_one_table(mqtt_url: str
         await server.include(router, {"MTR-1": 1})
         await server.include(other, "second router")
         for _ in range(5):  # a second command subscription would race and answer "unknown operation"
-            assert await client.request("meter-sim", "lookup", {"meter_id": "MTR-1"}) == {"id": 1}
-            assert await client.request("meter-sim", "whoami") == "second router"
+            assert await client.call(LOOKUP, Lookup(meter_id="MTR-1")) == Found(id=1)
+            assert await client.call(whoami_command) == "second router"
         with pytest.raises(ValueError, match="already serves"):
             await server.include(other, "twice")
+        with pytest.raises(ValueError, match=r"cannot serve meter-sim\.lookup"):
+            await client.include(router, {})  # the gateway's bus: not meter-sim's command topic
 
 
 async def test_a_custom_validator_failing_in_a_command_is_a_422_reply(mqtt_url: str) -> None:
@@ -228,8 +249,9 @@ async def test_a_custom_validator_failing_in_a_command_is_a_422_reply(mqtt_url: 
             return value
 
     checks: Router[None] = Router()
+    half_command: Command[Even, int] = Command("meter-sim", "half", Even, int)
 
-    @checks.command("half", Even)
+    @checks.handles(half_command)
     async def half(request: Even, _deps: None) -> int:
         return request.n // 2
 
@@ -237,7 +259,7 @@ async def test_a_custom_validator_failing_in_a_command_is_a_422_reply(mqtt_url: 
     async with Bus(settings, "meter-sim") as server, Bus(settings, "gateway") as client:
         await server.include(checks, None)
         with pytest.raises(RemoteError) as odd:
-            await client.request("meter-sim", "half", {"n": 3})
+            await client.call(half_command, Even.model_construct(n=3))
         assert (odd.value.status, odd.value.field) == (422, "n")
         assert "must be even" in odd.value.message
 

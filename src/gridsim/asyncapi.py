@@ -6,23 +6,19 @@ what the code generates, so the document cannot drift from the messages on the w
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
-from gridsim_shared import channels, messages, topics
-from gridsim_shared.channels import Channel
+from gridsim_shared import channels, commands, messages, topics
+from gridsim_shared.channels import Channel, Command, NoArgs
 
 __all__ = ["CHANNEL_DOCS", "SERVICES", "build_document", "render"]
 
-SERVICES = ("meter-sim", "aggregator", "billing", "feasibility", "utility")
-# Modules besides ``handlers`` whose routers a service includes (their commands are documented too).
-COMMAND_MODULES: dict[str, tuple[str, ...]] = {
-    "meter-sim": ("worldengine_commands", "control_commands", "outage_commands"),
-    "aggregator": ("service_levels",),
-}
+SERVICES = tuple(commands.BY_SERVICE)
+_REF = "#/components/schemas/{model}"
 
 # What each channel carries, who publishes it and who listens — the prose of the document.
 CHANNEL_DOCS: dict[str, tuple[Channel[Any, Any], str]] = {
@@ -152,7 +148,9 @@ def build_document() -> dict[str, Any]:
         "address": _topic_address(topics.COMMAND),
         "description": "A request to one operation of one service (the gateway's HTTP routes use these; agents "
         "can too). The envelope carries `correlation_id` and `reply_to`, so request/reply works on MQTT 3.1.1; "
-        "`data` is the operation's body (the same JSON as the HTTP route's body).",
+        "`data` is the operation's body (the same JSON as the HTTP route's body). Each command has its own "
+        "channel below (`cmd-{service}-{operation}`) with the schemas of its request's and its reply's `data`, "
+        "generated from its `Command` definition in `gridsim_shared.commands`.",
         "parameters": {"base": {}, "service": {}, "operation": {}},
         "messages": {"Request": {"$ref": "#/components/messages/Request"}},
         "bindings": {"mqtt": {"qos": 1, "retain": False}},
@@ -200,36 +198,66 @@ def build_document() -> dict[str, Any]:
 def _add_service_commands(
     service: str, doc_channels: dict[str, Any], operations: dict[str, Any], schemas: dict[str, Any]
 ) -> None:
-    """One channel per operation a service answers, with the schema of its request's ``data``."""
-    package = f"gridsim_{service.replace('-', '_')}"
-    commands: dict[str, Any] = {}
-    for module in ("handlers", *COMMAND_MODULES.get(service, ())):
-        commands.update(importlib.import_module(f"{package}.{module}").router._commands)
-    for operation, (model, handler) in sorted(commands.items()):
-        name = f"cmd-{service}-{operation}"
-        data_schema: dict[str, Any] = {"type": "object"}
-        if model is not None:
-            data_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            schemas.update(data_schema.pop("$defs", {}))
-            schemas[model.__name__] = data_schema
-            data_schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    """One channel per command a service answers, with the schemas of its request's and reply's ``data``.
+
+    Generated from the :class:`~gridsim_shared.channels.Command` definitions (``gridsim_shared.commands``),
+    the objects both the caller and the handler use, so the document cannot drift from either.
+    """
+    module = commands.BY_SERVICE[service]
+    for command in sorted(
+        (value for value in vars(module).values() if isinstance(value, Command)), key=lambda c: c.operation
+    ):
+        name = f"cmd-{service}-{command.operation}"
+        request_schema: dict[str, Any] = {"type": "object"}
+        if command.request is not NoArgs:
+            request_schema = _component(command.request, schemas)
+        if isinstance(command.reply, type) and issubclass(command.reply, BaseModel):
+            reply_schema = _component(command.reply, schemas)
+        else:  # a list, a union, a mapping: its own schema, referring to the models' components
+            reply_schema = command.reply_schema(ref_template=_REF)
+            schemas.update(reply_schema.pop("$defs", {}))
         doc_channels[name] = {
-            "address": f"{{base}}/{topics.VERSION}/{topics.COMMAND.kind}/{service}/{operation}",
-            "description": (handler.__doc__ or "").strip().splitlines()[0] if handler.__doc__ else operation,
+            "address": f"{{base}}/{topics.VERSION}/{topics.COMMAND.kind}/{service}/{command.operation}",
+            "description": command.description or command.operation,
             "messages": {
                 "Request": {
                     "name": f"{name}-request",
                     "payload": {
                         "allOf": [
                             {"$ref": "#/components/schemas/Request"},
-                            {"type": "object", "properties": {"data": data_schema}},
+                            {"type": "object", "properties": {"data": request_schema}},
                         ]
                     },
-                }
+                },
+                "Reply": {
+                    "name": f"{name}-reply",
+                    "payload": {
+                        "allOf": [
+                            {"$ref": "#/components/schemas/Reply"},
+                            {"type": "object", "properties": {"data": reply_schema}},
+                        ]
+                    },
+                },
             },
             "bindings": {"mqtt": {"qos": 1, "retain": False}},
         }
-        operations[f"send-{name}"] = {"action": "send", "channel": {"$ref": f"#/channels/{name}"}}
+        operations[f"send-{name}"] = {
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{name}"},
+            "messages": [{"$ref": f"#/channels/{name}/messages/Request"}],
+            "reply": {
+                "channel": {"$ref": "#/channels/reply"},
+                "messages": [{"$ref": f"#/channels/{name}/messages/Reply"}],
+            },
+        }
+
+
+def _component(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
+    """``model``'s schema added to the components; a reference to it."""
+    schema = model.model_json_schema(ref_template=_REF)
+    schemas.update(schema.pop("$defs", {}))
+    schemas[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
 def render() -> str:

@@ -1,13 +1,21 @@
-"""Channels: a topic template bound to its payload model, QoS and retain flag.
+"""Channels and commands: the two kinds of contract between services, each defined once.
 
-Producers call ``bus.publish(channels.READING, reading, path)``; consumers subscribe to the same object and
-receive ``(MeterReading, MeterPath)``. One definition, so the two ends cannot disagree.
+A :class:`Channel` is a topic template bound to its payload model, QoS and retain flag. Producers call
+``bus.publish(channels.READING, reading, path)``; consumers subscribe to the same object and receive
+``(MeterReading, MeterPath)``.
+
+A :class:`Command` is one operation of one service: its request model and its reply type. Callers
+``await bus.call(commands.meter_sim.CREATE_ER, ErCreate(...))`` and get an ``Er``; the service declares its
+handler with ``@router.handles(commands.meter_sim.CREATE_ER)``. The definitions live in
+:mod:`gridsim_shared.commands` (one module per service). One definition, so the two ends cannot disagree.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from gridsim_shared import messages, topics
 from gridsim_shared.ids import FeederPath, MeterPath, TransformerPath, UtilityPath
@@ -30,10 +38,14 @@ __all__ = [
     "STATUS",
     "WATERMARK",
     "Channel",
+    "Command",
+    "NoArgs",
 ]
 
 M = TypeVar("M", bound=messages.Message)
 P = TypeVar("P")
+Q = TypeVar("Q", bound=BaseModel)
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +68,56 @@ class Channel(Generic[M, P]):
     def decode(self, base: str, topic: str, payload: bytes) -> tuple[M, P]:
         """Validated message and path; raises ``pydantic.ValidationError`` or ``TopicError``."""
         return self.model.model_validate_json(payload), self.template.parse(base, topic)
+
+
+class NoArgs(BaseModel):
+    """The request of a command that takes no arguments (anything sent is ignored, as before)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+@dataclass(frozen=True, slots=True)
+class Command(Generic[Q, R]):
+    """One operation of one service: the model of its request and the type of its reply's ``data``.
+
+    The reply is a type expression (a model, ``list[Model]``, a union of models, ``dict[str, int]``), so it is
+    validated through a pydantic ``TypeAdapter``; the constant's annotation (``Command[Req, Rep]``) is what
+    the type checker uses on both ends.
+    """
+
+    service: str
+    operation: str
+    request: type[Q]
+    reply: Any
+    description: str = ""
+    _adapter: TypeAdapter[Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # A frozen dataclass: the adapter is built once per command, not per reply.
+        object.__setattr__(self, "_adapter", TypeAdapter(self.reply))
+
+    @property
+    def name(self) -> str:
+        """``service.operation``, for messages and logs."""
+        return f"{self.service}.{self.operation}"
+
+    def encode_request(self, req: Q) -> dict[str, Any]:
+        """The request's ``data``: only the fields the caller set, so a partial update stays partial."""
+        return req.model_dump(mode="json", exclude_unset=True)
+
+    def decode_request(self, data: Any) -> Q:
+        """The validated request; raises ``pydantic.ValidationError``."""
+        return self.request.model_validate(data if data is not None else {})
+
+    def decode_reply(self, data: Any) -> R:
+        """The validated reply; raises ``pydantic.ValidationError``."""
+        result: R = self._adapter.validate_python(data)
+        return result
+
+    def reply_schema(self, ref_template: str) -> dict[str, Any]:
+        """The JSON schema of the reply's ``data``."""
+        schema: dict[str, Any] = self._adapter.json_schema(ref_template=ref_template)
+        return schema
 
 
 READING: Channel[messages.MeterReading, MeterPath] = Channel(topics.READING, messages.MeterReading)

@@ -20,6 +20,7 @@ from gridsim_aggregator.domain import voltage_band
 from gridsim_aggregator.settings import AggregatorSettings, Settings
 from gridsim_shared import channels, topics
 from gridsim_shared.bus import Bus, Router
+from gridsim_shared.commands import aggregator
 from gridsim_shared.errors import InvalidError, NotFoundError
 from gridsim_shared.ids import slug
 from gridsim_shared.messages import GridEvent
@@ -192,7 +193,7 @@ async def sla_report(
     return report.model_copy(update={"breaches": thresholds_breached(report)})
 
 
-@router.command("sla_report", SlaRequest)
+@router.handles(aggregator.SLA_REPORT)
 async def sla_report_command(body: SlaRequest, deps: HealthDeps) -> SlaReport:
     """A feeder's monthly service levels (completeness, voltage compliance, latency) and breaches."""
     return await sla_report(deps.pool, deps.settings, deps.tuning, body)
@@ -255,7 +256,7 @@ async def report_month(deps: HealthDeps, month: str) -> list[GridEvent]:
     return fresh
 
 
-@router.command("transformer_health", TransformerHealthRequest)
+@router.handles(aggregator.TRANSFORMER_HEALTH)
 async def transformer_health(body: TransformerHealthRequest, deps: HealthDeps) -> list[TransformerHealth]:
     """Each transformer's insulation aging (IEEE C57.91), hours overloaded and health index."""
     async with deps.pool.connection() as conn:

@@ -20,6 +20,7 @@ from gridsim_billing.repository import BillRecord, Conn, MeterRow
 from gridsim_billing.settings import Settings
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus, Router
+from gridsim_shared.commands import billing
 from gridsim_shared.errors import ClockNotReady, ConflictError, InvalidError, NotFoundError
 from gridsim_shared.messages import ClockState, GridEvent, Watermark
 from gridsim_shared.schemas.billing import (
@@ -120,7 +121,7 @@ async def _bills(
 
 
 # ---------------------------------------------------------------- trades
-@router.command("create_trade", P2PTradeCreate)
+@router.handles(billing.CREATE_TRADE)
 async def create_trade(body: P2PTradeCreate, deps: Deps) -> P2PTradeCreated:
     """Record a P2P trade (seller: a prosumer; not in the future; not in a month already settled)."""
     async with deps.pool.connection() as conn:
@@ -179,7 +180,7 @@ async def _publish(deps: Deps, trade: P2PTrade) -> None:
     await deps.bus.publish(channels.EVENT, event, EventPath(type="p2p-trade", subject=event.subject))
 
 
-@router.command("list_trades", TradeQuery)
+@router.handles(billing.LIST_TRADES)
 async def list_trades(query: TradeQuery, deps: Deps) -> TradePage:
     """Trades, oldest first, filtered by meter (as buyer, seller or either) and month."""
     async with deps.pool.connection() as conn:
@@ -199,7 +200,7 @@ async def list_trades(query: TradeQuery, deps: Deps) -> TradePage:
     return TradePage(items=items, page=query.page, page_size=query.page_size, total=total)
 
 
-@router.command("get_trade", TradeId)
+@router.handles(billing.GET_TRADE)
 async def get_trade(query: TradeId, deps: Deps) -> P2PTrade:
     """One trade with its settlement."""
     async with deps.pool.connection() as conn:
@@ -213,7 +214,7 @@ async def get_trade(query: TradeId, deps: Deps) -> P2PTrade:
 
 
 # ---------------------------------------------------------------- bills
-@router.command("bill", BillQuery)
+@router.handles(billing.BILL)
 async def bill(query: BillQuery, deps: Deps) -> Bill:
     """A meter's bill for a month: final (stored once) when the month has ended, else provisional."""
     async with deps.pool.connection() as conn:
@@ -228,7 +229,7 @@ async def bill(query: BillQuery, deps: Deps) -> Bill:
     return to_bill(record, books.tariff.timezone)
 
 
-@router.command("bills", BillsQuery)
+@router.handles(billing.BILLS)
 async def bills(query: BillsQuery, deps: Deps) -> BillPage:
     """One page of a month's bills for every meter linked to an ER."""
     async with deps.pool.connection() as conn:

@@ -15,6 +15,7 @@ from gridsim_feasibility.engine import Choice, TransformerIndex
 from gridsim_feasibility.households import create_household
 from gridsim_feasibility.settings import Settings
 from gridsim_shared.bus import Bus, Router
+from gridsim_shared.commands import feasibility, meter_sim
 from gridsim_shared.errors import GridsimError
 from gridsim_shared.schemas import world
 from gridsim_shared.schemas.feasibility import (
@@ -35,7 +36,7 @@ from gridsim_shared.schemas.feasibility import (
     TransformerPage,
     TransformerQuery,
 )
-from gridsim_shared.schemas.meters import GridNodeCreate
+from gridsim_shared.schemas.meters import ErUpdate, GridNodeCreate
 
 __all__ = ["Deps", "router"]
 
@@ -61,7 +62,7 @@ async def _tell_meter_sim(bus: Bus, er_id: int) -> None:
     "this ER changed" and makes it reload. If meter-sim is not running, it loads the meter when it starts.
     """
     try:
-        await bus.request("meter-sim", "update_er", {"er_id": er_id}, timeout=10)
+        await bus.call(meter_sim.UPDATE_ER, ErUpdate(er_id=er_id), timeout=10)
     except GridsimError as exc:
         _LOGGER.warning("meter-sim was not told about ER %s (%s); it loads it on its next start", er_id, exc)
 
@@ -106,7 +107,7 @@ def _nearest(
     )
 
 
-@router.command("check", FeasibilityRequest)
+@router.handles(feasibility.CHECK)
 async def check(body: FeasibilityRequest, deps: Deps) -> Feasible | NotFeasible:
     """The seed's feasibility check: the nearest transformer that carries the request. No side effects."""
     settings = deps.settings.feasibility
@@ -129,7 +130,7 @@ async def check(body: FeasibilityRequest, deps: Deps) -> Feasible | NotFeasible:
     )
 
 
-@router.command("connect", ConnectionRequest)
+@router.handles(feasibility.CONNECT)
 async def connect(body: ConnectionRequest, deps: Deps) -> ConnectionApproved | ConnectionRejected:
     """The seed's ``POST /connection``: decide, book the load and store the connection in one transaction."""
     settings = deps.settings.feasibility
@@ -181,7 +182,7 @@ async def connect(body: ConnectionRequest, deps: Deps) -> ConnectionApproved | C
     )
 
 
-@router.command("list_connections", ConnectionQuery)
+@router.handles(feasibility.LIST_CONNECTIONS)
 async def list_connections(query: ConnectionQuery, deps: Deps) -> ConnectionPage:
     """Stored connections, newest first."""
     async with deps.pool.connection() as conn:
@@ -200,7 +201,7 @@ async def list_connections(query: ConnectionQuery, deps: Deps) -> ConnectionPage
     )
 
 
-@router.command("get_connection", ConnectionId)
+@router.handles(feasibility.GET_CONNECTION)
 async def get_connection(body: ConnectionId, deps: Deps) -> Connection:
     """One stored connection."""
     async with deps.pool.connection() as conn:
@@ -219,7 +220,7 @@ def _transformer(row: dict[str, Any], limits: domain.Limits) -> Transformer:
     )
 
 
-@router.command("create_transformer", TransformerCreate)
+@router.handles(feasibility.CREATE_TRANSFORMER)
 async def create_transformer(body: TransformerCreate, deps: Deps) -> Transformer:
     """A new transformer (a grid node under a feeder) in the feasibility view.
 
@@ -240,15 +241,15 @@ async def create_transformer(body: TransformerCreate, deps: Deps) -> Transformer
         latitude=body.latitude,
         longitude=body.longitude,
     )
-    created = await deps.bus.request("meter-sim", "create_grid_node", node)
+    created = await deps.bus.call(meter_sim.CREATE_GRID_NODE, node)
     async with deps.pool.connection() as conn, conn.transaction():
         row = await repository.book_initial_load(
-            conn, int(created["id"]), body.connected_consumption_kW, body.connected_production_kW
+            conn, created.id, body.connected_consumption_kW, body.connected_production_kW
         )
     return _transformer(row, engine.limits_of(deps.settings.feasibility))
 
 
-@router.command("list_transformers", TransformerQuery)
+@router.handles(feasibility.LIST_TRANSFORMERS)
 async def list_transformers(query: TransformerQuery, deps: Deps) -> TransformerPage:
     """Assignable transformers (located, with a capacity), by id."""
     async with deps.pool.connection() as conn:
@@ -264,7 +265,7 @@ async def list_transformers(query: TransformerQuery, deps: Deps) -> TransformerP
     )
 
 
-@router.command("get_transformer", TransformerGet)
+@router.handles(feasibility.GET_TRANSFORMER)
 async def get_transformer(body: TransformerGet, deps: Deps) -> Transformer:
     """One transformer with its spare capacities and its measured peak load."""
     settings = deps.settings.feasibility

@@ -21,6 +21,7 @@ from gridsim_meter_sim.handlers import Deps, sim_now
 from gridsim_meter_sim.repository import Conn, catalogue, fetch_one, resolve_appliances
 from gridsim_shared import channels
 from gridsim_shared.bus import Router
+from gridsim_shared.commands import meter_sim
 from gridsim_shared.errors import InvalidError, NotFoundError
 from gridsim_shared.ids import slug
 from gridsim_shared.messages import GridEvent
@@ -80,7 +81,7 @@ def _status_event(meter_id: int, code: str, online: bool, when: datetime, reason
 # ------------------------------------------------------------------------------------ load factors
 
 
-@router.command("control", schemas.ControlRequest)
+@router.handles(meter_sim.CONTROL)
 async def control(body: schemas.ControlRequest, deps: Deps) -> schemas.ControlResult:
     """Set K on every meter matching all the given filters (meter, parent's descendants, appliance, pincode)."""
     async with deps.pool.connection() as conn:
@@ -156,7 +157,7 @@ async def control(body: schemas.ControlRequest, deps: Deps) -> schemas.ControlRe
     )
 
 
-@router.command("control_log", schemas.ControlLogRequest)
+@router.handles(meter_sim.CONTROL_LOG)
 async def control_log(body: schemas.ControlLogRequest, deps: Deps) -> list[schemas.ControlLogEntry]:
     """Every control change with its simulated time, oldest first (filter by meter, action, time)."""
     async with deps.pool.connection() as conn:
@@ -166,7 +167,7 @@ async def control_log(body: schemas.ControlLogRequest, deps: Deps) -> list[schem
 # ------------------------------------------------------------------------------------------ spikes
 
 
-@router.command("create_spike", schemas.SpikeCreate)
+@router.handles(meter_sim.CREATE_SPIKE)
 async def create_spike(body: schemas.SpikeCreate, deps: Deps) -> schemas.Spike:
     """Add a load or source spike, or a generator (a solar farm) at a transformer or feeder."""
     async with deps.pool.connection() as conn, conn.transaction():
@@ -208,7 +209,7 @@ def _spike_event(spike: schemas.Spike, meter_codes: list[str]) -> GridEvent:
     )
 
 
-@router.command("list_spikes", schemas.SpikeListRequest)
+@router.handles(meter_sim.LIST_SPIKES)
 async def list_spikes(body: schemas.SpikeListRequest, deps: Deps) -> list[schemas.Spike]:
     """Spikes, newest first; ``active``: only those not ended at the current simulated time."""
     async with deps.pool.connection() as conn:
@@ -219,14 +220,14 @@ async def list_spikes(body: schemas.SpikeListRequest, deps: Deps) -> list[schema
     return [s for s in spikes if (s.end is None or s.end > now) == body.active]
 
 
-@router.command("get_spike", schemas.SpikeRefRequest)
+@router.handles(meter_sim.GET_SPIKE)
 async def get_spike(body: schemas.SpikeRefRequest, deps: Deps) -> schemas.Spike:
     """One spike with the meters it covers."""
     async with deps.pool.connection() as conn:
         return await repo.get_spike(conn, body.spike_id)
 
 
-@router.command("delete_spike", schemas.SpikeRefRequest)
+@router.handles(meter_sim.DELETE_SPIKE)
 async def delete_spike(body: schemas.SpikeRefRequest, deps: Deps) -> schemas.Spike:
     """End a spike now (a generator is decommissioned: its meter goes offline); idempotent."""
     async with deps.pool.connection() as conn, conn.transaction():
@@ -242,7 +243,7 @@ async def delete_spike(body: schemas.SpikeRefRequest, deps: Deps) -> schemas.Spi
 # -------------------------------------------------------------------------------------------- DERs
 
 
-@router.command("add_der", schemas.DerAdd)
+@router.handles(meter_sim.ADD_DER)
 async def add_der(body: schemas.DerAdd, deps: Deps) -> schemas.DerInfo:
     """Add an appliance instance or solar panel to an ER (by catalogue id or name), at a lifecycle stage."""
     async with deps.pool.connection() as conn:
@@ -276,7 +277,7 @@ async def add_der(body: schemas.DerAdd, deps: Deps) -> schemas.DerInfo:
         return await der_repository.get_der(conn, created.id)
 
 
-@router.command("update_der", schemas.DerPatch)
+@router.handles(meter_sim.UPDATE_DER)
 async def update_der(body: schemas.DerPatch, deps: Deps) -> schemas.DerInfo:
     """Switch a DER, advance its lifecycle (purchased → installed → connected), or change its size."""
     async with deps.pool.connection() as conn, conn.transaction():
@@ -298,7 +299,7 @@ async def update_der(body: schemas.DerPatch, deps: Deps) -> schemas.DerInfo:
     return after
 
 
-@router.command("delete_der", schemas.DerRefRequest)
+@router.handles(meter_sim.DELETE_DER)
 async def delete_der(body: schemas.DerRefRequest, deps: Deps) -> schemas.DerDeleted:
     """Remove a DER from its ER; the waveform changes from the next interval."""
     async with deps.pool.connection() as conn, conn.transaction():
@@ -317,14 +318,14 @@ async def delete_der(body: schemas.DerRefRequest, deps: Deps) -> schemas.DerDele
     return schemas.DerDeleted(id=der.id, er_id=der.er_id, message=f"DER {der.id} ({der.appliance}) removed")
 
 
-@router.command("get_der", schemas.DerRefRequest)
+@router.handles(meter_sim.GET_DER)
 async def get_der(body: schemas.DerRefRequest, deps: Deps) -> schemas.DerInfo:
     """One DER."""
     async with deps.pool.connection() as conn:
         return await der_repository.get_der(conn, body.der_id)
 
 
-@router.command("list_ders", schemas.DerListRequest)
+@router.handles(meter_sim.LIST_DERS)
 async def list_ders(body: schemas.DerListRequest, deps: Deps) -> list[schemas.DerInfo]:
     """The DERs of an ER."""
     async with deps.pool.connection() as conn:
@@ -342,7 +343,7 @@ _EVENT_EFFECT: dict[str, tuple[MeterStatus, Severity]] = {
 }
 
 
-@router.command("meter_event", schemas.MeterEventRequest)
+@router.handles(meter_sim.METER_EVENT)
 async def meter_event(body: schemas.MeterEventRequest, deps: Deps) -> schemas.MeterEventResult:
     """Inject a tamper, fault or outage on a meter (or clear it); published on its meter-event topics."""
     status, severity = _EVENT_EFFECT[body.type]
@@ -396,7 +397,7 @@ async def meter_event(body: schemas.MeterEventRequest, deps: Deps) -> schemas.Me
     )
 
 
-@router.command("events", schemas.EventListRequest)
+@router.handles(meter_sim.EVENTS)
 async def events(body: schemas.EventListRequest, deps: Deps) -> list[schemas.EventOut]:
     """Stored grid and meter events, newest first (filter by type, subject, simulated time)."""
     async with deps.pool.connection() as conn:

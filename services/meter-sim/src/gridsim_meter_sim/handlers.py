@@ -14,6 +14,7 @@ from gridsim_meter_sim.engine import Engine
 from gridsim_meter_sim.settings import Settings
 from gridsim_meter_sim.world_reset import Presence
 from gridsim_shared.bus import Bus, Router
+from gridsim_shared.commands import meter_sim
 from gridsim_shared.errors import GridsimError
 from gridsim_shared.schemas import meters as schemas
 from gridsim_shared.schemas import simulation as clock_schemas
@@ -63,14 +64,14 @@ async def _transaction(deps: Deps) -> AsyncIterator[repository.Conn]:
         yield conn
 
 
-@router.command("appliances")
+@router.handles(meter_sim.APPLIANCES)
 async def appliances(_body: object, deps: Deps) -> list[schemas.Appliance]:
     """The appliance catalogue."""
     async with _transaction(deps) as conn:
         return await repository.catalogue(conn)
 
 
-@router.command("create_er", schemas.ErCreate)
+@router.handles(meter_sim.CREATE_ER)
 async def create_er(body: schemas.ErCreate, deps: Deps) -> schemas.Er:
     """Create an energy resource with its appliances."""
     async with _transaction(deps) as conn:
@@ -79,7 +80,7 @@ async def create_er(body: schemas.ErCreate, deps: Deps) -> schemas.Er:
     return er
 
 
-@router.command("update_er", schemas.ErUpdate)
+@router.handles(meter_sim.UPDATE_ER)
 async def update_er(body: schemas.ErUpdate, deps: Deps) -> schemas.Er:
     """Change an energy resource; a sent appliance list replaces the old one."""
     async with _transaction(deps) as conn:
@@ -88,21 +89,21 @@ async def update_er(body: schemas.ErUpdate, deps: Deps) -> schemas.Er:
     return er
 
 
-@router.command("get_er", schemas.ErRef)
+@router.handles(meter_sim.GET_ER)
 async def get_er(body: schemas.ErRef, deps: Deps) -> schemas.Er:
     """One energy resource."""
     async with _transaction(deps) as conn:
         return await repository.get_er(conn, body.er_id)
 
 
-@router.command("list_ers", schemas.ErListRequest)
+@router.handles(meter_sim.LIST_ERS)
 async def list_ers(body: schemas.ErListRequest, deps: Deps) -> list[schemas.Er]:
     """Energy resources, a page at a time."""
     async with _transaction(deps) as conn:
         return await repository.list_ers(conn, body)
 
 
-@router.command("delete_er", schemas.ErRef)
+@router.handles(meter_sim.DELETE_ER)
 async def delete_er(body: schemas.ErRef, deps: Deps) -> schemas.Deleted:
     """Delete an energy resource (its meter is unlinked)."""
     async with _transaction(deps) as conn:
@@ -111,7 +112,7 @@ async def delete_er(body: schemas.ErRef, deps: Deps) -> schemas.Deleted:
     return schemas.Deleted(message=f"energy resource {er_id} deleted", id=er_id)
 
 
-@router.command("create_meter", schemas.MeterCreate)
+@router.handles(meter_sim.CREATE_METER)
 async def create_meter(body: schemas.MeterCreate, deps: Deps) -> schemas.Meter:
     """Create a meter under a transformer (given, its parent's, nearest, or unassigned)."""
     async with _transaction(deps) as conn:
@@ -120,7 +121,7 @@ async def create_meter(body: schemas.MeterCreate, deps: Deps) -> schemas.Meter:
     return meter
 
 
-@router.command("update_meter", schemas.MeterUpdate)
+@router.handles(meter_sim.UPDATE_METER)
 async def update_meter(body: schemas.MeterUpdate, deps: Deps) -> schemas.Meter:
     """Change a meter (code, parent, transformer, load factors, type, location)."""
     async with _transaction(deps) as conn:
@@ -129,21 +130,21 @@ async def update_meter(body: schemas.MeterUpdate, deps: Deps) -> schemas.Meter:
     return meter
 
 
-@router.command("get_meter", schemas.MeterRefRequest)
+@router.handles(meter_sim.GET_METER)
 async def get_meter(body: schemas.MeterRefRequest, deps: Deps) -> schemas.Meter:
     """One meter, by id or code."""
     async with _transaction(deps) as conn:
         return await meter_repository.get_meter(conn, body.meter)
 
 
-@router.command("list_meters", schemas.MeterListRequest)
+@router.handles(meter_sim.LIST_METERS)
 async def list_meters(body: schemas.MeterListRequest, deps: Deps) -> list[schemas.Meter]:
     """Meters, a page at a time, optionally filtered."""
     async with _transaction(deps) as conn:
         return await meter_repository.list_meters(conn, body)
 
 
-@router.command("delete_meter", schemas.MeterRefRequest)
+@router.handles(meter_sim.DELETE_METER)
 async def delete_meter(body: schemas.MeterRefRequest, deps: Deps) -> schemas.Deleted:
     """Delete a meter that has no child meters."""
     async with _transaction(deps) as conn:
@@ -152,7 +153,7 @@ async def delete_meter(body: schemas.MeterRefRequest, deps: Deps) -> schemas.Del
     return schemas.Deleted(message=f"meter {body.meter} deleted", id=meter_id)
 
 
-@router.command("link", schemas.LinkRequest)
+@router.handles(meter_sim.LINK)
 async def link(body: schemas.LinkRequest, deps: Deps) -> schemas.Meter:
     """Link a meter to an energy resource; generation starts with the next interval."""
     async with _transaction(deps) as conn:
@@ -161,7 +162,7 @@ async def link(body: schemas.LinkRequest, deps: Deps) -> schemas.Meter:
     return meter
 
 
-@router.command("unlink", schemas.UnlinkRequest)
+@router.handles(meter_sim.UNLINK)
 async def unlink(body: schemas.UnlinkRequest, deps: Deps) -> schemas.Meter:
     """Unlink a meter from its energy resource; generation stops with the next interval."""
     async with _transaction(deps) as conn:
@@ -170,7 +171,7 @@ async def unlink(body: schemas.UnlinkRequest, deps: Deps) -> schemas.Meter:
     return meter
 
 
-@router.command("create_grid_node", schemas.GridNodeCreate)
+@router.handles(meter_sim.CREATE_GRID_NODE)
 async def create_grid_node(body: schemas.GridNodeCreate, deps: Deps) -> schemas.GridNode:
     """Create a utility, feeder or transformer."""
     async with _transaction(deps) as conn:
@@ -179,7 +180,7 @@ async def create_grid_node(body: schemas.GridNodeCreate, deps: Deps) -> schemas.
     return node
 
 
-@router.command("update_grid_node", schemas.GridNodeUpdate)
+@router.handles(meter_sim.UPDATE_GRID_NODE)
 async def update_grid_node(body: schemas.GridNodeUpdate, deps: Deps) -> schemas.GridNode:
     """Change a grid node (name, rating, location, parent)."""
     async with _transaction(deps) as conn:
@@ -188,14 +189,14 @@ async def update_grid_node(body: schemas.GridNodeUpdate, deps: Deps) -> schemas.
     return node
 
 
-@router.command("get_grid_node", schemas.NodeRefRequest)
+@router.handles(meter_sim.GET_GRID_NODE)
 async def get_grid_node(body: schemas.NodeRefRequest, deps: Deps) -> schemas.GridNode:
     """One grid node, by id or code."""
     async with _transaction(deps) as conn:
         return await grid_repository.get_grid_node(conn, body.node)
 
 
-@router.command("delete_grid_node", schemas.NodeRefRequest)
+@router.handles(meter_sim.DELETE_GRID_NODE)
 async def delete_grid_node(body: schemas.NodeRefRequest, deps: Deps) -> schemas.Deleted:
     """Delete a grid node with nothing below it."""
     async with _transaction(deps) as conn:
@@ -204,7 +205,7 @@ async def delete_grid_node(body: schemas.NodeRefRequest, deps: Deps) -> schemas.
     return schemas.Deleted(message=f"grid node {body.node} deleted", id=node_id)
 
 
-@router.command("grid_tree", schemas.GridTreeRequest)
+@router.handles(meter_sim.GRID_TREE)
 async def grid_tree(body: schemas.GridTreeRequest, deps: Deps) -> schemas.GridTree:
     """The grid as a tree, utilities down to child meters."""
     async with _transaction(deps) as conn:
@@ -228,37 +229,37 @@ def running_engine(deps: Deps) -> Engine:
     return deps.engine
 
 
-@router.command("clock")
+@router.handles(meter_sim.CLOCK)
 async def clock(_body: object, deps: Deps) -> clock_schemas.SimulationTime:
     """The simulation clock."""
     return running_engine(deps).simulation_time()
 
 
-@router.command("pause")
+@router.handles(meter_sim.PAUSE)
 async def pause(_body: object, deps: Deps) -> clock_schemas.SimulationTime:
     """Pause the clock (idempotent)."""
     return await running_engine(deps).pause()
 
 
-@router.command("resume")
+@router.handles(meter_sim.RESUME)
 async def resume(_body: object, deps: Deps) -> clock_schemas.SimulationTime:
     """Run the clock on the wall-clock schedule (idempotent)."""
     return await running_engine(deps).resume()
 
 
-@router.command("set_speed", clock_schemas.SpeedRequest)
+@router.handles(meter_sim.SET_SPEED)
 async def set_speed(body: clock_schemas.SpeedRequest, deps: Deps) -> clock_schemas.SimulationTime:
     """Simulated seconds per real second."""
     return await running_engine(deps).set_speed(body.speed)
 
 
-@router.command("jump", clock_schemas.JumpRequest)
+@router.handles(meter_sim.JUMP)
 async def jump(body: clock_schemas.JumpRequest, deps: Deps) -> clock_schemas.SimulationTime:
     """Move the clock to a time (no readings for the intervals jumped over)."""
     return await running_engine(deps).jump(body.to)
 
 
-@router.command("step", clock_schemas.StepRequest)
+@router.handles(meter_sim.STEP)
 async def step(body: clock_schemas.StepRequest, deps: Deps) -> clock_schemas.StepResult:
     """Simulate and publish N intervals as fast as possible; answer once published (and stored)."""
     return await running_engine(deps).step(body.intervals)

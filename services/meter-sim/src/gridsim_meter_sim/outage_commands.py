@@ -21,6 +21,7 @@ from gridsim_meter_sim.handlers import Deps, running_engine, sim_now
 from gridsim_meter_sim.supply import RepairTime
 from gridsim_shared import channels
 from gridsim_shared.bus import Router
+from gridsim_shared.commands import meter_sim
 from gridsim_shared.errors import ConflictError, GridsimError, NotFoundError
 from gridsim_shared.ids import slug
 from gridsim_shared.messages import GridEvent
@@ -47,7 +48,7 @@ def _repair(deps: Deps) -> RepairTime:
 # ------------------------------------------------------------------------------------------ outages
 
 
-@router.command("create_outage", schemas.OutageCreate)
+@router.handles(meter_sim.CREATE_OUTAGE)
 async def create_outage(body: schemas.OutageCreate, deps: Deps) -> schemas.Outage:
     """Take a transformer, feeder section or feeder off supply (a fault, or a planned outage)."""
     async with deps.pool.connection() as conn, conn.transaction():
@@ -70,7 +71,7 @@ async def create_outage(body: schemas.OutageCreate, deps: Deps) -> schemas.Outag
     return outage
 
 
-@router.command("restore_outage", schemas.OutageRefRequest)
+@router.handles(meter_sim.RESTORE_OUTAGE)
 async def restore_outage(body: schemas.OutageRefRequest, deps: Deps) -> schemas.Outage:
     """Restore supply now (an operator's command); 409 when the outage is not in effect."""
     async with deps.pool.connection() as conn, conn.transaction():
@@ -81,14 +82,14 @@ async def restore_outage(body: schemas.OutageRefRequest, deps: Deps) -> schemas.
     return outage
 
 
-@router.command("get_outage", schemas.OutageRefRequest)
+@router.handles(meter_sim.GET_OUTAGE)
 async def get_outage(body: schemas.OutageRefRequest, deps: Deps) -> schemas.Outage:
     """One outage."""
     async with deps.pool.connection() as conn:
         return await outage_repository.get_outage(conn, body.outage_id)
 
 
-@router.command("list_outages", schemas.OutageListRequest)
+@router.handles(meter_sim.LIST_OUTAGES)
 async def list_outages(body: schemas.OutageListRequest, deps: Deps) -> list[schemas.Outage]:
     """Outages, newest first."""
     async with deps.pool.connection() as conn:
@@ -172,13 +173,13 @@ async def _switch(body: schemas.DisconnectRequest, deps: Deps, *, disconnect: bo
     )
 
 
-@router.command("disconnect", schemas.DisconnectRequest)
+@router.handles(meter_sim.DISCONNECT)
 async def disconnect(body: schemas.DisconnectRequest, deps: Deps) -> schemas.SupplyResult:
     """Open a meter's service switch remotely: its readings show no voltage and no energy."""
     return await _switch(body, deps, disconnect=True)
 
 
-@router.command("reconnect", schemas.DisconnectRequest)
+@router.handles(meter_sim.RECONNECT)
 async def reconnect(body: schemas.DisconnectRequest, deps: Deps) -> schemas.SupplyResult:
     """Close a meter's service switch again."""
     return await _switch(body, deps, disconnect=False)
@@ -187,7 +188,7 @@ async def reconnect(body: schemas.DisconnectRequest, deps: Deps) -> schemas.Supp
 # ---------------------------------------------------------------------------------- on-demand read
 
 
-@router.command("read_meter", schemas.MeterReadRequest)
+@router.handles(meter_sim.READ_METER)
 async def read_meter(body: schemas.MeterReadRequest, deps: Deps) -> schemas.MeterRead:
     """The meter's registers and last interval at simulated now, from the engine's memory (no I/O but the lookup)."""
     engine = running_engine(deps)
@@ -236,7 +237,7 @@ async def read_meter(body: schemas.MeterReadRequest, deps: Deps) -> schemas.Mete
 # ------------------------------------------------------------------------------- feeder switching
 
 
-@router.command("switch_transformer", schemas.FeederSwitch)
+@router.handles(meter_sim.SWITCH_TRANSFORMER)
 async def switch_transformer(body: schemas.FeederSwitch, deps: Deps) -> schemas.FeederSwitchResult:
     """Move a transformer to another feeder of its utility; rollups follow from the next interval."""
     async with deps.pool.connection() as conn, conn.transaction():
@@ -261,7 +262,7 @@ async def switch_transformer(body: schemas.FeederSwitch, deps: Deps) -> schemas.
 # --------------------------------------------------------------------------------- IEEE 1366 indices
 
 
-@router.command("reliability", schemas.ReliabilityRequest)
+@router.handles(meter_sim.RELIABILITY)
 async def reliability_indices(
     body: schemas.ReliabilityRequest, deps: Deps
 ) -> list[schemas.ReliabilityIndices]:

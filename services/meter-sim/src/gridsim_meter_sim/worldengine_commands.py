@@ -19,6 +19,7 @@ from gridsim_meter_sim.world import load_world, read_world, world_path
 from gridsim_meter_sim.world_reset import fan_out
 from gridsim_shared import channels
 from gridsim_shared.bus import Router
+from gridsim_shared.commands import meter_sim
 from gridsim_shared.errors import ConflictError, InvalidError, NotFoundError
 from gridsim_shared.messages import ServiceStatus
 from gridsim_shared.schemas import worldengine as schemas
@@ -53,7 +54,7 @@ async def _meters_of_ers(conn: Conn, er_ids: list[int]) -> list[int]:
     return [row["id"] for row in rows]
 
 
-@router.command("create_der", schemas.DerCreate)
+@router.handles(meter_sim.CREATE_DER)
 async def create_der(body: schemas.DerCreate, deps: Deps) -> schemas.DerOut:
     """Add one appliance instance (a DER) to an ER; connected at once, switched off unless asked."""
     async with deps.pool.connection() as conn, conn.transaction():
@@ -89,7 +90,7 @@ async def create_der(body: schemas.DerCreate, deps: Deps) -> schemas.DerOut:
     return schemas.DerOut.model_validate(row)
 
 
-@router.command("switch_der", schemas.DerSwitch)
+@router.handles(meter_sim.SWITCH_DER)
 async def switch_der(body: schemas.DerSwitch, deps: Deps) -> schemas.DerOut:
     """Switch one DER on or off (or flip it); with ``er_id`` it must belong to that ER."""
     async with deps.pool.connection() as conn, conn.transaction():
@@ -126,7 +127,7 @@ async def switch_der(body: schemas.DerSwitch, deps: Deps) -> schemas.DerOut:
     return schemas.DerOut.model_validate(row)
 
 
-@router.command("switch_ders", schemas.DersSwitch)
+@router.handles(meter_sim.SWITCH_DERS)
 async def switch_ders(body: schemas.DersSwitch, deps: Deps) -> schemas.DersSwitched:
     """Switch many DERs on or off at once; ids that name no DER are skipped (a bulk update)."""
     async with deps.pool.connection() as conn, conn.transaction():
@@ -150,7 +151,7 @@ async def switch_ders(body: schemas.DersSwitch, deps: Deps) -> schemas.DersSwitc
     return schemas.DersSwitched(count=len(ids), der_ids=ids)
 
 
-@router.command("set_load_factors", schemas.LoadFactorsSet)
+@router.handles(meter_sim.SET_LOAD_FACTORS)
 async def set_load_factors(body: schemas.LoadFactorsSet, deps: Deps) -> schemas.LoadFactorsSetResult:
     """Set K_consumption and/or K_production of many meters, all or none (404 naming a missing meter)."""
     if body.load_factor_consumption is None and body.load_factor_production is None:
@@ -182,7 +183,7 @@ async def set_load_factors(body: schemas.LoadFactorsSet, deps: Deps) -> schemas.
     return schemas.LoadFactorsSetResult(meter_ids=found)
 
 
-@router.command("set_subscription", schemas.SubscriptionSet)
+@router.handles(meter_sim.SET_SUBSCRIPTION)
 async def set_subscription(body: schemas.SubscriptionSet, deps: Deps) -> dict[str, int]:
     """Record a meter's demand-flexibility subscription order id (it changes no reading)."""
     async with deps.pool.connection() as conn, conn.transaction():
@@ -213,7 +214,7 @@ async def _empty_world(conn: Conn) -> int:
     return int(row["generation"])
 
 
-@router.command("reset_world", schemas.ResetWorld)
+@router.handles(meter_sim.RESET_WORLD)
 async def reset_world(_body: schemas.ResetWorld, deps: Deps) -> schemas.ResetResult:
     """Delete the grid, meters, ERs and DERs and load the demo world (or the configured world file) again
     through the same loader as the first start, in one transaction (ids are new); then have every running

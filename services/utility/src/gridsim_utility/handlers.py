@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus, Router
+from gridsim_shared.commands import utility
 from gridsim_shared.errors import ClockNotReady, ConflictError, InvalidError, NotFoundError
 from gridsim_shared.messages import ClockState, Forecast, ForecastPoint, GridEvent, PricePoint, PriceSignal
 from gridsim_shared.schemas.utility import (
@@ -345,7 +346,7 @@ async def _evaluate(deps: Deps, conn: Conn, metered_until: datetime) -> None:
 
 
 # ---------------------------------------------------------------- forecasts and prices
-@router.command("forecast", ForecastQuery)
+@router.handles(utility.FORECAST)
 async def forecast(query: ForecastQuery, deps: Deps) -> ForecastView:
     """A node's forecasts for one horizon (both models) beside the metered hours."""
     async with deps.pool.connection() as conn:
@@ -399,7 +400,7 @@ def _r(row: dict[str, Any] | None, key: str) -> float | None:
     return None if row is None else round(row[key], 4)
 
 
-@router.command("forecast_scores", ScoreQuery)
+@router.handles(utility.FORECAST_SCORES)
 async def forecast_scores(query: ScoreQuery, deps: Deps) -> list[ScoreRow]:
     """MAPE, WAPE and bias per node, quantity, horizon and model over the rolling window."""
     u = deps.settings.utility
@@ -440,7 +441,7 @@ def _finite(x: float) -> float | None:
     return None if math.isnan(x) else round(x, 3)
 
 
-@router.command("price", PriceQuery)
+@router.handles(utility.PRICE)
 async def price(query: PriceQuery, deps: Deps) -> PriceSignal:
     """The current dynamic price of the utility or a feeder and its next 24 hours."""
     u = deps.settings.utility
@@ -475,7 +476,7 @@ def _program(row: dict[str, Any]) -> Program:
     )
 
 
-@router.command("create_program", ProgramCreate)
+@router.handles(utility.CREATE_PROGRAM)
 async def create_program(body: ProgramCreate, deps: Deps) -> Program:
     """A new programme (409 when the name is taken)."""
     compliance, shed = _DEFAULTS[body.kind]
@@ -501,7 +502,7 @@ async def create_program(body: ProgramCreate, deps: Deps) -> Program:
     return _program(row)
 
 
-@router.command("programs")
+@router.handles(utility.PROGRAMS)
 async def list_programs(_body: Any, deps: Deps) -> list[Program]:
     """Every programme."""
     async with deps.pool.connection() as conn:
@@ -516,7 +517,7 @@ async def _program_row(conn: Conn, program_id: int) -> dict[str, Any]:
     return row
 
 
-@router.command("enrol", EnrolmentCreate)
+@router.handles(utility.ENROL)
 async def enrol(body: EnrolmentCreate, deps: Deps) -> Enrolment:
     """Enrol a meter with flexible load in a programme."""
     async with deps.pool.connection() as conn, conn.transaction():
@@ -545,7 +546,7 @@ async def enrol(body: EnrolmentCreate, deps: Deps) -> Enrolment:
     )  # fmt: skip
 
 
-@router.command("enrolments", EnrolmentQuery)
+@router.handles(utility.ENROLMENTS)
 async def enrolments(query: EnrolmentQuery, deps: Deps) -> list[Enrolment]:
     """A programme's participants."""
     async with deps.pool.connection() as conn:
@@ -660,14 +661,14 @@ class _NoLock:
         return None
 
 
-@router.command("create_event", DrEventCreate)
+@router.handles(utility.CREATE_EVENT)
 async def create_event(body: DrEventCreate, deps: Deps) -> DrEvent:
     """An operator's event: not in the past; no participant in two overlapping events."""
     async with deps.pool.connection() as conn:
         return await create_event_as(deps, conn, body, trigger="operator")
 
 
-@router.command("update_event", DrEventUpdate)
+@router.handles(utility.UPDATE_EVENT)
 async def update_event(body: DrEventUpdate, deps: Deps) -> DrEvent:
     """Change the level or length of an event not yet ended; participants' responses are re-dispatched."""
     async with deps.live.lock, deps.pool.connection() as conn:
@@ -713,7 +714,7 @@ async def update_event(body: DrEventUpdate, deps: Deps) -> DrEvent:
     return view
 
 
-@router.command("cancel_event", DrEventRef)
+@router.handles(utility.CANCEL_EVENT)
 async def cancel_event(body: DrEventRef, deps: Deps) -> DrEvent:
     """Cancel an event not yet ended: its participants' responses end now (idempotent once cancelled)."""
     async with deps.live.lock, deps.pool.connection() as conn:
@@ -735,7 +736,7 @@ async def cancel_event(body: DrEventRef, deps: Deps) -> DrEvent:
     return view
 
 
-@router.command("events", DrEventQuery)
+@router.handles(utility.EVENTS)
 async def list_events(query: DrEventQuery, deps: Deps) -> list[DrEvent]:
     """Events, newest first, with participants and measured shed."""
     async with deps.pool.connection() as conn:
@@ -750,14 +751,14 @@ async def list_events(query: DrEventQuery, deps: Deps) -> list[DrEvent]:
     return out
 
 
-@router.command("event", DrEventRef)
+@router.handles(utility.EVENT)
 async def get_event(query: DrEventRef, deps: Deps) -> DrEvent:
     """One event."""
     async with deps.pool.connection() as conn:
         return await _event_view(deps, conn, query.event_id)
 
 
-@router.command("dr_log")
+@router.handles(utility.DR_LOG)
 async def dr_log(_body: Any, deps: Deps) -> list[DrLogEntry]:
     """The latest 500 changes to programmes, enrolments and events, newest first."""
     async with deps.pool.connection() as conn:
@@ -765,7 +766,7 @@ async def dr_log(_body: Any, deps: Deps) -> list[DrLogEntry]:
 
 
 # ---------------------------------------------------------------- dynamic bill
-@router.command("dynamic_bill", DynamicBillQuery)
+@router.handles(utility.DYNAMIC_BILL)
 async def dynamic_bill(query: DynamicBillQuery, deps: Deps) -> DynamicBill:
     """A meter's month on the dynamic tariff: Σ hourly kWh × the hour's price (its feeder's), minus DR
     credits, rounded once. Final and stored once the month has ended and is metered; else provisional."""

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from gridsim_shared.bus import Bus
+from gridsim_shared.commands import meter_sim
 from gridsim_shared.errors import RemoteError, RpcTimeout
-from gridsim_shared.schemas.controls import Spike, SpikeCreate, SpikeRefRequest
+from gridsim_shared.schemas.controls import SpikeCreate, SpikeRefRequest
 from gridsim_shared.schemas.utility import DrEvent, Participation
 from gridsim_utility import domain
 from gridsim_utility import repository as repo
@@ -42,7 +43,7 @@ def rebound_multiplier(factor: float, rebound_share: float) -> float:
 
 
 async def _spike(bus: Bus, body: SpikeCreate) -> int:
-    spike = Spike.model_validate(await bus.request("meter-sim", "create_spike", body))
+    spike = await bus.call(meter_sim.CREATE_SPIKE, body)
     return spike.id
 
 
@@ -131,7 +132,7 @@ async def cancel_spikes(bus: Bus, rows: Sequence[dict[str, Any]]) -> None:
             if row[key] is None:
                 continue
             try:
-                await bus.request("meter-sim", "delete_spike", SpikeRefRequest(spike_id=row[key]))
+                await bus.call(meter_sim.DELETE_SPIKE, SpikeRefRequest(spike_id=row[key]))
             except (RemoteError, RpcTimeout):
                 _LOGGER.exception("could not end spike %s of event %s", row[key], row["event_id"])
 
