@@ -21,6 +21,7 @@ from gridsim_aggregator.ingest import Ingestor
 from gridsim_aggregator.settings import AggregatorSettings, Settings
 from gridsim_shared import channels, topics
 from gridsim_shared.bus import Bus, Router
+from gridsim_shared.commands import aggregator
 from gridsim_shared.ids import slug
 from gridsim_shared.messages import ClockState, GridEvent
 from gridsim_shared.schemas import world
@@ -115,7 +116,7 @@ async def on_clock(msg: ClockState, path: topics.NoPath, deps: Deps) -> None:
     await deps.closer.on_clock(msg, path)
 
 
-@router.command(world.OPERATION, world.WorldReset)
+@router.handles(aggregator.WORLD_RESET)
 async def world_reset(body: world.WorldReset, deps: Deps) -> world.WorldResetDone:
     """``world.reset``: meter-sim replaced its world; empty the readings, rollups and thermal state of the
     old one (this service's own tables, in one transaction) and rebuild from the new world."""

@@ -284,7 +284,7 @@ async def get_transformer(body: TransformerGet, deps: Deps) -> Transformer:
     )
 
 
-@router.command(world.OPERATION, world.WorldReset)
+@router.handles(feasibility.WORLD_RESET)
 async def world_reset(body: world.WorldReset, deps: Deps) -> world.WorldResetDone:
     """``world.reset``: meter-sim replaced its world; delete the connection requests of the old one."""
     return await forget_world(deps, body.generation)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from gridsim_shared import commands
 from gridsim_shared.bus import Bus
 from gridsim_shared.messages import ServiceStatus
 from gridsim_shared.schemas import world
@@ -58,7 +59,7 @@ async def fan_out(
         _LOGGER.info("world reset %d: %s not running; each catches up at its start", generation, skipped)
     request = world.WorldReset(generation=generation)
     results = await asyncio.gather(
-        *(bus.request(service, world.OPERATION, request, timeout=timeout) for service in owners),
+        *(bus.call(commands.WORLD_RESET[service], request, timeout=timeout) for service in owners),
         return_exceptions=True,
     )
     done: list[world.WorldResetDone] = []
@@ -68,7 +69,7 @@ async def fan_out(
             _LOGGER.error("world reset %d: %s failed: %s", generation, service, result)
             failure = failure or result
         else:
-            done.append(world.WorldResetDone.model_validate(result))
+            done.append(result)
     if failure is not None:
         raise failure
     return done

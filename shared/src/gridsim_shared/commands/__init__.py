@@ -11,11 +11,27 @@ from typing import Any
 
 from gridsim_shared.channels import Command
 from gridsim_shared.commands import aggregator, billing, feasibility, meter_sim, utility
+from gridsim_shared.schemas import world
 
-__all__ = ["BY_SERVICE", "aggregator", "all_commands", "billing", "feasibility", "meter_sim", "utility"]
+__all__ = [
+    "BY_SERVICE",
+    "WORLD_RESET",
+    "aggregator",
+    "all_commands",
+    "billing",
+    "feasibility",
+    "meter_sim",
+    "utility",
+]
 
 BY_SERVICE: dict[str, ModuleType] = {
     module.SERVICE: module for module in (meter_sim, aggregator, billing, feasibility, utility)
+}
+
+# ``world_reset`` of each owner of data derived from meter-sim's world (schemas.world.DERIVED_OWNERS).
+WORLD_RESET: dict[str, Command[world.WorldReset, world.WorldResetDone]] = {
+    aggregator.SERVICE: aggregator.WORLD_RESET,
+    feasibility.SERVICE: feasibility.WORLD_RESET,
 }
 
 

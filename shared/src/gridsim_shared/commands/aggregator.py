@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gridsim_shared.channels import Command
-from gridsim_shared.schemas import health
+from gridsim_shared.schemas import health, world
 
 SERVICE = "aggregator"
 
@@ -22,4 +22,13 @@ TRANSFORMER_HEALTH: Command[health.TransformerHealthRequest, list[health.Transfo
     health.TransformerHealthRequest,
     list[health.TransformerHealth],
     "Each transformer's insulation aging (IEEE C57.91), hours overloaded and health index.",
+)
+
+# world reset (sent by meter-sim to every owner of data derived from its world: gridsim_shared.schemas.world)
+WORLD_RESET: Command[world.WorldReset, world.WorldResetDone] = Command(
+    SERVICE,
+    world.OPERATION,
+    world.WorldReset,
+    world.WorldResetDone,
+    "meter-sim replaced its world: empty this service's own tables of the old one.",
 )

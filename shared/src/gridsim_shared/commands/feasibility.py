@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gridsim_shared.channels import Command
-from gridsim_shared.schemas import feasibility
+from gridsim_shared.schemas import feasibility, world
 
 SERVICE = "feasibility"
 
@@ -55,4 +55,13 @@ GET_TRANSFORMER: Command[feasibility.TransformerGet, feasibility.Transformer] = 
     feasibility.TransformerGet,
     feasibility.Transformer,
     "One transformer with its spare capacities and its measured peak load.",
+)
+
+# world reset (sent by meter-sim to every owner of data derived from its world: gridsim_shared.schemas.world)
+WORLD_RESET: Command[world.WorldReset, world.WorldResetDone] = Command(
+    SERVICE,
+    world.OPERATION,
+    world.WorldReset,
+    world.WorldResetDone,
+    "meter-sim replaced its world: empty this service's own tables of the old one.",
 )
