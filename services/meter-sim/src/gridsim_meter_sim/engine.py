@@ -155,6 +155,7 @@ class Engine:
                     await self._persist(force=True)
             with contextlib.suppress(Exception):
                 await self.health.save(force=True)
+            await self.publisher.aclose()
 
     def _idle_s(self, wait: float) -> float:
         """How long the tick loop may wait before it beats again (the watchdog restarts a silent loop)."""
@@ -316,9 +317,7 @@ class Engine:
         else:
             prepared = self._prepare(fleet, when, interval_s)
         # What one interval puts in the broker's queue for the aggregator (its batches), for the window.
-        self._batches_per_interval = max(
-            1, prepared.batches if prepared.batches is not None else len(prepared.messages)
-        )
+        self._batches_per_interval = max(1, len(prepared.messages))
         return prepared
 
     async def _advance(self, *, publish_status: bool) -> int:

@@ -4,7 +4,9 @@ The batch is the throughput path (DESIGN §5): MQTT's cost is per message, so a 
 travel together as :class:`~gridsim_shared.messages.ReadingBatch` JSON built straight from the numpy
 columns with orjson (NaN becomes ``null``, which is how consumers' production fields are sent). The
 static part of each batch (meter ids and codes) is encoded once per fleet. Every message is QoS 1 and
-:meth:`Publisher.publish` returns only when the broker has acknowledged all of them.
+:meth:`Publisher.publish` returns only when the broker has acknowledged all of them. Per-meter copies
+(``publish = both``) go out on a second, publish-only connection that writes an interval's messages at
+once (:mod:`gridsim_meter_sim.bulk_mqtt`): one paho call per message was the bottleneck.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from gridsim_meter_sim.bulk_mqtt import BulkPublisher, encode_topic
 from gridsim_meter_sim.domain import Fleet, Readings
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
@@ -61,7 +64,7 @@ class _Layout:
     """What does not change between intervals for one fleet: topics and the ids/codes JSON."""
 
     batch_topics: list[str]
-    meter_topics: list[str]
+    meter_topics: list[bytes]  # as a PUBLISH carries them (length-prefixed UTF-8)
     # b'"meter_id":[...],"meter_code":[...]' per transformer, for the all-meters-active case.
     static_parts: list[bytes]
 
@@ -70,12 +73,14 @@ def _layout(fleet: Fleet, base: str) -> _Layout:
     batch_topics = [
         channels.BATCH.topic(base, TransformerPath(u, f, t)) for (u, f, t) in fleet.transformer_codes
     ]
-    meter_topics: list[str] = []
+    meter_topics: list[bytes] = []
     static_parts: list[bytes] = []
     for t, (u, f, tr) in enumerate(fleet.transformer_codes):
         start, stop = int(fleet.transformer_bounds[t]), int(fleet.transformer_bounds[t + 1])
         codes = fleet.meter_code[start:stop]
-        meter_topics.extend(channels.READING.topic(base, MeterPath(u, f, tr, slug(c))) for c in codes)
+        meter_topics.extend(
+            encode_topic(channels.READING.topic(base, MeterPath(u, f, tr, slug(c)))) for c in codes
+        )
         static_parts.append(_static(fleet.meter_id[start:stop], codes))
     return _Layout(batch_topics, meter_topics, static_parts)
 
@@ -129,8 +134,9 @@ def _meter_messages(
     readings: Readings,
     layout: _Layout,
     registers: dict[str, npt.NDArray[np.float64]] | None = None,
-) -> list[tuple[str, bytes]]:
-    """One :class:`MeterReading` JSON per active meter (for subscribers that want single meters)."""
+) -> list[tuple[bytes, bytes]]:
+    """One :class:`MeterReading` JSON per active meter (for subscribers that want single meters), with
+    its encoded topic."""
     columns = _columns(readings) | (registers or {})
     names = list(columns)
     lists = []
@@ -153,9 +159,9 @@ def _meter_messages(
 class Prepared:
     """One interval encoded and ready to send: (topic, payload) pairs and how many readings they carry."""
 
-    messages: list[tuple[str, bytes]]
+    messages: list[tuple[str, bytes]]  # the batches
     readings: int
-    batches: int | None = None  # the first ``batches`` messages are batches, the rest per-meter copies
+    singles: list[tuple[bytes, bytes]] = field(default_factory=list)  # per-meter copies (encoded topics)
 
 
 class Publisher:
@@ -168,6 +174,7 @@ class Publisher:
         self._layout: _Layout | None = None
         self.messages_published = 0
         self.readings_published = 0
+        self._bulk: BulkPublisher | None = None
 
     def _layout_for(self, fleet: Fleet) -> _Layout:
         if self._fleet is not fleet or self._layout is None:
@@ -184,36 +191,38 @@ class Publisher:
             (layout.batch_topics[t], payload)
             for t, payload, _ in encode_batches(fleet, readings, layout, registers)
         ]
-        batches = len(messages)
-        if self.per_meter:
-            messages.extend(_meter_messages(fleet, readings, layout, registers))
-        return Prepared(messages, readings.count, batches)
+        singles = _meter_messages(fleet, readings, layout, registers) if self.per_meter else []
+        return Prepared(messages, readings.count, singles)
 
     async def send(self, prepared: Prepared) -> int:
         """Publish an encoded interval at QoS 1; return its reading count once the broker acknowledged all."""
         qos = channels.BATCH.qos
         messages = prepared.messages
-        if prepared.batches is not None and prepared.batches < len(messages):
-            # Per-meter copies (one per meter: 10k per interval at 10k meters) are handed to the client
-            # without a future each, which capped the default mode near 10k messages/s; the batches follow
-            # on the same connection and are awaited, and the client delivers in order, so once they are
-            # acknowledged the broker has every message of the interval. A copy refused while the broker is
-            # away is published the awaited way.
-            singles = messages[prepared.batches :]
-            messages = messages[: prepared.batches] + [
-                (topic, payload)
-                for topic, payload in singles
-                if not self.bus.publish_raw_nowait(topic, payload, qos=qos)
-            ]
+        # Per-meter copies (10k per interval at 10k meters) go out on the bulk connection while the
+        # batches go through the bus; both are awaited, so the interval is complete at the broker.
+        singles = self._send_singles(prepared.singles) if prepared.singles else None
         for start in range(0, len(messages), _IN_FLIGHT):
             chunk: list[Coroutine[Any, Any, None]] = [
                 self.bus.publish_raw(topic, payload, qos=qos)
                 for topic, payload in messages[start : start + _IN_FLIGHT]
             ]
             await asyncio.gather(*chunk)
-        self.messages_published += len(prepared.messages)
+        if singles is not None:
+            await singles
+        self.messages_published += len(prepared.messages) + len(prepared.singles)
         self.readings_published += prepared.readings
         return prepared.readings
+
+    def _send_singles(self, singles: list[tuple[bytes, bytes]]) -> asyncio.Task[None]:
+        if self._bulk is None:
+            self._bulk = BulkPublisher(self.bus.settings, f"{self.bus.client_id}-bulk")
+        return asyncio.create_task(self._bulk.publish_many(singles))
+
+    async def aclose(self) -> None:
+        """Close the per-meter connection (if one was opened)."""
+        if self._bulk is not None:
+            await self._bulk.close()
+            self._bulk = None
 
     async def publish(self, fleet: Fleet, readings: Readings) -> int:
         """Encode and publish one interval (see :meth:`prepare` and :meth:`send`)."""

@@ -1,0 +1,98 @@
+"""The bulk per-meter connection on the real broker: every message arrives, in more than one window of
+packet ids, and a connection lost before the PUBACKs publishes the unacknowledged messages again."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gridsim_meter_sim import bulk_mqtt
+from gridsim_meter_sim.bulk_mqtt import BulkPublisher, encode_topic
+from gridsim_shared.bus import Ack, Bus
+from gridsim_shared.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+async def _collect(bus: Bus, base: str) -> set[bytes]:
+    seen: set[bytes] = set()
+
+    async def on(_topic: str, payload: bytes, ack: Ack) -> None:
+        seen.add(payload)
+        ack()
+
+    await bus.subscribe_raw(f"{base}/bulk/#", on)
+    await asyncio.sleep(0.2)
+    return seen
+
+
+async def _wait(seen: set[bytes], count: int, timeout: float = 20.0) -> None:
+    async with asyncio.timeout(timeout):
+        while len(seen) < count:
+            await asyncio.sleep(0.05)
+
+
+# The shared test broker keeps Mosquitto's default queue of 1,000 messages per subscriber (more sent at once
+# to a slower subscriber are dropped by the broker): the tests publish fewer than that.
+
+
+async def test_every_message_arrives_across_packet_id_windows(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = settings.mqtt.base_topic
+    monkeypatch.setattr(bulk_mqtt, "_WINDOW", 300)
+    count = 900  # three windows of packet identifiers
+    messages = [(encode_topic(f"{base}/bulk/m{i % 300}"), f"{i}".encode()) for i in range(count)]
+    async with Bus(settings.mqtt, "test", "collector") as bus:
+        seen = await _collect(bus, base)
+        publisher = BulkPublisher(settings.mqtt, "test-bulk")
+        try:
+            await publisher.publish_many(messages)
+            await _wait(seen, count)
+        finally:
+            await publisher.close()
+    assert seen == {payload for _, payload in messages}
+    assert publisher.messages == count
+    assert publisher.reconnects == 0
+
+
+async def test_a_lost_connection_publishes_the_unacknowledged_again(settings: Settings) -> None:
+    base = settings.mqtt.base_topic
+    first = [(encode_topic(f"{base}/bulk/a"), b"a%d" % i) for i in range(100)]
+    second = [(encode_topic(f"{base}/bulk/b"), b"b%d" % i) for i in range(600)]
+    async with Bus(settings.mqtt, "test", "collector") as bus:
+        seen = await _collect(bus, base)
+        publisher = BulkPublisher(settings.mqtt, "test-bulk-lost")
+        try:
+            await publisher.publish_many(first)
+            writer = publisher._writer
+            assert writer is not None
+            real_write = writer.write
+
+            def write_then_drop(data: bytes | bytearray | memoryview) -> None:
+                # Half the burst reaches the broker, then the connection dies before any PUBACK is read.
+                real_write(bytes(data)[: len(data) // 2])
+                writer.transport.abort()
+
+            writer.write = write_then_drop  # type: ignore[method-assign]
+            await publisher.publish_many(second)
+            await _wait(seen, len(first) + len(second))
+        finally:
+            await publisher.close()
+    assert seen == {p for _, p in first + second}
+    assert publisher.reconnects >= 1
+
+
+def test_packets_match_the_mqtt_layout() -> None:
+    topic = encode_topic("a/b")
+    assert topic == b"\x00\x03a/b"
+    packet = bulk_mqtt.publish_packet(topic, 258, b"x" * 200)
+    # QoS 1 PUBLISH, remaining length 207 as a two-byte varint (0xCF 0x01), topic, packet id 258, payload
+    assert packet[:3] == b"\x32\xcf\x01"
+    assert packet[3:8] == b"\x00\x03a/b"
+    assert packet[8:10] == b"\x01\x02"
+    assert packet[10:] == b"x" * 200
+    assert bulk_mqtt.connect_packet("c", "u", "p", 30) == (
+        b"\x10\x13\x00\x04MQTT\x04\xc2\x00\x1e\x00\x01c\x00\x01u\x00\x01p"
+    )
