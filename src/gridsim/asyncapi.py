@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel
 
 from gridsim_shared import channels, commands, messages, topics
+from gridsim_shared.bus import COMMAND_QOS
 from gridsim_shared.channels import Channel, Command, NoArgs
 
 __all__ = ["CHANNEL_DOCS", "SERVICES", "build_document", "render"]
@@ -153,7 +154,7 @@ def build_document() -> dict[str, Any]:
         "generated from its `Command` definition in `gridsim_shared.commands`.",
         "parameters": {"base": {}, "service": {}, "operation": {}},
         "messages": {"Request": {"$ref": "#/components/messages/Request"}},
-        "bindings": {"mqtt": {"qos": 1, "retain": False}},
+        "bindings": {"mqtt": {"qos": COMMAND_QOS, "retain": False}},
     }
     doc_channels["reply"] = {
         "address": _topic_address(topics.REPLY),
@@ -162,7 +163,7 @@ def build_document() -> dict[str, Any]:
         "ok|error, data | error}`; errors carry an HTTP-like status, a code, the field and the reason.",
         "parameters": {"base": {}, "user": {}, "client": {}},
         "messages": {"Reply": {"$ref": "#/components/messages/Reply"}},
-        "bindings": {"mqtt": {"qos": 1, "retain": False}},
+        "bindings": {"mqtt": {"qos": COMMAND_QOS, "retain": False}},
     }
     operations["send-command"] = {"action": "send", "channel": {"$ref": "#/channels/command"}}
     for service in SERVICES:
@@ -239,7 +240,7 @@ def _add_service_commands(
                     },
                 },
             },
-            "bindings": {"mqtt": {"qos": 1, "retain": False}},
+            "bindings": {"mqtt": {"qos": COMMAND_QOS, "retain": False}},
         }
         operations[f"send-{name}"] = {
             "action": "send",

@@ -6,17 +6,19 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
-from aggregator_world import T0, fetch, make_world, publish_interval
+from aggregator_world import T0, fetch, make_batch, make_world, publish_clock, publish_interval
 from test_aggregator_pipeline import wait_watermark
 
 from gridsim.embedded import free_port
 from gridsim_aggregator.__main__ import serve
 from gridsim_aggregator.settings import AggregatorSettings
+from gridsim_gateway.latest import LatestReadings
 from gridsim_gateway.main import create_app
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
@@ -135,3 +137,76 @@ def await_connection(settings: Settings):  # type: ignore[no-untyped-def]
 async def _conn(settings: Settings, connect):  # type: ignore[no-untyped-def]
     async with await connect(settings.db.url, settings.db.schema_name, autocommit=True) as conn:
         yield conn
+
+
+def _z(ts: datetime) -> str:
+    return ts.isoformat().replace("+00:00", "Z")
+
+
+async def test_latest_reading_is_served_from_memory_once_stored(settings: Settings) -> None:
+    """``limit=1`` of a meter asked for before comes from the live batches, byte for byte the stored row, and
+    only once the watermark says it is stored; a clock sent back makes the gateway ask the database again."""
+    world = await make_world(settings)
+    app = create_app(settings)
+    async with (
+        Bus(settings.mqtt, "test") as bus,
+        running(_aggregator, settings=settings),
+        app.router.lifespan_context(app) as state,
+    ):
+        assert state is not None
+        latest: LatestReadings = state["latest"]
+
+        async def with_state(scope: Any, receive: Any, send: Any) -> None:
+            await app(scope if scope["type"] != "http" else {**scope, "state": dict(state)}, receive, send)
+
+        async def seen_by_gateway(mark: datetime) -> None:
+            async with asyncio.timeout(10):
+                while (w := state["live"].watermark) is None or w.committed_until < mark:
+                    await asyncio.sleep(0.02)
+
+        transport = httpx.ASGITransport(app=with_state)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gridsim.test") as http:
+            marks = await Collector(bus, channels.WATERMARK).start()
+            await asyncio.sleep(0.3)
+            for i in range(3):
+                await publish_interval(bus, world, T0 + timedelta(minutes=i))
+            await wait_watermark(marks, T0 + timedelta(minutes=2))
+            ask = {"meter_id": "m1", "limit": "1"}
+            first = await http.get("/meter/stream", params=ask)  # from the database; M1 is tracked from now
+            assert [r["timestamp"] for r in first.json()] == [_z(T0 + timedelta(minutes=2))]
+            assert (latest.hits, len(latest)) == (0, 1)
+
+            for i in range(3, 5):
+                await publish_interval(bus, world, T0 + timedelta(minutes=i))
+                await wait_watermark(marks, T0 + timedelta(minutes=i))
+                await seen_by_gateway(T0 + timedelta(minutes=i))
+                served = await http.get("/meter/stream", params=ask)
+                assert latest.hits == i - 2
+                stored = await fetch(
+                    settings,
+                    "select max(ts), count(*) from meter_data where meter_id = %s",
+                    world.meters["M1"],
+                )
+                assert stored[0][0] == T0 + timedelta(minutes=i)
+                # The database path's answer, byte for byte (asked by id: not a tracked key's fast path).
+                latest.forget()
+                from_db = await http.get("/meter/stream", params={**ask, "meter_id": str(world.meters["M1"])})
+                assert served.headers["content-type"] == from_db.headers["content-type"] == "application/json"
+                assert served.content == from_db.content
+                assert json.loads(served.content)[0]["timestamp"] == _z(T0 + timedelta(minutes=i))
+
+            # A batch ahead of the watermark is not served: the answer stays the stored reading at the mark.
+            await bus.publish(
+                channels.BATCH, make_batch(world, "t1", T0 + timedelta(minutes=5)), world.path("t1")
+            )
+            await asyncio.sleep(0.3)
+            held = await http.get("/meter/stream", params=ask)
+            assert json.loads(held.content)[0]["timestamp"] == _z(T0 + timedelta(minutes=4))
+
+            # The clock goes back: memory no longer answers for what may be re-simulated, the database does.
+            hits = latest.hits
+            await publish_clock(bus, T0)
+            await asyncio.sleep(0.3)
+            back = await http.get("/meter/stream", params=ask)
+            assert latest.hits == hits
+            assert back.status_code == 200

@@ -188,6 +188,9 @@ class GatewaySettings(BaseModel):
     step_job_intervals: int = Field(default=1440, ge=1)
     # A job steps in chunks sized to take about this long, so progress is fresh and cancel is prompt.
     step_job_chunk_s: float = Field(default=1.0, gt=0)
+    # GET /meter/stream?limit=1 is answered from the live batches for up to this many meters (the ones
+    # asked for most recently; about 1.5 KB each); 0 turns it off (every request reads the database).
+    latest_readings_meters: int = Field(default=10_000, ge=0)
 
     @field_validator("api_keys")
     @classmethod

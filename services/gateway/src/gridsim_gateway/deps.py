@@ -10,13 +10,14 @@ from typing import Annotated
 from fastapi import Depends, Request
 from psycopg_pool import AsyncConnectionPool
 
+from gridsim_gateway.latest import LatestReadings
 from gridsim_gateway.security import StreamSlots
 from gridsim_gateway.settings import Settings
 from gridsim_gateway.state import LiveState
 from gridsim_shared.bus import Bus
 from gridsim_shared.supervision import Supervisor
 
-__all__ = ["BusDep", "PoolDep", "SettingsDep", "StateDep", "StreamsDep", "SupervisorDep"]
+__all__ = ["BusDep", "LatestDep", "PoolDep", "SettingsDep", "StateDep", "StreamsDep", "SupervisorDep"]
 
 
 async def get_bus(request: Request) -> Bus:
@@ -43,6 +44,12 @@ async def get_live(request: Request) -> LiveState:
     return live
 
 
+async def get_latest(request: Request) -> LatestReadings:
+    """The latest readings of the meters asked for, kept from the live batches."""
+    latest: LatestReadings = request.state.latest
+    return latest
+
+
 async def get_streams(request: Request) -> StreamSlots:
     """Live streams open per client."""
     streams: StreamSlots = request.state.streams
@@ -60,4 +67,5 @@ SupervisorDep = Annotated[Supervisor, Depends(get_supervisor)]
 PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StateDep = Annotated[LiveState, Depends(get_live)]
+LatestDep = Annotated[LatestReadings, Depends(get_latest)]
 StreamsDep = Annotated[StreamSlots, Depends(get_streams)]

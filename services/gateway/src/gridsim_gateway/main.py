@@ -11,8 +11,10 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from gridsim_gateway.errors import error_response, install_error_handlers
+from gridsim_gateway.fastpath import FastReads
 from gridsim_gateway.homeassistant import HomeAssistant
 from gridsim_gateway.jobs import JobRunner
+from gridsim_gateway.latest import LatestReadings
 from gridsim_gateway.routes import (
     admin,
     billing,
@@ -74,6 +76,7 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         live = LiveState()
+        latest = LatestReadings(settings.gateway.latest_readings_meters)
         supervisor = Supervisor(SERVICE, settings.supervision)
         async with (
             open_pool(settings.db, name=SERVICE) as pool,
@@ -83,6 +86,9 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
             await bus.subscribe(channels.CLOCK, live.on_clock)
             await bus.subscribe(channels.WATERMARK, live.on_watermark)
             await bus.subscribe(channels.ROLLUP_TRANSFORMER, live.on_transformer_rollup)
+            await bus.subscribe(channels.CLOCK, latest.on_clock)
+            if settings.gateway.latest_readings_meters:
+                await bus.subscribe(channels.BATCH, latest.on_batch)
             supervisor.attach(bus)
             watching = asyncio.create_task(_watch(supervisor, on_fatal))
             job_runner = JobRunner(bus, settings)
@@ -94,6 +100,7 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
                     "pool": pool,
                     "settings": settings,
                     "live": live,
+                    "latest": latest,
                     "supervisor": supervisor,
                     "streams": StreamSlots(),
                     "jobs": job_runner,
@@ -111,6 +118,8 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
     )
     install_error_handlers(app)
     app.add_middleware(RequestGuard, max_body_bytes=settings.gateway.max_body_bytes, render=_render)
+    # Outermost: the clock and the latest readings are answered before anything else runs (fastpath.py).
+    app.add_middleware(FastReads, gateway=settings.gateway)
     # /health stays open to every caller (the launcher and probes poll it); the rest need their role.
     app.include_router(health.router)
     for module in (

@@ -16,7 +16,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from gridsim_gateway.deps import PoolDep, StateDep, StreamsDep
+from gridsim_gateway.deps import LatestDep, PoolDep, StateDep, StreamsDep
 from gridsim_gateway.state import LiveState
 from gridsim_shared.errors import NotFoundError
 from gridsim_shared.schemas.readings import RESOLUTIONS, NodeRollupPoint, ReadingPoint, Resolution
@@ -156,6 +156,7 @@ async def meter_stream(
     *,
     pool: PoolDep,
     live: StateDep,
+    latest: LatestDep,
     meter_id: MeterParam,
     from_: FromParam = None,
     to: ToParam = None,
@@ -167,14 +168,25 @@ async def meter_stream(
     Without ``from`` the latest ``limit`` (default 100) readings; with ``from``/``to`` (simulated time) the
     readings in that range (default limit 1,440). ``resolution`` 15m, 1h or 1d reads the rollups.
     Unknown meter: 404. A meter that exists but is not linked to the grid: an empty array.
+
+    The latest reading (``limit=1``, no range, raw) of a meter asked for before is answered from memory
+    (the readings the gateway receives live) once the aggregator's watermark says it is stored: the
+    reading at the watermark, which may be an interval behind the newest committed row; see
+    docs/architecture.md (gateway performance).
     """
     meter = await find_meter(pool, meter_id)
     if not meter[2] and not meter[3]:
         return []
     interval = live.clock.interval_s if live.clock else 60
-    return await read_points(
+    points = await read_points(
         pool, meter, start=_utc(from_), end=_utc(to), limit=limit, resolution=resolution, interval_s=interval
     )
+    if limit == 1 and from_ is None and to is None and resolution == "raw":
+        # Asked for its latest reading: from now on the gateway keeps this meter's live readings.
+        latest.track(meter)
+        if points:
+            latest.keep(meter[0], points[-1])
+    return points
 
 
 @router.get("/meter/stream/live", response_class=EventSourceResponse)
