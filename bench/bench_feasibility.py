@@ -175,7 +175,7 @@ async def bench_live(
                         body["requested_consumption_kW"],
                         body["requested_production_kW"],
                     )
-                    await engine.evaluate(conn, index, request, settings.feasibility, reserve=False)
+                    await engine.evaluate(conn, index, request, settings.feasibility, book=None)
 
             first = time.perf_counter()
             await decide(requests[0])

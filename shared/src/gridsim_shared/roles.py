@@ -37,6 +37,7 @@ OWNERS: dict[str, str] = {
     "outage_meters": "meter-sim",
     "meter_registers": "meter-sim",
     "world_state": "meter-sim",
+    "grid_version": "meter-sim",
     "meter_data": "aggregator",
     "meter_data_15m": "aggregator",
     "meter_data_1h": "aggregator",
@@ -63,7 +64,6 @@ OWNERS: dict[str, str] = {
     "p2p_settlements": "billing",
     "bills": "billing",
     "connections": "feasibility",
-    "transformer_index_version": "feasibility",
     "feasibility_state": "feasibility",
     "utility_forecasts": "utility",
     "dr_programs": "utility",
@@ -79,11 +79,6 @@ OWNERS: dict[str, str] = {
 # the owner; until then the grant is explicit here, not hidden.
 CROSS_WRITES: dict[tuple[str, str], str] = {
     ("meter-sim", "events"): "control and spike events are stored where they happen",
-    ("meter-sim", "transformer_index_version"): "the trigger on grid_nodes bumps feasibility's cache key",
-    ("feasibility", "grid_nodes"): "a granted connection books its load on the transformer",
-    ("feasibility", "energy_resources"): "a granted connection creates its household",
-    ("feasibility", "ders"): "a granted connection creates its household's appliances",
-    ("feasibility", "meters"): "a granted connection creates its meter",
 }
 
 

@@ -1,15 +1,16 @@
 """The feasibility decision against the live database: in-memory positions, fresh loads, atomic approval.
 
 Positions of every transformer live in memory (numpy columns), so ranking 10,000 transformers is one
-vectorised Haversine; they are reloaded whenever the database's transformer-set version moves (a trigger
-bumps it on any insert, delete or move of a grid node). Loads are never cached: each request reads the
-candidates' booked loads fresh, nearest first, in small chunks, and stops at the first that fits.
+vectorised Haversine; they are reloaded whenever meter-sim's grid version moves (its trigger bumps it on
+any insert, delete or move of a grid node). Loads are never cached: each request reads the candidates'
+booked loads fresh, nearest first, in small chunks, and stops at the first that fits. Booking is
+meter-sim's (it owns the transformers' booked loads): a :data:`Book` call, one atomic command there.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,11 @@ from gridsim_feasibility import domain, repository
 from gridsim_feasibility.repository import Conn, LoadRow
 from gridsim_shared.settings import FeasibilitySettings
 
-__all__ = ["Choice", "Outcome", "TransformerIndex", "evaluate", "reserve"]
+__all__ = ["Book", "Choice", "Outcome", "TransformerIndex", "evaluate", "reserve"]
+
+# Book the request on a transformer (its id, the measured peak the decision used) if it still fits at this
+# instant: the transformer's loads after booking, or None when a concurrent approval filled it meanwhile.
+Book = Callable[[int, tuple[float, float]], Awaitable[LoadRow | None]]
 
 # The nearest few usually carry the request; read more only when they do not.
 _FIRST_CHUNK = 16
@@ -111,14 +116,14 @@ async def evaluate(
     request: domain.Request,
     settings: FeasibilitySettings,
     *,
-    reserve: bool,
+    book: Book | None,
 ) -> Outcome:
-    """Decide a request; with ``reserve`` also book it on the chosen transformer (atomically).
+    """Decide a request; with ``book`` also book it on the chosen transformer (atomically, by its owner).
 
-    Without ``reserve`` nothing is written. With it, each candidate that fits on the loads just read is
-    tried with the conditional update; one that a concurrent approval has filled meanwhile fails that
-    update and the request falls through to the next nearest, so the answer is always what the
-    database accepted.
+    Without ``book`` nothing is written. With it, each candidate that fits on the loads just read is
+    tried with meter-sim's conditional booking; one that a concurrent approval has filled meanwhile fails
+    it and the request falls through to the next nearest, so the answer is always what the database
+    accepted.
     """
     limits = limits_of(settings)
     measured_on = settings.decide_on_measured_load
@@ -152,9 +157,9 @@ async def evaluate(
             at = start + decision.chosen
             row, distance = rows[at], float(chunk.distance_m[at])
             peak = peaks.get(row.id) if measured_on else None
-            if not reserve:
+            if book is None:
                 return Outcome(Choice(row, distance, peak), None, len(candidates), decided_on)
-            booked = await repository.try_reserve(conn, row.id, request, limits, peak or (0.0, 0.0))
+            booked = await book(row.id, peak or (0.0, 0.0))
             if booked is not None:
                 return Outcome(Choice(booked, distance, peak), None, len(candidates), decided_on)
             start = at + 1  # filled by a concurrent approval since we read it: try the next nearest
@@ -164,10 +169,10 @@ async def evaluate(
 
 
 async def reserve(
-    conn: Conn, index: TransformerIndex, request: domain.Request, settings: FeasibilitySettings
+    conn: Conn, index: TransformerIndex, request: domain.Request, settings: FeasibilitySettings, book: Book
 ) -> Outcome:
-    """Decide and book (in the caller's transaction)."""
-    return await evaluate(conn, index, request, settings, reserve=True)
+    """Decide and book."""
+    return await evaluate(conn, index, request, settings, book=book)
 
 
 def as_request(body: Any) -> domain.Request:

@@ -12,12 +12,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from gridsim_feasibility import domain, engine, repository
 from gridsim_feasibility.engine import Choice, TransformerIndex
-from gridsim_feasibility.households import create_household
+from gridsim_feasibility.households import household_for
+from gridsim_feasibility.repository import LoadRow
 from gridsim_feasibility.settings import Settings
 from gridsim_shared.bus import Bus, Router
 from gridsim_shared.commands import feasibility, meter_sim
-from gridsim_shared.errors import GridsimError
 from gridsim_shared.schemas import world
+from gridsim_shared.schemas.bookings import BookConnection, TransformerCreateBooked
 from gridsim_shared.schemas.feasibility import (
     Connection,
     ConnectionApproved,
@@ -36,7 +37,6 @@ from gridsim_shared.schemas.feasibility import (
     TransformerPage,
     TransformerQuery,
 )
-from gridsim_shared.schemas.meters import ErUpdate, GridNodeCreate
 
 __all__ = ["Deps", "router"]
 
@@ -51,20 +51,8 @@ class Deps:
     bus: Bus
     pool: AsyncConnectionPool
     index: TransformerIndex = field(default_factory=TransformerIndex)
-    # Background notifications to meter-sim, cancelled when the service stops.
+    # Background tasks, cancelled when the service stops.
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-
-
-async def _tell_meter_sim(bus: Bus, er_id: int) -> None:
-    """Ask meter-sim to reload its world so the new meter produces readings from the next interval.
-
-    meter-sim has no "reload" command; an empty ``update_er`` of the new ER is the owner's own API for
-    "this ER changed" and makes it reload. If meter-sim is not running, it loads the meter when it starts.
-    """
-    try:
-        await bus.call(meter_sim.UPDATE_ER, ErUpdate(er_id=er_id), timeout=10)
-    except GridsimError as exc:
-        _LOGGER.warning("meter-sim was not told about ER %s (%s); it loads it on its next start", er_id, exc)
 
 
 router: Router[Deps] = Router()
@@ -112,7 +100,7 @@ async def check(body: FeasibilityRequest, deps: Deps) -> Feasible | NotFeasible:
     """The seed's feasibility check: the nearest transformer that carries the request. No side effects."""
     settings = deps.settings.feasibility
     async with deps.pool.connection() as conn:
-        outcome = await engine.evaluate(conn, deps.index, engine.as_request(body), settings, reserve=False)
+        outcome = await engine.evaluate(conn, deps.index, engine.as_request(body), settings, book=None)
         if outcome.choice is None:
             return NotFeasible(
                 reason=domain.REASON_NONE_NEARBY,
@@ -132,16 +120,42 @@ async def check(body: FeasibilityRequest, deps: Deps) -> Feasible | NotFeasible:
 
 @router.handles(feasibility.CONNECT)
 async def connect(body: ConnectionRequest, deps: Deps) -> ConnectionApproved | ConnectionRejected:
-    """The seed's ``POST /connection``: decide, book the load and store the connection in one transaction."""
+    """The seed's ``POST /connection``: decide, have meter-sim book the load (and create the household) in
+    one atomic command, then store the connection."""
     settings = deps.settings.feasibility
     request = engine.as_request(body)
     connection_id = uuid.uuid4()
+    limits = engine.limits_of(settings)
+    household = None
+    async with deps.pool.connection() as conn:
+        spec = await household_for(conn, connection_id, body.type, request) if body.create_meter else None
+
+        async def book(transformer_id: int, measured: tuple[float, float]) -> LoadRow | None:
+            nonlocal household
+            booked = await deps.bus.call(
+                meter_sim.BOOK_CONNECTION,
+                BookConnection(
+                    transformer_id=transformer_id,
+                    consumption_kw=request.consumption_kw,
+                    production_kw=request.production_kw,
+                    measured_consumption_kw=measured[0],
+                    measured_production_kw=measured[1],
+                    consumption_share=limits.consumption_share,
+                    production_share=limits.production_share,
+                    household=spec,
+                ),
+            )
+            if booked.transformer is None:
+                return None
+            household = booked.household
+            t = booked.transformer
+            return LoadRow(t.id, t.code, t.name, t.capacity_kva, t.consumption_kw, t.production_kw)
+
+        outcome = await engine.reserve(conn, deps.index, request, settings, book)
+    choice = outcome.choice
+    # meter-sim committed the booking (and household); the connection row is this service's own write.
+    # Only a database failure between the two can leave a booking without its row (docs/feasibility.md).
     async with deps.pool.connection() as conn, conn.transaction():
-        outcome = await engine.reserve(conn, deps.index, request, settings)
-        choice = outcome.choice
-        household = None
-        if choice is not None and body.create_meter:
-            household = await create_household(conn, connection_id, body.type, request, choice.load)
         await repository.insert_connection(
             conn,
             id=connection_id,
@@ -159,10 +173,6 @@ async def connect(body: ConnectionRequest, deps: Deps) -> ConnectionApproved | C
             meter_id=household.meter_id if household else None,
             er_id=household.er_id if household else None,
         )
-    if household is not None:
-        task = asyncio.create_task(_tell_meter_sim(deps.bus, household.er_id))
-        deps.tasks.add(task)
-        task.add_done_callback(deps.tasks.discard)
     if choice is None:
         return ConnectionRejected(
             reason=domain.rejection_reason(outcome.limiting),
@@ -224,14 +234,14 @@ def _transformer(row: dict[str, Any], limits: domain.Limits) -> Transformer:
 async def create_transformer(body: TransformerCreate, deps: Deps) -> Transformer:
     """A new transformer (a grid node under a feeder) in the feasibility view.
 
-    meter-sim owns the grid, so it creates the node (its checks, its world reload, the dashboard's tree);
-    feasibility then books the initial connected loads, which it owns.
+    meter-sim owns the grid and the transformers' booked loads, so it creates the node with its initial
+    connected loads in one command (its checks, its world reload, the dashboard's tree).
     """
     async with deps.pool.connection() as conn:
         parent_id = body.parent_id
         if parent_id is None:
             parent_id = await repository.nearest_feeder(conn, body.latitude, body.longitude)
-    node = GridNodeCreate(
+    node = TransformerCreateBooked(
         code=body.code,
         name=body.name,
         level="transformer",
@@ -240,12 +250,12 @@ async def create_transformer(body: TransformerCreate, deps: Deps) -> Transformer
         city=body.city,
         latitude=body.latitude,
         longitude=body.longitude,
+        connected_consumption_kW=body.connected_consumption_kW,
+        connected_production_kW=body.connected_production_kW,
     )
-    created = await deps.bus.call(meter_sim.CREATE_GRID_NODE, node)
-    async with deps.pool.connection() as conn, conn.transaction():
-        row = await repository.book_initial_load(
-            conn, created.id, body.connected_consumption_kW, body.connected_production_kW
-        )
+    created = await deps.bus.call(meter_sim.CREATE_TRANSFORMER, node)
+    async with deps.pool.connection() as conn:
+        row = await repository.get_transformer(conn, created.id)
     return _transformer(row, engine.limits_of(deps.settings.feasibility))
 
 

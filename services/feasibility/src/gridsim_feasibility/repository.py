@@ -1,8 +1,8 @@
 """SQL of the feasibility service: psycopg calls that return domain objects or rows.
 
-Transformers are the ``grid_nodes`` rows with ``level = 'transformer'`` (meter-sim owns them); this service
-writes only their ``connected_*`` columns, through :func:`try_reserve`, one conditional UPDATE that can
-never take a transformer past its limits however many requests race for it.
+Transformers are the ``grid_nodes`` rows with ``level = 'transformer'``; meter-sim owns them (and their
+booked ``connected_*`` loads), so this service only reads them and asks meter-sim to book
+(``book_connection``). It writes its own tables only: ``connections`` and ``feasibility_state``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from gridsim_shared.geo import haversine_m
 
 __all__ = [
     "LoadRow",
-    "book_initial_load",
     "get_connection",
     "get_transformer",
     "index_version",
@@ -31,7 +30,6 @@ __all__ = [
     "load_positions",
     "loads",
     "measured_peaks",
-    "try_reserve",
 ]
 
 Conn = AsyncConnection[Any]
@@ -64,8 +62,8 @@ _LOAD_COLUMNS = "id, code, name, capacity_kva, connected_consumption_kw, connect
 
 # ------------------------------------------------------------------ transformer positions and loads
 async def index_version(conn: Conn) -> int:
-    """The version of the transformer set (bumped by a trigger on grid_nodes, migration 0400)."""
-    cur = await conn.execute("select version from transformer_index_version")
+    """The version of the transformer set (meter-sim's ``grid_version``, bumped by its trigger on grid_nodes)."""
+    cur = await conn.execute("select version from grid_version")
     row = await cur.fetchone()
     return int(row[0]) if row else 0
 
@@ -138,45 +136,6 @@ _METER_PEAKS = f"""
 )
 select transformer_id, max(consumption_kw), max(production_kw) from hourly group by transformer_id
 """
-
-
-async def try_reserve(
-    conn: Conn,
-    transformer_id: int,
-    request: domain.Request,
-    limits: domain.Limits,
-    measured: tuple[float, float] = (0.0, 0.0),
-) -> LoadRow | None:
-    """Add the request to the transformer's booked loads if, at this instant, it still fits; else ``None``.
-
-    One conditional UPDATE: PostgreSQL re-checks the condition against the latest committed row when a
-    concurrent transaction changed it first, so racing approvals queue on the row and the later ones see
-    the earlier ones' loads. A failed condition locks nothing, so a request can fall through to the next
-    transformer without ever holding two rows (no deadlocks). ``measured`` raises the booked load to the
-    measured peak first when deciding on measured load (0, 0 otherwise: connected_* are never negative).
-    """
-    cur = await conn.execute(
-        f"""
-        update grid_nodes set
-            connected_consumption_kw = greatest(connected_consumption_kw, %(mc)s) + %(c)s,
-            connected_production_kw = greatest(connected_production_kw, %(mp)s) + %(p)s
-        where id = %(id)s and level = 'transformer' and capacity_kva is not null
-          and greatest(connected_consumption_kw, %(mc)s) + %(c)s <= capacity_kva * %(cs)s
-          and greatest(connected_production_kw, %(mp)s) + %(p)s <= capacity_kva * %(ps)s
-        returning {_LOAD_COLUMNS}
-        """,
-        {
-            "id": transformer_id,
-            "c": request.consumption_kw,
-            "p": request.production_kw,
-            "mc": measured[0],
-            "mp": measured[1],
-            "cs": limits.consumption_share,
-            "ps": limits.production_share,
-        },
-    )
-    row = await cur.fetchone()
-    return None if row is None else LoadRow.of(row)
 
 
 # ------------------------------------------------------------------ connections
@@ -300,17 +259,6 @@ async def nearest_feeder(conn: Conn, latitude: float, longitude: float) -> int:
         latitude, longitude, np.array([r[1] for r in located]), np.array([r[2] for r in located])
     )
     return int(located[int(np.argmin(distance))][0])
-
-
-async def book_initial_load(
-    conn: Conn, transformer_id: int, consumption_kw: float, production_kw: float
-) -> dict[str, Any]:
-    """Set a new transformer's already-connected loads (feasibility owns these columns); return it."""
-    await conn.execute(
-        "update grid_nodes set connected_consumption_kw = %s, connected_production_kw = %s where id = %s",
-        (consumption_kw, production_kw, transformer_id),
-    )
-    return await get_transformer(conn, transformer_id)
 
 
 # ------------------------------------------------------------------ world reset (issue 13)

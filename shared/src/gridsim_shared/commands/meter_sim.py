@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gridsim_shared.channels import Command, NoArgs
-from gridsim_shared.schemas import controls, health, meters, simulation, worldengine
+from gridsim_shared.schemas import bookings, controls, health, meters, simulation, worldengine
 
 SERVICE = "meter-sim"
 
@@ -185,6 +185,23 @@ RESET_WORLD: Command[worldengine.ResetWorld, worldengine.ResetResult] = Command(
     worldengine.ResetWorld,
     worldengine.ResetResult,
     "Delete the grid, meters, ERs, DERs and readings, and load the demo world (or the configured world",
+)
+
+# booking_commands (feasibility's writes on meter-sim's world, each one meter-sim transaction)
+
+BOOK_CONNECTION: Command[bookings.BookConnection, bookings.ConnectionBooked] = Command(
+    SERVICE,
+    "book_connection",
+    bookings.BookConnection,
+    bookings.ConnectionBooked,
+    "Book a connection's load on a transformer if it still fits, with its household, all or nothing.",
+)
+CREATE_TRANSFORMER: Command[bookings.TransformerCreateBooked, meters.GridNode] = Command(
+    SERVICE,
+    "create_transformer",
+    bookings.TransformerCreateBooked,
+    meters.GridNode,
+    "Create a transformer with its already-connected loads, in one transaction.",
 )
 
 # control_commands
