@@ -224,22 +224,29 @@ async def grid_tree(conn: Conn, *, with_meters: bool = True) -> GridTree:
     for node in nodes:
         parent = by_id.get(node.parent_id) if node.parent_id is not None else None
         (parent.children if parent is not None else roots).append(node)
+    if not with_meters:
+        # Only the count: the nodes alone stay small at a utility's size (a million meters, ~10k nodes).
+        counted = await fetch_one(conn, "select count(*) as n from meters")
+        return GridTree(
+            utilities=roots,
+            transformers=sum(1 for node in nodes if node.level == "transformer"),
+            meters=int(counted["n"]) if counted else 0,
+        )
     meter_rows = await fetch_all(
         conn,
         "select m.id, m.code as meter_id, m.meter_type, m.er_id, e.type as er_type, m.parent_id,"
         " m.transformer_id, m.load_factor_consumption, m.load_factor_production"
         " from meters m left join energy_resources e on e.id = m.er_id order by m.id",
     )
-    if with_meters:
-        meters = {row["id"]: MeterTreeNode.model_validate(row) for row in meter_rows}
-        children: dict[int, list[MeterTreeNode]] = defaultdict(list)
-        for row in meter_rows:
-            if row["parent_id"] is not None and row["parent_id"] in meters:
-                children[row["parent_id"]].append(meters[row["id"]])
-            elif row["transformer_id"] in by_id:
-                by_id[row["transformer_id"]].meters.append(meters[row["id"]])
-        for meter_id, kids in children.items():
-            meters[meter_id].children = kids
+    meters = {row["id"]: MeterTreeNode.model_validate(row) for row in meter_rows}
+    children: dict[int, list[MeterTreeNode]] = defaultdict(list)
+    for row in meter_rows:
+        if row["parent_id"] is not None and row["parent_id"] in meters:
+            children[row["parent_id"]].append(meters[row["id"]])
+        elif row["transformer_id"] in by_id:
+            by_id[row["transformer_id"]].meters.append(meters[row["id"]])
+    for meter_id, kids in children.items():
+        meters[meter_id].children = kids
     return GridTree(
         utilities=roots,
         transformers=sum(1 for node in nodes if node.level == "transformer"),

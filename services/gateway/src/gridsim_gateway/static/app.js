@@ -17,6 +17,7 @@ const state = {
   clock: null,
   stepping: false,         // a step request is in flight (the clock refuses other commands meanwhile)
   grid: null,
+  paged: false,  // the grid is too big for one tree: meters are paged and the filter searches
   nodes: new Map(),        // "level:id" -> {level, id, code, name, node}
   meterByCode: new Map(),  // lower-case code -> meter tree node
   rollups: new Map(),      // transformer code -> latest Rollup
@@ -256,7 +257,7 @@ function loadBar(code) {
 
 function meterItem(m) {
   const kids = m.children || [];
-  const kind = kids.length ? "parent" : m.er_type === "prosumer" ? "prosumer" : "meter";
+  const kind = kids.length || m.childCount ? "parent" : m.er_type === "prosumer" ? "prosumer" : "meter";
   const li = el("li", { role: "treeitem" },
     el("button", {
       class: "node", type: "button", "data-level": "meter", "data-id": m.id, "data-code": m.meter_id,
@@ -264,19 +265,46 @@ function meterItem(m) {
     },
     el("span", { class: "twisty" }), icon(kind),
     el("span", { class: "name", text: m.meter_id }),
-    el("span", { class: "meta", text: kids.length ? `parent · ${kids.length}` : (m.er_type || "unlinked") })));
+    el("span", { class: "meta", text: (kids.length || m.childCount) ? `parent · ${kids.length || m.childCount}` : (m.er_type || "unlinked") })));
   if (kids.length) li.append(el("ul", { role: "group" }, kids.map(meterItem)));
   return li;
 }
 
+// A big grid (GET /grid refuses its whole tree) is paged: a transformer's meters are fetched when it is
+// unfolded, a page at a time (GET /grid/children), and the filter box searches (GET /grid/search).
+function pagedMeter(item) {
+  return { id: item.id, meter_id: item.code, er_type: item.er_type, children: [], childCount: item.children };
+}
+
+async function loadMeterPage(code, group, after) {
+  const params = new URLSearchParams({ node: code, limit: "200" });
+  if (after) params.set("after", after);
+  const page = await api("GET", `/grid/children?${params}`);
+  for (const item of page.items) {
+    const m = pagedMeter(item);
+    state.meterByCode.set(m.meter_id.toLowerCase(), m);
+    group.append(meterItem(m));
+  }
+  if (page.next_after) {
+    const more = el("li", { role: "treeitem" }, el("button", {
+      class: "node more", type: "button", text: "more meters…",
+      onclick: () => { more.remove(); loadMeterPage(code, group, page.next_after); },
+    }));
+    group.append(more);
+  }
+}
+
 function nodeItem(n) {
   const isTx = n.level === "transformer";
+  const lazy = isTx && state.paged;
   const kids = isTx ? (n.meters || []) : (n.children || []);
   const open = !isTx;  // transformers start folded: a demo world has many meters
   const group = el("ul", { role: "group", class: open ? "" : "hidden" },
     isTx ? kids.map(meterItem) : kids.map(nodeItem));
-  const twisty = el("span", { class: "twisty", text: kids.length ? (open ? "▾" : "▸") : "" });
+  const twisty = el("span", { class: "twisty", text: kids.length || lazy ? (open ? "▾" : "▸") : "" });
+  let loaded = !lazy;
   const toggle = () => {
+    if (!loaded) { loaded = true; loadMeterPage(n.code, group, null); }
     group.classList.toggle("hidden");
     twisty.textContent = group.classList.contains("hidden") ? "▸" : "▾";
   };
@@ -310,7 +338,16 @@ function countMeters(list) { return list.reduce((s, m) => s + 1 + countMeters(m.
 
 async function loadGrid() {
   try {
-    const grid = await api("GET", "/grid");
+    let grid;
+    try {
+      grid = await api("GET", "/grid");
+      state.paged = false;
+    } catch (err) {
+      // Too many meters for one tree (422 naming `meters`): the nodes only, meters paged on demand.
+      if (!(err instanceof ApiError) || err.status !== 422) throw err;
+      grid = await api("GET", "/grid?meters=false");
+      state.paged = true;
+    }
     state.grid = grid;
     indexGrid(grid);
     const tree = $("#tree");
@@ -332,8 +369,33 @@ function autoSelect(grid) {
   if (pick) select({ kind: "meter", id: pick.id, code: pick.meter_id, label: `Meter ${pick.meter_id}` });
 }
 
+let searchSeq = 0;
+
+// Paged grid: the filter asks the gateway (GET /grid/search) and lists what it found above the tree.
+async function searchGrid(q) {
+  const seq = ++searchSeq;
+  const old = $("#tree-results");
+  if (old) old.remove();
+  if (q.length < 2) return;
+  const found = await api("GET", `/grid/search?${new URLSearchParams({ q, limit: "30" })}`);
+  if (seq !== searchSeq) return;  // a newer query was typed meanwhile
+  const title = { utility: "Utility", feeder: "Feeder", transformer: "Transformer" };
+  const items = found.items.map((i) => el("li", { role: "treeitem" }, el("button", {
+    class: "node", type: "button", "data-level": i.level, "data-id": i.id, "data-code": i.code,
+    onclick: () => select(i.kind === "meter"
+      ? { kind: "meter", id: i.id, code: i.code, label: `Meter ${i.code}` }
+      : { kind: "node", level: i.level, id: i.id, code: i.code, label: `${title[i.level]} ${i.name}` }),
+  }, icon(i.kind === "meter" ? (i.er_type === "prosumer" ? "prosumer" : "meter") : i.level),
+  el("span", { class: "name", text: i.name }),
+  el("span", { class: "meta", text: i.path.join(" › ") }))));
+  if (found.truncated) items.push(el("li", { class: "muted", text: "more match: type more of the code" }));
+  $("#tree").prepend(el("ul", { id: "tree-results", role: "group" },
+    items.length ? items : [el("li", { class: "muted", text: "nothing found" })]));
+}
+
 function applyFilter() {
   const q = $("#tree-filter").value.trim().toLowerCase();
+  if (state.paged) { searchGrid(q).catch(() => {}); return; }
   for (const li of document.querySelectorAll("#tree li")) li.classList.remove("hidden");
   if (!q) return;
   const visit = (li) => {
