@@ -1,7 +1,9 @@
 """Billing through the gateway, in-process, on the real broker and database.
 
 Readings here are rows written into the aggregator's rollup tables (the end-to-end test with the simulator
-and the aggregator is ``tests/test_e2e_billing.py``). The clock is the ``simulation_clock`` row.
+and the aggregator is ``tests/test_e2e_billing.py``). The clock is the ``simulation_clock`` row; a month
+closes (its final bills are stored) when :func:`close` publishes a retained clock and watermark past its end,
+as meter-sim and the aggregator do: never when a bill is read.
 """
 
 from __future__ import annotations
@@ -18,20 +20,32 @@ from uuid import UUID
 import httpx
 import pytest
 
+from gridsim_billing import handlers
 from gridsim_billing.__main__ import serve as serve_billing
 from gridsim_gateway.main import create_app
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import connect
 from gridsim_shared.errors import RemoteError, RpcTimeout
+from gridsim_shared.messages import ClockState, Watermark
 from gridsim_shared.schemas.billing import Bill
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import Collector, gateway_client, rollup_table, running
+from gridsim_shared.topics import NoPath
 
 pytestmark = pytest.mark.integration
 
 MAY = datetime(2025, 5, 1, tzinfo=UTC)
 JUNE = datetime(2025, 6, 1, tzinfo=UTC)
+NOW = datetime(2025, 6, 20, tzinfo=UTC)
+# The simulation started in April: April and May close at NOW.
+START = datetime(2025, 4, 1, tzinfo=UTC)
+BILLING_TABLES = ("bills", "p2p_settlements", "p2p_trades", "billing_months")
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"sim": settings.sim.model_copy(update={"start": START})})
 
 
 async def _sql(settings: Settings, query: str, params: Any = None) -> list[tuple[Any, ...]]:
@@ -88,6 +102,31 @@ async def energy(
         " group by 1, 2",
         (meter_id,),
     )
+
+
+async def close(
+    settings: Settings,
+    now: datetime = NOW,
+    committed: datetime | None = None,
+    expected: tuple[str, ...] = ("2025-04", "2025-05"),
+) -> None:
+    """Publish the clock at ``now`` and the watermark at ``committed`` (retained, as meter-sim and the
+    aggregator do); wait until billing has closed exactly the ``expected`` months."""
+    committed = committed or now
+    async with Bus(settings.mqtt, "clock", "0") as bus:
+        clock = ClockState(current_datetime=now, state="paused", speed=1440, interval_s=60, tick=0)
+        await bus.publish(channels.CLOCK, clock, NoPath())
+        await bus.publish(channels.WATERMARK, Watermark(committed_until=committed), NoPath())
+    async with asyncio.timeout(30):
+        while await _sql(
+            settings, "select month from billing_months where completed_at is not null order by month"
+        ) != [(m,) for m in expected]:
+            await asyncio.sleep(0.05)
+
+
+async def snapshot(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of billing's tables, in a stable order."""
+    return {t: await _sql(settings, f"select * from {t} order by 1, 2") for t in BILLING_TABLES}
 
 
 async def _until_serving(settings: Settings) -> None:
@@ -177,6 +216,7 @@ async def test_seed_examples_as_final_bills(settings: Settings) -> None:
             price_per_kWh=40,
             timestamp="2025-05-20T10:00:00Z",
         )
+        await close(settings)
         consumer = await bill(client, "c1", "2025-05")
         prosumer = await bill(client, w.p1, "2025-05")
 
@@ -214,22 +254,26 @@ async def test_seed_examples_as_final_bills(settings: Settings) -> None:
         "amount_due": -190.0,
     }
     assert prosumer["period_start"] == "2025-05-01T00:00:00Z"
-    assert prosumer["generated_at"] == "2025-06-20T00:00:00Z"  # the simulated time it was made
+    assert prosumer["generated_at"] == "2025-06-20T00:00:00Z"  # the simulated time May was closed
 
 
 async def test_final_bill_is_stored_once_and_returned_unchanged(settings: Settings) -> None:
     w = await world(settings)
     await energy(settings, w.c1, MAY, 24, consumed=10)
     async with _app(settings) as client:
+        await close(settings)
         first = await bill(client, w.c1, "2025-05")
         await energy(settings, w.c1, MAY + timedelta(days=3), 24, consumed=90)  # a late reading
         await set_clock(settings, datetime(2025, 6, 25, tzinfo=UTC))
+        await close(settings, datetime(2025, 6, 25, tzinfo=UTC))
         again = await bill(client, w.c1, "2025-05")
         in_page = (await client.get("/bills", params={"month": "2025-05"})).json()["items"]
     assert again == first
     assert first["amount_due"] == 60.0
     assert next(b for b in in_page if b["meter_id"] == w.c1) == first
-    assert await _sql(settings, "select count(*) from bills where meter_id = %s", (w.c1,)) == [(1,)]
+    assert await _sql(
+        settings, "select count(*) from bills where meter_id = %s and month = %s", (w.c1, "2025-05")
+    ) == [(1,)]
 
 
 async def test_current_month_is_provisional_and_follows_the_data(settings: Settings) -> None:
@@ -247,9 +291,13 @@ async def test_current_month_is_provisional_and_follows_the_data(settings: Setti
 async def test_month_without_data_is_a_zero_bill(settings: Settings) -> None:
     w = await world(settings)
     async with _app(settings) as client:
+        await close(settings)
         empty = await bill(client, w.p2, "2025-04")
+        # March is before the simulation's start: never closed, so computed on each read (and zero).
+        before = await bill(client, w.p2, "2025-03")
     assert empty["status"] == "final"
     assert (empty["total_consumed_kWh"], empty["total_produced_kWh"], empty["amount_due"]) == (0.0, 0.0, 0.0)
+    assert (before["status"], before["id"], before["amount_due"]) == ("provisional", None, 0.0)
 
 
 # ---------------------------------------------------------------- settlement
@@ -286,7 +334,8 @@ async def test_oversold_seller_delivers_first_come_first_served(settings: Settin
             timestamp="2025-05-03T00:00:00Z",
         )
         before = (await client.get("/p2p-trades", params={"meter_id": "P2", "month": "2025-05"})).json()
-        c2_bill = await bill(client, w.c2, "2025-05")  # final: settles P2's May for good
+        await close(settings)  # closing May settles P2's May for good
+        c2_bill = await bill(client, w.c2, "2025-05")
         after = (await client.get("/p2p-trades", params={"meter_id": w.p2, "role": "seller"})).json()
         one = (await client.get(f"/p2p-trades/{second['id']}")).json()
         p2_bill = await bill(client, "P2", "2025-05")
@@ -368,6 +417,7 @@ async def test_bills_for_a_month_are_paginated(settings: Settings) -> None:
     w = await world(settings)
     await energy(settings, w.c2, MAY, 24, consumed=1)
     async with _app(settings) as client:
+        await close(settings)
         page1 = (await client.get("/bills", params={"month": "2025-05", "page_size": 3})).json()
         page2 = (await client.get("/bills", params={"month": "2025-05", "page_size": 3, "page": 2})).json()
     assert (page1["total"], page1["status"], len(page1["items"]), len(page2["items"])) == (4, "final", 3, 1)
@@ -432,19 +482,16 @@ async def test_trade_validation_names_the_field(settings: Settings) -> None:
             "/p2p-trade", content=b"{not json", headers={"content-type": "application/json"}
         )
         assert malformed.status_code == 422
-        # A month with a final bill is closed to new trades.
-        await bill(client, w.c1, "2025-05")
-        _error(
-            await client.post("/p2p-trade", json={**good, "timestamp": "2025-05-15T00:00:00Z"}),
-            409,
-            "timestamp",
-        )
-        # ...and so is a seller's settled month (C1's final bill settled P1's May).
+        # A closed month takes no new trade, between any meters.
         await trade(client, **{**good, "timestamp": "2025-04-15T00:00:00Z"})
-        await bill(client, w.c1, "2025-04")
-        closed = {**good, "buyer_meter_id": w.c2, "timestamp": "2025-04-16T00:00:00Z"}
-        _error(await client.post("/p2p-trade", json=closed), 409, "timestamp")
+        await close(settings)
+        for buyer, ts in ((w.c1, "2025-05-15T00:00:00Z"), (w.c2, "2025-04-16T00:00:00Z")):
+            body = {**good, "buyer_meter_id": buyer, "timestamp": ts}
+            error = _error(await client.post("/p2p-trade", json=body), 409, "timestamp")
+            assert "final bill" in error["message"] or "closed" in error["message"], error
     assert await _sql(settings, "select count(*) from p2p_trades") == [(1,)]  # nothing half-written
+    # ...and the April trade was settled when April closed.
+    assert await _sql(settings, "select delivered_kwh is not null from p2p_trades") == [(True,)]
 
 
 async def test_trade_and_bill_reads_reject_bad_input(settings: Settings) -> None:
@@ -486,3 +533,112 @@ async def test_no_clock_is_a_503_not_a_guess(settings: Settings) -> None:
         )
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "clock_not_ready"
+
+
+# ---------------------------------------------------------------- no read writes; the month closer
+async def test_reading_a_bill_writes_nothing(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """May has ended on the clock and the watermark, but its closer is held up: every read of May (bill,
+    bills, trades, the Green Button feed that carries the bill) answers provisionally and writes nothing.
+    Before, the first read stored May's final bills and settled its sellers."""
+    monkeypatch.setattr(handlers, "CLOSE_WAIT_S", 0.2)  # how long a read waits for the closer
+    w = await world(settings)
+    await energy(settings, w.c1, MAY, 24 * 31, consumed=150)
+    await energy(settings, w.p1, MAY, 24 * 31, consumed=100, produced=120)
+    lock = _month_lock("2025-05")
+    async with _app(settings) as client, await connect(settings.db.url, settings.db.schema_name) as holder:
+        sale = await trade(
+            client,
+            buyer_meter_id=w.c1,
+            seller_meter_id=w.p1,
+            units_kWh=30,
+            price_per_kWh=5,
+            timestamp="2025-05-01T00:00:00Z",
+        )
+        await holder.execute("select pg_advisory_lock(%s, hashtext(%s))", lock)
+        await holder.commit()
+        await close(settings, expected=("2025-04",))  # May waits for the lock the test holds
+        before = await snapshot(settings)
+        reads = [
+            await client.get("/bill", params={"meter_id": w.c1, "month": "2025-05"}),
+            await client.get("/bill", params={"meter_id": "P1", "month": "2025-05"}),
+            await client.get("/bills", params={"month": "2025-05"}),
+            await client.get("/p2p-trades", params={"month": "2025-05"}),
+            await client.get(f"/p2p-trades/{sale['id']}"),
+            await client.get("/export/greenbutton", params={"meter_id": "C1", "month": "2025-05"}),
+        ]
+        after = await snapshot(settings)
+        await holder.execute("select pg_advisory_unlock(%s, hashtext(%s))", lock)
+        await holder.commit()
+        await close(settings)
+        final = await bill(client, w.c1, "2025-05")
+        closed = await snapshot(settings)
+        again = [
+            await bill(client, w.c1, "2025-05"),
+            (await client.get("/bills", params={"month": "2025-05"})),
+        ]
+        assert await snapshot(settings) == closed
+    assert [r.status_code for r in reads] == [200] * len(reads), [r.text for r in reads]
+    assert after == before
+    assert [r[0] for r in before["billing_months"]] == ["2025-04"]  # May: not closed yet
+    assert [r[4] for r in before["bills"]] == ["2025-04"] * 4
+    assert reads[0].json()["status"] == reads[2].json()["status"] == "provisional"
+    assert (reads[0].json()["id"], reads[0].json()["amount_due"]) == (None, 870.0)
+    assert reads[4].json()["settlement"] == "provisional"
+    assert (final["status"], final["amount_due"]) == ("final", 870.0)
+    assert final["id"] is not None
+    assert again[0] == final
+    assert again[1].json()["status"] == "final"
+
+
+async def test_month_close_is_exactly_once_and_finishes_after_a_restart(settings: Settings) -> None:
+    w = await world(settings)
+    await energy(settings, w.c1, MAY, 24, consumed=10)
+    async with _app(settings) as client:
+        # Mid-May on the watermark: April closes, May does not.
+        await close(settings, committed=datetime(2025, 5, 15, tzinfo=UTC), expected=("2025-04",))
+        may = await bill(client, w.c1, "2025-05")
+    assert may["status"] == "provisional"
+    # The service stopped just after it began closing May (the month is marked, no bill stored yet)...
+    await _sql(settings, "insert into billing_months (month, closed_at) values ('2025-05', %s)", (NOW,))
+    async with _app(settings) as client:
+        # ...which already closes May to trades,
+        late = {"buyer_meter_id": w.c1, "seller_meter_id": w.p1, "units_kWh": 1, "price_per_kWh": 5}
+        _error(
+            await client.post("/p2p-trade", json={**late, "timestamp": "2025-05-20T00:00:00Z"}),
+            409,
+            "timestamp",
+        )
+        # and the restarted service finishes it on the retained clock and watermark.
+        await close(settings)
+        closed = await snapshot(settings)
+        await close(settings, datetime(2025, 6, 25, tzinfo=UTC))  # more clock: nothing closes twice
+        assert await snapshot(settings) == closed
+        final = await bill(client, w.c1, "2025-05")
+    assert await _sql(settings, "select month, count(*) from bills group by 1 order by 1") == [
+        ("2025-04", 4),
+        ("2025-05", 4),
+    ]
+    assert await _sql(settings, "select month, bills from billing_months order by 1") == [
+        ("2025-04", 4),
+        ("2025-05", 4),
+    ]
+    assert (final["status"], final["amount_due"]) == ("final", 60.0)
+
+
+async def test_a_clock_without_a_watermark_closes_nothing(settings: Settings) -> None:
+    """No aggregator has committed anything: no month is finalised on the clock alone."""
+    w = await world(settings)
+    await energy(settings, w.c1, MAY, 24, consumed=10)
+    async with _app(settings) as client, Bus(settings.mqtt, "clock", "0") as bus:
+        clock = ClockState(current_datetime=NOW, state="paused", speed=1440, interval_s=60, tick=0)
+        await bus.publish(channels.CLOCK, clock, NoPath())
+        await asyncio.sleep(0.5)
+        may = await bill(client, w.c1, "2025-05")
+    assert (may["status"], may["amount_due"]) == ("provisional", 60.0)
+    assert await _sql(settings, "select count(*) from billing_months") == [(0,)]
+    assert await _sql(settings, "select count(*) from bills") == [(0,)]
+
+
+def _month_lock(month: str) -> tuple[int, str]:
+    """The advisory lock key billing takes to close ``month`` (see repository.lock_month)."""
+    return (0x6269_6C6C, month)

@@ -63,6 +63,7 @@ OWNERS: dict[str, str] = {
     "p2p_trades": "billing",
     "p2p_settlements": "billing",
     "bills": "billing",
+    "billing_months": "billing",
     "connections": "feasibility",
     "feasibility_state": "feasibility",
     "utility_forecasts": "utility",

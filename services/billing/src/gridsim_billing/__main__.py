@@ -22,10 +22,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     ):
         supervisor = Supervisor(SERVICE, settings.supervision)
         supervisor.attach(bus)
+        deps = Deps(settings=settings, bus=bus, pool=pool)
         try:
-            await bus.include(router, Deps(settings=settings, bus=bus, pool=pool))
+            await bus.include(router, deps)
             await supervisor.wait(stop)
         finally:
+            await deps.closer.stop()
             await supervisor.close()
 
 

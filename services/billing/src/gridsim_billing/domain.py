@@ -26,9 +26,11 @@ __all__ = [
     "Usage",
     "allocate_fcfs",
     "bill_status",
+    "closed_until",
     "compute_bill",
     "month_of",
     "month_period",
+    "next_month",
     "rollup_resolution",
     "round_energy",
     "round_money",
@@ -81,6 +83,27 @@ def bill_status(
     if committed_until is not None and committed_until < period.end - timedelta(seconds=interval_s):
         return "provisional"
     return "final"
+
+
+def closed_until(
+    now: datetime, committed_until: datetime | None, interval_s: int, tz: ZoneInfo
+) -> datetime | None:
+    """The start of the earliest month that has not closed: every month ending at or before it has.
+
+    A month closes (its bills become final) once the clock has passed its end and the aggregator has
+    committed its last interval, the rule of :func:`bill_status`. Without a watermark nothing closes:
+    a month must never be finalised before its readings are stored.
+    """
+    if committed_until is None:
+        return None
+    effective = min(now, committed_until + timedelta(seconds=interval_s))
+    return month_period(month_of(effective, tz), tz).start
+
+
+def next_month(month: str) -> str:
+    """The month after ``month`` ('YYYY-MM')."""
+    year, mon = (int(part) for part in month.split("-"))
+    return f"{year + mon // 12:04d}-{mon % 12 + 1:02d}"
 
 
 def rollup_resolution(period: Period, tz: ZoneInfo, *, time_of_use: bool) -> Resolution:

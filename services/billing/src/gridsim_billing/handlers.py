@@ -1,19 +1,25 @@
 """Every MQTT subscription and command of the billing service, in one place.
 
 Commands (``cmd/billing/{operation}``): ``create_trade``, ``list_trades``, ``get_trade``, ``bill``, ``bills``.
-Subscriptions: the retained clock (simulated "now") and the aggregator's watermark (is a month complete?).
+Subscriptions: the retained clock (simulated "now") and the aggregator's watermark (is a month complete?);
+each pokes the month closer (:mod:`gridsim_billing.closing`), which stores a month's final bills when it
+closes. Every read here only reads: in a read-only transaction, so a write would fail loudly.
 Publishes a ``p2p-trade`` :class:`GridEvent` on ``event/p2p-trade/{seller}`` for each recorded trade.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from psycopg_pool import AsyncConnectionPool
 
 from gridsim_billing import repository as repo
+from gridsim_billing.closing import MonthCloser, close_due_months, due
 from gridsim_billing.domain import Period, Tariff, bill_status, month_of, month_period
 from gridsim_billing.ledger import Books, to_bill
 from gridsim_billing.repository import BillRecord, Conn, MeterRow
@@ -61,6 +67,11 @@ class Deps:
     bus: Bus
     pool: AsyncConnectionPool
     live: LiveClock = field(default_factory=LiveClock)
+    closer: MonthCloser = field(default_factory=MonthCloser)
+
+
+# How long a read of a month that has just closed waits for the closer to store its bills.
+CLOSE_WAIT_S = 30.0
 
 
 # ---------------------------------------------------------------- subscriptions
@@ -68,12 +79,27 @@ class Deps:
 async def on_clock(msg: ClockState, _path: NoPath, deps: Deps) -> None:
     """Remember the simulated time."""
     deps.live.clock = msg
+    _poke_closer(deps)
 
 
 @router.subscribe(channels.WATERMARK)
 async def on_watermark(msg: Watermark, _path: NoPath, deps: Deps) -> None:
     """Remember how far the aggregator has committed readings."""
     deps.live.watermark = msg
+    _poke_closer(deps)
+
+
+def _poke_closer(deps: Deps) -> None:
+    """Close the months that have ended (in the background; a no-op until both clock and watermark are known)."""
+
+    async def work() -> list[str]:
+        clock, watermark = deps.live.clock, deps.live.watermark
+        if clock is None or watermark is None:
+            return []
+        return await close_due_months(deps.settings, deps.pool, clock, watermark)
+
+    if deps.live.clock is not None and deps.live.watermark is not None:
+        deps.closer.poke(work)
 
 
 # ---------------------------------------------------------------- helpers
@@ -95,29 +121,40 @@ async def _meter(conn: Conn, ref: MeterRef, name: str) -> MeterRow:
     return meter
 
 
-def _status(period: Period, books: Books, deps: Deps) -> bool:
-    """True when ``period`` gets a final bill now; 422 naming ``month`` when it has not started."""
+def _check_started(period: Period, books: Books, deps: Deps) -> None:
+    """422 naming ``month`` when ``period`` has not started on the simulation clock."""
     clock = deps.live.clock
     interval_s = clock.interval_s if clock else deps.settings.sim.interval_s
-    watermark = deps.live.watermark.committed_until if deps.live.watermark else None
-    status = bill_status(period, books.now, watermark, interval_s)
-    if status == "future":
+    if bill_status(period, books.now, None, interval_s) == "future":
         msg = f"month: {period.month} has not started on the simulation clock (now {books.now.isoformat()})"
         raise InvalidError(msg, field="month")
-    return status == "final"
 
 
-async def _bills(
-    conn: Conn, books: Books, meters: list[MeterRow], period: Period, *, final: bool
-) -> list[BillRecord]:
-    if final:
-        stored = await repo.final_bills(conn, period.month, [m.id for m in meters])
-        if len(stored) == len(meters):
-            return [stored[m.id] for m in meters]
-    async with conn.transaction():
-        if final:
-            await repo.lock_month(conn, period.month, exclusive=True)
-        return await books.bills(conn, meters, period, final=final)
+async def _await_close(month: str, deps: Deps) -> None:
+    """When ``month`` has closed on the latest clock and watermark, let the closer store its bills first.
+
+    Its final bills are then what the read returns; should the closer take longer than
+    :data:`CLOSE_WAIT_S`, the read answers provisionally (computed, not stored) meanwhile.
+    """
+    tz = ZoneInfo(deps.settings.billing.timezone)
+    if due(month_period(month, tz).end, deps.live.clock, deps.live.watermark, tz):
+        await deps.closer.wait_idle(CLOSE_WAIT_S)
+
+
+@contextlib.asynccontextmanager
+async def _reading(deps: Deps) -> AsyncIterator[Conn]:
+    """A connection in a read-only transaction: reads never write (a write would raise)."""
+    async with deps.pool.connection() as conn, conn.transaction():
+        await conn.execute("set transaction read only")
+        yield conn
+
+
+async def _bills(conn: Conn, books: Books, meters: list[MeterRow], period: Period) -> list[BillRecord]:
+    """Stored final bills, and provisional ones (computed, not stored) for meters without one."""
+    stored = await repo.final_bills(conn, period.month, [m.id for m in meters])
+    missing = [m for m in meters if m.id not in stored]
+    made = {r.meter_id: r for r in await books.bills(conn, missing, period, final=False)} if missing else {}
+    return [stored[m.id] if m.id in stored else made[m.id] for m in meters]
 
 
 # ---------------------------------------------------------------- trades
@@ -183,7 +220,7 @@ async def _publish(deps: Deps, trade: P2PTrade) -> None:
 @router.handles(billing.LIST_TRADES)
 async def list_trades(query: TradeQuery, deps: Deps) -> TradePage:
     """Trades, oldest first, filtered by meter (as buyer, seller or either) and month."""
-    async with deps.pool.connection() as conn:
+    async with _reading(deps) as conn:
         meter_id = None
         if query.meter_id is not None:
             meter_id = (await _meter(conn, query.meter_id, "meter_id")).id
@@ -203,7 +240,7 @@ async def list_trades(query: TradeQuery, deps: Deps) -> TradePage:
 @router.handles(billing.GET_TRADE)
 async def get_trade(query: TradeId, deps: Deps) -> P2PTrade:
     """One trade with its settlement."""
-    async with deps.pool.connection() as conn:
+    async with _reading(deps) as conn:
         row = await repo.get_trade(conn, query.id)
         if row is None:
             msg = f"id: no P2P trade {query.id}"
@@ -216,28 +253,32 @@ async def get_trade(query: TradeId, deps: Deps) -> P2PTrade:
 # ---------------------------------------------------------------- bills
 @router.handles(billing.BILL)
 async def bill(query: BillQuery, deps: Deps) -> Bill:
-    """A meter's bill for a month: final (stored once) when the month has ended, else provisional."""
-    async with deps.pool.connection() as conn:
+    """A meter's bill for a month: the final one stored when the month closed, else provisional."""
+    await _await_close(query.month, deps)
+    async with _reading(deps) as conn:
         meter = await _meter(conn, query.meter_id, "meter_id")
         books = await _books(conn, deps)
         period = month_period(query.month, books.tz)
-        final = _status(period, books, deps)
-        if meter.er_type is None and not (final and await repo.final_bills(conn, period.month, [meter.id])):
+        _check_started(period, books, deps)
+        stored = await repo.final_bills(conn, period.month, [meter.id])
+        if not stored and meter.er_type is None:
             msg = f"meter_id: meter {meter.code} is not linked to an energy resource, so it has no bill"
             raise InvalidError(msg, field="meter_id")
-        (record,) = await _bills(conn, books, [meter], period, final=final)
+        (record,) = await _bills(conn, books, [meter], period)
     return to_bill(record, books.tariff.timezone)
 
 
 @router.handles(billing.BILLS)
 async def bills(query: BillsQuery, deps: Deps) -> BillPage:
-    """One page of a month's bills for every meter linked to an ER."""
-    async with deps.pool.connection() as conn:
+    """One page of a month's bills for every meter linked to an ER; final when every one on it is."""
+    await _await_close(query.month, deps)
+    async with _reading(deps) as conn:
         books = await _books(conn, deps)
         period = month_period(query.month, books.tz)
-        final = _status(period, books, deps)
+        _check_started(period, books, deps)
         meters, total = await repo.billable_meters(conn, query.page_size, (query.page - 1) * query.page_size)
-        records = await _bills(conn, books, meters, period, final=final)
+        records = await _bills(conn, books, meters, period)
+        final = all(r.status == "final" for r in records) and await repo.month_completed(conn, query.month)
     return BillPage(
         month=query.month,
         status="final" if final else "provisional",

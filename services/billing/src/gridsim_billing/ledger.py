@@ -1,9 +1,10 @@
 """Settlement and bills: the domain's pure rules applied to what the repository reads.
 
 A month's P2P trades are settled per seller (first come, first served against its metered production).
-While a month runs, settlement and bills are computed on every request (provisional). Once the month has
-ended, the first bill that needs a seller settles it for good (delivered kWh written to its trades), and
-each meter's final bill is stored once; both are then read back unchanged.
+Until a month is closed, settlement and bills are computed on every request (provisional) and nothing is
+written. When the month closes, the month closer (:mod:`gridsim_billing.closing`) settles its sellers for
+good (delivered kWh written to their trades) and stores each meter's final bill once; reads then return
+them unchanged.
 """
 
 from __future__ import annotations

@@ -24,19 +24,27 @@ __all__ = [
     "MeterRow",
     "TradeRow",
     "billable_meters",
+    "billable_meters_after",
     "clock_row",
+    "complete_close",
     "final_bills",
     "get_trade",
     "insert_bills",
     "insert_trade",
+    "last_closed_month",
     "list_trades",
     "lock_month",
+    "month_closed",
     "month_closed_for",
+    "month_completed",
+    "pending_closes",
     "resolve_meter",
     "settle",
     "settled_sellers",
+    "start_close",
     "trades_of_sellers",
     "trades_touching",
+    "unsettled_sellers",
     "usage",
 ]
 
@@ -151,6 +159,16 @@ async def billable_meters(conn: Conn, limit: int, offset: int) -> tuple[list[Met
     return [MeterRow(r[0], r[1], r[2]) for r in rows], total
 
 
+async def billable_meters_after(conn: Conn, after_id: int, limit: int) -> list[MeterRow]:
+    """Up to ``limit`` meters linked to an ER with ids above ``after_id``, by id (the month closer's pages)."""
+    cur = await conn.execute(
+        "select m.id, m.code, er.type from meters m join energy_resources er on er.id = m.er_id"
+        " where m.id > %s order by m.id limit %s",
+        (after_id, limit),
+    )
+    return [MeterRow(*row) for row in await cur.fetchall()]
+
+
 async def _page_total(
     conn: Conn,
     rows: list[tuple[Any, ...]],
@@ -229,6 +247,8 @@ async def month_closed_for(conn: Conn, month: str, buyer_id: int, seller_id: int
     row = await cur.fetchone()
     if row is not None:
         return f"meter {row[0]} already has a final bill for {month}"
+    if await month_closed(conn, month):
+        return f"{month} is closed (its bills are final)"
     cur = await conn.execute(
         "select 1 from p2p_settlements where month = %s and seller_meter_id = %s", (month, seller_id)
     )
@@ -377,3 +397,61 @@ async def insert_bills(conn: Conn, records: list[BillRecord]) -> None:
     )
     async with conn.cursor() as cur:
         await cur.executemany(statement, [astuple(record)[1:] for record in records])
+
+
+# ---------------------------------------------------------------- closing months
+async def month_closed(conn: Conn, month: str) -> bool:
+    """Whether the month closer has started (or finished) closing ``month``."""
+    cur = await conn.execute("select 1 from billing_months where month = %s", (month,))
+    return await cur.fetchone() is not None
+
+
+async def month_completed(conn: Conn, month: str) -> bool:
+    """Whether every final bill of ``month`` is stored."""
+    cur = await conn.execute(
+        "select 1 from billing_months where month = %s and completed_at is not null", (month,)
+    )
+    return await cur.fetchone() is not None
+
+
+async def last_closed_month(conn: Conn) -> str | None:
+    """The latest month whose closing has started; the closer goes on from the month after it."""
+    cur = await conn.execute("select max(month) from billing_months")
+    row = await cur.fetchone()
+    return None if row is None else row[0]
+
+
+async def pending_closes(conn: Conn) -> list[str]:
+    """Months whose closing started but did not finish (the service stopped half way)."""
+    cur = await conn.execute("select month from billing_months where completed_at is null order by month")
+    return [row[0] for row in await cur.fetchall()]
+
+
+async def start_close(conn: Conn, month: str, sim_now: datetime) -> None:
+    """Mark ``month`` as closing: from this commit on, no trade may be added to it."""
+    await conn.execute(
+        "insert into billing_months (month, closed_at) values (%s, %s) on conflict do nothing",
+        (month, sim_now),
+    )
+
+
+async def complete_close(conn: Conn, month: str) -> int:
+    """Mark ``month`` closed with every bill stored; returns how many final bills it has."""
+    cur = await conn.execute(
+        "update billing_months set completed_at = now(),"
+        " bills = (select count(*) from bills where month = %(m)s) where month = %(m)s returning bills",
+        {"m": month},
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def unsettled_sellers(conn: Conn, month: str) -> list[int]:
+    """Sellers with trades in ``month`` whose settlement is not recorded yet."""
+    cur = await conn.execute(
+        "select distinct t.seller_meter_id from p2p_trades t where t.month = %s and not exists"
+        " (select 1 from p2p_settlements s where s.month = t.month and s.seller_meter_id = t.seller_meter_id)"
+        " order by 1",
+        (month,),
+    )
+    return [row[0] for row in await cur.fetchall()]
