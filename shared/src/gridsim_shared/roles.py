@@ -1,9 +1,8 @@
 """Which service owns which table, as database roles (docs/security.md).
 
 Each service connects as its own role (``gridsim_meter_sim``, ...). Every role may read every table of
-the schema (the gateway answers from all of them); a role may write only the tables its service owns,
-plus the cross-writes listed in :data:`CROSS_WRITES` (each one a known exception, explained there and in
-docs/security.md). :func:`grant_statements` turns this module into SQL; the migration runner applies it
+the schema (the gateway answers from all of them); a role may write only the tables its service owns.
+A write that belongs to another service is a command to it or an event it handles (docs/architecture.md). :func:`grant_statements` turns this module into SQL; the migration runner applies it
 after the migrations, so a new table gets its grants from the line added here.
 """
 
@@ -11,7 +10,7 @@ from __future__ import annotations
 
 from psycopg import sql
 
-__all__ = ["CROSS_WRITES", "OWNERS", "ROLES", "grant_statements", "role_of", "writable"]
+__all__ = ["OWNERS", "PUBLISHED", "ROLES", "SHARED_VIEWS", "grant_statements", "role_of", "writable"]
 
 # service -> its database role
 ROLES: dict[str, str] = {
@@ -37,6 +36,7 @@ OWNERS: dict[str, str] = {
     "outage_meters": "meter-sim",
     "meter_registers": "meter-sim",
     "world_state": "meter-sim",
+    "meter_sim_events": "meter-sim",
     "grid_version": "meter-sim",
     "meter_data": "aggregator",
     "meter_data_15m": "aggregator",
@@ -58,7 +58,7 @@ OWNERS: dict[str, str] = {
     "late_intervals": "aggregator",
     "aggregator_instances": "aggregator",
     "transformer_thermal": "aggregator",
-    "events": "aggregator",
+    "aggregator_events": "aggregator",
     "dead_letters": "aggregator",
     "p2p_trades": "billing",
     "p2p_settlements": "billing",
@@ -76,11 +76,42 @@ OWNERS: dict[str, str] = {
     "dynamic_bills": "utility",
 }
 
-# (service, table): writes that cross an ownership line today, and why. Each should become a command to
-# the owner; until then the grant is explicit here, not hidden.
-CROSS_WRITES: dict[tuple[str, str], str] = {
-    ("meter-sim", "events"): "control and spike events are stored where they happen",
+# owner -> what it publishes for the other services to read: its read model, a contract it versions in
+# migrations like any other (a column renamed there is a change for its readers). Everything else of the
+# owner is private: tests/test_ownership.py fails on SQL in another service that names it.
+PUBLISHED: dict[str, frozenset[str]] = {
+    "meter-sim": frozenset(
+        {
+            "grid_nodes",
+            "meters",
+            "energy_resources",
+            "ders",
+            "appliances",
+            "simulation_clock",
+            "world_state",  # the world's generation: owners of derived data compare theirs with it
+            "grid_version",  # the transformer set's version: feasibility's cache key
+        }
+    ),
+    "aggregator": frozenset(
+        {
+            "meter_data",
+            "meter_data_15m",
+            "meter_data_1h",
+            "meter_data_1d",
+            "grid_rollups",
+            "grid_rollups_15m",
+            "grid_rollups_1h",
+            "grid_rollups_1d",
+            "aggregator_state",  # the watermark (committed_until)
+        }
+    ),
+    "billing": frozenset({"p2p_trades"}),
+    "feasibility": frozenset(),
+    "utility": frozenset(),
 }
+
+# Views over the rows of several owners, each owner writing only its own table below (migration 1020).
+SHARED_VIEWS: dict[str, tuple[str, ...]] = {"events": ("aggregator_events", "meter_sim_events")}
 
 
 def role_of(service: str) -> str:
@@ -89,13 +120,12 @@ def role_of(service: str) -> str:
 
 
 def writable(service: str) -> list[str]:
-    """Tables ``service`` may write, its own first."""
-    own = [table for table, owner in OWNERS.items() if owner == service]
-    return own + [table for (writer, table) in CROSS_WRITES if writer == service and table not in own]
+    """Tables ``service`` may write: the ones it owns, and no other (issue 13: no cross-writes)."""
+    return [table for table, owner in OWNERS.items() if owner == service]
 
 
 def grant_statements(schema: str, tables: set[str]) -> list[sql.Composed]:
-    """The grants of every role on ``schema``: read everything, write what it owns and its cross-writes.
+    """The grants of every role on ``schema``: read everything, write what it owns.
 
     ``tables`` are the plain tables that exist there (a TimescaleDB continuous aggregate is a view that
     only its refresh writes; a table of a later migration not applied yet is skipped).
@@ -105,6 +135,10 @@ def grant_statements(schema: str, tables: set[str]) -> list[sql.Composed]:
     for service, role in ROLES.items():
         ident = sql.Identifier(role)
         statements += [
+            # Revoked first: a schema migrated by an older gridsim granted cross-writes since removed.
+            sql.SQL("revoke insert, update, delete, truncate on all tables in schema {} from {}").format(
+                name, ident
+            ),
             sql.SQL("grant usage on schema {} to {}").format(name, ident),
             sql.SQL("grant select on all tables in schema {} to {}").format(name, ident),
             sql.SQL("grant usage, select on all sequences in schema {} to {}").format(name, ident),

@@ -360,7 +360,7 @@ async def insert_events(conn: Conn, events: Sequence[GridEvent]) -> None:
     if not events:
         return
     await conn.cursor().executemany(
-        "insert into events (type, severity, sim_time, subject, message, data) values (%s, %s, %s, %s, %s, %s)",
+        "insert into aggregator_events (type, severity, sim_time, subject, message, data) values (%s, %s, %s, %s, %s, %s)",
         [(e.type, e.severity, e.timestamp, e.subject, e.message, Jsonb(e.data)) for e in events],
     )
 

@@ -240,7 +240,7 @@ async def report_month(deps: HealthDeps, month: str) -> list[GridEvent]:
             if known:
                 continue
             await conn.execute(
-                "insert into events (type, severity, sim_time, subject, message, data) values (%s, %s, %s, %s, %s, %s)",
+                "insert into aggregator_events (type, severity, sim_time, subject, message, data) values (%s, %s, %s, %s, %s, %s)",
                 (
                     event.type,
                     event.severity,

@@ -164,7 +164,7 @@ async def insert_event(conn: Conn, event: GridEvent) -> EventOut:
     """Store an event."""
     row = await fetch_one(
         conn,
-        "insert into events (type, severity, sim_time, subject, message, data) values (%s, %s, %s, %s, %s, %s)"
+        "insert into meter_sim_events (type, severity, sim_time, subject, message, data) values (%s, %s, %s, %s, %s, %s)"
         " returning id, type, severity, sim_time, subject, message, data",
         (event.type, event.severity, event.timestamp, event.subject, event.message, Jsonb(event.data)),
     )
