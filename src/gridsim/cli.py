@@ -65,6 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("migrate", help="apply database migrations to GRIDSIM_DB__URL")
 
+    world = commands.add_parser("world", help="world files: generate a utility-sized one")
+    world_commands = world.add_subparsers(dest="world_command", required=True)
+    generate = world_commands.add_parser(
+        "generate",
+        help="write a world file of N meters (load it with GRIDSIM_SIM__DEMO_WORLD_FILE)",
+        description=(
+            "Writes a deterministic world file: one utility, feeders of --transformers-per-feeder "
+            "transformers, --per-transformer meters under each, every meter linked to a home (one in "
+            "--prosumer-every a prosumer with solar). meter-sim loads a file this big with COPY "
+            "(docs/entities.md, world files)."
+        ),
+    )
+    generate.add_argument("--meters", type=int, required=True, help="how many meters")
+    generate.add_argument("--out", type=Path, default=Path("world.json"), help="default: world.json")
+    generate.add_argument("--per-transformer", type=int, default=100, help="meters per transformer (100)")
+    generate.add_argument("--transformers-per-feeder", type=int, default=50, help="(default 50)")
+    generate.add_argument("--prosumer-every", type=int, default=10, help="one prosumer in N meters (10)")
+    generate.add_argument("--seed", type=int, default=1)
+
     add_data_commands(commands)
 
     status = commands.add_parser("status", help="print the gateway's /health")
@@ -205,6 +224,28 @@ def _certs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _world_generate(args: argparse.Namespace) -> int:
+    from gridsim_meter_sim.world_bulk import generate_world
+
+    if args.meters < 1 or args.per_transformer < 1 or args.transformers_per_feeder < 1:
+        print("--meters, --per-transformer and --transformers-per-feeder must be at least 1", file=sys.stderr)
+        return 2
+    counts = generate_world(
+        args.out,
+        args.meters,
+        meters_per_transformer=args.per_transformer,
+        transformers_per_feeder=args.transformers_per_feeder,
+        prosumer_every=args.prosumer_every,
+        seed=args.seed,
+    )
+    size = args.out.stat().st_size / 1e6
+    print(
+        f"wrote {args.out}: {counts['meters']:,} meters, {counts['transformers']:,} transformers, "
+        f"{counts['feeders']:,} feeders ({size:,.1f} MB); load it with GRIDSIM_SIM__DEMO_WORLD_FILE={args.out}"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -214,6 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.command == "up":
         return _up(args)
+    if args.command == "world":
+        return _world_generate(args)
     if args.command == "migrate":
         return _migrate()
     if args.command == "step":

@@ -149,14 +149,16 @@ async def load_demo_world(pool: AsyncConnectionPool, settings: Settings) -> Worl
     """Load the demo world (or the user's world file) on first start; None when switched off or not empty."""
     if not settings.sim.demo_world:
         return None
+    from gridsim_meter_sim.world_bulk import load_any_world  # it builds on this module
+
     path = world_path(settings)
-    world = read_world(path)
     async with pool.connection() as conn, conn.transaction():
         await conn.execute("select pg_advisory_xact_lock(%s)", (_WORLD_LOCK,))
         if await repository.fetch_one(conn, "select 1 from grid_nodes limit 1") is not None:
             _LOGGER.info("the database already has a grid; the demo world is not loaded")
             return None
-        summary = await load_world(conn, world)
+        # A utility-sized world file (gridsim world generate) goes in with COPY: see world_bulk.py.
+        summary = await load_any_world(conn, path)
     _LOGGER.info(
         "loaded world %r from %s: %d transformers, %d meters, %d energy resources (%d prosumers)",
         summary.name,

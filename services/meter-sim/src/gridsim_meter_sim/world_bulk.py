@@ -1,0 +1,308 @@
+"""Utility-sized worlds: ``gridsim world generate --meters N`` writes one, :func:`load_world_bulk` loads it.
+
+A generated world is an ordinary world file (``docs/entities.md``): one utility, feeders of
+``transformers_per_feeder`` transformers, ``meters_per_transformer`` meters under each, every meter linked
+to a home (a consumer, or one in ``prosumer_every`` a prosumer with a solar array). It is written as a
+stream, a meter per line, so a million meters never sit in memory as objects.
+
+:func:`load_world` creates each entry through the API's repository functions, a few statements per
+meter: right for the demo world, hours for a million. :func:`load_world_bulk` loads the same file with the
+same result: the grid nodes through ``create_grid_node`` (a few thousand), then the energy resources, DERs
+and meters with one ``COPY`` each. It enforces the rules ``create_meter`` and ``link`` would (codes unique
+ignoring case, the transformer exists, a parent meter comes first, is not linked itself and shares the
+transformer), and needs every meter to name its transformer or its parent meter; a world that leaves a
+meter to the nearest transformer is loaded the ordinary way (:func:`load_any_world`).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gridsim_meter_sim import grid_repository, repository
+from gridsim_meter_sim.world import WorldFile, WorldMeter, WorldSummary, load_world, read_world
+from gridsim_shared.errors import ConflictError, InvalidError, NotFoundError
+
+__all__ = ["BULK_FROM_METERS", "generate_world", "load_any_world", "load_world_bulk"]
+
+# From this many meters a world file is loaded in bulk (below it the ordinary path is fast enough).
+BULK_FROM_METERS = 2_000
+
+# Homes: (appliance, count) sets drawn per meter; prosumers add a solar array.
+_HOMES: tuple[tuple[tuple[str, int], ...], ...] = (
+    (("LED Bulb (10W)", 8), ("Refrigerator", 1), ("Television (LED)", 1), ("Washing Machine", 1)),
+    (("LED Bulb (10W)", 12), ("Refrigerator", 1), ("Microwave Oven", 1), ("Air Conditioner (1.5 Ton)", 1)),
+    (("LED Bulb (10W)", 6), ("Refrigerator", 1), ("Electric Geyser", 1), ("Laptop Charger", 2)),
+    (("LED Bulb (10W)", 10), ("Refrigerator", 1), ("Room Heater", 1), ("Electric Kettle", 1)),
+)
+
+
+def generate_world(
+    out: Path,
+    meters: int,
+    *,
+    meters_per_transformer: int = 100,
+    transformers_per_feeder: int = 50,
+    prosumer_every: int = 10,
+    seed: int = 1,
+) -> dict[str, int]:
+    """Write a world of ``meters`` meters to ``out`` (deterministic for a seed); returns its counts."""
+    rng = random.Random(seed)
+    transformers = -(-meters // meters_per_transformer)
+    feeders = -(-transformers // transformers_per_feeder)
+    lat0, lon0 = 37.30, -122.50  # a 0.5° square south of San Francisco
+    with out.open("wb") as f:
+        f.write(b'{"version": 1, "name": ')
+        f.write(orjson.dumps(f"generated {meters:,} meters"))
+        f.write(b', "description": "gridsim world generate", "grid": [\n')
+        nodes: list[dict[str, Any]] = [
+            {"code": "gen-utility", "name": "Generated Utility", "level": "utility"}
+        ]
+        for i in range(feeders):
+            nodes.append(
+                {
+                    "code": f"gen-f{i:04d}",
+                    "name": f"Feeder {i}",
+                    "level": "feeder",
+                    "parent_id": "gen-utility",
+                }
+            )
+        for t in range(transformers):
+            nodes.append(
+                {
+                    "code": f"gen-t{t:06d}",
+                    "name": f"Transformer {t}",
+                    "level": "transformer",
+                    "parent_id": f"gen-f{t // transformers_per_feeder:04d}",
+                    "capacity_kVA": 250.0 * max(1, meters_per_transformer) / 100,
+                    "latitude": round(lat0 + (t % 1000) * 0.0005, 6),
+                    "longitude": round(lon0 + (t // 1000) * 0.0005, 6),
+                }
+            )
+        f.write(b",\n".join(orjson.dumps(node) for node in nodes))
+        f.write(b'\n], "meters": [\n')
+        for m in range(meters):
+            t = m // meters_per_transformer
+            appliances = [{"name": name, "count": count} for name, count in rng.choice(_HOMES)]
+            prosumer = prosumer_every > 0 and m % prosumer_every == prosumer_every - 1
+            if prosumer:
+                appliances.append({"name": "Solar Panel (production)", "count": rng.randint(3, 8)})
+            meter = {
+                "meter_id": f"GM{m:07d}",
+                "transformer_id": f"gen-t{t:06d}",
+                "meter_type": "net-meter" if prosumer else "Smart",
+                "er": {
+                    "name": f"Home {m}",
+                    "type": "prosumer" if prosumer else "consumer",
+                    "appliances": appliances,
+                },
+            }
+            if m:
+                f.write(b",\n")
+            f.write(orjson.dumps(meter))
+        f.write(b"\n]}\n")
+    return {"meters": meters, "transformers": transformers, "feeders": feeders}
+
+
+def _meters_of(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The file's header (name, description, grid) and its raw meter entries."""
+    raw = orjson.loads(path.read_bytes())
+    meters = raw.pop("meters", None)
+    if not isinstance(meters, list):
+        msg = f"world file {path}: meters: a list is required"
+        raise ValueError(msg)
+    return raw, meters
+
+
+def _needs_ordinary_load(meters: list[dict[str, Any]]) -> bool:
+    return len(meters) < BULK_FROM_METERS or any(
+        m.get("transformer_id") is None and m.get("parent_id") is None for m in meters
+    )
+
+
+async def load_any_world(conn: repository.Conn, path: Path) -> WorldSummary:
+    """Load ``path`` in bulk when it is big and every meter names its place, else the ordinary way."""
+    try:
+        header, meters = _meters_of(path)
+    except (OSError, orjson.JSONDecodeError):
+        header, meters = {}, []  # read_world names the file and the problem
+    if _needs_ordinary_load(meters):
+        return await load_world(conn, read_world(path))
+    return await load_world_bulk(conn, header, meters)
+
+
+async def load_world_bulk(
+    conn: repository.Conn, header: dict[str, Any], meters: list[dict[str, Any]]
+) -> WorldSummary:
+    """Create the world inside the caller's transaction: nodes one by one, the rest with ``COPY``."""
+    world = WorldFile.model_validate({**header, "meters": []})
+    for index, node in enumerate(world.grid):
+        try:
+            await grid_repository.create_grid_node(conn, node)
+        except Exception as exc:
+            raise _located(exc, f"grid[{index}] ({node.code or node.name})") from exc
+    known = await repository.catalogue(conn)
+    transformers = {
+        row["code"]: (row["id"], row["level"])
+        for row in await repository.fetch_all(conn, "select id, code, level from grid_nodes")
+    }
+    taken = {row["code"].lower() for row in await repository.fetch_all(conn, "select code from meters")}
+    first_meter = await _reserve(conn, "meters", len(meters))
+    first_er = await _reserve(
+        conn, "energy_resources", sum(1 for m in meters if isinstance(m, dict) and m.get("er"))
+    )
+    now = datetime.now(UTC)
+    by_code: dict[str, tuple[int, int, bool]] = {}  # lower(code) -> (id, transformer id, linked)
+    ers: list[tuple[Any, ...]] = []
+    ders: list[tuple[Any, ...]] = []
+    rows: list[tuple[Any, ...]] = []
+    prosumers = 0
+    for index, raw in enumerate(meters):
+        where = f"meters[{index}] ({raw.get('meter_id') if isinstance(raw, dict) else '?'})"
+        try:
+            item = WorldMeter.model_validate(raw)
+            code = item.meter_id.lower()
+            if code in taken or code in by_code:
+                msg = f"meter_id: a meter with code {item.meter_id!r} already exists"
+                raise ConflictError(msg, field="meter_id")
+            parent = None
+            if item.parent_id is not None:
+                parent = by_code.get(str(item.parent_id).lower())
+                if parent is None:
+                    msg = f"parent_id: no meter {item.parent_id!r} before this one in the file"
+                    raise NotFoundError(msg, field="parent_id")
+                if parent[2]:
+                    msg = f"parent_id: meter {item.parent_id!r} is linked to an energy resource; it cannot have children"
+                    raise ConflictError(msg, field="parent_id")
+            if item.transformer_id is not None:
+                found = transformers.get(str(item.transformer_id).lower())
+                if found is None or found[1] != "transformer":
+                    msg = f"transformer_id: no transformer {item.transformer_id!r}"
+                    raise NotFoundError(msg, field="transformer_id")
+                transformer = found[0]
+                if parent is not None and parent[1] != transformer:
+                    msg = "transformer_id: a child meter hangs from its parent's transformer"
+                    raise InvalidError(msg, field="transformer_id")
+            else:
+                assert parent is not None  # _needs_ordinary_load sent the others the ordinary way
+                transformer = parent[1]
+            meter_id = first_meter + index
+            er_id = None
+            consumption = item.consumption_factor
+            production = item.load_factor_production or 0.0
+            if item.er is not None:
+                er = item.er
+                er_id = first_er + len(ers)
+                groups = repository.resolve_appliances(known, er.appliance_type, er.appliances)
+                ers.append(
+                    (
+                        er_id,
+                        er.name,
+                        er.type,
+                        er.kind,
+                        er.profile,
+                        er.city,
+                        er.state,
+                        er.latitude,
+                        er.longitude,
+                        now,
+                        now,
+                    )
+                )
+                ders.extend(
+                    (er_id, g.appliance_id, g.quantity, g.switched_on, g.tilt_deg, g.azimuth_deg, now, now)
+                    for g in groups
+                )
+                if item.link_load_factor_consumption is not None:
+                    consumption = item.link_load_factor_consumption
+                production = (
+                    item.link_load_factor_production
+                    if item.link_load_factor_production is not None
+                    else repository.link_production_factor(er.type)
+                )
+                prosumers += er.type == "prosumer"
+            rows.append(
+                (
+                    meter_id,
+                    item.meter_id,
+                    None if parent is None else parent[0],
+                    transformer,
+                    er_id,
+                    consumption,
+                    production,
+                    item.meter_type,
+                    item.city,
+                    item.state,
+                    item.latitude,
+                    item.longitude,
+                    item.pincode,
+                    item.max_capacity_kW,
+                    now if er_id is not None else None,
+                    now,
+                    now,
+                )
+            )
+            by_code[code] = (meter_id, transformer, er_id is not None)
+        except Exception as exc:
+            raise _located(exc, where) from exc
+    await _copy(
+        conn,
+        "energy_resources (id, name, type, kind, profile, city, state, latitude, longitude, created_at, updated_at)",
+        ers,
+    )
+    await _copy(
+        conn,
+        "ders (er_id, appliance_id, quantity, switched_on, tilt_deg, azimuth_deg, created_at, updated_at)",
+        ders,
+    )
+    await _copy(
+        conn,
+        "meters (id, code, parent_id, transformer_id, er_id, load_factor_consumption, load_factor_production,"
+        " meter_type, city, state, latitude, longitude, pincode, max_capacity_kw, linked_at, created_at,"
+        " updated_at)",
+        rows,
+    )
+    return WorldSummary(
+        name=world.name,
+        grid_nodes=len(world.grid),
+        transformers=sum(1 for node in world.grid if node.level == "transformer"),
+        meters=len(rows),
+        energy_resources=len(ers),
+        prosumers=prosumers,
+    )
+
+
+async def _reserve(conn: repository.Conn, table: str, n: int) -> int:
+    """The first of ``n`` consecutive ids of ``table``, taken from its sequence (as if ``n`` rows had been
+    inserted one by one: the next insert gets the id after them)."""
+    seq = f"{table}_id_seq"
+    row = await repository.fetch_one(
+        conn, f"select case when is_called then last_value else last_value - 1 end as used from {seq}"
+    )
+    assert row is not None
+    first = int(row["used"]) + 1
+    if n:
+        await conn.execute(f"select setval('{seq}', %s)", (first + n - 1,))
+    return first
+
+
+async def _copy(conn: repository.Conn, target: str, rows: list[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
+    async with conn.cursor() as cur, cur.copy(f"copy {target} from stdin") as copy:
+        for row in rows:
+            await copy.write_row(row)
+
+
+def _located(exc: Exception, where: str) -> Exception:
+    if isinstance(exc, ConflictError | NotFoundError | InvalidError):
+        exc.message = f"{where}: {exc.message}"
+        exc.args = (exc.message,)
+        return exc
+    if hasattr(exc, "errors"):  # a pydantic ValidationError
+        return ValueError(f"{where}: {exc}")
+    return exc
