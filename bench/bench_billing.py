@@ -128,20 +128,6 @@ async def _time(runs: int, call: Callable[[], Awaitable[httpx.Response]]) -> dic
     }
 
 
-async def _until_serving(settings: Settings) -> None:
-    async with Bus(settings.mqtt, "probe", "0") as bus:
-        for _ in range(100):
-            try:
-                await bus.request(
-                    "billing", "get_trade", {"id": "00000000-0000-0000-0000-000000000000"}, timeout=0.5
-                )
-            except Exception as exc:  # a 404 reply means it serves; a timeout means not yet
-                if type(exc).__name__ == "RemoteError":
-                    return
-            else:
-                return
-
-
 async def _close_may(settings: Settings) -> float:
     """Publish the clock and watermark at NOW; ms until billing has closed May (every final bill stored)."""
     start = time.perf_counter()
@@ -190,7 +176,6 @@ async def bench(settings: Settings) -> dict[str, Any]:
     )
     world = await _prepare(settings)
     async with running(serve_billing, settings=settings), gateway_client(create_app(settings)) as client:
-        await _until_serving(settings)
         world["trades"] = await _trades(client, settings)
         meter = 1
 

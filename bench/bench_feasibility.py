@@ -187,7 +187,6 @@ async def bench_live(
             Bus(settings.mqtt, "bench", "0") as bus,
             gateway_client(create_app(settings)) as client,
         ):
-            await asyncio.sleep(0.5)  # the service's command subscription
             results["service"] = _stats(
                 await _time([lambda b=b: bus.request("feasibility", "check", b) for b in requests])  # type: ignore[misc]
             )

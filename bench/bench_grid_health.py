@@ -41,7 +41,6 @@ from gridsim_meter_sim.registers import Registers
 from gridsim_meter_sim.supply import OutageRow, SupplyPlan
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import apply_migrations, connect
-from gridsim_shared.errors import RpcTimeout
 from gridsim_shared.settings import DbSettings, MqttSettings, Settings, SimSettings
 from gridsim_shared.testing import gateway_client, running
 
@@ -119,13 +118,6 @@ async def bench_read(reads: int) -> dict[str, Any]:
             running(serve_meter_sim, settings=settings),
             gateway_client(create_app(settings)) as http,
         ):
-            async with asyncio.timeout(120):
-                while True:
-                    try:
-                        await bus.request("meter-sim", "clock", timeout=1.0)
-                        break
-                    except RpcTimeout:
-                        continue
             await bus.request("meter-sim", "step", {"intervals": 5}, timeout=120)
             meters = await bus.request("meter-sim", "list_meters", {"limit": 200}, timeout=30)
             codes = [m["meter_id"] for m in meters if not m["children"] and m["er_id"] is not None][:reads]

@@ -47,6 +47,7 @@ from gridsim_aggregator.copy_binary import encode_readings, timestamps_us
 from gridsim_meter_sim.engine import Engine
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import apply_migrations, connect, open_pool
+from gridsim_shared.readiness import wait_ready
 from gridsim_shared.settings import DbSettings, MqttSettings, Settings, SimSettings
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -134,16 +135,6 @@ async def committed_until(conn: Any) -> datetime | None:
     return None if row is None else row[0]
 
 
-async def wait_aggregator_online(conn: Any) -> None:
-    async with asyncio.timeout(60):
-        while True:
-            cur = await conn.execute("select count(*) from aggregator_instances")
-            row = await cur.fetchone()
-            if row and row[0]:
-                return
-            await asyncio.sleep(0.1)
-
-
 def _settings(
     mqtt_url: str, base: str, schema: str, publish: Literal["batch", "both"] = "batch", **sim: Any
 ) -> Settings:
@@ -176,11 +167,11 @@ async def bench_pipeline(
                 open_pool(settings.db, name="bench") as pool,
                 Bus(settings.mqtt, "meter-sim", "bench") as bus,
             ):
-                await wait_aggregator_online(conn)
                 engine = Engine(settings, bus, pool)
                 await engine.start()
                 await engine._ensure_fleet()
-                await asyncio.sleep(1.0)  # the aggregator's retained status reaches the engine
+                # The aggregator serves, and its retained status has reached the engine (same bus).
+                await wait_ready(bus, "aggregator", timeout=60)
                 cpu0 = (postgres_cpu_s(), process_cpu_s(aggregator.pid), own_cpu_s())
                 t0 = time.perf_counter()
                 stepping = asyncio.create_task(engine.step(intervals))
@@ -334,10 +325,10 @@ async def bench_realtime(mqtt_url: str, meters: int, seconds: float) -> dict[str
                 open_pool(settings.db, name="bench") as pool,
                 Bus(settings.mqtt, "meter-sim", "bench") as bus,
             ):
-                await wait_aggregator_online(conn)
                 engine = Engine(settings, bus, pool)
                 await engine._ensure_fleet()
                 await engine.start()
+                await wait_ready(bus, "aggregator", timeout=60)
                 stop = asyncio.Event()
                 runner = asyncio.create_task(engine.run(stop))
                 t0 = time.perf_counter()

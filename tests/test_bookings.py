@@ -11,7 +11,7 @@ import pytest
 
 from gridsim_meter_sim.__main__ import serve as serve_meter_sim
 from gridsim_shared.bus import Bus
-from gridsim_shared.errors import RemoteError, RpcTimeout
+from gridsim_shared.errors import RemoteError
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import running
 
@@ -23,15 +23,6 @@ async def _sql(settings: Settings, query: str) -> list[tuple[Any, ...]]:
         settings.db.url, autocommit=True, options=f"-c search_path={settings.db.schema_name}"
     ) as conn:
         return await (await conn.execute(query.encode())).fetchall()
-
-
-async def _until_serving(bus: Bus) -> None:
-    while True:
-        try:
-            await bus.request("meter-sim", "appliances", timeout=0.5)
-            return
-        except RpcTimeout:
-            continue
 
 
 def _booking(transformer_id: int, appliance_id: int, code: str, kw: float) -> dict[str, Any]:
@@ -53,7 +44,6 @@ def _booking(transformer_id: int, appliance_id: int, code: str, kw: float) -> di
 
 async def test_a_booking_and_its_household_are_one_transaction(settings: Settings) -> None:
     async with running(serve_meter_sim, settings=settings), Bus(settings.mqtt, "test-book") as bus:
-        await _until_serving(bus)
         await bus.request("meter-sim", "create_grid_node", {"code": "u", "name": "U", "level": "utility"})
         await bus.request(
             "meter-sim", "create_grid_node", {"code": "f", "name": "F", "level": "feeder", "parent_id": "u"}

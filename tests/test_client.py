@@ -28,8 +28,6 @@ from gridsim_aggregator.__main__ import serve as serve_aggregator
 from gridsim_billing.__main__ import serve as serve_billing
 from gridsim_gateway.main import create_app
 from gridsim_meter_sim.__main__ import serve as serve_meter_sim
-from gridsim_shared.bus import Bus
-from gridsim_shared.errors import RemoteError, RpcTimeout
 from gridsim_shared.schemas.jobs import StepJob
 from gridsim_shared.schemas.simulation import StepResult
 from gridsim_shared.settings import Settings
@@ -63,19 +61,6 @@ def _gateway(settings: Settings) -> Iterator[str]:
         thread.join(30)
 
 
-async def _until_serving(settings: Settings) -> None:
-    async with Bus(settings.mqtt, "probe", "0") as bus, asyncio.timeout(60):
-        for service, operation, data in (
-            ("billing", "get_trade", {"id": "00000000-0000-0000-0000-000000000000"}),
-            ("meter-sim", "list_ers", {"limit": 1}),
-        ):
-            while True:
-                with contextlib.suppress(RpcTimeout):
-                    with contextlib.suppress(RemoteError):
-                        await bus.request(service, operation, data, timeout=1)
-                    break
-
-
 async def _home(client: AsyncClient, code: str) -> None:
     er = await client.http.post(
         "/admin/er",
@@ -101,7 +86,6 @@ async def test_client_cli_and_live_readings_against_the_real_system(
         update={"sim": settings.sim.model_copy(update={"start": START, "interval_s": 3600})}
     )
     async with running(serve_meter_sim, serve_aggregator, serve_billing, settings=settings):
-        await _until_serving(settings)
         with _gateway(settings) as url:
             async with AsyncClient(url) as client:
                 await _home(client, "CL-1")

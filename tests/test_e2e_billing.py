@@ -9,7 +9,6 @@ figure equal to the sums of the stored readings.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -23,9 +22,7 @@ from gridsim_aggregator.__main__ import serve as serve_aggregator
 from gridsim_billing.__main__ import serve as serve_billing
 from gridsim_gateway.main import create_app
 from gridsim_meter_sim.__main__ import serve as serve_meter_sim
-from gridsim_shared.bus import Bus
 from gridsim_shared.db import connect
-from gridsim_shared.errors import RemoteError, RpcTimeout
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import gateway_client, running
 
@@ -36,27 +33,12 @@ INTERVAL_S = 900
 LONDON = {"city": "London", "latitude": 51.5074, "longitude": -0.1278}
 
 
-async def _until_serving(settings: Settings) -> None:
-    """Wait until meter-sim and billing answer commands."""
-    async with Bus(settings.mqtt, "probe", "0") as bus, asyncio.timeout(30):
-        for service, operation, data in (
-            ("billing", "get_trade", {"id": "00000000-0000-0000-0000-000000000000"}),
-            ("meter-sim", "list_ers", {"limit": 1}),
-        ):
-            while True:
-                with contextlib.suppress(RpcTimeout):
-                    with contextlib.suppress(RemoteError):  # any answer means it is serving
-                        await bus.request(service, operation, data, timeout=0.5)
-                    break
-
-
 @contextlib.asynccontextmanager
 async def _system(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with (
         running(serve_meter_sim, serve_aggregator, serve_billing, settings=settings),
         gateway_client(create_app(settings)) as client,
     ):
-        await _until_serving(settings)
         yield client
 
 

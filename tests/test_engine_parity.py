@@ -12,7 +12,6 @@ at noon. Then the rollups, both June bills, a feasibility decision on measured l
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -29,9 +28,7 @@ from gridsim_billing.__main__ import serve as serve_billing
 from gridsim_feasibility.__main__ import serve as serve_feasibility
 from gridsim_gateway.main import create_app
 from gridsim_meter_sim.__main__ import serve as serve_meter_sim
-from gridsim_shared.bus import Bus
 from gridsim_shared.db import connect
-from gridsim_shared.errors import RemoteError, RpcTimeout
 from gridsim_shared.settings import FeasibilitySettings, Settings
 from gridsim_shared.testing import gateway_client, running
 
@@ -52,20 +49,6 @@ async def _sql(settings: Settings, query: str, params: Any = None) -> list[tuple
         return await cur.fetchall() if cur.description else []
 
 
-async def _until_serving(settings: Settings) -> None:
-    async with Bus(settings.mqtt, "probe", "0") as bus, asyncio.timeout(30):
-        for service, operation, data in (
-            ("billing", "get_trade", {"id": "00000000-0000-0000-0000-000000000000"}),
-            ("meter-sim", "list_ers", {"limit": 1}),
-            ("feasibility", "list_transformers", {"limit": 1}),
-        ):
-            while True:
-                with contextlib.suppress(RpcTimeout):
-                    with contextlib.suppress(RemoteError):  # any answer means it is serving
-                        await bus.request(service, operation, data, timeout=0.5)
-                    break
-
-
 @contextlib.asynccontextmanager
 async def _system(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     await _sql(
@@ -79,7 +62,6 @@ async def _system(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         running(serve_meter_sim, serve_aggregator, serve_billing, serve_feasibility, settings=settings),
         gateway_client(create_app(settings)) as client,
     ):
-        await _until_serving(settings)
         yield client
 
 

@@ -18,7 +18,6 @@ from gridsim_aggregator.__main__ import serve as serve_aggregator
 from gridsim_feasibility.__main__ import serve as serve_feasibility
 from gridsim_meter_sim.__main__ import serve as serve_meter_sim
 from gridsim_shared.bus import Bus
-from gridsim_shared.errors import RemoteError, RpcTimeout
 from gridsim_shared.schemas import world
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import rollup_table, running
@@ -48,28 +47,6 @@ def _with_world(settings: Settings, tmp_path: Path) -> Settings:
     path.write_text(json.dumps(_WORLD))
     sim = settings.sim.model_copy(update={"demo_world": True, "demo_world_file": str(path)})
     return settings.model_copy(update={"sim": sim})
-
-
-async def _until_serving(settings: Settings, *services: str) -> None:
-    """Wait until each service answers a command (an invalid ``world_reset``/``appliances``: no effect)."""
-    async with Bus(settings.mqtt, "test-ready") as bus:
-        for service in services:
-            operation = "appliances" if service == "meter-sim" else world.OPERATION
-            async with asyncio.timeout(30):
-                while True:
-                    try:
-                        await bus.request(
-                            service, operation, {} if service == "meter-sim" else {"bad": 1}, timeout=0.5
-                        )
-                        break
-                    except RpcTimeout:
-                        continue
-                    except RemoteError as exc:
-                        if exc.status == 422:
-                            break  # it validated the request: it serves commands
-                        if exc.status != 503:
-                            raise
-                        await asyncio.sleep(0.05)
 
 
 async def _seed_old_world(settings: Settings) -> None:
@@ -131,7 +108,6 @@ async def test_the_reset_is_answered_after_every_running_owner_emptied_its_table
 ) -> None:
     config = _with_world(settings, tmp_path)
     async with running(serve_meter_sim, serve_aggregator, serve_feasibility, settings=config):
-        await _until_serving(config, "meter-sim", "aggregator", "feasibility")
         await _seed_old_world(config)
         before = await _counts(config)
         assert before == {
@@ -168,7 +144,6 @@ async def test_an_owner_that_was_not_running_empties_its_tables_when_it_starts(
 ) -> None:
     config = _with_world(settings, tmp_path)
     async with running(serve_meter_sim, settings=config):
-        await _until_serving(config, "meter-sim")
         await _seed_old_world(config)
         async with Bus(config.mqtt, "test-reset") as bus:
             await bus.request("meter-sim", "reset_world", {})  # answered without the absent owners
@@ -180,7 +155,6 @@ async def test_an_owner_that_was_not_running_empties_its_tables_when_it_starts(
             0,
         )
         async with running(serve_aggregator, serve_feasibility, settings=config):
-            await _until_serving(config, "aggregator", "feasibility")
             caught_up = await _counts(config)
     assert caught_up["connections"] == 0
     assert caught_up["meter_data"] == 0

@@ -18,6 +18,7 @@ from gridsim_shared.channels import Command, NoArgs
 from gridsim_shared.errors import NotFoundError, RemoteError, RpcTimeout
 from gridsim_shared.ids import MeterPath
 from gridsim_shared.messages import MeterReading, ServiceStatus
+from gridsim_shared.readiness import is_ready, wait_ready
 from gridsim_shared.settings import MqttSettings
 from gridsim_shared.testing import Collector
 from gridsim_shared.topics import ServicePath
@@ -146,6 +147,30 @@ async def test_status_is_retained_online_then_offline(mqtt_url: str) -> None:
         await service.close()
         messages = await statuses.wait_for(2)
         assert messages[-1][0].state == "offline"
+
+
+async def test_ready_is_announced_after_the_handlers_and_wait_ready_waits_for_it(mqtt_url: str) -> None:
+    settings = _mqtt(mqtt_url)
+    async with Bus(settings, "gateway") as watcher, Bus(settings, "billing", "3") as service:
+        statuses = await Collector(watcher, channels.STATUS, service="billing").start()
+        (online, _), *_ = await statuses.wait_for(1)
+        assert (online.state, online.ready) == ("online", False)  # connected is not ready
+        waiting = asyncio.create_task(wait_ready(settings, "billing", timeout=10))
+        with pytest.raises(TimeoutError, match=r"not ready within 0\.2 s: billing"):
+            await wait_ready(watcher, "billing", timeout=0.2)
+        assert not waiting.done()
+        await service.ready()
+        await asyncio.wait_for(waiting, 10)
+        (ready, _) = (await statuses.wait_for(2))[-1]
+        assert (ready.state, ready.ready) == ("online", True)
+        # A status of an earlier start does not count for a wait that began after this one.
+        later = datetime.now(UTC)
+        with pytest.raises(TimeoutError):
+            await wait_ready(settings, "billing", since=later, timeout=0.2)
+    async with Bus(settings, "gateway") as watcher:
+        statuses = await Collector(watcher, channels.STATUS, service="billing").start()
+        (last, _), *_ = await statuses.wait_for(1)
+        assert (last.state, is_ready(last)) == ("offline", False)  # the clean close took it back
 
 
 _CRASHING_SERVICE = """

@@ -59,7 +59,6 @@ async def test_meter_stream_json_resolutions_errors_and_live(settings: Settings)
         http_gateway(settings) as http,
     ):
         marks = await Collector(bus, channels.WATERMARK).start()
-        await asyncio.sleep(0.3)
         for i in range(16):
             await publish_interval(bus, world, T0 + timedelta(minutes=i))
         await wait_watermark(marks, T0 + timedelta(minutes=15))

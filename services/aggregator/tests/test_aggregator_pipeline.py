@@ -44,7 +44,6 @@ async def test_interval_stores_leaves_parents_and_grid_rollups(settings: Setting
         marks = await Collector(bus, channels.WATERMARK).start()
         parents = await Collector(bus, channels.READING).start()
         rollups = await Collector(bus, channels.ROLLUP_TRANSFORMER).start()
-        await asyncio.sleep(0.3)
         batches = await publish_interval(bus, world, T0)
         mark = await wait_watermark(marks, T0)
         assert mark.readings_committed == 4
@@ -97,7 +96,6 @@ async def test_redelivered_and_malformed_messages_change_nothing(settings: Setti
     world = await make_world(settings)
     async with Bus(settings.mqtt, "test") as bus, running(_serve(), settings=settings):
         marks = await Collector(bus, channels.WATERMARK).start()
-        await asyncio.sleep(0.3)
         first = make_batch(world, "t1", T0)
         await bus.publish(channels.BATCH, first, world.path("t1"))
         await bus.publish_raw(
@@ -122,7 +120,6 @@ async def test_missing_child_closes_partial_after_bounded_wait_then_late_reading
     world = await make_world(settings)
     async with Bus(settings.mqtt, "test") as bus, running(_serve(), settings=settings):
         marks = await Collector(bus, channels.WATERMARK).start()
-        await asyncio.sleep(0.3)
         await bus.publish(channels.BATCH, make_batch(world, "t1", T0), world.path("t1"))  # t2 (M4) is late
         await wait_watermark(marks, T0, timeout=10)
         p2 = await fetch(
@@ -153,7 +150,6 @@ async def test_time_rollups_sum_the_minutes(settings: Settings) -> None:
     world = await make_world(settings)
     async with Bus(settings.mqtt, "test") as bus, running(_serve(), settings=settings):
         marks = await Collector(bus, channels.WATERMARK).start()
-        await asyncio.sleep(0.3)
         for i in range(31):  # two whole 15-minute windows, then the first minute of the third
             await publish_interval(bus, world, T0 + timedelta(minutes=i))
         await wait_watermark(marks, T0 + timedelta(minutes=30))
@@ -183,7 +179,6 @@ async def test_time_rollups_add_new_windows_and_a_late_reading_recomputes_its_wi
     late = T0 + timedelta(minutes=3)
     async with Bus(settings.mqtt, "test") as bus, running(_serve(), settings=settings):
         marks = await Collector(bus, channels.WATERMARK).start()
-        await asyncio.sleep(0.3)
         for i in range(31):  # t2 (M4) misses minute 3; the clock closes it partial
             ts = T0 + timedelta(minutes=i)
             for t in world.leaves:
@@ -254,7 +249,6 @@ async def test_two_instances_share_the_load_and_roll_up_correctly(settings: Sett
         running(one, settings=second),
     ):
         marks = await Collector(bus, channels.WATERMARK).start()
-        await asyncio.sleep(0.5)
         sent = [await publish_interval(bus, world, T0 + timedelta(minutes=i)) for i in range(10)]
         await wait_watermark(marks, T0 + timedelta(minutes=9))
     per_instance = await fetch(

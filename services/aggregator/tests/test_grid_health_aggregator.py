@@ -31,7 +31,6 @@ from gridsim_meter_sim.__main__ import serve as serve_meter_sim
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import open_pool
-from gridsim_shared.errors import RpcTimeout
 from gridsim_shared.settings import HealthSettings, Settings
 from gridsim_shared.testing import Collector, gateway_client, running
 
@@ -122,16 +121,6 @@ class Pipeline:
         return response.json() if "json" in response.headers.get("content-type", "") else response.text
 
 
-async def _answering(settings: Settings, service: str, operation: str, data: Any) -> None:
-    async with Bus(settings.mqtt, "test-probe") as bus, asyncio.timeout(30):
-        while True:
-            try:
-                await bus.request(service, operation, data, timeout=0.5)
-                return
-            except RpcTimeout:
-                continue
-
-
 @asynccontextmanager
 async def pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
     await insert_world(settings)
@@ -145,8 +134,6 @@ async def pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
             gateway_client(create_app(settings)) as http,
         ):
             await clocks.wait_for(1)
-            await _answering(settings, "meter-sim", "clock", None)
-            await _answering(settings, "aggregator", "transformer_health", {})
             yield Pipeline(bus, http, rollups, events, meter_events)
 
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 import httpx
 import pytest
@@ -26,7 +25,6 @@ from gridsim_gateway.main import create_app
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import connect
-from gridsim_shared.errors import RemoteError, RpcTimeout
 from gridsim_shared.messages import ClockState, Watermark
 from gridsim_shared.schemas.billing import Bill
 from gridsim_shared.settings import Settings
@@ -129,21 +127,9 @@ async def snapshot(settings: Settings) -> dict[str, list[tuple[Any, ...]]]:
     return {t: await _sql(settings, f"select * from {t} order by 1, 2") for t in BILLING_TABLES}
 
 
-async def _until_serving(settings: Settings) -> None:
-    """Wait until the billing service answers commands (its subscription is in place)."""
-    async with Bus(settings.mqtt, "probe", "0") as bus, asyncio.timeout(15):
-        while True:
-            with contextlib.suppress(RpcTimeout):
-                # Any answer (a 404 here, or a 503 without a clock) means it is serving.
-                with contextlib.suppress(RemoteError):
-                    await bus.request("billing", "get_trade", {"id": str(UUID(int=0))}, timeout=0.5)
-                return
-
-
 @contextlib.asynccontextmanager
 async def _app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with running(serve_billing, settings=settings), gateway_client(create_app(settings)) as client:
-        await _until_serving(settings)
         yield client
 
 

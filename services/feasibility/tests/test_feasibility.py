@@ -18,7 +18,6 @@ from gridsim_meter_sim.__main__ import serve as serve_meter_sim
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import connect
-from gridsim_shared.errors import RpcTimeout
 from gridsim_shared.settings import FeasibilitySettings, Settings
 from gridsim_shared.testing import Collector, gateway_client, rollup_table, running
 
@@ -58,19 +57,6 @@ async def _sim_now(settings: Settings) -> datetime:
     return now
 
 
-async def _until_serving(settings: Settings) -> None:
-    """Wait until feasibility and meter-sim (which creates grid nodes) answer commands."""
-    async with Bus(settings.mqtt, "probe", "0") as bus, asyncio.timeout(30):
-        for service, operation, data in (
-            ("feasibility", "list_transformers", {"limit": 1}),
-            ("meter-sim", "appliances", {}),
-        ):
-            while True:
-                with contextlib.suppress(RpcTimeout):
-                    await bus.request(service, operation, data, timeout=0.5)
-                    break
-
-
 @contextlib.asynccontextmanager
 async def _app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     await _grid(settings)
@@ -78,7 +64,6 @@ async def _app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         running(serve_feasibility, serve_meter_sim, settings=settings),
         gateway_client(create_app(settings)) as client,
     ):
-        await _until_serving(settings)
         yield client
 
 
@@ -441,7 +426,6 @@ async def test_created_meter_produces_readings(settings: Settings) -> None:
         gateway_client(create_app(settings)) as client,
         Bus(settings.mqtt, "probe", "1") as bus,
     ):
-        await _until_serving(settings)
         await _transformer(client, "TX-LIVE", north(60), 100)
         result = (
             await client.post("/connection", json={**_request("prosumer", 6.0, 3.0), "create_meter": True})

@@ -8,7 +8,6 @@ repository (its README says to use it from there), found by walking up from this
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import csv
 import io
@@ -29,8 +28,6 @@ from gridsim_billing.__main__ import serve as serve_billing
 from gridsim_gateway.greenbutton import ESPI
 from gridsim_gateway.main import create_app
 from gridsim_meter_sim.__main__ import serve as serve_meter_sim
-from gridsim_shared.bus import Bus
-from gridsim_shared.errors import RemoteError, RpcTimeout
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import gateway_client, running
 
@@ -61,19 +58,6 @@ def espi_schema() -> xmlschema.XMLSchema:
     return xmlschema.XMLSchema([str(folder / "atom.xsd"), str(folder / "espi-usage-3.3.xsd")])
 
 
-async def _until_serving(settings: Settings) -> None:
-    async with Bus(settings.mqtt, "probe", "0") as bus, asyncio.timeout(60):
-        for service, operation, data in (
-            ("billing", "get_trade", {"id": "00000000-0000-0000-0000-000000000000"}),
-            ("meter-sim", "list_ers", {"limit": 1}),
-        ):
-            while True:
-                with contextlib.suppress(RpcTimeout):
-                    with contextlib.suppress(RemoteError):
-                        await bus.request(service, operation, data, timeout=1)
-                    break
-
-
 async def _post(client: httpx.AsyncClient, path: str, body: dict[str, Any], status: int = 201) -> Any:
     response = await client.post(path, json=body)
     assert response.status_code == status, response.text
@@ -100,7 +84,6 @@ async def _june(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         running(serve_meter_sim, serve_aggregator, serve_billing, settings=settings),
         gateway_client(create_app(settings)) as client,
     ):
-        await _until_serving(settings)
         await _home(client, "GB-C", "consumer", ["Refrigerator", "Television", "Air Conditioner"])
         await _home(client, "GB-P", "prosumer", ["Refrigerator", "Solar Panel", "Solar Panel"])
         # June in Los Angeles ends at 07:00 UTC on 1 July: step to 08:00 UTC so June's bills are final.

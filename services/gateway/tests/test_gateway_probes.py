@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,7 @@ from gridsim_gateway.main import create_app
 from gridsim_gateway.state import LiveState, instance_state
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
-from gridsim_shared.errors import RemoteError, RpcTimeout
+from gridsim_shared.errors import RemoteError
 from gridsim_shared.messages import ServiceStatus
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import gateway_client, running
@@ -29,6 +30,7 @@ def _status(service: str, *, age_s: float = 0.0, problems: list[str] | None = No
         service=service,
         instance="0",
         state="online",
+        ready=True,
         heartbeat_at=NOW - timedelta(seconds=age_s),
         heartbeat_s=5.0,
         problems=problems or [],
@@ -42,8 +44,15 @@ def test_instance_state_from_heartbeat_and_problems() -> None:
     assert instance_state(_status("billing", problems=["clock stalled"]), 4, NOW) == "unhealthy"
     offline = _status("billing").model_copy(update={"state": "offline"})
     assert instance_state(offline, 4, NOW) == "offline"
-    # A status from before heartbeats (no heartbeat_at) is judged by its state alone.
-    assert instance_state(ServiceStatus(service="billing", instance="0", state="online"), 4, NOW) == "online"
+    # A status without heartbeats (no heartbeat_at) is judged by its state and readiness alone.
+    ready = ServiceStatus(service="billing", instance="0", state="online", ready=True)
+    assert instance_state(ready, 4, NOW) == "online"
+    # Connected but not ready (its handlers not subscribed yet): starting, and /readyz says so.
+    starting = ready.model_copy(update={"ready": False})
+    assert instance_state(starting, 4, NOW) == "starting"
+    assert (
+        instance_state(_status("billing", age_s=60).model_copy(update={"ready": False}), 4, NOW) == "starting"
+    )
 
 
 async def test_the_best_instance_speaks_for_its_service_and_problems_name_the_instance() -> None:
@@ -123,15 +132,9 @@ async def test_metrics_export_the_status_counters_and_rpc_latency(settings: Sett
         Bus(settings.mqtt, "test-probe") as bus,
     ):
         await _get_until(client, "/health", lambda r: r.json()["services"]["billing"] == "online")
-        async with asyncio.timeout(60):
-            while True:  # billing says online before it has subscribed to its commands: ask until answered
-                try:
-                    await bus.request("billing", "list_trades", {}, timeout=1)
-                except RemoteError:  # 503 without a clock: still answered, still timed
-                    break
-                except RpcTimeout:
-                    continue
-                break
+        # Ready: billing serves its commands (a 503 without a clock is still answered, still timed).
+        with contextlib.suppress(RemoteError):
+            await bus.request("billing", "list_trades", {})
         text = (await client.get("/metrics")).text
     assert 'gridsim_bus_received{instance="0",service="gateway"}' in text
     assert 'gridsim_task_crashes{instance="0",service="billing",task="heartbeat"} 0.0' in text

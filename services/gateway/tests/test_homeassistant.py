@@ -4,7 +4,6 @@ registers only grow, and against the real meter-sim a meter appears with its kWh
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +18,6 @@ from gridsim_gateway.main import create_app
 from gridsim_meter_sim.__main__ import serve as serve_meter_sim
 from gridsim_shared import channels
 from gridsim_shared.bus import Ack, Bus
-from gridsim_shared.errors import RemoteError, RpcTimeout
 from gridsim_shared.messages import MeterReading
 from gridsim_shared.settings import HomeAssistantSettings, Settings
 from gridsim_shared.testing import Collector, gateway_client, running
@@ -115,15 +113,6 @@ def test_registers_count_each_interval_once_and_never_decrease() -> None:
     assert later.energy_import_kWh == 10.06
 
 
-async def _until_serving(settings: Settings) -> None:
-    async with Bus(settings.mqtt, "probe", "0") as bus, asyncio.timeout(60):
-        while True:
-            with contextlib.suppress(RpcTimeout):
-                with contextlib.suppress(RemoteError):
-                    await bus.request("meter-sim", "list_ers", {"limit": 1}, timeout=1)
-                break
-
-
 @pytest.mark.integration
 async def test_a_simulated_home_appears_in_home_assistant(settings: Settings) -> None:
     prefix = f"ha-{settings.mqtt.base_topic}"
@@ -145,7 +134,6 @@ async def test_a_simulated_home_appears_in_home_assistant(settings: Settings) ->
         gateway_client(create_app(settings)) as client,
         Bus(settings.mqtt, "probe", "1") as bus,
     ):
-        await _until_serving(settings)
         await bus.subscribe_raw(f"{prefix}/sensor/#", on_config)
         states = await Collector(bus, channels.HOME_ASSISTANT).start()
         er = await client.post(

@@ -4,7 +4,6 @@ reports progress over HTTP, SSE and MQTT, is cancelled, and leaves the clock aft
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +17,6 @@ from gridsim_gateway.main import create_app
 from gridsim_meter_sim.__main__ import serve as serve_meter_sim
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
-from gridsim_shared.errors import RemoteError, RpcTimeout
 from gridsim_shared.schemas.jobs import StepJob
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import Collector, gateway_client, running
@@ -34,15 +32,6 @@ def test_chunks_aim_at_the_target_time() -> None:
     assert next_chunk(50.0, 1.0, 20) == 20
     assert next_chunk(0.2, 1.0, 500) == 1
     assert next_chunk(1e6, 1.0, 100_000) == 1440
-
-
-async def _until_serving(settings: Settings) -> None:
-    async with Bus(settings.mqtt, "probe", "0") as bus, asyncio.timeout(60):
-        while True:
-            with contextlib.suppress(RpcTimeout):
-                with contextlib.suppress(RemoteError):
-                    await bus.request("meter-sim", "list_ers", {"limit": 1}, timeout=1)
-                break
 
 
 async def _post(client: httpx.AsyncClient, path: str, body: dict[str, Any], status: int) -> Any:
@@ -101,7 +90,6 @@ async def test_a_month_step_job_reports_progress_cancels_and_keeps_the_clock(set
         gateway_client(create_app(settings)) as client,
         Bus(settings.mqtt, "probe", "1") as bus,
     ):
-        await _until_serving(settings)
         er = await _post(
             client,
             "/admin/er",

@@ -5,7 +5,6 @@ and database with meter-sim (and billing for trades) running."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -31,9 +30,8 @@ from gridsim_gateway.worldengine.sqlquery import Compiler
 from gridsim_gateway.worldengine.strapi import Populate, StrapiQuery, parse_query
 from gridsim_gateway.worldengine.webhook import OverloadWebhook
 from gridsim_meter_sim.__main__ import serve as serve_meter_sim
-from gridsim_shared.bus import Bus
 from gridsim_shared.db import open_pool
-from gridsim_shared.errors import ConflictError, NotFoundError, RemoteError, RpcTimeout
+from gridsim_shared.errors import ConflictError, NotFoundError
 from gridsim_shared.ids import TransformerPath
 from gridsim_shared.messages import Rollup
 from gridsim_shared.settings import Settings
@@ -226,25 +224,6 @@ def test_stream_health_thresholds_and_row_ids() -> None:
 # ----------------------------------------------------------------------------------- routes
 
 
-async def until_answering(settings: Settings, *commands: tuple[str, str]) -> None:
-    """Wait until each service answers a harmless command (it serves commands once it has started and
-    is ready)."""
-    async with Bus(settings.mqtt, "test-ready") as bus:
-        for service, operation in commands:
-            async with asyncio.timeout(30):
-                while True:
-                    try:
-                        await bus.request(service, operation, timeout=0.5)
-                        break
-                    except RpcTimeout:
-                        continue
-                    except RemoteError as exc:
-                        # Up but not ready: billing answers 503 until meter-sim has stored its clock.
-                        if exc.status != 503:
-                            raise
-                        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """meter-sim and billing running, a gateway client, and a small grid made through gridsim's own API."""
@@ -255,7 +234,6 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         running(serve_meter_sim, serve_billing, settings=settings),
         gateway_client(create_app(fast)) as c,
     ):
-        await until_answering(settings, ("meter-sim", "appliances"), ("billing", "list_trades"))
         await _grid(c)
         yield c
 
@@ -723,7 +701,6 @@ async def test_reset_needs_the_key_and_reloads_the_world(settings: Settings, tmp
         }
     )
     async with running(serve_meter_sim, settings=keyed), gateway_client(create_app(keyed)) as client:
-        await until_answering(keyed, ("meter-sim", "appliances"))
         client.headers["X-API-Key"] = "k1"
         await _grid(client)  # the world before the reset, made through gridsim's own API
         await _meter(client, "OLD-1")

@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-from meter_sim_testing import until_answering
 
 from gridsim_gateway.main import create_app
 from gridsim_meter_sim.__main__ import serve
@@ -141,7 +140,6 @@ async def grid(settings: Settings) -> AsyncIterator[Grid]:
         events = await Collector(bus, channels.METER_EVENT).start()
         async with running(serve, settings=settings), gateway_client(create_app(settings)) as http:
             await clocks.wait_for(1)
-            await until_answering(settings, "meter-sim", "clock")  # serving this run's commands
             yield Grid(bus, http, ids, readings, events)
 
 

@@ -16,7 +16,6 @@ from gridsim_meter_sim.__main__ import serve
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import open_pool
-from gridsim_shared.errors import RemoteError, RpcTimeout
 from gridsim_shared.messages import ClockState, MeterReading, ReadingBatch
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import Collector, gateway_client, running
@@ -72,17 +71,8 @@ async def insert_world(settings: Settings, *, feeders: int = 1) -> dict[str, int
 
 @asynccontextmanager
 async def meter_sim(settings: Settings) -> AsyncIterator[Bus]:
-    """meter-sim running in-process, and a test bus it has answered (so its commands are served).
-
-    A retained clock from an earlier run says nothing about this one, so ask until it answers.
-    """
+    """meter-sim running in-process (ready: its commands are served, its clock loaded), and a test bus."""
     async with Bus(settings.mqtt, "test", "t") as bus, running(serve, settings=settings):
-        for _ in range(40):
-            try:
-                await bus.request("meter-sim", "clock", timeout=0.5)
-                break
-            except (RpcTimeout, RemoteError):  # not subscribed yet, or the clock not loaded yet
-                await asyncio.sleep(0.05)
         yield bus
 
 
@@ -261,7 +251,6 @@ async def test_two_shards_share_the_feeders_and_one_owns_the_clock(settings: Set
     )
     async with running(serve, settings=follower), meter_sim(owner) as bus:
         batches = await Collector(bus, channels.BATCH).start()
-        await asyncio.sleep(0.3)  # the follower has read the retained clock
         result = await step(bus, 2)
         assert result["shards_caught_up"] is True
         assert result["readings"] == 4  # the owner's own feeder: two meters × two intervals

@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-from meter_sim_testing import until_answering
 
 from gridsim_gateway.main import create_app
 from gridsim_meter_sim.__main__ import serve
@@ -35,7 +34,6 @@ SEED_METER = {
 async def api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The gateway in-process, with meter-sim serving its commands."""
     async with running(serve, settings=settings), gateway_client(create_app(settings)) as client:
-        await until_answering(settings, "meter-sim", "appliances")
         yield client
 
 

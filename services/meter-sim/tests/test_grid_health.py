@@ -24,7 +24,6 @@ from gridsim_meter_sim.reliability import indices
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import open_pool
-from gridsim_shared.errors import RemoteError, RpcTimeout
 from gridsim_shared.messages import MeterReading
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import Collector, gateway_client, running
@@ -122,24 +121,7 @@ async def grid_running(settings: Settings) -> AsyncIterator[Grid]:
         events = await Collector(bus, channels.METER_EVENT).start()
         async with running(serve, settings=settings), gateway_client(create_app(settings)) as http:
             await clocks.wait_for(1)
-            await clock_answered(bus)
             yield Grid(bus, http, ids, readings, events)
-
-
-async def clock_answered(bus: Bus) -> None:
-    """Wait until this run's meter-sim answers ``clock`` with its clock: after a restart the retained clock
-    is the previous run's, and the new instance answers 409 until its engine has loaded the clock."""
-    async with asyncio.timeout(60):
-        while True:
-            try:
-                await bus.request("meter-sim", "clock", timeout=0.5)
-                return
-            except RpcTimeout:
-                continue
-            except RemoteError as exc:
-                if exc.status != 409:
-                    raise
-                await asyncio.sleep(0.05)
 
 
 async def wait_events(g: Grid, kind: str, count: int) -> list[str]:

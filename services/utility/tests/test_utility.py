@@ -25,7 +25,6 @@ from gridsim_meter_sim.__main__ import serve as serve_meter_sim
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import connect
-from gridsim_shared.errors import RemoteError, RpcTimeout
 from gridsim_shared.messages import GridEvent
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import Collector, gateway_client, running
@@ -40,25 +39,12 @@ SF = {"city": "San Francisco", "latitude": 37.76, "longitude": -122.42}
 FLEX = ["Refrigerator", "Television", "LED Bulb", "EV Charger", "Electric Geyser", "Air Conditioner"]
 
 
-async def _until_serving(settings: Settings) -> None:
-    async with Bus(settings.mqtt, "probe", "0") as bus, asyncio.timeout(30):
-        for service, operation in (("meter-sim", "list_ers"), ("utility", "programs")):
-            while True:
-                with contextlib.suppress(RpcTimeout):
-                    with contextlib.suppress(RemoteError):
-                        await bus.request(
-                            service, operation, {"limit": 1} if service == "meter-sim" else {}, timeout=0.5
-                        )
-                    break
-
-
 @contextlib.asynccontextmanager
 async def _system(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with (
         running(serve_meter_sim, serve_aggregator, serve_utility, settings=settings),
         gateway_client(create_app(settings)) as client,
     ):
-        await _until_serving(settings)
         yield client
 
 

@@ -160,6 +160,7 @@ class Bus:
         clean_session: bool = True,
         manual_ack: bool = False,
         status_detail: Callable[[], dict[str, Any]] | None = None,
+        announce: bool = True,
     ) -> None:
         self.settings = settings
         self.base = settings.base_topic
@@ -171,9 +172,13 @@ class Bus:
         self._clean_session = clean_session
         self._manual_ack = manual_ack
         self._status_detail = status_detail
+        # A probe (readiness.wait_ready, a test's client) is no service: it publishes no status at all.
+        self._announce = announce
         self._subs: list[_Subscription] = []
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
+        # Set by ready(): the service announces it in every ``online`` status from then on.
+        self._ready = False
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._pending: dict[str, asyncio.Future[Reply]] = {}
@@ -217,7 +222,7 @@ class Bus:
     async def close(self) -> None:
         """Publish ``offline``, disconnect and stop the loop."""
         self._closing = True
-        if self._client is not None and self._connected.is_set():
+        if self._announce and self._client is not None and self._connected.is_set():
             with contextlib.suppress(aiomqtt.MqttError, asyncio.CancelledError):
                 await asyncio.wait_for(self._publish_status("offline"), 2)
         for task in list(self._tasks):
@@ -256,6 +261,7 @@ class Bus:
             service=self.service,
             instance=self.instance,
             state="online" if state == "online" else "offline",
+            ready=self._ready and state == "online",
             started_at=self.started_at,
             detail=detail,
             heartbeat_at=datetime.now(UTC),
@@ -271,6 +277,21 @@ class Bus:
         await self.publish(
             channels.STATUS, self._status(state), topics.ServicePath(self.service, self.instance)
         )
+
+    @property
+    def is_ready(self) -> bool:
+        """True once :meth:`ready` was called."""
+        return self._ready
+
+    async def ready(self) -> None:
+        """Announce ``ready`` in the retained status: call it once every handler is subscribed (each
+        ``include``/``subscribe`` returns after the broker's SUBACK) and the service can answer.
+
+        Every later status (heartbeats, the one republished on reconnect after resubscribing) says so
+        too; :func:`gridsim_shared.readiness.wait_ready` waits for it.
+        """
+        self._ready = True
+        await self._publish_status("online")
 
     async def publish_status(self) -> None:
         """Republish the retained ``online`` status (e.g. with fresh counters)."""
@@ -310,7 +331,7 @@ class Bus:
                     protocol=aiomqtt.ProtocolVersion.V5
                     if self.settings.protocol == "5"
                     else aiomqtt.ProtocolVersion.V311,
-                    will=self._will(),
+                    will=self._will() if self._announce else None,
                     keepalive=self.settings.keepalive_s,
                     clean_session=None if self.settings.protocol == "5" else self._clean_session,
                     clean_start=self._clean_session
@@ -333,7 +354,8 @@ class Bus:
                     for sub in self._subs:
                         await client.subscribe(sub.filter, qos=1)
                     self._connected.set()
-                    await self._publish_status("online")
+                    if self._announce:
+                        await self._publish_status("online")
                     _LOGGER.info("connected to %s as %s", self.settings.url, self.client_id)
                     backoff = 0.2
                     async for message in client.messages:

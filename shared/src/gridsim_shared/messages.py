@@ -172,11 +172,17 @@ class Watermark(Message):
 
 
 class ServiceStatus(Message):
-    """A service's liveness: retained ``online`` on start, ``offline`` as last will and on shutdown."""
+    """A service's liveness: retained ``online`` on start, ``offline`` as last will and on shutdown.
+
+    ``ready`` turns true once the service serves: its handlers are subscribed (the broker acknowledged
+    them) and what it needs to answer (its database, its loaded state) works. ``online`` alone only
+    says the broker connection is up (docs/architecture.md, "Readiness").
+    """
 
     service: str
     instance: str
     state: Literal["online", "offline"]
+    ready: bool = False
     version: str = "0.1.0"
     started_at: AwareDatetime | None = None
     detail: dict[str, Any] = {}

@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
 import psycopg
 
+from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.channels import Channel
 from gridsim_shared.db import connect
 from gridsim_shared.messages import Message
+from gridsim_shared.readiness import ReadyBoard
 from gridsim_shared.settings import Settings
 
 __all__ = ["Collector", "gateway_client", "rollup_table", "running"]
@@ -29,13 +32,20 @@ Serve = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 @contextlib.asynccontextmanager
-async def running(*serves: Serve, settings: Settings, ready: float = 0.0) -> AsyncIterator[None]:
-    """Run services' ``serve`` coroutines in the background; stop them (and surface their errors) on exit."""
+async def running(
+    *serves: Serve, settings: Settings, wait: bool = True, timeout: float = 60.0
+) -> AsyncIterator[None]:
+    """Run services' ``serve`` coroutines in the background until each says it is ready (its retained
+    status, :mod:`gridsim_shared.readiness`); stop them (and surface their errors) on exit.
+
+    ``wait=False`` returns at once, for a test that starts a service which cannot get ready.
+    """
     stop = asyncio.Event()
+    since = datetime.now(UTC)
     tasks = [asyncio.create_task(serve(settings, stop)) for serve in serves]
     try:
-        if ready:
-            await asyncio.sleep(ready)
+        if wait:
+            await _until_ready(settings, tasks, since, timeout)
         for task in tasks:
             if task.done():
                 task.result()  # a service that died at start-up fails the test with its own error
@@ -48,6 +58,29 @@ async def running(*serves: Serve, settings: Settings, ready: float = 0.0) -> Asy
         for task in done:
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
+
+
+async def _until_ready(
+    settings: Settings, tasks: list[asyncio.Task[None]], since: datetime, timeout: float
+) -> None:
+    """Wait until ``tasks`` have as many instances ready; a service that dies first fails with its error."""
+    async with Bus(settings.mqtt, "ready-probe", announce=False) as probe:
+        board = ReadyBoard()
+        await probe.subscribe(channels.STATUS, board.on_status)
+        waiter = asyncio.create_task(board.wait(instances=len(tasks), since=since, timeout=timeout))
+        try:
+            await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+        if waiter.done() and not waiter.cancelled():
+            waiter.result()
+            return
+        for task in tasks:
+            if task.done():
+                task.result()
+                msg = "a service returned before it was ready"
+                raise RuntimeError(msg)
 
 
 @contextlib.asynccontextmanager
@@ -97,8 +130,8 @@ class Collector:
             self.messages.append((msg, path))
             self._event.set()
 
+        # Returns once the broker acknowledged the subscription: what is published next reaches it.
         await self.bus.subscribe(self.channel, on, **self.fixed)
-        await asyncio.sleep(0.05)  # let the SUBACK arrive before the caller triggers anything
         return self
 
     async def wait_for(self, count: int = 1, timeout: float = 10.0) -> list[tuple[Any, Any]]:

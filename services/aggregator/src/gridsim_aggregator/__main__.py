@@ -94,6 +94,8 @@ async def serve(settings: Settings, stop: asyncio.Event, tuning: AggregatorSetti
         )
         await bus.start()
         try:
+            # Subscribed at connect (the broker acknowledged every filter before start returned).
+            await bus.ready()
             supervisor.attach(bus)  # the heartbeat republishes the status with the counters above
             supervisor.spawn("closer", lambda: closer.run(stop))
             supervisor.spawn("progress", lambda: ingestor.heartbeat(stop))

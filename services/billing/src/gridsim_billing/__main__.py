@@ -25,6 +25,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         deps = Deps(settings=settings, bus=bus, pool=pool)
         try:
             await bus.include(router, deps)
+            await bus.ready()  # subscribed, and the pool has connected
             await supervisor.wait(stop)
         finally:
             await deps.closer.stop()

@@ -26,6 +26,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         try:
             await catch_up_world(deps)  # a world reset made while this service was down
             await bus.include(router, deps)
+            await bus.ready()  # subscribed, and the pool has connected
             await supervisor.wait(stop)
         finally:
             await supervisor.close()

@@ -94,6 +94,7 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
             job_runner = JobRunner(bus, settings)
             if settings.homeassistant.enabled:
                 await HomeAssistant(bus, pool, settings).start()
+            await bus.ready()  # its subscriptions are acknowledged; uvicorn listens right after
             try:
                 yield {
                     "bus": bus,

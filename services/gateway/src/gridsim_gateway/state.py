@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from gridsim_shared.ids import TransformerPath
 from gridsim_shared.messages import ClockState, Rollup, ServiceStatus, Watermark
+from gridsim_shared.readiness import is_ready
 from gridsim_shared.schemas.simulation import SimulationTime
 from gridsim_shared.topics import NoPath, ServicePath
 
@@ -44,14 +45,16 @@ class LiveState:
         self.transformer_rollups[path.transformer] = msg
 
     def service_states(self, stale_after_beats: float = 4.0, now: datetime | None = None) -> dict[str, str]:
-        """Each service's state, the best of its instances: ``online``, ``unhealthy`` (it reports a stalled
-        or failed task), ``stalled`` (its heartbeat is older than ``stale_after_beats`` periods: the
+        """Each service's state, the best of its instances: ``online`` (ready: it serves), ``unhealthy`` (it
+        reports a stalled or failed task), ``starting`` (connected, not ready yet), ``stalled`` (its heartbeat is older than ``stale_after_beats`` periods: the
         process hangs or lost the broker without its will firing yet), ``offline`` or ``missing``."""
         now = now or datetime.now(UTC)
         states = dict.fromkeys(SERVICES, "missing")
         for (service, _instance), status in self.statuses.items():
+            if service not in states:
+                continue  # a client that is no part of the system (a test's probe, a tool) is not judged
             state = instance_state(status, stale_after_beats, now)
-            if _RANK[state] > _RANK[states.get(service, "missing")]:
+            if _RANK[state] > _RANK[states[service]]:
                 states[service] = state
         return states
 
@@ -71,13 +74,15 @@ class LiveState:
         return found
 
 
-_RANK = {"missing": 0, "offline": 1, "stalled": 2, "unhealthy": 3, "online": 4}
+_RANK = {"missing": 0, "offline": 1, "starting": 2, "stalled": 3, "unhealthy": 4, "online": 5}
 
 
 def instance_state(status: ServiceStatus, stale_after_beats: float, now: datetime) -> str:
     """One instance's state from its retained status (see :meth:`LiveState.service_states`)."""
     if status.state != "online":
         return "offline"
+    if not is_ready(status):
+        return "starting"  # connected, but its handlers or what it depends on are not there yet
     if (
         status.heartbeat_at is not None
         and status.heartbeat_s

@@ -50,6 +50,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             trip = functools.partial(outage_commands.on_transformer_trip, deps)
             await bus.subscribe(channels.EVENT, trip, type="transformer_trip")
         await engine.start()
+        await bus.ready()  # commands subscribed, the clock loaded and published (or the owner's awaited)
         await engine.run(stop)
 
 

@@ -48,6 +48,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             await bus.include(router, deps)
             vtn = await _start_vtn(deps)
             supervisor.spawn("forecast", lambda: _refresh_loop(deps, supervisor))
+            await bus.ready()  # subscribed, the pool connected, the VTN listening (when enabled)
             await supervisor.wait(stop)
         finally:
             await supervisor.close()

@@ -37,7 +37,8 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     broker: Component
     database: Component
-    # online | unhealthy (a task stalled or failed) | stalled (heartbeat too old) | offline | missing
+    # online (ready) | unhealthy (a task stalled or failed) | stalled (heartbeat too old) | starting
+    # (connected, not ready yet) | offline | missing
     services: dict[str, str]
     problems: list[str] = []
     clock: str | None = None
@@ -77,7 +78,9 @@ async def check(
         problems.append(f"broker: not connected to {settings.mqtt.url}")
     if not database.ok:
         problems.append(f"database: {database.error}")
-    problems.extend(f"{name}: {state}" for name, state in services.items() if state in {"offline", "missing"})
+    problems.extend(
+        f"{name}: {state}" for name, state in services.items() if state in {"offline", "missing", "starting"}
+    )
     ok = broker.ok and database.ok and all(state == "online" for state in services.values())
     clock = live.clock.current_datetime.isoformat() if live.clock else None
     return Health(
