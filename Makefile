@@ -8,7 +8,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 # Every bench/bench_*.py, in turn; `make bench BENCH=bench/bench_billing.py` runs one.
 BENCH ?= $(sort $(wildcard bench/bench_*.py))
 
-.PHONY: help install run test lint typecheck bench timescaledb secrets chaos all
+.PHONY: help install run test test-fast lint typecheck bench timescaledb secrets chaos all
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,6 +27,18 @@ run: install ## start gridsim (broker, database and the six services); Ctrl-C st
 # of the run. A test that fails three times fails the run.
 test: install ## run the tests (integration tests find or start their own broker and database)
 	uv run pytest --reruns 2 --reruns-delay 1
+
+# The fast tier: every test that needs neither a broker nor a database (domain, contracts, handlers on the
+# in-memory bus; `integration` is added at collection to every test that uses a server's fixture), with
+# fewer property-test examples, on two workers (pytest-xdist; nothing shared, so they cannot interfere).
+# The server URLs point at a closed port (discard, 9), so a test that reaches for a server fails here
+# instead of finding the local one. Bytecode caching stays on even where the environment turns it off
+# (PYTHONDONTWRITEBYTECODE): compiling every module again costs seconds per run.
+FAST_ENV := GRIDSIM_TEST_MQTT_URL=mqtt://127.0.0.1:9 \
+	GRIDSIM_TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:9/test GRIDSIM_REQUIRE_INTEGRATION=1
+test-fast: install ## the fast tests: no broker, no database, under 30 s (handlers on the in-memory bus)
+	env -u PYTHONDONTWRITEBYTECODE $(FAST_ENV) uv run pytest -q \
+		-m 'not integration and not slow' --hypothesis-profile=fast -n 2
 
 lint: install ## ruff: lint and formatting
 	uv run ruff check .

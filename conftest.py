@@ -1,12 +1,14 @@
 """Fixtures for every test path: a real MQTT broker, a real PostgreSQL, and per-test ``settings``.
 
-Use them from tests marked ``@pytest.mark.integration`` only. The ladder that finds the servers
-(environment, local servers, embedded servers, testcontainers) lives in ``gridsim.testing``.
+Use them from tests marked ``@pytest.mark.integration`` only (enforced: a test that uses the broker or the
+database through ``mqtt_url``, ``database_url``, ``settings`` or ``timescale_settings`` is marked
+``integration`` at collection, so ``make test-fast``, ``-m 'not integration and not slow'``, never needs a
+server). The ladder that finds the servers (environment, local servers, embedded servers, testcontainers)
+lives in ``gridsim.testing``.
 
-Every test that uses the database (through ``database_url``, ``settings`` or ``timescale_settings``) is
-marked ``database`` at collection, so a run on a second storage engine selects just those
-(``-m 'database and not slow'``: CI's TimescaleDB pass). ``GRIDSIM_TEST_ENGINE`` names the engine the
-database must be (``gridsim.testing.check_engine``).
+Every test that uses the database is also marked ``database``, so a run on a second storage engine selects
+just those (``-m 'database and not slow'``: CI's TimescaleDB pass). ``GRIDSIM_TEST_ENGINE`` names the
+engine the database must be (``gridsim.testing.check_engine``).
 """
 
 from __future__ import annotations
@@ -15,9 +17,14 @@ import contextlib
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from gridsim import testing
 from gridsim_shared.settings import Settings
+
+# ``make test-fast`` runs the property tests with fewer examples (``--hypothesis-profile=fast``); the full
+# suite keeps Hypothesis's default of 100 (tests that ask for more say so with ``examples()``).
+hypothesis_settings.register_profile("fast", max_examples=10)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects: the markers added here take part in it
@@ -27,6 +34,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if item.get_closest_marker("timescale") is not None and "timescale_settings" not in fixtures:
             msg = f"{item.nodeid} is marked timescale but does not use the timescale_settings fixture"
             raise pytest.UsageError(msg)
+        if "mqtt_url" in fixtures or "database_url" in fixtures:
+            item.add_marker(pytest.mark.integration)
         if "database_url" in fixtures:
             item.add_marker(pytest.mark.database)
 

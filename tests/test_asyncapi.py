@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,8 +93,10 @@ SAMPLES: list[Message] = [
 ]
 
 
+@functools.cache  # parsed once: the document is large and the tests only read it
 def _document() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(DOC_PATH.read_text())
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser, when PyYAML has it
+    loaded: dict[str, Any] = yaml.load(DOC_PATH.read_text(), Loader=loader)  # a safe loader
     return loaded
 
 

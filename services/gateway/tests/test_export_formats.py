@@ -3,6 +3,7 @@ official schema, and the documented column tables."""
 
 from __future__ import annotations
 
+import functools
 import random
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from gridsim_gateway import greenbutton, tabular
 DOC = Path(__file__).resolve().parents[3] / "docs" / "data-out.md"
 
 
+@functools.cache  # building the ESPI schema takes seconds; every test validates against the same one
 def _schema() -> xmlschema.XMLSchema:
     for parent in Path(__file__).resolve().parents:
         folder = parent / "shared" / "standards" / "green-button"

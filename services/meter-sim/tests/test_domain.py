@@ -38,6 +38,12 @@ APPLIANCES = [
 KINDS = ["home", "apartment_complex", "office", "shop", "industrial"]
 
 
+def examples(n: int) -> int:
+    """``n`` examples in the full suite; proportionally fewer under ``make test-fast``'s Hypothesis profile
+    (the default profile runs 100 per test, the fast one 10)."""
+    return max(5, n * (settings.default.max_examples or 100) // 100)
+
+
 def meter(
     meter_id: int,
     *,
@@ -116,7 +122,7 @@ def build(spec: list[tuple], seed: int = 7) -> domain.Fleet:  # type: ignore[typ
     return domain.build_fleet(seed, meters, ders)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(fleet_strategy, when_strategy, st.sampled_from([60, 300, 900]))
 def test_every_reading_obeys_the_formulas(spec: list[tuple], when: datetime, interval_s: int) -> None:  # type: ignore[type-arg]
     fleet = build(spec)
@@ -162,7 +168,7 @@ def test_every_reading_obeys_the_formulas(spec: list[tuple], when: datetime, int
     assert r.active[~off].all()
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(fleet_strategy, when_strategy)
 def test_a_batch_round_trips_through_the_message_model(spec: list[tuple], when: datetime) -> None:  # type: ignore[type-arg]
     fleet = build(spec)
