@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from gridsim_meter_sim import control_repository
+from gridsim_meter_sim import control_repository, meter_repository
 from gridsim_meter_sim.handlers import Deps, sim_now
 from gridsim_meter_sim.meter_repository import resolve_meter
-from gridsim_meter_sim.repository import Conn, fetch_all, fetch_one, find_er, valid_id
+from gridsim_meter_sim.repository import Conn, create_er, fetch_all, fetch_one, find_er, get_er, valid_id
 from gridsim_meter_sim.world import load_world, read_world, world_path
 from gridsim_meter_sim.world_reset import fan_out
 from gridsim_shared import channels
@@ -23,6 +23,7 @@ from gridsim_shared.commands import meter_sim
 from gridsim_shared.errors import ConflictError, InvalidError, NotFoundError
 from gridsim_shared.messages import ServiceStatus
 from gridsim_shared.schemas import worldengine as schemas
+from gridsim_shared.schemas.meters import Er, ErCreate, LinkRequest, Meter, MeterCreate, UnlinkRequest
 from gridsim_shared.topics import ServicePath
 
 __all__ = ["router"]
@@ -193,6 +194,64 @@ async def set_subscription(body: schemas.SubscriptionSet, deps: Deps) -> dict[st
             (body.subscription_id, meter["id"]),
         )
     return {"id": meter["id"]}
+
+
+# ------------------------------------------------------------------ atomic links (issue 13)
+# The World Engine adapter's multi-step writes (create, then delete on a failed link; unlink, then link)
+# as single commands: each runs in one transaction, so a failure leaves nothing half done.
+
+
+async def _relink(conn: Conn, body: LinkRequest) -> Meter:
+    """Link ``body.meter_id`` to ``body.er_id``, unlinking either side's other partner first."""
+    meter = await resolve_meter(conn, body.meter_id, field="meter_id", lock=True)
+    er = await find_er(conn, body.er_id, lock=True)
+    if meter["er_id"] is not None and meter["er_id"] != er["id"]:
+        await meter_repository.unlink(conn, UnlinkRequest(meter_id=meter["id"]))
+    other = await fetch_one(
+        conn, "select id from meters where er_id = %s and id <> %s", (er["id"], meter["id"])
+    )
+    if other is not None:
+        await meter_repository.unlink(conn, UnlinkRequest(meter_id=other["id"]))
+    return await meter_repository.link(conn, body)
+
+
+@router.handles(meter_sim.RELINK)
+async def relink(body: LinkRequest, deps: Deps) -> Meter:
+    """Link a meter to an ER, releasing either side's previous link, in one transaction."""
+    async with deps.pool.connection() as conn, conn.transaction():
+        meter = await _relink(conn, body)
+    deps.on_world_changed()
+    return meter
+
+
+@router.handles(meter_sim.CREATE_METER_LINKED)
+async def create_meter_linked(body: schemas.MeterCreateLinked, deps: Deps) -> Meter:
+    """Create a meter and, when asked, link it to an ER, in one transaction."""
+    fields = body.model_dump(exclude={"link_er_id", "link_load_factor_production"}, exclude_unset=True)
+    async with deps.pool.connection() as conn, conn.transaction():
+        meter = await meter_repository.create_meter(conn, MeterCreate.model_validate(fields))
+        if body.link_er_id is not None:
+            link = LinkRequest(
+                meter_id=meter.id,
+                er_id=body.link_er_id,
+                load_factor_production=body.link_load_factor_production,
+            )
+            meter = await _relink(conn, link)
+    deps.on_world_changed()
+    return meter
+
+
+@router.handles(meter_sim.CREATE_ER_LINKED)
+async def create_er_linked(body: schemas.ErCreateLinked, deps: Deps) -> Er:
+    """Create an energy resource and, when asked, link it to a meter, in one transaction."""
+    fields = body.model_dump(exclude={"link_meter_id"}, exclude_unset=True)
+    async with deps.pool.connection() as conn, conn.transaction():
+        er = await create_er(conn, ErCreate.model_validate(fields))
+        if body.link_meter_id is not None:
+            await _relink(conn, LinkRequest(meter_id=body.link_meter_id, er_id=er.id))
+            er = await get_er(conn, er.id)
+    deps.on_world_changed()
+    return er
 
 
 async def _empty_world(conn: Conn) -> int:

@@ -179,6 +179,27 @@ SET_SUBSCRIPTION: Command[worldengine.SubscriptionSet, dict[str, int]] = Command
     dict[str, int],
     "Record a meter's demand-flexibility subscription order id (it changes no reading).",
 )
+RELINK: Command[meters.LinkRequest, meters.Meter] = Command(
+    SERVICE,
+    "relink",
+    meters.LinkRequest,
+    meters.Meter,
+    "Link a meter to an ER, releasing either side's previous link, in one transaction.",
+)
+CREATE_METER_LINKED: Command[worldengine.MeterCreateLinked, meters.Meter] = Command(
+    SERVICE,
+    "create_meter_linked",
+    worldengine.MeterCreateLinked,
+    meters.Meter,
+    "Create a meter and link it to an ER (releasing the ER's previous meter), in one transaction.",
+)
+CREATE_ER_LINKED: Command[worldengine.ErCreateLinked, meters.Er] = Command(
+    SERVICE,
+    "create_er_linked",
+    worldengine.ErCreateLinked,
+    meters.Er,
+    "Create an energy resource and link it to a meter (releasing the meter's previous ER), in one transaction.",
+)
 RESET_WORLD: Command[worldengine.ResetWorld, worldengine.ResetResult] = Command(
     SERVICE,
     "reset_world",

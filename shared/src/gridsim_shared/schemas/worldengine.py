@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from gridsim_shared.schemas.meters import LoadFactor, MeterRef
+from gridsim_shared.schemas.meters import ErCreate, LoadFactor, MeterCreate, MeterRef
 
 __all__ = [
     "DerCreate",
@@ -21,8 +21,10 @@ __all__ = [
     "DerSwitch",
     "DersSwitch",
     "DersSwitched",
+    "ErCreateLinked",
     "LoadFactorsSet",
     "LoadFactorsSetResult",
+    "MeterCreateLinked",
     "ResetResult",
     "ResetWorld",
     "SubscriptionSet",
@@ -121,3 +123,18 @@ class ResetResult(BaseModel):
     meters: int
     energy_resources: int
     ders: int
+
+
+class MeterCreateLinked(MeterCreate):
+    """``create_meter_linked``: a meter and, with ``link_er_id``, its link to that energy resource (taking
+    the ER from any meter it was linked to), in one transaction: no half-made meter is ever left."""
+
+    link_er_id: int | None = Field(default=None, ge=1)
+    link_load_factor_production: LoadFactor | None = None
+
+
+class ErCreateLinked(ErCreate):
+    """``create_er_linked``: an energy resource and, with ``link_meter_id``, its link to that meter (taking
+    the meter from any ER it was linked to), in one transaction."""
+
+    link_meter_id: MeterRef | None = None

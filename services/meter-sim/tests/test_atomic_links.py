@@ -1,0 +1,80 @@
+"""The World Engine adapter's multi-step writes as single meter-sim commands (issue 13): ``relink``,
+``create_meter_linked`` and ``create_er_linked`` each run in one transaction, so a failure leaves no
+half-made meter or household and no link released without its replacement."""
+
+from __future__ import annotations
+
+import pytest
+from meter_sim_testing import until_answering
+
+from gridsim_meter_sim.__main__ import serve
+from gridsim_shared.bus import Bus
+from gridsim_shared.commands import meter_sim
+from gridsim_shared.errors import RemoteError
+from gridsim_shared.schemas.meters import (
+    ErCreate,
+    ErListRequest,
+    GridNodeCreate,
+    LinkRequest,
+    MeterCreate,
+    MeterListRequest,
+)
+from gridsim_shared.schemas.worldengine import ErCreateLinked, MeterCreateLinked
+from gridsim_shared.settings import Settings
+from gridsim_shared.testing import running
+
+pytestmark = pytest.mark.integration
+
+
+async def test_links_move_and_creations_link_in_one_transaction(settings: Settings) -> None:
+    async with running(serve, settings=settings), Bus(settings.mqtt, "test-links") as bus:
+        await until_answering(settings, "meter-sim", "appliances")
+        await bus.call(meter_sim.CREATE_GRID_NODE, GridNodeCreate(code="u", name="U", level="utility"))
+        await bus.call(
+            meter_sim.CREATE_GRID_NODE, GridNodeCreate(code="f", name="F", level="feeder", parent_id="u")
+        )
+        await bus.call(
+            meter_sim.CREATE_GRID_NODE,
+            GridNodeCreate(code="t", name="T", level="transformer", parent_id="f", capacity_kVA=50),
+        )
+        home = await bus.call(meter_sim.CREATE_ER, ErCreate(name="Home", type="consumer"))
+        shop = await bus.call(meter_sim.CREATE_ER, ErCreate(name="Shop", type="prosumer"))
+        a = await bus.call(meter_sim.CREATE_METER, MeterCreate(meter_id="A", transformer_id="t"))
+        b = await bus.call(meter_sim.CREATE_METER, MeterCreate(meter_id="B", transformer_id="t"))
+        await bus.call(meter_sim.LINK, LinkRequest(meter_id=a.id, er_id=home.id))
+        await bus.call(meter_sim.LINK, LinkRequest(meter_id=b.id, er_id=shop.id))
+
+        # meter A takes the shop: A lets go of the home, B of the shop, in the same transaction
+        moved = await bus.call(meter_sim.RELINK, LinkRequest(meter_id=a.id, er_id=shop.id))
+        assert moved.er_id == shop.id
+        meters = {m.meter_id: m.er_id for m in await bus.call(meter_sim.LIST_METERS, MeterListRequest())}
+        assert meters == {"A": shop.id, "B": None}
+
+        # a meter created with a link to a household that does not exist: nothing is created
+        with pytest.raises(RemoteError) as missing:
+            await bus.call(
+                meter_sim.CREATE_METER_LINKED,
+                MeterCreateLinked(meter_id="C", transformer_id="t", link_er_id=999),
+            )
+        assert missing.value.status == 404
+        codes = {m.meter_id for m in await bus.call(meter_sim.LIST_METERS, MeterListRequest())}
+        assert "C" not in codes
+        linked = await bus.call(
+            meter_sim.CREATE_METER_LINKED,
+            MeterCreateLinked(meter_id="C", transformer_id="t", link_er_id=home.id),
+        )
+        assert linked.er_id == home.id
+
+        # a household created with a link to a meter that does not exist: nothing is created
+        ers_before = len(await bus.call(meter_sim.LIST_ERS, ErListRequest()))
+        with pytest.raises(RemoteError) as no_meter:
+            await bus.call(
+                meter_sim.CREATE_ER_LINKED, ErCreateLinked(name="Flat", type="consumer", link_meter_id="NOPE")
+            )
+        assert no_meter.value.status == 404
+        assert len(await bus.call(meter_sim.LIST_ERS, ErListRequest())) == ers_before
+        flat = await bus.call(
+            meter_sim.CREATE_ER_LINKED, ErCreateLinked(name="Flat", type="consumer", link_meter_id="B")
+        )
+        meters = {m.meter_id: m.er_id for m in await bus.call(meter_sim.LIST_METERS, MeterListRequest())}
+        assert meters == {"A": shop.id, "B": flat.id, "C": home.id}
