@@ -5,7 +5,6 @@ half-made meter or household and no link released without its replacement."""
 from __future__ import annotations
 
 import pytest
-from meter_sim_testing import until_answering
 
 from gridsim_meter_sim.__main__ import serve
 from gridsim_shared.bus import Bus
@@ -28,7 +27,6 @@ pytestmark = pytest.mark.integration
 
 async def test_links_move_and_creations_link_in_one_transaction(settings: Settings) -> None:
     async with running(serve, settings=settings), Bus(settings.mqtt, "test-links") as bus:
-        await until_answering(settings, "meter-sim", "appliances")
         await bus.call(meter_sim.CREATE_GRID_NODE, GridNodeCreate(code="u", name="U", level="utility"))
         await bus.call(
             meter_sim.CREATE_GRID_NODE, GridNodeCreate(code="f", name="F", level="feeder", parent_id="u")

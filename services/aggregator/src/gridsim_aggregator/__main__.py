@@ -74,7 +74,6 @@ async def serve(settings: Settings, stop: asyncio.Event, tuning: AggregatorSetti
             seed=settings.sim.seed,
         )
         deps = Deps(settings, tuning, bus, pool, ingestor, closer)
-        await catch_up_world(deps)  # a world reset made while this service was down
         ingestor.on_committed = closer.wake
         ingestor.on_voltage = deps.on_voltage
         # Subscriptions are registered before connecting: a persistent session's queued batches arrive
@@ -94,6 +93,9 @@ async def serve(settings: Settings, stop: asyncio.Event, tuning: AggregatorSetti
         )
         await bus.start()
         try:
+            # After connecting (meter-sim now sees this service online and sends it world_reset): a world
+            # reset made while it was down or connecting is handled here, before it says it is ready.
+            await catch_up_world(deps)
             # Subscribed at connect (the broker acknowledged every filter before start returned).
             await bus.ready()
             supervisor.attach(bus)  # the heartbeat republishes the status with the counters above

@@ -24,8 +24,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         supervisor = Supervisor(SERVICE, settings.supervision)
         supervisor.attach(bus)
         try:
-            await catch_up_world(deps)  # a world reset made while this service was down
             await bus.include(router, deps)
+            # After subscribing (a world_reset from now on is answered): a reset made while this service
+            # was down or starting is handled here, before it says it is ready.
+            await catch_up_world(deps)
             await bus.ready()  # subscribed, and the pool has connected
             await supervisor.wait(stop)
         finally:

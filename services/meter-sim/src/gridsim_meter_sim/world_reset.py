@@ -10,8 +10,11 @@ The order, and why it leaves nothing stale (docs/architecture.md, "World reset")
    :data:`~gridsim_shared.schemas.world.DERIVED_OWNERS` at once and answers its caller only after all of
    them confirmed; a failure or timeout fails the reset with that owner's error (a retry is a new
    generation and is safe).
-3. An owner that was not running (its status offline or never seen) is not waited for: at its next start
-   it compares its stored generation with ``world_state`` and empties its tables before serving.
+3. An owner that was not running (its status offline or never seen) is not waited for. When it starts it
+   subscribes first, then compares its stored generation with ``world_state`` and empties its tables,
+   and only then announces ``ready``; so a reset made while it was down or starting is never missed
+   (one it receives while catching up is handled once: each owner locks its state row and skips a
+   generation it has handled).
 """
 
 from __future__ import annotations
