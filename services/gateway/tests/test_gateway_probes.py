@@ -16,6 +16,7 @@ from gridsim_gateway.state import LiveState, instance_state
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.errors import RemoteError
+from gridsim_shared.memory_bus import MemoryBroker
 from gridsim_shared.messages import ServiceStatus
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import gateway_client, running
@@ -65,6 +66,25 @@ async def test_the_best_instance_speaks_for_its_service_and_problems_name_the_in
     assert states["meter-sim"] == "unhealthy"
     assert states["aggregator"] == "missing"
     assert live.problems(4, NOW) == ["billing/0: no heartbeat for 60 s", "meter-sim/0: clock stalled"]
+
+
+async def test_a_service_is_starting_until_it_says_ready_then_offline_when_it_leaves() -> None:
+    # The gateway's status subscription on the in-memory bus, fed by real service buses.
+    broker = MemoryBroker()
+    live = LiveState()
+    async with broker.bus("gateway", announce=False) as gateway, broker.bus("billing") as billing:
+        await gateway.subscribe(channels.STATUS, live.on_status)
+        await broker.settle()
+        assert live.service_states()["billing"] == "starting"  # connected, handlers not subscribed yet
+        await billing.ready()
+        await broker.settle()
+        assert live.service_states()["billing"] == "online"
+        async with broker.bus("test-probe"):  # a client that is no service is not judged
+            await broker.settle()
+            assert "test-probe" not in live.service_states()
+        await billing.close()
+        await broker.settle()
+        assert live.service_states()["billing"] == "offline"
 
 
 async def _get_until(
