@@ -58,9 +58,10 @@ PG_CONF ?=
 timescaledb: ## build TimescaleDB 2.25.0 from ../shared/vendor into PG_CONFIG's PostgreSQL (PG_CONF=... preloads it)
 	scripts/install-timescaledb.sh --pg-config "$(PG_CONFIG)" $(if $(PG_CONF),--conf "$(PG_CONF)")
 
-secrets: install ## certificates and broker logins for docker compose, into deploy/secrets/ (kept if present)
+secrets: install ## certificates, broker and database logins for docker compose, into deploy/secrets/ (kept if present)
 	@test -f deploy/secrets/certs/ca.crt || uv run gridsim certs deploy/secrets/certs --host mosquitto
 	uv run gridsim credentials export deploy/secrets/mqtt --data-dir deploy/secrets
+	uv run gridsim credentials export-db deploy/secrets/db --data-dir deploy/secrets
 
 chaos: install ## the chaos campaign: 50 faults of every kind against a fault-free run (long; bench/results/chaos.*)
 	uv run python bench/chaos.py $(CHAOS_ARGS)

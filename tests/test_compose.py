@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel
 
 from gridsim.launcher import SERVICES
+from gridsim_shared import roles
 from gridsim_shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +37,11 @@ def _environment(spec: dict[str, Any]) -> dict[str, str]:
     if isinstance(env, list):  # the KEY=value list form
         env = dict(item.split("=", 1) for item in env)
     return {str(k): str(v) for k, v in env.items()}
+
+
+def _env_files(spec: dict[str, Any]) -> list[str]:
+    files = spec.get("env_file") or []
+    return [files] if isinstance(files, str) else list(files)
 
 
 def settings_field_exists(variable: str, model: type[BaseModel] = Settings) -> bool:
@@ -131,7 +137,7 @@ def test_the_broker_needs_tls_and_a_login_and_each_service_has_its_own() -> None
     assert not re.search(r"^listener 1883", conf, re.MULTILINE)
     for name in SERVICES:
         spec = COMPOSE["services"][name]
-        assert spec["env_file"] == f"deploy/secrets/mqtt/{name}.env"
+        assert f"deploy/secrets/mqtt/{name}.env" in _env_files(spec)
         assert _environment(spec)["GRIDSIM_MQTT__URL"].startswith("mqtts://")
     makefile = (ROOT / "Makefile").read_text()
     assert "gridsim certs deploy/secrets/certs" in makefile
@@ -154,3 +160,24 @@ def test_prometheus_scrapes_every_service_and_grafana_is_provisioned() -> None:
     exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
     for metric in ("gridsim_flush_seconds", "gridsim_rpc_seconds", "gridsim_bus_reconnects", "dead_letters"):
         assert metric in exprs
+
+
+def test_each_service_has_its_own_database_login() -> None:
+    """Like the embedded PostgreSQL: every service but the aggregator connects as its role (its own
+    db/SERVICE.env), the aggregator and the migrations as the owner (continuous aggregates need it), and
+    no password sits in the compose file."""
+    url = _environment(COMPOSE["services"]["billing"])["GRIDSIM_DB__URL"]
+    assert "@" not in url  # user and password come from PGUSER / PGPASSWORD in the env files
+    for name in SERVICES:
+        db_files = [f for f in _env_files(COMPOSE["services"][name]) if f.startswith("deploy/secrets/db/")]
+        expected = "owner" if name == "aggregator" else name
+        assert db_files == [f"deploy/secrets/db/{expected}.env"], (name, db_files)
+        assert name in roles.ROLES
+    migrate = COMPOSE["services"]["migrate"]
+    assert _env_files(migrate) == ["deploy/secrets/db/owner.env"]
+    assert "./deploy/secrets/db:/run/gridsim/db:ro" in migrate["volumes"]
+    assert "enable_logins(" in " ".join(migrate["command"])
+    assert _env_files(COMPOSE["services"]["timescaledb"]) == ["deploy/secrets/db/postgres.env"]
+    assert "POSTGRES_PASSWORD" not in _environment(COMPOSE["services"]["timescaledb"])
+    assert "${POSTGRES_PASSWORD" not in (ROOT / "docker-compose.yml").read_text()
+    assert "gridsim credentials export-db deploy/secrets/db" in (ROOT / "Makefile").read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import psycopg
 import pytest
 from cryptography import x509
 
@@ -12,6 +13,7 @@ from gridsim import credentials
 from gridsim.certs import generate_certificates
 from gridsim.cli import main
 from gridsim_shared import access, roles
+from gridsim_shared.settings import Settings
 
 
 def _mode(path: Path) -> int:
@@ -77,3 +79,34 @@ def test_certs_make_a_ca_and_certificates_it_signed(tmp_path: Path) -> None:
     assert {str(a) for a in names.get_values_for_type(x509.IPAddress)} == {"192.0.2.7", "127.0.0.1"}
     assert all(_mode(tmp_path / f"{name}.key") == 0o600 for name in ("ca", "server", "client"))
     assert generate_certificates(tmp_path / "again")  # a second folder, independent of the first
+
+
+def test_export_db_writes_each_services_login(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """What docker compose gives each container: its role and password (libpq's PGUSER/PGPASSWORD)."""
+    data = tmp_path / "data"
+    assert main(["credentials", "export-db", str(tmp_path / "db"), "--data-dir", str(data)]) == 0
+    made = credentials.load_or_create(data)
+    for service, role in roles.ROLES.items():
+        path = tmp_path / "db" / f"{service}.env"
+        assert _mode(path) == 0o600
+        assert roles.read_env_file(path) == {"PGUSER": role, "PGPASSWORD": made.db[role]}
+    owner = roles.read_env_file(tmp_path / "db" / "owner.env")
+    assert owner == {"PGUSER": credentials.DB_SUPERUSER, "PGPASSWORD": made.db[credentials.DB_SUPERUSER]}
+    assert roles.read_env_file(tmp_path / "db" / "postgres.env") == {"POSTGRES_PASSWORD": owner["PGPASSWORD"]}
+    assert str(tmp_path / "db" / "billing.env") in capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_enable_logins_lets_each_role_log_in_with_its_password(settings: Settings, tmp_path: Path) -> None:
+    """compose's migrate step: the roles the migrations made (nologin) get LOGIN and a SCRAM password."""
+    made = credentials.Credentials.generate()
+    credentials.export_db(made, tmp_path)
+    enabled = roles.enable_logins(settings.db.url, tmp_path)
+    assert enabled == sorted(roles.ROLES.values())  # owner.env (the superuser) is left alone
+    with psycopg.connect(settings.db.url, autocommit=True) as conn:
+        rows = conn.execute(
+            "select rolname, rolcanlogin, rolpassword like 'SCRAM-SHA-256$%%' from pg_authid"
+            " where rolname = any(%s) order by 1",
+            (list(roles.ROLES.values()),),
+        ).fetchall()
+    assert rows == [(role, True, True) for role in sorted(roles.ROLES.values())]

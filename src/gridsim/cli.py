@@ -110,11 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "The credentials live in DATA_DIR/credentials.json (mode 0600), made by the first `gridsim up`. "
             "`rotate` gives broker users new passwords (restart gridsim to use them); `export DIR` writes "
-            "Mosquitto's passwd and acl files and one USER.env per broker user, for a broker of your own."
+            "Mosquitto's passwd and acl files and one USER.env per broker user, for a broker of your own; "
+            "`export-db DIR` writes each service's database login (SERVICE.env: PGUSER, PGPASSWORD), the "
+            "superuser's (owner.env) and postgres.env (POSTGRES_PASSWORD), for docker compose."
         ),
     )
-    creds.add_argument("action", choices=["show", "rotate", "export"], nargs="?", default="show")
-    creds.add_argument("target", nargs="?", type=Path, help="export: the folder to write into")
+    creds.add_argument("action", choices=["show", "rotate", "export", "export-db"], nargs="?", default="show")
+    creds.add_argument("target", nargs="?", type=Path, help="export, export-db: the folder to write into")
     creds.add_argument("--data-dir", type=Path, default=Path(".gridsim"), help="default: .gridsim")
     creds.add_argument("--user", action="append", help="rotate: only this broker user (repeatable)")
 
@@ -192,14 +194,20 @@ def _credentials(args: argparse.Namespace) -> int:
             print(error, file=sys.stderr)
             return 2
         print(f"new broker passwords in {data_dir / credentials.FILE_NAME}; restart gridsim to use them")
-    elif args.action == "export":
+    elif args.action in {"export", "export-db"}:
         if args.target is None:
-            print("export needs a target folder: gridsim credentials export DIR", file=sys.stderr)
+            print(
+                f"{args.action} needs a target folder: gridsim credentials {args.action} DIR", file=sys.stderr
+            )
             return 2
         found = credentials.load_or_create(data_dir)
         settings = Settings()
-        exported = credentials.export(
-            found, args.target, settings.mqtt.base_topic, settings.homeassistant.discovery_prefix
+        exported = (
+            credentials.export(
+                found, args.target, settings.mqtt.base_topic, settings.homeassistant.discovery_prefix
+            )
+            if args.action == "export"
+            else credentials.export_db(found, args.target)
         )
         for path in exported:
             print(path)

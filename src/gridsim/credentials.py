@@ -113,3 +113,23 @@ def export(
         write_private(path, f"GRIDSIM_MQTT__USERNAME={user}\nGRIDSIM_MQTT__PASSWORD={password}\n")
         written.append(path)
     return written
+
+
+def export_db(credentials: Credentials, target: Path) -> list[Path]:
+    """Write the database logins for docker compose into ``target`` (0600): ``{service}.env`` with each
+    service's role and password (libpq's ``PGUSER``/``PGPASSWORD``), ``owner.env`` with the superuser's
+    (the migrations, and the aggregator on TimescaleDB: refreshing a continuous aggregate needs its owner),
+    and ``postgres.env`` with ``POSTGRES_PASSWORD`` for the database container's first start."""
+    target.mkdir(parents=True, exist_ok=True)
+    superuser = credentials.db[DB_SUPERUSER]
+    files = {
+        f"{service}.env": f"PGUSER={role}\nPGPASSWORD={credentials.db[role]}\n"
+        for service, role in roles.ROLES.items()
+    }
+    files["owner.env"] = f"PGUSER={DB_SUPERUSER}\nPGPASSWORD={superuser}\n"
+    files["postgres.env"] = f"POSTGRES_PASSWORD={superuser}\n"
+    written = []
+    for name, text in files.items():
+        write_private(target / name, text)
+        written.append(target / name)
+    return written

@@ -8,9 +8,21 @@ after the migrations, so a new table gets its grants from the line added here.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from psycopg import sql
 
-__all__ = ["OWNERS", "PUBLISHED", "ROLES", "SHARED_VIEWS", "grant_statements", "role_of", "writable"]
+__all__ = [
+    "OWNERS",
+    "PUBLISHED",
+    "ROLES",
+    "SHARED_VIEWS",
+    "enable_logins",
+    "grant_statements",
+    "read_env_file",
+    "role_of",
+    "writable",
+]
 
 # service -> its database role
 ROLES: dict[str, str] = {
@@ -151,3 +163,34 @@ def grant_statements(schema: str, tables: set[str]) -> list[sql.Composed]:
                     )
                 )
     return statements
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines of an env file (what ``gridsim credentials export-db`` writes)."""
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs if not key.lstrip().startswith("#")}
+
+
+def enable_logins(conninfo: str, folder: Path) -> list[str]:
+    """Let each service role named in ``folder``'s ``*.env`` files (``PGUSER``/``PGPASSWORD``) log in
+    with its password; returns the roles enabled.
+
+    docker compose's one-shot ``migrate`` runs it after the migrations (which create the roles ``nologin``),
+    so each service then connects as its own role, as ``gridsim up`` does with the embedded PostgreSQL.
+    Files naming another user (the superuser's ``owner.env``) are left alone.
+    """
+    import psycopg
+
+    logins = {}
+    for path in sorted(folder.glob("*.env")):
+        env = read_env_file(path)
+        if env.get("PGUSER") in ROLES.values() and env.get("PGPASSWORD"):
+            logins[env["PGUSER"]] = env["PGPASSWORD"]
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+        for role, password in logins.items():
+            conn.execute(
+                sql.SQL("alter role {} with login password {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
+    return sorted(logins)
