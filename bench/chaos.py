@@ -139,6 +139,7 @@ class Report:
     freeze_s: float = 0.0
     respawns: dict[str, int] = field(default_factory=dict)  # services that exited on their own
     unrecovered: int = 0  # recovery probes that gave up after 10 minutes
+    cut_short: str = ""  # why fewer rounds than asked ran (``--budget-s``)
 
 
 # ------------------------------------------------------------------------------------------ servers
@@ -580,12 +581,18 @@ async def _serial(
 async def _rounds(
     faulty: Run, broker: Broker, db: Database, *, watch: Watcher, kinds: tuple[str, ...], per_kind: int,
     intervals: int, freeze_s: float, rng: random.Random, report: Report, progress: Path | None = None,
+    budget_s: float | None = None,
 ) -> None:  # fmt: skip
     """``per_kind`` rounds of one fault of every kind (shuffled), injected a second or two apart while the
     clock is stepped; windows run in the background; each round ends when all is stored and closed."""
     locks = {component(k): asyncio.Lock() for k in kinds}
     per_round = max(1, (intervals - 1) // max(1, per_kind))
+    started = time.monotonic()
     for index in range(per_kind):
+        if budget_s is not None and time.monotonic() - started > budget_s:
+            report.cut_short = f"time budget of {budget_s:.0f} s spent after {index} of {per_kind} rounds"
+            print(report.cut_short, flush=True)
+            return
         order = list(kinds)
         rng.shuffle(order)
         share = per_round / len(order)
@@ -637,6 +644,7 @@ async def campaign(
     *,
     serial: bool = False,
     progress: Path | None = None,
+    budget_s: float | None = None,
 ) -> Report:
     """The reference run, then the faulty run with ``faults_per_kind`` of every kind, then the comparison."""
     report = Report(
@@ -680,7 +688,7 @@ async def campaign(
                     await _rounds(
                         faulty, broker, db, watch=watch, kinds=kinds, per_kind=faults_per_kind,
                         intervals=intervals, freeze_s=freeze_s, rng=rng, report=report,
-                        progress=progress,
+                        progress=progress, budget_s=budget_s,
                     )  # fmt: skip
                 await faulty.step_to(intervals)
                 await faulty.settle()
@@ -750,6 +758,7 @@ def summary(report: Report) -> dict[str, Any]:
         "settle_s_by_kind": {k: _stats(v) for k, v in sorted(settle.items())},
         "respawns": report.respawns,
         "unrecovered": report.unrecovered,
+        "cut_short": report.cut_short,
         "readings_compared": report.readings_compared,
         "rollups_compared": report.rollups_compared,
         "bills_compared": report.bills_compared,
@@ -782,7 +791,8 @@ def write_results(report: Report, load: tuple[float, float, float], folder: Path
         f"- readings compared: {report.readings_compared:,}; rollups: {report.rollups_compared:,}; "
         f"bills: {report.bills_compared}",
         f"- **differences: {len(report.differences)}**, missing: {report.missing}",
-        f"- faulty run {report.elapsed_s:.0f} s, fault-free run {report.reference_s:.0f} s",
+        f"- faulty run {report.elapsed_s:.0f} s, fault-free run {report.reference_s:.0f} s"
+        + (f"; **cut short**: {report.cut_short}" if report.cut_short else ""),
         f"- services that exited on their own and were started again: {report.respawns or 'none'}; "
         f"recovery probes that gave up (10 min): {report.unrecovered}",
         "",
@@ -815,6 +825,9 @@ def main() -> int:
     parser.add_argument("--freeze-s", type=float, default=30.0)
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated fault kinds")
     parser.add_argument("--serial", action="store_true", help="one fault at a time (slow)")
+    parser.add_argument(
+        "--budget-s", type=float, help="start no new round after this many seconds of the faulty run"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of chaos.{json,md}")
     args = parser.parse_args()
     kinds = tuple(k for k in args.kinds.split(",") if k)
@@ -827,6 +840,7 @@ def main() -> int:
             kinds,
             serial=args.serial,
             progress=args.results / "chaos.partial.json",
+            budget_s=args.budget_s,
         )
     )
     data = write_results(report, os.getloadavg(), args.results)

@@ -1,0 +1,342 @@
+"""Loss accounting at scale (issue 16): 100,000 meters at 60x, nothing published lost without being counted.
+
+The two runs the issue measured, as one run per broker: meter-sim's engine (in this process) starts its
+real-time clock at ``--speed`` (60x: a one-minute interval every real second, 100,000 readings/s with
+100,000 meters) on a cold fleet, so the first interval waits for the slow fleet load and the schedule
+then asks for intervals back to back (the burst); the clock keeps running for ``--seconds``. The
+aggregator runs as its own process (``python -m gridsim_aggregator``). Then the clock stops, the
+aggregator is given time to store what was published, and the bench counts:
+
+- readings published (meter-sim's counter: every batch acknowledged by the broker) and readings stored;
+- intervals dropped by meter-sim and counted (``dropped_intervals``: the schedule's catch-up skips and the
+  ``drop`` policy's skipped intervals) and the time the clock waited for the aggregator (``wait``);
+- the watermark's lag behind the last published interval (sampled each second) and partial rollups;
+- the broker's own drops: lines of its log saying messages were dropped for this run's clients.
+
+Nothing lost in silence means ``stored == published`` and no broker drop, whatever the clock had to
+wait or drop (both counted and reported in meter-sim's status). Brokers: ``project`` — a private
+Mosquitto with the queue and in-flight limits of the project's ``mosquitto.conf`` (without its TLS and
+password file, on loopback); ``stock`` — the machine's Mosquitto at 127.0.0.1:1883 with the Debian
+defaults (``max_queued_messages 1000``, ``max_inflight_messages 20``), whose log is
+``/var/log/mosquitto/mosquitto.log``.
+
+    uv run python bench/bench_loss.py [--meters 100000] [--speed 60] [--seconds 60] [--brokers project,stock]
+                                      [--policy wait]
+
+Uses ``GRIDSIM_DB__URL`` (default database ``test`` on 127.0.0.1:5432) with a scratch schema dropped
+afterwards. Writes ``bench/results/loss.json`` and ``loss.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from gridsim.embedded import free_port, port_answers
+from gridsim_meter_sim.engine import Engine
+from gridsim_shared.bus import Bus
+from gridsim_shared.db import apply_migrations, connect, open_pool
+from gridsim_shared.settings import DbSettings, MqttSettings, Settings, SimSettings
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_meter_sim import _insert_world  # type: ignore[import-not-found]
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
+DB_URL = os.environ.get("GRIDSIM_DB__URL", "postgresql://postgres@127.0.0.1:5432/test")
+STOCK_URL = "mqtt://127.0.0.1:1883"
+STOCK_LOG = Path("/var/log/mosquitto/mosquitto.log")
+START = datetime(2025, 6, 21, 1, 0, tzinfo=UTC)
+# Lines of the project's mosquitto.conf that need its container (TLS, password file, ACL, paths).
+_CONTAINER_ONLY = (
+    "listener",
+    "cafile",
+    "certfile",
+    "keyfile",
+    "allow_anonymous",
+    "password_file",
+    "acl_file",
+    "persistence_location",
+    "log_dest",
+    "per_listener_settings",
+)
+
+
+def project_broker_conf(port: int, directory: Path) -> str:
+    """The project's broker configuration (its limits and persistence) on a loopback port."""
+    kept = [
+        line
+        for line in (ROOT / "mosquitto.conf").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#") and line.split()[0] not in _CONTAINER_ONLY
+    ]
+    return "\n".join(
+        [
+            f"listener {port} 127.0.0.1",
+            "allow_anonymous true",
+            f"persistence_location {directory}/",
+            f"log_dest file {directory}/mosquitto.log",
+            *kept,
+        ]
+    )
+
+
+@contextlib.contextmanager
+def project_broker() -> Iterator[tuple[str, Path, str]]:
+    """A private Mosquitto with the project's configuration: (url, log file, the settings it kept)."""
+    with tempfile.TemporaryDirectory(prefix="gridsim-loss-") as tmp:
+        directory = Path(tmp)
+        directory.chmod(0o777)  # mosquitto drops to its own user when started as root
+        port = free_port()
+        conf = project_broker_conf(port, directory)
+        (directory / "mosquitto.conf").write_text(conf)
+        proc = subprocess.Popen(["mosquitto", "-c", str(directory / "mosquitto.conf")])
+        try:
+            deadline = time.monotonic() + 30
+            while not port_answers("127.0.0.1", port):
+                if time.monotonic() > deadline:
+                    msg = "mosquitto did not start"
+                    raise RuntimeError(msg)
+                time.sleep(0.05)
+            yield f"mqtt://127.0.0.1:{port}", directory / "mosquitto.log", conf
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+@contextlib.asynccontextmanager
+async def scratch_schema() -> AsyncIterator[str]:
+    schema = f"bench_loss_{secrets.token_hex(4)}"
+    await apply_migrations(DB_URL, schema)
+    try:
+        yield schema
+    finally:
+        async with await connect(DB_URL, "public", autocommit=True) as conn:
+            await conn.execute(f"drop schema if exists {schema} cascade")
+
+
+@contextlib.contextmanager
+def aggregator(mqtt_url: str, base: str, schema: str) -> Iterator[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "GRIDSIM_MQTT__URL": mqtt_url,
+        "GRIDSIM_MQTT__BASE_TOPIC": base,
+        "GRIDSIM_DB__URL": DB_URL,
+        "GRIDSIM_DB__SCHEMA_NAME": schema,
+        "GRIDSIM_LOG__LEVEL": "WARNING",
+    }
+    env.pop("GRIDSIM_SUPERVISION__METRICS_PORT", None)
+    proc = subprocess.Popen([sys.executable, "-m", "gridsim_aggregator"], env=env)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+async def _scalar(conn: Any, query: str) -> Any:
+    cur = await conn.execute(query)
+    row = await cur.fetchone()
+    return None if row is None else row[0]
+
+
+def _log_size(log: Path) -> int:
+    try:
+        return log.stat().st_size
+    except OSError:
+        return 0
+
+
+def broker_drops(log: Path, offset: int, base: str) -> list[str]:
+    """The broker's log lines since ``offset`` that say it dropped messages of this run's clients."""
+    try:
+        with log.open("rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return [f"log {log} unreadable"]
+    return [line for line in text.splitlines() if "dropped" in line.lower() and base in line]
+
+
+async def one_run(
+    broker: str, mqtt_url: str, log: Path, *, meters: int, speed: float, seconds: float, policy: str
+) -> dict[str, Any]:
+    base = f"loss-{secrets.token_hex(4)}"
+    async with scratch_schema() as schema:
+        started = time.monotonic()
+        async with await connect(DB_URL, schema, autocommit=True) as conn:
+            await _insert_world(conn, meters, 100)
+            nodes = await _scalar(conn, "select count(*) from grid_nodes")
+        world_s = time.monotonic() - started
+        sim_policy: Literal["wait", "drop"] = "drop" if policy == "drop" else "wait"
+        settings = Settings(
+            mqtt=MqttSettings(url=mqtt_url, base_topic=base),
+            db=DbSettings(url=DB_URL, schema_name=schema, pool_max=4),
+            sim=SimSettings(
+                publish="batch",
+                demo_world=False,
+                start=START,
+                autostart=True,
+                speed=speed,
+                behind_policy=sim_policy,
+            ),
+        )
+        offset = _log_size(log)
+        samples: list[dict[str, Any]] = []
+        with aggregator(mqtt_url, base, schema):
+            async with (
+                await connect(DB_URL, schema, autocommit=True) as conn,
+                open_pool(settings.db, name="bench") as pool,
+                Bus(settings.mqtt, "meter-sim", "0") as bus,
+            ):
+                async with asyncio.timeout(300):
+                    while not await _scalar(conn, "select count(*) from aggregator_instances"):
+                        await asyncio.sleep(0.2)
+                engine = Engine(settings, bus, pool)
+                await engine.start()  # cold: the first interval loads the fleet, then the burst
+                stop = asyncio.Event()
+                runner = asyncio.create_task(engine.run(stop))
+                t0 = time.monotonic()
+                while (now := time.monotonic() - t0) < seconds:
+                    await asyncio.sleep(1.0)
+                    mark = await _scalar(conn, "select committed_until from aggregator_state")
+                    published = engine.last_published
+                    samples.append(
+                        {
+                            "t_s": round(now, 1),
+                            "tick": engine.clock.tick if engine.clock else None,
+                            "intervals_published": engine.intervals_published,
+                            "watermark_lag_intervals": (published - mark).total_seconds() / 60
+                            if mark is not None and published is not None
+                            else None,
+                            "lag_s": round(engine.lag_s, 2),
+                            "dropped_intervals": engine.dropped_intervals,
+                            "ahead_intervals": engine.ahead_intervals(),
+                        }
+                    )
+                stop.set()
+                await runner
+                run_s = time.monotonic() - t0
+                detail = engine.status_detail()
+                last = engine.last_published
+                settle_started = time.monotonic()
+                settled = False
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(600):
+                        while True:
+                            mark = await _scalar(conn, "select committed_until from aggregator_state")
+                            if last is None or (mark is not None and mark >= last):
+                                settled = True
+                                break
+                            await asyncio.sleep(0.5)
+                settle_s = time.monotonic() - settle_started
+                stored = await _scalar(conn, "select count(*) from meter_data where not is_parent")
+                partial = await _scalar(conn, "select count(*) from grid_rollups where partial")
+                dead = await _scalar(conn, "select count(*) from dead_letters")
+        drops = broker_drops(log, offset, base)
+    sent = int(detail["readings_published"])
+    lags = [s["watermark_lag_intervals"] for s in samples if s["watermark_lag_intervals"] is not None]
+    out = {
+        "broker": broker,
+        "meters": meters,
+        "grid_nodes": nodes,
+        "speed": speed,
+        "policy": policy,
+        "seconds": round(run_s, 1),
+        "world_insert_s": round(world_s, 1),
+        "ticks": detail.get("tick"),
+        "intervals_published": detail["intervals_published"],
+        "dropped_intervals": detail["dropped_intervals"],
+        "flow_dropped": detail.get("flow_dropped"),
+        "flow_waits": detail.get("flow_waits"),
+        "flow_wait_s": detail.get("flow_wait_s"),
+        "readings_published": sent,
+        "readings_stored": int(stored),
+        "lost_uncounted": sent - int(stored),
+        "readings_counted_as_dropped": int(detail["dropped_intervals"]) * meters,
+        "partial_rollups": int(partial),
+        "dead_letters": int(dead),
+        "broker_drop_lines": len(drops),
+        "broker_drop_examples": drops[:3],
+        "watermark_lag_intervals_max": max(lags, default=None),
+        "settled": settled,
+        "settle_s": round(settle_s, 1),
+        "load_average": os.getloadavg(),
+        "samples": samples,
+    }
+    print(
+        f"{broker}: {sent:,} published, {stored:,} stored, {out['dropped_intervals']} intervals dropped "
+        f"(counted), lag max {out['watermark_lag_intervals_max']}, broker drops {len(drops)}",
+        flush=True,
+    )
+    return out
+
+
+def write(runs: list[dict[str, Any]], args: argparse.Namespace, conf: str | None) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    data = {"args": vars(args), "project_broker_conf": conf, "runs": runs}
+    (RESULTS / "loss.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    lines = [
+        "# Loss accounting at scale",
+        "",
+        f"`uv run python bench/bench_loss.py --meters {args.meters} --speed {args.speed:g} --seconds "
+        f"{args.seconds:g} --policy {args.policy}`; {time.strftime('%Y-%m-%d %H:%M')} UTC. A cold fleet, then "
+        "the clock at the speed for the seconds (the burst after the slow fleet load, then the sustained "
+        "rate); the aggregator as its own process. *lost uncounted* = published − stored (must be 0); "
+        "dropped intervals were never published and are counted in meter-sim's status.",
+        "",
+        "| broker | meters | ticks | intervals published | dropped (counted) | clock waited (s) | readings "
+        "published | stored | lost uncounted | broker drops | partial rollups | lag max (intervals) | "
+        "settle (s) | load avg |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in runs:
+        load = r["load_average"]
+        lines.append(
+            f"| {r['broker']} | {r['meters']:,} | {r['ticks']} | {r['intervals_published']} | "
+            f"{r['dropped_intervals']} | {r['flow_wait_s']} | {r['readings_published']:,} | "
+            f"{r['readings_stored']:,} | {r['lost_uncounted']} | {r['broker_drop_lines']} | "
+            f"{r['partial_rollups']} | {r['watermark_lag_intervals_max']} | {r['settle_s']} | "
+            f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} |"
+        )
+    (RESULTS / "loss.md").write_text("\n".join(lines) + "\n")
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--meters", type=int, default=100_000)
+    parser.add_argument("--speed", type=float, default=60.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--brokers", default="project,stock")
+    parser.add_argument("--policy", choices=("wait", "drop"), default="wait")
+    args = parser.parse_args()
+    runs: list[dict[str, Any]] = []
+    conf: str | None = None
+    common = {"meters": args.meters, "speed": args.speed, "seconds": args.seconds, "policy": args.policy}
+    for broker in args.brokers.split(","):
+        if broker == "project":
+            with project_broker() as (url, log, conf):
+                runs.append(await one_run("project", url, log, **common))
+        elif broker == "stock":
+            runs.append(await one_run("stock", STOCK_URL, STOCK_LOG, **common))
+        else:
+            parser.error(f"unknown broker {broker}")
+        write(runs, args, conf)
+    return 0 if all(r["lost_uncounted"] == 0 and not r["broker_drop_lines"] for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
