@@ -273,8 +273,18 @@ def _wait(done: Any, timeout: float, message: str) -> None:
 class Run:
     """One world on its own schema and topic base: servers, services, and the clock driven to a target."""
 
-    def __init__(self, name: str, broker: Broker, db: Database, work: Path, seed: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        broker: Broker,
+        db: Database,
+        work: Path,
+        seed: int,
+        *,
+        names: tuple[str, ...] = SERVICES,
+    ) -> None:
         self.name = name
+        self.names = names  # the services run (a short campaign may leave some out)
         self.broker = broker
         self.db = db
         self.schema = f"chaos_{name}"
@@ -307,7 +317,7 @@ class Run:
 
     async def start(self) -> None:
         await apply_migrations(self.db.url, self.schema)
-        for name in SERVICES:
+        for name in self.names:
             self.services.start(name)
         await self.clock()  # meter-sim answers: the demo world is loaded
 
@@ -489,7 +499,7 @@ class Watcher:
             and s.state == "online"
             and s.heartbeat_at is not None
             and s.heartbeat_at > since
-            for name in SERVICES
+            for name in self.run.names
         )
 
     def flowing(self, mark: datetime | None) -> bool:
@@ -645,6 +655,7 @@ async def campaign(
     serial: bool = False,
     progress: Path | None = None,
     budget_s: float | None = None,
+    services: tuple[str, ...] = SERVICES,
 ) -> Report:
     """The reference run, then the faulty run with ``faults_per_kind`` of every kind, then the comparison."""
     report = Report(
@@ -660,8 +671,8 @@ async def campaign(
         db = Database(work / "pg")
         broker.start()
         db.start()
-        reference = Run("reference", broker, db, work, seed)
-        faulty = Run("faulty", broker, db, work, seed)
+        reference = Run("reference", broker, db, work, seed, names=services)
+        faulty = Run("faulty", broker, db, work, seed, names=services)
         supervisors = [
             asyncio.create_task(reference.services.supervise()),
             asyncio.create_task(faulty.services.supervise()),
