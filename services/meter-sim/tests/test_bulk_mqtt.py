@@ -4,13 +4,21 @@ packet ids, and a connection lost before the PUBACKs publishes the unacknowledge
 from __future__ import annotations
 
 import asyncio
+import secrets
+import shutil
+from pathlib import Path
 
 import pytest
 
+from gridsim.certs import generate_certificates
+from gridsim.embedded import BrokerAuth, BrokerTls, free_port, start_broker
+from gridsim.testing import integration_required
 from gridsim_meter_sim import bulk_mqtt
 from gridsim_meter_sim.bulk_mqtt import BulkPublisher, encode_topic
+from gridsim_shared import access, channels
 from gridsim_shared.bus import Ack, Bus
-from gridsim_shared.settings import Settings
+from gridsim_shared.ids import MeterPath
+from gridsim_shared.settings import MqttSettings, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +104,61 @@ def test_packets_match_the_mqtt_layout() -> None:
     assert bulk_mqtt.connect_packet("c", "u", "p", 30) == (
         b"\x10\x13\x00\x04MQTT\x04\xc2\x00\x1e\x00\x01c\x00\x01u\x00\x01p"
     )
+
+
+def _secure_broker_files(folder: Path, base: str) -> tuple[dict[str, str], BrokerAuth, BrokerTls]:
+    """Every service's login, the ACL and a generated CA and server certificate (as compose has them)."""
+    folder.chmod(0o755)
+    passwords = {user: access.generate_password() for user in access.USERS}
+    auth = BrokerAuth(access.mosquitto_passwords(passwords), access.mosquitto_acl(base))
+    certs = folder / "certs"
+    generate_certificates(certs, ["localhost"])
+    return passwords, auth, BrokerTls(certs / "ca.crt", certs / "server.crt", certs / "server.key")
+
+
+async def test_it_logs_in_over_tls_like_the_bus_and_the_acl_applies(tmp_path: Path) -> None:
+    """On a broker with logins, an ACL and TLS (as compose runs it): meter-sim's login publishes
+    readings over mqtts://; a login without the right to publish readings is refused by the ACL."""
+    if shutil.which("mosquitto") is None:
+        if integration_required():
+            pytest.fail("mosquitto is not on PATH (CI is set, so this fails instead of skipping)")
+        pytest.skip("mosquitto is not on PATH")
+    base = f"bulk-{secrets.token_hex(3)}"
+    passwords, auth, tls = _secure_broker_files(tmp_path, base)
+    certs = tmp_path / "certs"
+    with start_broker(tmp_path / "tls", free_port(), kind="mosquitto", auth=auth, tls=tls) as broker:
+
+        def settings(user: str) -> MqttSettings:
+            return MqttSettings(
+                url=broker.url,
+                base_topic=base,
+                username=user,
+                password=passwords[user],
+                ca_file=str(certs / "ca.crt"),
+            )
+
+        assert settings("meter-sim").tls
+        topic = channels.READING.topic(base, MeterPath("u1", "f1", "t1", "m1"))
+        async with Bus(settings("dashboard"), "dashboard") as bus:
+            seen = set()
+
+            async def on(_topic: str, payload: bytes, ack: Ack) -> None:
+                seen.add(payload)
+                ack()
+
+            await bus.subscribe_raw(channels.READING.template.filter(base), on)
+            await asyncio.sleep(0.2)
+            publisher = BulkPublisher(settings("meter-sim"), "meter-sim-bulk-test")
+            try:
+                await publisher.publish_many([(encode_topic(topic), b"from meter-sim")])
+            finally:
+                await publisher.close()
+            # billing may not publish readings: mosquitto (3.1.1) acknowledges and drops the message
+            intruder = BulkPublisher(settings("billing"), "billing-bulk-test")
+            try:
+                await intruder.publish_many([(encode_topic(topic), b"from billing")])
+            finally:
+                await intruder.close()
+            await _wait(seen, 1)
+            await asyncio.sleep(0.5)  # the refused one would have arrived by now
+    assert seen == {b"from meter-sim"}
