@@ -86,6 +86,7 @@ OWNERS: dict[str, str] = {
     "dr_log": "utility",
     "openadr_vens": "utility",
     "dynamic_bills": "utility",
+    "utility_bill_months": "utility",
 }
 
 # owner -> what it publishes for the other services to read: its read model, a contract it versions in

@@ -10,7 +10,7 @@ from gridsim_shared.bus import Bus
 from gridsim_shared.db import open_pool
 from gridsim_shared.service import run_main
 from gridsim_shared.supervision import Supervisor
-from gridsim_utility.handlers import Deps, refresh, router
+from gridsim_utility.handlers import Deps, close_dynamic_months, refresh, router
 from gridsim_utility.settings import Settings
 
 if TYPE_CHECKING:
@@ -24,12 +24,17 @@ _LOGGER = logging.getLogger(__name__)
 
 
 async def _refresh_loop(deps: Deps, supervisor: Supervisor) -> None:
-    """Issue forecasts and prices whenever the aggregator completes a simulated hour."""
+    """Issue forecasts and prices whenever the aggregator completes a simulated hour; store the month's
+    dynamic bills when a month closes."""
     while True:
         try:
             await refresh(deps)
         except Exception as exc:  # a bad hour must not stop forecasting; the next poll retries
             supervisor.crashed("forecast-refresh", exc)
+        try:
+            await close_dynamic_months(deps)
+        except Exception as exc:  # e.g. the database away: the next poll retries
+            supervisor.crashed("dynamic-bills", exc)
         supervisor.beat("forecast")
         await asyncio.sleep(POLL_S)
 

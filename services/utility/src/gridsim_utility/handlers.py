@@ -766,15 +766,27 @@ async def dr_log(_body: Any, deps: Deps) -> list[DrLogEntry]:
 
 
 # ---------------------------------------------------------------- dynamic bill
+def _month_bounds(month: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """``[start, end)`` of a billing month ('YYYY-MM') in the zone ``tz``, as UTC instants."""
+    year, mon = (int(x) for x in month.split("-"))
+    start = datetime(year, mon, 1, tzinfo=tz).astimezone(UTC)
+    end = datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=tz).astimezone(UTC)
+    return start, end
+
+
+def _next_month(month: str) -> str:
+    year, mon = (int(x) for x in month.split("-"))
+    return f"{year + mon // 12:04d}-{mon % 12 + 1:02d}"
+
+
 @router.handles(utility.DYNAMIC_BILL)
 async def dynamic_bill(query: DynamicBillQuery, deps: Deps) -> DynamicBill:
     """A meter's month on the dynamic tariff: Σ hourly kWh × the hour's price (its feeder's), minus DR
-    credits, rounded once. Final and stored once the month has ended and is metered; else provisional."""
-    tz = ZoneInfo(deps.settings.billing.timezone)
-    year, month = (int(x) for x in query.month.split("-"))
-    start = datetime(year, month, 1, tzinfo=tz).astimezone(UTC)
-    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=tz).astimezone(UTC)
-    async with deps.pool.connection() as conn:
+    credits, rounded once. The final one stored when the month closed (:func:`close_dynamic_months`), else
+    provisional: computed on each read, never stored (no read writes)."""
+    start, end = _month_bounds(query.month, ZoneInfo(deps.settings.billing.timezone))
+    async with deps.pool.connection() as conn, conn.transaction():
+        await conn.execute("set transaction read only")
         meter = await repo.resolve_meter(conn, query.meter_id)
         if meter is None:
             msg = f"meter_id: no meter with id or code {query.meter_id!r}"
@@ -786,36 +798,96 @@ async def dynamic_bill(query: DynamicBillQuery, deps: Deps) -> DynamicBill:
         if start > now:
             msg = f"month: {query.month} has not started on the simulation clock (now {now.isoformat()})"
             raise InvalidError(msg, field="month")
-        rolled = await repo.rolled_until(conn)
-        final = rolled is not None and rolled >= end
-        hourly = await repo.meter_hourly(conn, [meter[0]], start, end)
-        feeder = await repo.feeder_of(conn, meter[0])
-        node = feeder or await _node(conn, None)
-        prices = await _hourly_prices(deps, conn, node, start, end)
-        credit, events = await repo.credits(conn, meter[0], start, end)
-        params = price_params(deps.settings)
-        kwh = sum(k for _, _, k in hourly)
-        charge = sum(k * prices.get(t, params.base_rate) for _, t, k in hourly)
-        body = DynamicBill(
-            meter_id=meter[0],
-            meter_code=meter[1],
-            month=query.month,
-            status="final" if final else "provisional",
-            currency=deps.settings.billing.currency,
-            consumed_kWh=round(kwh, 3),
-            energy_charge=round(charge, 2),
-            flat_equivalent=round(kwh * params.base_rate, 2),
-            dr_credits=round(credit, 2),
-            dr_events=events,
-            amount_due=round(charge - credit, 2),
-            generated_at=now,
+        return await _compute_bill(
+            deps, conn, meter=meter, month=query.month, start=start, end=end, now=now, final=False
         )
-        if final:
-            async with conn.transaction():
-                return DynamicBill.model_validate(
-                    await repo.store_bill(conn, meter[0], query.month, body.model_dump(mode="json"))
+
+
+async def _compute_bill(
+    deps: Deps,
+    conn: Conn,
+    *,
+    meter: tuple[int, str],
+    month: str,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    final: bool,
+    prices_by_node: dict[int, dict[datetime, float]] | None = None,
+) -> DynamicBill:
+    """One meter's dynamic bill for ``[start, end)`` (``prices_by_node`` caches each node's prices)."""
+    hourly = await repo.meter_hourly(conn, [meter[0]], start, end)
+    feeder = await repo.feeder_of(conn, meter[0])
+    node = feeder or await _node(conn, None)
+    cache = prices_by_node if prices_by_node is not None else {}
+    if node.id not in cache:
+        cache[node.id] = await _hourly_prices(deps, conn, node, start, end)
+    prices = cache[node.id]
+    credit, events = await repo.credits(conn, meter[0], start, end)
+    params = price_params(deps.settings)
+    kwh = sum(k for _, _, k in hourly)
+    charge = sum(k * prices.get(t, params.base_rate) for _, t, k in hourly)
+    return DynamicBill(
+        meter_id=meter[0],
+        meter_code=meter[1],
+        month=month,
+        status="final" if final else "provisional",
+        currency=deps.settings.billing.currency,
+        consumed_kWh=round(kwh, 3),
+        energy_charge=round(charge, 2),
+        flat_equivalent=round(kwh * params.base_rate, 2),
+        dr_credits=round(credit, 2),
+        dr_events=events,
+        amount_due=round(charge - credit, 2),
+        generated_at=now,
+    )
+
+
+async def close_dynamic_months(deps: Deps) -> list[str]:
+    """Store the final dynamic bill of every meter linked to an ER for each month that has closed (the
+    clock past its end and the aggregator's time rollups complete through it), once per month.
+
+    Months go in order from the simulation's start month (or the month after the last closed). A bill
+    already stored is kept, and a month is recorded only after all its bills, so a restart finishes a
+    month left half done and every bill is stored exactly once. Called by the service's refresh loop.
+    """
+    tz = ZoneInfo(deps.settings.billing.timezone)
+    closed: list[str] = []
+    async with deps.pool.connection() as conn:
+        rolled = await repo.rolled_until(conn)
+        if rolled is None:
+            return closed
+        now = await sim_now(deps, conn)
+        last = await repo.last_closed_month(conn)
+        start_local = deps.settings.sim.start.astimezone(tz)
+        month = _next_month(last) if last is not None else f"{start_local.year:04d}-{start_local.month:02d}"
+        while True:
+            start, end = _month_bounds(month, tz)
+            if end > min(now, rolled):
+                return closed
+            done = await repo.stored_bill_meters(conn, month)
+            prices: dict[int, dict[datetime, float]] = {}
+            for meter in await repo.billable_meters(conn):
+                if meter[0] in done:
+                    continue
+                body = await _compute_bill(
+                    deps,
+                    conn,
+                    meter=meter,
+                    month=month,
+                    start=start,
+                    end=end,
+                    now=now,
+                    final=True,
+                    prices_by_node=prices,
                 )
-    return body
+                async with conn.transaction():
+                    await repo.store_bill(conn, meter[0], month, body.model_dump(mode="json"))
+            async with conn.transaction():
+                stored = await repo.complete_month(conn, month, now)
+            _LOGGER.info("dynamic bills of %s closed: %d stored", month, stored)
+            closed.append(month)
+            month = _next_month(month)
 
 
 async def _hourly_prices(

@@ -482,3 +482,35 @@ async def store_bill(conn: Conn, meter_id: int, month: str, body: dict[str, Any]
     stored = await stored_bill(conn, meter_id, month)
     assert stored is not None
     return stored
+
+
+# ------------------------------------------------------------------------------------ closing months
+async def last_closed_month(conn: Conn) -> str | None:
+    """The latest month whose dynamic bills are all stored."""
+    cur = await conn.execute("select max(month) from utility_bill_months")
+    row = await cur.fetchone()
+    return None if row is None else row[0]
+
+
+async def billable_meters(conn: Conn) -> list[tuple[int, str]]:
+    """(id, code) of every meter linked to an energy resource, by id."""
+    cur = await conn.execute("select id, code from meters where er_id is not null order by id")
+    return [(r[0], r[1]) for r in await cur.fetchall()]
+
+
+async def stored_bill_meters(conn: Conn, month: str) -> set[int]:
+    """Meters with a stored dynamic bill for ``month``."""
+    cur = await conn.execute("select meter_id from dynamic_bills where month = %s", (month,))
+    return {r[0] for r in await cur.fetchall()}
+
+
+async def complete_month(conn: Conn, month: str, sim_now: datetime) -> int:
+    """Record ``month`` as closed; returns how many dynamic bills it has."""
+    cur = await conn.execute(
+        "insert into utility_bill_months (month, closed_at, bills)"
+        " values (%(m)s, %(t)s, (select count(*) from dynamic_bills where month = %(m)s))"
+        " on conflict (month) do nothing returning bills",
+        {"m": month, "t": sim_now},
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
