@@ -2,13 +2,16 @@
 
 The demo world is loaded through the API's code into a scratch schema; every home whose ER has flexible
 load (EV charger, water heater, AC, heater, pump: ``gridsim_utility.repository.FLEXIBLE_PROFILES``) is
-enrolled in a DLC programme (compliance 0.9, shed share 0.8, rebound share 0.5, level 2). Meter-sim's
-physics (``domain.simulate``, 60-s intervals, no broker) runs 15 days: 14 days of history for the CAISO
-10-in-10 baseline, then the event day twice — without the event (the counterfactual, which only a
-simulator knows) and with each participant's response exactly as the utility service dispatches it
-(``domain.complies``, ``domain.shed_factor``, the step spike during the event and the exp-decay rebound
-spike after it, applied as meter-sim applies spikes). Reported: shed against the counterfactual and
-against the CAISO baseline, and the rebound over the hour after.
+enrolled in a DLC programme (compliance 0.9, shed share 0.8, level 2). Meter-sim's physics
+(its loads model minute by minute, as ``domain.simulate`` reads it at 60-s intervals; no broker) runs
+15 days: 14 days of history for the CAISO 10-in-10
+baseline, then the event day twice — without the event (the counterfactual, which only a simulator
+knows) and with the response exactly as the utility service dispatches it and meter-sim applies it:
+``domain.complies`` draws who responds, and one flexible-load window over the responders
+(``gridsim_meter_sim.flex.FlexPlan`` on the loads model's ``Flex``: thermostats set back
+``domain.hvac_offset_c``, water heaters and EV charging deferred), whose rebound is the loads' own.
+Reported: shed against the counterfactual and against the CAISO baseline, and the rebound over the hour
+and the three hours after.
 
     uv run python bench/bench_dr.py [--seed 42] [--start-hour 17]
 
@@ -25,20 +28,19 @@ import secrets
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import psycopg
 from psycopg import sql
 
 from gridsim_meter_sim import domain as sim
-from gridsim_meter_sim.controls import envelope
+from gridsim_meter_sim import loads as load_model
 from gridsim_meter_sim.fleet_repository import load_fleet_rows
+from gridsim_meter_sim.flex import FlexPlan, FlexRow
 from gridsim_meter_sim.world import default_world_path, load_world, read_world
 from gridsim_shared.db import apply_migrations, open_pool
 from gridsim_shared.settings import DbSettings
 from gridsim_utility import domain
-from gridsim_utility.programs import rebound_multiplier
 from gridsim_utility.repository import FLEXIBLE_PROFILES
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -47,7 +49,7 @@ UTC_OFFSET_H = -7  # San Francisco in summer
 # The event day: Wednesday 25 June 2025 (local), after two weeks of history.
 EVENT_DAY = datetime(2025, 6, 25, 7, tzinfo=UTC)
 HISTORY_DAYS = 14
-PROGRAM = {"compliance": 0.9, "shed_share": 0.8, "rebound_share": 0.5}
+PROGRAM = {"compliance": 0.9, "shed_share": 0.8}
 LEVEL = 2
 EVENT_ID = 1
 
@@ -78,20 +80,22 @@ def participants(meters: list[sim.MeterRow], ders: list[sim.DerRow]) -> dict[int
     return {m: (f, r) for m, (f, r) in out.items() if f > 0}
 
 
-def hourly(fleet: sim.Fleet, start: datetime, hours: int, factor_at: Any = None) -> np.ndarray:
-    """Hourly kWh per fleet row, shape (hours, meters); ``factor_at(t)`` multiplies consumption."""
+def hourly(fleet: sim.Fleet, start: datetime, hours: int, plan: FlexPlan | None = None) -> np.ndarray:
+    """Hourly consumption kWh per fleet row, shape (hours, meters), minute by minute: what
+    ``domain.simulate`` reads at 60-s intervals (the loads model's power at each minute × the meter's
+    load factor), an hour of minutes at a time (``loads.power`` on a series). ``plan``: the DR windows,
+    set on the loads model's ``Flex`` as meter-sim's engine sets them."""
     out = np.zeros((hours, len(fleet)))
-    zeros = np.zeros(len(fleet))
+    fleet.loads.flex.clear()
+    if plan is not None:
+        plan.apply(fleet.loads.flex, start)
+    active = fleet.online & (fleet.k_consumption > 0)
+    first = int(start.timestamp())
     for h in range(hours):
-        for m in range(60):
-            t = start + timedelta(hours=h, minutes=m)
-            adjust = None
-            if factor_at is not None:
-                factor = factor_at(t)
-                if factor is not None:
-                    adjust = sim.Adjustment(factor, zeros, np.ones(len(fleet)), zeros)
-            r = sim.simulate(fleet, t, 60, adjust)
-            out[h] += np.where(r.active, r.consumption_kwh, 0.0)
+        minutes = first + h * 3600 + 60 * np.arange(60, dtype=np.int64)
+        kw = load_model.power(fleet.loads, minutes)[0]
+        out[h] = np.where(active, kw.sum(axis=0) / 60.0 * fleet.k_consumption, 0.0)
+    fleet.loads.flex.clear()
     return out
 
 
@@ -106,48 +110,40 @@ def main() -> None:
     rows = {int(m): i for i, m in enumerate(fleet.meter_id.tolist())}
     start = EVENT_DAY + timedelta(hours=args.start_hour)
     end = start + timedelta(hours=1)
-    factors = np.ones(len(fleet))
-    responders = 0
-    for meter_id, (f_kw, r_kw) in flex.items():
-        if domain.complies(args.seed, EVENT_ID, meter_id, PROGRAM["compliance"]):
-            responders += 1
-            factors[rows[meter_id]] = domain.shed_factor(
-                args.seed, EVENT_ID, meter_id, shed_share=PROGRAM["shed_share"], flexible_kw=f_kw,
-                rated_kw=r_kw, level=LEVEL,
-            )  # fmt: skip
-    rebound = np.array([rebound_multiplier(f, PROGRAM["rebound_share"]) for f in factors])
-
-    def with_event(t: datetime) -> np.ndarray | None:
-        # As meter-sim applies the two spikes: sampled at the interval's midpoint.
-        mid = t + timedelta(seconds=30)
-        if start <= mid < end:
-            return factors
-        if end <= mid < end + (end - start):
-            e = envelope("exp_decay", (mid - end).total_seconds(), (end - start).total_seconds())
-            return 1.0 + (rebound - 1.0) * e
-        return None
+    responders = [m for m in flex if domain.complies(args.seed, EVENT_ID, m, PROGRAM["compliance"])]
+    offset_c = domain.hvac_offset_c(PROGRAM["shed_share"], LEVEL)
+    window = FlexRow(EVENT_ID, start, end, offset_c, True, True, tuple(responders))
+    plan = FlexPlan(fleet.meter_id, [window])
 
     t0 = time.perf_counter()
     history = hourly(fleet, EVENT_DAY - timedelta(days=HISTORY_DAYS), HISTORY_DAYS * 24)
-    counterfactual = hourly(fleet, EVENT_DAY, 24)
-    with_dr = hourly(fleet, EVENT_DAY, 24, with_event)
+    # The event day up to 3 hours after the event, without and with it (identical before its start).
+    until = args.start_hour + 4
+    counterfactual = hourly(fleet, EVENT_DAY, until)
+    with_dr = counterfactual.copy()
+    with_dr[args.start_hour :] = hourly(fleet, start, until - args.start_hour, plan)
     elapsed = time.perf_counter() - t0
 
     idx = np.array([rows[m] for m in flex])
     event_h = np.array([args.start_hour])
     after_h = event_h + 1
+    after3_h = event_h + np.arange(1, 4)
     first_day = (EVENT_DAY - timedelta(days=HISTORY_DAYS) + timedelta(hours=UTC_OFFSET_H)).date()
     event_date = (EVENT_DAY + timedelta(hours=UTC_OFFSET_H)).date()
     baseline_event = 0.0
     baseline_after = 0.0
+    baseline_after3 = 0.0
     for i in idx:
         daily = {
             first_day + timedelta(days=k): history[k * 24 : (k + 1) * 24, i] for k in range(HISTORY_DAYS)
         }
-        base = domain.caiso_baseline(daily, event_date, set(), with_dr[:, i], event_h)
+        day_of = np.full(24, np.nan)
+        day_of[:until] = with_dr[:, i]
+        base = domain.caiso_baseline(daily, event_date, set(), day_of, event_h)
         assert base is not None
         baseline_event += float(base[event_h].sum())
         baseline_after += float(base[after_h].sum())
+        baseline_after3 += float(base[after3_h].sum())
     metered = float(with_dr[event_h][:, idx].sum())
     cf = float(counterfactual[event_h][:, idx].sum())
     result = {
@@ -155,7 +151,8 @@ def main() -> None:
         "event": f"{start.isoformat()} to {end.isoformat()} (local {args.start_hour}:00-{args.start_hour + 1}:00)",
         "homes": int(sum(1 for m in meters if m.er_kind == "home")),
         "enrolled": len(flex),
-        "responding": responders,
+        "responding": len(responders),
+        "hvac_offset_C": offset_c,
         "flexible_kW_enrolled": round(sum(f for f, _ in flex.values()), 1),
         "counterfactual_kWh": round(cf, 2),
         "metered_kWh": round(metered, 2),
@@ -164,6 +161,10 @@ def main() -> None:
         "shed_vs_caiso_kWh": round(baseline_event - metered, 2),
         "rebound_vs_counterfactual_kWh": round(float((with_dr - counterfactual)[after_h][:, idx].sum()), 2),
         "rebound_vs_caiso_kWh": round(float(with_dr[after_h][:, idx].sum()) - baseline_after, 2),
+        "rebound_3h_vs_counterfactual_kWh": round(
+            float((with_dr - counterfactual)[after3_h][:, idx].sum()), 2
+        ),
+        "rebound_3h_vs_caiso_kWh": round(float(with_dr[after3_h][:, idx].sum()) - baseline_after3, 2),
         "simulate_s": round(elapsed, 1),
         "loadavg": " ".join(f"{x:.1f}" for x in os.getloadavg()),
     }
@@ -173,8 +174,10 @@ def main() -> None:
     (RESULTS / "dr.md").write_text(
         "# A 1-hour DLC event on the demo world's enrolled homes\n\n"
         f"`uv run python bench/bench_dr.py --seed {args.seed}`: every home with flexible load enrolled in a"
-        " DLC programme (compliance 0.9, shed share 0.8, rebound share 0.5), a level-2 event"
-        f" {result['event']} on Wednesday 25 June 2025; meter-sim's physics at 60-s intervals, the event day"
+        " DLC programme (compliance 0.9, shed share 0.8), a level-2 event"
+        f" {result['event']} on Wednesday 25 June 2025, carried out through the loads model's Flex hook"
+        f" (thermostats set back {offset_c} °C, water heaters and EV charging deferred; the rebound is the"
+        " loads' own); meter-sim's physics at 60-s intervals, the event day"
         " simulated with and without the event; the CAISO 10-in-10 baseline (day-of adjustment capped ±20 %)"
         f" from the 14 days before. Simulated in {result['simulate_s']} s, load average {result['loadavg']}.\n\n"
         "| figure | value |\n|---|---:|\n"

@@ -1,9 +1,11 @@
 """The utility service on the real broker and database, with meter-sim and the aggregator in step mode.
 
-A small San Francisco feeder (homes with EV chargers and water heaters, one without flexible load) is
+A small San Francisco feeder (homes with EV chargers, water heaters and AC, one without flexible load) is
 simulated in hourly intervals for nine days; the utility forecasts, scores and prices it, then a DR event
-issued over HTTP reaches an OpenADR VEN (openleadr's client) and lowers the enrolled homes' metered load
-against their CAISO baseline, with a rebound after.
+issued over HTTP reaches an OpenADR VEN (openleadr's client) and, carried out by meter-sim's loads model
+(thermostats set back, water heaters and EV charging deferred through ``loads.Flex``), lowers the
+enrolled homes' metered load against their CAISO baseline, with a rebound after. A critical-peak price
+then moves the enrolled homes' EV charging out of the priced hours.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ pytestmark = pytest.mark.integration
 START = datetime(2025, 6, 2, 7, tzinfo=UTC)
 SF = {"city": "San Francisco", "latitude": 37.76, "longitude": -122.42}
 FLEX = ["Refrigerator", "Television", "LED Bulb", "EV Charger", "Electric Geyser", "Air Conditioner"]
+FLEXIBLE = 10
+EV_KW = 7.2  # an hourly reading of at least this much: the home's EV was charging at the interval's start
 
 
 @contextlib.asynccontextmanager
@@ -55,7 +59,7 @@ async def _call(client: httpx.AsyncClient, method: str, path: str, status: int, 
 
 
 async def _world(client: httpx.AsyncClient) -> tuple[list[int], int]:
-    """A utility, a feeder, a transformer, five flexible homes and one without flexible load."""
+    """A utility, a feeder, a transformer, ten flexible homes and one without flexible load."""
     await _call(
         client, "POST", "/admin/grid-node", 201, json={"name": "U", "code": "u1", "level": "utility", **SF}
     )
@@ -71,8 +75,8 @@ async def _world(client: httpx.AsyncClient) -> tuple[list[int], int]:
         json={"name": "T", "code": "t1", "level": "transformer", "parent_id": "f1", "capacity_kVA": 150, **SF},
     )  # fmt: skip
     homes = []
-    for i in range(6):
-        appliances = FLEX if i < 5 else ["Refrigerator", "Television", "LED Bulb"]
+    for i in range(FLEXIBLE + 1):
+        appliances = FLEX if i < FLEXIBLE else ["Refrigerator", "Television", "LED Bulb"]
         er = await _call(
             client,
             "POST",
@@ -85,7 +89,7 @@ async def _world(client: httpx.AsyncClient) -> tuple[list[int], int]:
             client, "POST", "/admin/meter/link", 200, json={"meter_id": meter["id"], "er_id": er["id"]}
         )
         homes.append(int(meter["id"]))
-    return homes[:5], homes[5]
+    return homes[:FLEXIBLE], homes[FLEXIBLE]
 
 
 async def _step(client: httpx.AsyncClient, intervals: int) -> None:
@@ -106,6 +110,16 @@ async def _until(
             await asyncio.sleep(0.2)
 
 
+async def _readings(settings: Settings, meter_ids: list[int], start: datetime, end: datetime) -> list[float]:
+    """Every hourly consumption reading of the meters in [start, end)."""
+    async with await connect(settings.db.url, settings.db.schema_name) as conn:
+        cur = await conn.execute(
+            "select consumption_kwh from meter_data where meter_id = any(%s) and ts >= %s and ts < %s",
+            (meter_ids, start, end),
+        )
+        return [float(r[0]) for r in await cur.fetchall()]
+
+
 async def _hourly(settings: Settings, meter_ids: list[int], start: datetime, end: datetime) -> float:
     async with await connect(settings.db.url, settings.db.schema_name) as conn:
         cur = await conn.execute(
@@ -117,11 +131,15 @@ async def _hourly(settings: Settings, meter_ids: list[int], start: datetime, end
         return float(row[0])
 
 
+@pytest.mark.timeout(600)  # nine simulated days, then three events: minutes on a loaded machine
 async def test_forecasts_prices_and_a_dr_event_through_openadr(settings: Settings) -> None:
     port = free_port()
     settings = settings.model_copy(
         update={
-            "sim": settings.sim.model_copy(update={"start": START, "interval_s": 3600}),
+            # A loaded machine stores nine days of readings slowly: wait for them longer than usual.
+            "sim": settings.sim.model_copy(
+                update={"start": START, "interval_s": 3600, "step_ack_timeout_s": 180}
+            ),
             "utility": settings.utility.model_copy(update={"openadr_port": port}),
         }
     )
@@ -202,7 +220,7 @@ async def test_forecasts_prices_and_a_dr_event_through_openadr(settings: Setting
             async with asyncio.timeout(30):
                 while ven.ven_id is None:
                     await asyncio.sleep(0.1)
-            start = now + timedelta(hours=2)
+            start = now + timedelta(hours=18)  # 18:00-20:00 local: EVs arrive home, water is drawn
             event = await _call(
                 client, "POST", "/dr/events", 201,
                 json={"program_id": program["id"], "start": start.isoformat(), "duration_min": 120, "level": 3},
@@ -225,7 +243,7 @@ async def test_forecasts_prices_and_a_dr_event_through_openadr(settings: Setting
         assert start.isoformat() in received[0]["event_descriptor"]["vtn_comment"]
 
         # The event's effect in the readings, measured against the CAISO baseline, then the rebound.
-        await _step(client, 2 + 2 + 4)
+        await _step(client, 18 + 2 + 4)
         done = await _until(client, f"/dr/events/{event['id']}", lambda b: b["shed_kWh"] is not None)
         end = start + timedelta(hours=2)
         during = await _hourly(settings, flexible, start, end)
@@ -252,6 +270,30 @@ async def test_forecasts_prices_and_a_dr_event_through_openadr(settings: Setting
         events = await _until(client, "/dr/events", lambda b: any(e["trigger"] == "overload" for e in b))
         log = await _call(client, "GET", "/dr/log", 200)
 
+        # A price change shifts enrolled EV charging: a critical-peak price 18:00-21:00 local tomorrow.
+        cpp = await _call(
+            client, "POST", "/dr/programs", 201,
+            json={"name": "EV CPP", "kind": "cpp", "cpp_rate": 60.0, "compliance": 1.0},
+        )  # fmt: skip
+        for meter_id in flexible:
+            await _call(
+                client, "POST", "/dr/enrolments", 201, json={"program_id": cpp["id"], "meter_id": meter_id}
+            )
+        peak = now + timedelta(hours=18)
+        await _call(
+            client, "POST", "/dr/events", 201,
+            json={"program_id": cpp["id"], "start": peak.isoformat(), "duration_min": 180},
+        )  # fmt: skip
+        await _step(client, 17)
+        priced = await _call(client, "GET", "/price", 200, params={"node": "f1"})
+        await _step(client, 3 + 4)
+        window = await _readings(settings, flexible, peak, peak + timedelta(hours=3))
+        after_peak = await _readings(settings, flexible, peak + timedelta(hours=3), peak + timedelta(hours=6))
+        usual = [
+            await _readings(settings, flexible, peak - timedelta(days=d), peak - timedelta(days=d, hours=-3))
+            for d in (2, 3, 7)  # the same hours on earlier weekdays (the DLC event's day left out)
+        ]
+
     assert done["status"] == "completed"
     assert done["shed_kWh"] > 0  # Σ CAISO baseline − Σ metered over the event hours
     assert done["rebound_kWh"] is not None
@@ -265,6 +307,15 @@ async def test_forecasts_prices_and_a_dr_event_through_openadr(settings: Setting
     assert auto_event["level"] == 3
     assert {p["meter_id"] for p in auto_event["participants"]} == set(flexible)
     assert auto_event["status"] in ("scheduled", "active")
+    # The critical-peak price is published for the window, and the enrolled EVs charge outside it:
+    # on ordinary days some charge in those hours; under the price none does, and they catch up after.
+    assert [p["period"] for p in priced["schedule"] if peak <= datetime.fromisoformat(p["timestamp"])][
+        :3
+    ] == ["critical-peak"] * 3
+    assert any(kwh >= EV_KW for day in usual for kwh in day)
+    assert len(window) == 3 * FLEXIBLE
+    assert not any(kwh >= EV_KW for kwh in window)
+    assert any(kwh >= EV_KW for kwh in after_peak)
     assert {"program.create", "enrol", "event.create", "openadr.register", "event.evaluated"} <= {
         e["action"] for e in log
     }

@@ -9,26 +9,31 @@ import numpy as np
 import pytest
 
 from gridsim_utility import domain
-from gridsim_utility.programs import rebound_multiplier
 
 START = datetime(2025, 5, 5, tzinfo=UTC)  # a Monday
 
 
-def synthetic(days: int, seed: int = 1, noise: float = 0.15) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """An hourly load with a daily shape, lower weekends, and independent noise."""
+LA = "America/Los_Angeles"
+
+
+def synthetic(days: int, seed: int = 1, noise: float = 0.15) -> tuple[np.ndarray, domain.Inputs]:
+    """An hourly load with a daily shape, lower weekends, and independent noise (UTC calendar)."""
     hours = days * 24
-    hour, weekend = domain.day_types(START, hours)
+    hour, weekday = domain.day_types(START, hours, "UTC")
     shape = 10 + 6 * np.sin((hour - 6) / 24 * 2 * np.pi) + 4 * (hour >= 18)
-    series = shape * np.where(weekend == 1, 0.8, 1.0)
+    series = shape * np.where(weekday >= 5, 0.8, 1.0)
     rng = np.random.default_rng(seed)
-    return series * (1 + noise * rng.standard_normal(hours)), hour, weekend
+    return series * (1 + noise * rng.standard_normal(hours)), domain.Inputs(hour=hour, weekday=weekday)
 
 
-def test_day_types_follow_local_time() -> None:
-    hour, weekend = domain.day_types(START, 48, utc_offset_h=-7)
-    assert hour[0] == 17  # 00:00 UTC Monday is 17:00 Sunday at UTC−7
-    assert weekend[0] == 1
-    assert weekend[7] == 0  # 07:00 UTC Monday is local midnight Monday
+def test_day_types_follow_local_time_with_daylight_saving() -> None:
+    hour, weekday = domain.day_types(START, 48, LA)
+    assert hour[0] == 17  # 00:00 UTC Monday 5 May is 17:00 Sunday in San Francisco (PDT, UTC−7)
+    assert weekday[0] == 6
+    assert weekday[7] == 0  # 07:00 UTC Monday is local midnight Monday
+    winter, _ = domain.day_types(datetime(2025, 12, 1, tzinfo=UTC), 1, LA)
+    assert winter[0] == 16  # PST, UTC−8
+    assert domain.local_hour(datetime(2025, 12, 1, tzinfo=UTC), LA) == 16
 
 
 def test_seasonal_naive_is_last_weeks_hour() -> None:
@@ -38,41 +43,75 @@ def test_seasonal_naive_is_last_weeks_hour() -> None:
 
 
 def test_regression_beats_seasonal_naive_on_noisy_weekly_load() -> None:
-    series, hour, weekend = synthetic(42)
+    series, inputs = synthetic(42)
     targets = range(35 * 24, 42 * 24)
     for h in domain.HORIZONS.values():
         naive = np.array([domain.seasonal_naive(series, t) for t in targets])
-        reg = np.array([domain.regression(series, t, h, hour=hour, weekend=weekend) for t in targets])
+        reg = np.array([domain.regression(series, t, h, inputs) for t in targets])
         actual = series[35 * 24 :]
         s_naive, s_reg = domain.score(actual, naive), domain.score(actual, reg)
         assert s_reg.mape_pct < 0.8 * s_naive.mape_pct
         assert abs(s_reg.bias_pct) < 3
 
 
+def test_regression_learns_the_weather_from_the_forecast() -> None:
+    """Load that follows the temperature: the regression with the temperature forecast (with error)
+    beats the one without it."""
+    series, inputs = synthetic(42, noise=0.03)
+    rng = np.random.default_rng(5)
+    daily = np.repeat(rng.normal(0, 3, 42), 24)  # a warm or cold day
+    series = series + 0.8 * daily
+    forecast = {h: daily + rng.normal(0, 0.8, len(daily)) for h in domain.HORIZONS.values()}
+    with_weather = domain.Inputs(inputs.hour, inputs.weekday, temperature=forecast)
+    targets = range(35 * 24, 42 * 24)
+    actual = series[35 * 24 :]
+    for h in domain.HORIZONS.values():
+        plain = np.array([domain.regression(series, t, h, inputs) for t in targets])
+        warm = np.array([domain.regression(series, t, h, with_weather) for t in targets])
+        assert domain.score(actual, warm).mape_pct < 0.8 * domain.score(actual, plain).mape_pct
+
+
+def test_solar_is_clear_sky_output_times_the_forecast_index() -> None:
+    hours = 30 * 24
+    hour, weekday = domain.day_types(START, hours, "UTC")
+    shape = np.clip(np.sin((hour - 6) / 12 * np.pi), 0, None)
+    rng = np.random.default_rng(3)
+    k = np.repeat(rng.uniform(0.3, 1.0, 30), 24)
+    production = 5.0 * shape * k
+    inputs = domain.Inputs(hour, weekday, clear_sky={24: k})
+    target = 29 * 24 + 12
+    assert domain.solar(production, target, 24, inputs) == pytest.approx(production[target], rel=1e-6)
+    assert domain.solar(production, 29 * 24 + 2, 24, inputs) == 0.0  # night
+    load = np.full(hours, 8.0)
+    assert domain.forecast("regression", load, production, target, 24, inputs=inputs)[1] == pytest.approx(
+        8.0 - production[target], rel=1e-6
+    )
+
+
 def test_regression_uses_nothing_after_its_issue_time() -> None:
-    series, hour, weekend = synthetic(36)
+    series, inputs = synthetic(36)
     target = 35 * 24 + 5
-    before = domain.regression(series, target, 24, hour=hour, weekend=weekend)
+    before = domain.regression(series, target, 24, inputs)
     changed = series.copy()
     changed[target - 24 :] *= 5  # the hours after the issue time, the target included
-    assert domain.regression(changed, target, 24, hour=hour, weekend=weekend) == before
+    assert domain.regression(changed, target, 24, inputs) == before
     changed[target - 25] *= 5  # the last hour known at issue time does count
-    assert domain.regression(changed, target, 24, hour=hour, weekend=weekend) != before
+    assert domain.regression(changed, target, 24, inputs) != before
 
 
 def test_regression_follows_a_level_shift_with_the_hour_ahead_horizon() -> None:
-    series, hour, weekend = synthetic(36, noise=0.0)
+    series, inputs = synthetic(36, noise=0.0)
     target = 35 * 24 + 12
     shifted = series.copy()
     shifted[target - 30 :] += 5.0  # a sudden rise, seen in the last day before the hour-ahead issue
-    flat = domain.regression(series, target, 1, hour=hour, weekend=weekend)
-    assert domain.regression(shifted, target, 1, hour=hour, weekend=weekend) > flat
+    flat = domain.regression(series, target, 1, inputs)
+    assert domain.regression(shifted, target, 1, inputs) > flat
 
 
 def test_regression_without_history_for_the_cell_is_nan() -> None:
     series = np.full(24 * 10, np.nan)
-    hour, weekend = domain.day_types(START, len(series))
-    assert math.isnan(domain.regression(series, 24 * 9, 1, hour=hour, weekend=weekend))
+    hour, weekday = domain.day_types(START, len(series), LA)
+    assert math.isnan(domain.regression(series, 24 * 9, 1, domain.Inputs(hour=hour, weekday=weekday)))
 
 
 def test_score_mape_wape_and_bias() -> None:
@@ -170,8 +209,9 @@ def test_shed_factor_and_rebound() -> None:
     assert all(0.1 <= f < 1.0 for f in factors)
     lower = domain.shed_factor(42, 1, 5, shed_share=0.8, flexible_kw=7.2, rated_kw=12.0, level=1)
     assert lower > factors[5]  # a milder level sheds less
-    assert rebound_multiplier(1.0, 0.5) == 1.0
-    assert rebound_multiplier(0.6, 0.5) > 1.0
+    # The thermostat setback grows with the level and the programme's shed share, within 0-4 °C.
+    assert domain.hvac_offset_c(0.8, 1) < domain.hvac_offset_c(0.8, 2) < domain.hvac_offset_c(0.8, 3) <= 4.0
+    assert domain.hvac_offset_c(0.3, 2) < domain.hvac_offset_c(0.8, 2)
 
 
 def test_event_hours_cover_partial_hours() -> None:

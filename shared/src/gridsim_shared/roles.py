@@ -44,6 +44,7 @@ OWNERS: dict[str, str] = {
     "simulation_clock": "meter-sim",
     "control_log": "meter-sim",
     "spikes": "meter-sim",
+    "flex_events": "meter-sim",
     "outages": "meter-sim",
     "outage_meters": "meter-sim",
     "meter_registers": "meter-sim",

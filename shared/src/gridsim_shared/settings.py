@@ -280,8 +280,8 @@ class HealthSettings(BaseModel):
 class UtilitySettings(BaseModel):
     """The utility's programmes: forecasts, dynamic prices, demand response, the OpenADR VTN."""
 
-    # Local time of hour-of-day and weekday features and of price periods, as a fixed UTC offset (hours).
-    utc_offset_h: int = Field(default=-7, ge=-14, le=14)
+    # Local time (hour-of-day and weekday features, price periods, the baseline's days) is the world's:
+    # the IANA zone of the climate most meters are in (gridsim_shared.climate), daylight saving included.
     # Real-time price: ToU rate × (1 + slope × (load / 28-day mean − 1)), clipped to [floor, cap] × rate.
     rtp_slope: float = Field(default=0.8, ge=0)
     rtp_floor_share: float = Field(default=0.5, gt=0)

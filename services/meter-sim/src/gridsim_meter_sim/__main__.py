@@ -6,7 +6,13 @@ import asyncio
 import functools
 from typing import Any
 
-from gridsim_meter_sim import booking_commands, control_commands, outage_commands, worldengine_commands
+from gridsim_meter_sim import (
+    booking_commands,
+    control_commands,
+    flex_commands,
+    outage_commands,
+    worldengine_commands,
+)
 from gridsim_meter_sim.engine import Engine
 from gridsim_meter_sim.handlers import Deps, router
 from gridsim_meter_sim.settings import Settings
@@ -47,6 +53,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             await bus.include(control_commands.router, deps)
             await bus.include(outage_commands.router, deps)
             await bus.include(booking_commands.router, deps)
+            await bus.include(flex_commands.router, deps)
             trip = functools.partial(outage_commands.on_transformer_trip, deps)
             await bus.subscribe(channels.EVENT, trip, type="transformer_trip")
         await engine.start()

@@ -20,10 +20,11 @@ from typing import Any, Literal
 
 from psycopg_pool import AsyncConnectionPool
 
-from gridsim_meter_sim import control_repository, domain, fleet_repository
+from gridsim_meter_sim import control_repository, domain, fleet_repository, flex_repository
 from gridsim_meter_sim.controls import SpikePlan
 from gridsim_meter_sim.domain import Fleet
 from gridsim_meter_sim.fleet_repository import ClockRow
+from gridsim_meter_sim.flex import FlexPlan
 from gridsim_meter_sim.grid_health import GridHealth
 from gridsim_meter_sim.publisher import Prepared, Publisher
 from gridsim_shared import channels
@@ -92,6 +93,7 @@ class Engine:
         self.clock: _Clock | None = None
         self.fleet: Fleet | None = None
         self.spikes: SpikePlan | None = None  # load/source spikes and generators on this fleet's rows
+        self.flex: FlexPlan | None = None  # demand-response windows on this fleet's flexible loads
         self.health = GridHealth(pool, bus)  # supply state and energy registers (grid_health.py)
         self.world_version = 0
         self._world_dirty = True
@@ -290,8 +292,10 @@ class Engine:
             self._world_dirty = False
             meters, ders = await fleet_repository.load_fleet_rows(self.pool, self.shard, self.shards)
             spikes = await control_repository.load_spikes(self.pool)
+            windows = await flex_repository.load_flex(self.pool)
             self.fleet = await asyncio.to_thread(domain.build_fleet, self.settings.sim.seed, meters, ders)
             self.spikes = SpikePlan(self.fleet, spikes)
+            self.flex = FlexPlan(self.fleet.meter_id, windows)
             _LOGGER.info("fleet loaded: %d meters (shard %d/%d)", len(self.fleet), self.shard, self.shards)
         assert self.fleet is not None
         if new_fleet or self.health.dirty:
@@ -304,6 +308,8 @@ class Engine:
 
     def _prepare(self, fleet: Fleet, when: datetime, interval_s: int) -> Prepared:
         adjust = self.spikes.adjustment(when, interval_s) if self.spikes is not None else None
+        if self.flex is not None:  # demand-response windows on the loads model's flexible loads
+            self.flex.apply(fleet.loads.flex, when)
         readings = self.health.apply(domain.simulate(fleet, when, interval_s, adjust))
         registers = self.health.registers.columns() if self.health.registers is not None else None
         return self.publisher.prepare(fleet, readings, registers)

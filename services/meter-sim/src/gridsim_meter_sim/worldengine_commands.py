@@ -264,6 +264,7 @@ async def _empty_world(conn: Conn) -> int:
     await conn.execute("update meters set parent_id = null where parent_id is not null")
     await conn.execute("delete from meters")
     await conn.execute("delete from energy_resources")  # DERs go with them (on delete cascade)
+    await conn.execute("delete from flex_events")  # demand-response windows name this world's meters
     for level in ("transformer", "feeder", "utility"):
         await conn.execute("delete from grid_nodes where level = %s", (level,))
     row = await fetch_one(

@@ -17,11 +17,21 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from gridsim_utility import domain
+from gridsim_shared.climate import Climate
+from gridsim_utility import domain, weather
 from gridsim_utility import repository as repo
 from gridsim_utility.repository import Conn, Node
 
-__all__ = ["History", "Issued", "floor_hour", "issue", "load_history", "price_schedule", "scores"]
+__all__ = [
+    "History",
+    "Issued",
+    "floor_hour",
+    "inputs_of",
+    "issue",
+    "load_history",
+    "price_schedule",
+    "scores",
+]
 
 F64 = npt.NDArray[np.float64]
 HOUR = timedelta(hours=1)
@@ -40,8 +50,10 @@ class History:
     hours: int  # length of every series (known hours + the 24 forecast hours after the issue time)
     load: dict[int, F64]
     net: dict[int, F64]
-    hour: npt.NDArray[np.intp]
-    weekend: npt.NDArray[np.intp]
+    hour: npt.NDArray[np.intp]  # local hour of day of each hour
+    weekday: npt.NDArray[np.intp]  # local weekday (Monday 0)
+    climate: Climate  # the world's: its time zone and the weather the forecasts are made from
+    seed: int
 
     def index(self, t: datetime) -> int:
         return int((t - self.start) / HOUR)
@@ -51,9 +63,10 @@ class History:
 
 
 async def load_history(
-    conn: Conn, nodes: Sequence[Node], issue_at: datetime, days: int, utc_offset_h: int
+    conn: Conn, nodes: Sequence[Node], issue_at: datetime, days: int, *, seed: int
 ) -> History:
-    """The hours before ``issue_at`` (``days`` of them) and room for 24 hours after."""
+    """The hours before ``issue_at`` (``days`` of them) and room for 24 hours after, in the world's
+    climate (its time zone for local hours and days)."""
     start = issue_at - timedelta(days=days)
     hours = days * 24 + 25
     load = {n.id: np.full(hours, np.nan) for n in nodes}
@@ -64,8 +77,9 @@ async def load_history(
         i = int((bucket - start) / HOUR)
         load[node_id][i] = consumption
         net[node_id][i] = consumption - production
-    hour, weekend = domain.day_types(start, hours, utc_offset_h)
-    return History(start, hours, load, net, hour, weekend)
+    climate = await repo.world_climate(conn)
+    hour, weekday = domain.day_types(start, hours, climate.timezone)
+    return History(start, hours, load, net, hour, weekday, climate, seed)
 
 
 @dataclass(frozen=True)
@@ -92,23 +106,38 @@ def issue(
     out: list[Issued] = []
     first = max(history.index(backfill_from), domain.WEEK_H)
     last = history.index(issue_at)
+    inputs = inputs_of(history)
     for horizon, h in domain.HORIZONS.items():
         # Targets whose issue time (target − h) is at or before now, from the window's start.
         targets = range(first + h, last + h + 1)
         for model in domain.MODELS:
             for node in nodes:
+                load_series = history.load[node.id]
+                production = load_series - history.net[node.id]
                 for t in targets:
                     when = history.time(t)
                     if (node.id, horizon, model, when) in done:
                         continue
-                    calendar = {"hour": history.hour, "weekend": history.weekend}
-                    load = domain.forecast(model, history.load[node.id], t, h, **calendar)
-                    net = domain.forecast(model, history.net[node.id], t, h, **calendar)
+                    load, net = domain.forecast(model, load_series, production, t, h, inputs=inputs)
                     if math.isnan(load) or math.isnan(net):
                         continue
                     # Load is never negative (a fit on a thin history can undershoot); net load can be.
                     out.append(Issued(node.id, horizon, model, when, when - h * HOUR, max(load, 0.0), net))
     return out
+
+
+def inputs_of(history: History) -> domain.Inputs:
+    """The calendar of the history's hours and the weather forecast of each horizon (with its error)."""
+    forecasts = {
+        h: weather.forecast(history.climate, history.seed, history.start, history.hours, h)
+        for h in domain.HORIZONS.values()
+    }
+    return domain.Inputs(
+        hour=history.hour,
+        weekday=history.weekday,
+        temperature={h: f.temperature_c for h, f in forecasts.items()},
+        clear_sky={h: f.clear_sky_index for h, f in forecasts.items()},
+    )
 
 
 def scores(
@@ -144,7 +173,6 @@ def price_schedule(
     stored: Sequence[dict[str, Any]],
     issue_at: datetime,
     cpp: Sequence[dict[str, Any]],
-    utc_offset_h: int,
 ) -> list[tuple[datetime, float, float, str]]:
     """(hour, ToU rate, price, period) for the 24 hours from ``issue_at``.
 
@@ -166,7 +194,7 @@ def price_schedule(
         for ev in cpp:
             if ev["start"] < t + HOUR and ev["end"] > t:
                 rate = float(ev["cpp_rate"])
-        local_hour = (t.hour + utc_offset_h) % 24
+        local_hour = domain.local_hour(t, history.climate.timezone)
         tou, price, period = domain.price_at(params, local_hour, forecast.get(t), reference, rate)
         out.append((t, tou, price, period))
     return out

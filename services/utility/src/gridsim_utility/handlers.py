@@ -101,7 +101,7 @@ async def on_overload(msg: GridEvent, path: EventPath, deps: Deps) -> None:
     """An overloaded transformer: an event now for the participants under it, on each programme that
     dispatches on overloads (their own overlapping events keep them out).
 
-    Run as a task: dispatching asks meter-sim for spikes over the bus, whose replies this subscription
+    Run as a task: dispatching asks meter-sim for a flexible-load window over the bus, whose replies this subscription
     would otherwise hold up."""
     task = asyncio.create_task(_overload_events(msg, path, deps))
     deps.tasks.add(task)
@@ -189,7 +189,7 @@ async def refresh(deps: Deps) -> bool:
         u = deps.settings.utility
         all_nodes = [n for n in await repo.nodes(conn) if n.level in ("utility", "feeder", "transformer")]
         history = await forecaster.load_history(
-            conn, all_nodes, issue_at, u.score_window_days + _HISTORY_EXTRA_DAYS, u.utc_offset_h
+            conn, all_nodes, issue_at, u.score_window_days + _HISTORY_EXTRA_DAYS, seed=deps.settings.sim.seed
         )
         window_start = issue_at - timedelta(days=u.score_window_days)
         done = await repo.forecast_targets(conn, window_start, issue_at + 25 * HOUR)
@@ -269,7 +269,6 @@ def _signal(
             stored=stored,
             issue_at=issue_at,
             cpp=cpp,
-            utc_offset_h=deps.settings.utility.utc_offset_h,
         )
     ]
     return PriceSignal(
@@ -336,7 +335,7 @@ async def _evaluate(deps: Deps, conn: Conn, metered_until: datetime) -> None:
         assert event is not None
         program = await repo.program(conn, event["program_id"])
         assert program is not None
-        results, rebound = await programs.evaluate(conn, event, program, deps.settings.utility.utc_offset_h)
+        results, rebound = await programs.evaluate(conn, event, program)
         async with conn.transaction():
             await repo.set_performance(conn, event_id, results)
             await repo.set_event(conn, event_id, evaluated_sim=metered_until, rebound_kwh=rebound)
@@ -414,7 +413,9 @@ async def forecast_scores(query: ScoreQuery, deps: Deps) -> list[ScoreRow]:
             return []
         end = forecaster.floor_hour(rolled)
         start = end - timedelta(days=u.score_window_days)
-        history = await forecaster.load_history(conn, nodes, end, u.score_window_days, u.utc_offset_h)
+        history = await forecaster.load_history(
+            conn, nodes, end, u.score_window_days, seed=deps.settings.sim.seed
+        )
         stored = await repo.forecasts(conn, [n.id for n in nodes], None, start, end)
     out = []
     for node in nodes:
@@ -444,14 +445,15 @@ def _finite(x: float) -> float | None:
 @router.handles(utility.PRICE)
 async def price(query: PriceQuery, deps: Deps) -> PriceSignal:
     """The current dynamic price of the utility or a feeder and its next 24 hours."""
-    u = deps.settings.utility
     async with deps.pool.connection() as conn:
         node = await _node(conn, query.node)
         if node.level not in ("utility", "feeder"):
             msg = f"node: {node.code} is a {node.level}; prices are set per utility and per feeder"
             raise InvalidError(msg, field="node")
         now = forecaster.floor_hour(await sim_now(deps, conn))
-        history = await forecaster.load_history(conn, [node], now, domain.TRAIN_DAYS, u.utc_offset_h)
+        history = await forecaster.load_history(
+            conn, [node], now, domain.TRAIN_DAYS, seed=deps.settings.sim.seed
+        )
         stored = await repo.forecasts(conn, [node.id], None, now, now + 24 * HOUR)
         cpp = [e for e in await repo.events_between(conn, now, now + 24 * HOUR) if e["cpp_rate"]]
     return _signal(deps, price_params(deps.settings), history, node, stored=stored, issue_at=now, cpp=cpp)
@@ -633,8 +635,8 @@ async def create_event_as(
                 {"program_id": body.program_id, "start": start, "end": end, "level": body.level,
                  "trigger": trigger, "reason": body.reason, "created_sim": now},
             )  # fmt: skip
-            # Spikes are requested inside the transaction: a failure rolls the event back (and dispatch
-            # ends the spikes it had made), so no event exists without its participants' responses.
+            # The window is requested inside the transaction: a failure rolls the event back, so no event
+            # exists without its participants' responses.
             parts = await programs.dispatch(
                 deps.bus, deps.settings.sim.seed, event_id,
                 program=program, enrolled=enrolled, start=start, end=end, level=body.level,
@@ -695,7 +697,7 @@ async def update_event(body: DrEventUpdate, deps: Deps) -> DrEvent:
                 msg = f"duration_min: meter {clash[0][0]} takes part in DR event {clash[0][1]} in that window"
                 raise ConflictError(msg, field="duration_min")
             parts = await repo.participation(conn, [event["id"]])
-            await programs.cancel_spikes(deps.bus, parts)
+            await programs.cancel_flex(deps.bus, parts)
             program = await _program_row(conn, event["program_id"])
             start = max(event["start"], now)
             taking_part = {p["meter_id"] for p in parts}
@@ -703,10 +705,8 @@ async def update_event(body: DrEventUpdate, deps: Deps) -> DrEvent:
                 deps.bus, deps.settings.sim.seed, event["id"], program=program,
                 enrolled=[e for e in enrolled if e["meter_id"] in taking_part], start=start, end=end, level=level,
             )  # fmt: skip
-            for meter_id, _complied, factor, shed, rebound in redone:
-                await repo.update_participation_spikes(
-                    conn, event["id"], meter_id, shed=shed, rebound=rebound, factor=factor
-                )
+            for meter_id, _complied, factor, flex_id in redone:
+                await repo.update_participation(conn, event["id"], meter_id, flex_id=flex_id, factor=factor)
             await repo.set_event(conn, event["id"], level=level, end=end)
             await repo.log(conn, now, "event.update", body.model_dump(mode="json"))
         view = await _event_view(deps, conn, event["id"])
@@ -728,7 +728,7 @@ async def cancel_event(body: DrEventRef, deps: Deps) -> DrEvent:
                 if event["end"] <= now:
                     msg = f"event_id: DR event {body.event_id} has ended; it can no longer be cancelled"
                     raise ConflictError(msg, field="event_id")
-                await programs.cancel_spikes(deps.bus, await repo.participation(conn, [event["id"]]))
+                await programs.cancel_flex(deps.bus, await repo.participation(conn, [event["id"]]))
                 await repo.set_event(conn, event["id"], status="cancelled", cancelled_sim=now)
                 await repo.log(conn, now, "event.cancel", {"event_id": event["id"]})
         view = await _event_view(deps, conn, event["id"])
@@ -894,10 +894,11 @@ async def _hourly_prices(
     deps: Deps, conn: Conn, node: Node, start: datetime, end: datetime
 ) -> dict[datetime, float]:
     """Each hour's dynamic price at a node, from the forecasts issued for it (as published)."""
-    u = deps.settings.utility
     params = price_params(deps.settings)
     stored = await repo.forecasts(conn, [node.id], None, start, end)
-    history = await forecaster.load_history(conn, [node], start, domain.TRAIN_DAYS, u.utc_offset_h)
+    history = await forecaster.load_history(
+        conn, [node], start, domain.TRAIN_DAYS, seed=deps.settings.sim.seed
+    )
     reference = history.load[node.id]
     ref = float(np.nanmean(reference)) if np.isfinite(reference).any() else None
     forecast: dict[datetime, float] = {}
@@ -912,7 +913,9 @@ async def _hourly_prices(
     out = {}
     t = start
     while t < end:
-        _, p, _ = domain.price_at(params, (t.hour + u.utc_offset_h) % 24, forecast.get(t), ref, cpp.get(t))
+        _, p, _ = domain.price_at(
+            params, domain.local_hour(t, history.climate.timezone), forecast.get(t), ref, cpp.get(t)
+        )
         out[t] = p
         t += HOUR
     return out

@@ -1,11 +1,12 @@
 """Demand-response events: dispatch to the simulated participants, and measured performance.
 
-A complying participant's response is carried into meter-sim's readings through meter-sim's own control
-API: a ``load`` spike on its meter multiplying its consumption by its shed factor for the event window,
-then an ``exp_decay`` spike for the rebound (energy recovered after the event). Who complies is a seeded
-draw per participant and event (``domain.complies``), so a run is repeatable. This is the utility's own
-adjustment of the meters' load (documented in docs/utility.md): meter-sim's appliance model has no
-flexible-load hook yet.
+A complying participant's response is carried into meter-sim's readings through meter-sim's loads model:
+one flexible-load window (meter-sim's ``create_flex`` command, the loads model's ``Flex`` hook) per event
+over its complying participants sets their thermostats back by the event's offset, holds their water
+heaters off and pauses their EV charging for the window; the rebound after it (the building's mass
+pulling the thermostat back, the water heaters' and EVs' recovery) is the loads' own physics. Who complies
+is a seeded draw per participant and event (``domain.complies``), so a run is repeatable: not every
+participant, not every time. See docs/utility.md.
 """
 
 from __future__ import annotations
@@ -18,33 +19,22 @@ from typing import Any
 
 import numpy as np
 
+from gridsim_shared import climate as climate_model
 from gridsim_shared.bus import Bus
 from gridsim_shared.commands import meter_sim
 from gridsim_shared.errors import RemoteError, RpcTimeout
-from gridsim_shared.schemas.controls import SpikeCreate, SpikeRefRequest
+from gridsim_shared.schemas.controls import FlexCreate, FlexRefRequest
 from gridsim_shared.schemas.utility import DrEvent, Participation
 from gridsim_utility import domain
 from gridsim_utility import repository as repo
 from gridsim_utility.repository import Conn
 
-__all__ = ["Dispatch", "cancel_spikes", "dispatch", "evaluate", "view"]
+__all__ = ["Dispatch", "cancel_flex", "dispatch", "evaluate", "view"]
 
 _LOGGER = logging.getLogger(__name__)
 HOUR = timedelta(hours=1)
-# meter-sim's exp_decay envelope falls to 5 % over the spike: e^(−3x), whose mean over [0, 1] is this.
-_EXP_DECAY_MEAN = (1.0 - math.exp(-3.0)) / 3.0
 
-Dispatch = tuple[int, bool, float, int | None, int | None]  # meter, complied, factor, shed, rebound spike
-
-
-def rebound_multiplier(factor: float, rebound_share: float) -> float:
-    """The rebound spike's peak multiplier: recovers ``rebound_share`` of the shed over as long again."""
-    return 1.0 + rebound_share * (1.0 - factor) / _EXP_DECAY_MEAN
-
-
-async def _spike(bus: Bus, body: SpikeCreate) -> int:
-    spike = await bus.call(meter_sim.CREATE_SPIKE, body)
-    return spike.id
+Dispatch = tuple[int, bool, float, int | None]  # meter, complied, expected factor, flexible-load window
 
 
 async def dispatch(
@@ -58,42 +48,8 @@ async def dispatch(
     end: datetime,
     level: int,
 ) -> list[Dispatch]:
-    """Draw each participant's response and schedule it in meter-sim; returns what to store."""
-    out: list[Dispatch] = []
-    try:
-        await _dispatch_each(
-            bus,
-            seed,
-            event_id,
-            program=program,
-            enrolled=enrolled,
-            start=start,
-            end=end,
-            level=level,
-            out=out,
-        )
-    except Exception:
-        # End what was already scheduled: the caller rolls the event back.
-        await cancel_spikes(
-            bus, [{"event_id": event_id, "shed_spike_id": d[3], "rebound_spike_id": d[4]} for d in out]
-        )
-        raise
-    return out
-
-
-async def _dispatch_each(
-    bus: Bus,
-    seed: int,
-    event_id: int,
-    *,
-    program: dict[str, Any],
-    enrolled: Sequence[dict[str, Any]],
-    start: datetime,
-    end: datetime,
-    level: int,
-    out: list[Dispatch],
-) -> None:
-    seconds = int((end - start).total_seconds())
+    """Draw each participant's response and schedule the complying ones' window in meter-sim."""
+    drawn: list[tuple[int, bool, float]] = []
     for row in enrolled:
         meter_id = int(row["meter_id"])
         complied = domain.complies(seed, event_id, meter_id, program["compliance"])
@@ -101,40 +57,30 @@ async def _dispatch_each(
             seed, event_id, meter_id, shed_share=program["shed_share"], flexible_kw=row["flexible_kw"],
             rated_kw=row["rated_kw"], level=level,
         )  # fmt: skip
-        if not complied:
-            out.append((meter_id, False, 1.0, None, None))
-            continue
-        name = f"dr-event-{event_id}"
-        shed = await _spike(
-            bus,
-            SpikeCreate(
-                kind="load", scope="meter", target=meter_id, multiplier=factor, start=start,
-                duration_s=seconds, shape="step", name=name,
-            ),
-        )  # fmt: skip
-        rebound = None
-        if program["rebound_share"] > 0:
-            rebound = await _spike(
-                bus,
-                SpikeCreate(
-                    kind="load", scope="meter", target=meter_id,
-                    multiplier=round(rebound_multiplier(factor, program["rebound_share"]), 4),
-                    start=end, duration_s=seconds, shape="exp_decay", name=f"{name}-rebound",
-                ),
-            )  # fmt: skip
-        out.append((meter_id, True, factor, shed, rebound))
+        drawn.append((meter_id, complied, factor if complied else 1.0))
+    responding = [m for m, complied, _ in drawn if complied]
+    flex_id = None
+    if responding:
+        body = FlexCreate(
+            meter_ids=responding,
+            start=start,
+            end=end,
+            hvac_offset_c=domain.hvac_offset_c(program["shed_share"], level),
+            defer_water=True,
+            defer_ev=True,
+            name=f"dr-event-{event_id}",
+        )
+        flex_id = (await bus.call(meter_sim.CREATE_FLEX, body)).id
+    return [(m, complied, factor, flex_id if complied else None) for m, complied, factor in drawn]
 
 
-async def cancel_spikes(bus: Bus, rows: Sequence[dict[str, Any]]) -> None:
-    """End the spikes of participants (an event cancelled or changed); already-ended ones are no-ops."""
-    for row in rows:
-        for key in ("shed_spike_id", "rebound_spike_id"):
-            if row[key] is None:
-                continue
-            try:
-                await bus.call(meter_sim.DELETE_SPIKE, SpikeRefRequest(spike_id=row[key]))
-            except (RemoteError, RpcTimeout):
-                _LOGGER.exception("could not end spike %s of event %s", row[key], row["event_id"])
+async def cancel_flex(bus: Bus, rows: Sequence[dict[str, Any]]) -> None:
+    """End the flexible-load windows of participants (an event cancelled or changed) now; idempotent."""
+    for flex_id in sorted({r["flex_id"] for r in rows if r.get("flex_id") is not None}):
+        try:
+            await bus.call(meter_sim.CANCEL_FLEX, FlexRefRequest(flex_id=flex_id))
+        except (RemoteError, RpcTimeout):
+            _LOGGER.exception("could not end flexible-load window %s", flex_id)
 
 
 def status(event: dict[str, Any], now: datetime) -> str:
@@ -187,7 +133,7 @@ def _round(x: float | None) -> float | None:
 
 
 async def evaluate(
-    conn: Conn, event: dict[str, Any], program: dict[str, Any], utc_offset_h: int
+    conn: Conn, event: dict[str, Any], program: dict[str, Any]
 ) -> tuple[list[tuple[int, float | None, float | None, float | None]], float | None]:
     """Each participant's CAISO baseline, metered kWh and credit over the event hours; and the rebound
     (Σ metered − baseline over as many hours after the event, complying participants)."""
@@ -195,7 +141,9 @@ async def evaluate(
     if not parts:
         return [], None
     start, end = event["start"], event["end"]
-    offset = timedelta(hours=utc_offset_h)
+    # Local days in the world's time zone, at the UTC offset of the event's start (daylight saving).
+    timezone = (await repo.world_climate(conn)).timezone
+    offset = timedelta(seconds=int(climate_model.utc_offset_s(timezone, int(start.timestamp()))))
     # The event day's local midnight (UTC), and the hours of that local day.
     day = (start + offset).replace(hour=0, minute=0, second=0, microsecond=0) - offset
     lookback = day - timedelta(days=domain.BASELINE_LOOKBACK_DAYS)

@@ -16,6 +16,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from gridsim_shared import climate as climate_model
+
 __all__ = [
     "FLEXIBLE_PROFILES",
     "Conn",
@@ -29,6 +31,7 @@ __all__ = [
     "node_hourly",
     "nodes",
     "rolled_until",
+    "world_climate",
 ]
 
 Conn = AsyncConnection[Any]
@@ -53,6 +56,20 @@ async def clock_row(conn: Conn) -> datetime | None:
     cur = await conn.execute("select current_datetime from simulation_clock")
     row = await cur.fetchone()
     return row[0] if row else None
+
+
+async def world_climate(conn: Conn) -> climate_model.Climate:
+    """The built-in climate (with its IANA time zone) of the place most of the world's meters are, as
+    meter-sim picks each meter's: the nearest to its position. San Francisco's when no meter has one."""
+    cur = await conn.execute(
+        "select round(latitude::numeric, 1)::float8, round(longitude::numeric, 1)::float8 from meters"
+        " where latitude is not null and longitude is not null group by 1, 2 order by count(*) desc, 1, 2"
+        " limit 1"
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return climate_model.climate_for(37.77, -122.42)
+    return climate_model.climate_for(float(row[0]), float(row[1]))
 
 
 async def rolled_until(conn: Conn) -> datetime | None:
@@ -306,25 +323,24 @@ async def insert_event(conn: Conn, values: dict[str, Any]) -> int:
 
 
 async def insert_participation(
-    conn: Conn, event_id: int, rows: Sequence[tuple[int, bool, float, int | None, int | None]]
+    conn: Conn, event_id: int, rows: Sequence[tuple[int, bool, float, int | None]]
 ) -> None:
-    """Each participant's draw and the spikes carrying its response."""
+    """Each participant's draw and the flexible-load window carrying its response."""
     async with conn.cursor() as cur:
         await cur.executemany(
-            "insert into dr_participation (event_id, meter_id, complied, shed_factor, shed_spike_id,"
-            " rebound_spike_id) values (%s, %s, %s, %s, %s, %s)",
+            "insert into dr_participation (event_id, meter_id, complied, shed_factor, flex_id)"
+            " values (%s, %s, %s, %s, %s)",
             [(event_id, *r) for r in rows],
         )
 
 
-async def update_participation_spikes(
-    conn: Conn, event_id: int, meter_id: int, *, shed: int | None, rebound: int | None, factor: float
+async def update_participation(
+    conn: Conn, event_id: int, meter_id: int, *, flex_id: int | None, factor: float
 ) -> None:
-    """Replace a participant's spikes (an event changed)."""
+    """Replace a participant's flexible-load window (an event changed)."""
     await conn.execute(
-        "update dr_participation set shed_spike_id = %s, rebound_spike_id = %s, shed_factor = %s"
-        " where event_id = %s and meter_id = %s",
-        (shed, rebound, factor, event_id, meter_id),
+        "update dr_participation set flex_id = %s, shed_factor = %s where event_id = %s and meter_id = %s",
+        (flex_id, factor, event_id, meter_id),
     )
 
 
@@ -385,7 +401,7 @@ async def participation(conn: Conn, event_ids: Sequence[int]) -> list[dict[str, 
     """Participants of the events."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "select event_id, meter_id, complied, shed_factor, shed_spike_id, rebound_spike_id, baseline_kwh,"
+            "select event_id, meter_id, complied, shed_factor, flex_id, baseline_kwh,"
             " metered_kwh, credit from dr_participation where event_id = any(%s) order by event_id, meter_id",
             (list(event_ids),),
         )

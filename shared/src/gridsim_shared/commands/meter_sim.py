@@ -265,6 +265,23 @@ DELETE_SPIKE: Command[controls.SpikeRefRequest, controls.Spike] = Command(
     controls.Spike,
     "End a spike now (a generator is decommissioned: its meter goes offline); idempotent.",
 )
+CREATE_FLEX: Command[controls.FlexCreate, controls.FlexEvent] = Command(
+    SERVICE,
+    "create_flex",
+    controls.FlexCreate,
+    controls.FlexEvent,
+    "Curtail the flexible loads of meters over a window (thermostat setback, water and EV deferral).",
+)
+GET_FLEX: Command[controls.FlexRefRequest, controls.FlexEvent] = Command(
+    SERVICE, "get_flex", controls.FlexRefRequest, controls.FlexEvent, "One flexible-load window."
+)
+CANCEL_FLEX: Command[controls.FlexRefRequest, controls.FlexEvent] = Command(
+    SERVICE,
+    "cancel_flex",
+    controls.FlexRefRequest,
+    controls.FlexEvent,
+    "End a flexible-load window now (the loads rebound from now); idempotent.",
+)
 ADD_DER: Command[controls.DerAdd, controls.DerInfo] = Command(
     SERVICE,
     "add_der",

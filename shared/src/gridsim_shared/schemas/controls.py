@@ -35,6 +35,9 @@ __all__ = [
     "DerRefRequest",
     "EventListRequest",
     "EventOut",
+    "FlexCreate",
+    "FlexEvent",
+    "FlexRefRequest",
     "Lifecycle",
     "LogType",
     "MeterEventRequest",
@@ -218,6 +221,58 @@ class SpikeRefRequest(_Request):
     """One spike."""
 
     spike_id: Id
+
+
+# ------------------------------------------------------------------------------ flexible-load windows
+
+
+class FlexCreate(_Request):
+    """A demand-response window on the flexible loads of some meters (the loads model's ``Flex`` hook).
+
+    During [start, end) thermostats move ``hvac_offset_c`` toward saving, water heaters hold their element
+    off and EV charging pauses (each as asked); afterwards the loads rebound (the building's mass pulls
+    the thermostat back, water heaters and EVs recover what the window held back). A meter in a later
+    window follows that one from its start (its earlier window's rebound stops).
+    """
+
+    meter_ids: list[Id] = Field(min_length=1, max_length=1_000_000)
+    start: datetime
+    end: datetime
+    hvac_offset_c: float = Field(default=0.0, ge=0, le=10, allow_inf_nan=False)
+    defer_water: bool = False
+    defer_ev: bool = False
+    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = ""
+
+    @model_validator(mode="after")
+    def _window(self) -> Self:
+        if self.end <= self.start:
+            msg = "end must be after start"
+            raise ValueError(msg)
+        if not (self.hvac_offset_c > 0 or self.defer_water or self.defer_ev):
+            msg = "ask for something: hvac_offset_c > 0, defer_water or defer_ev"
+            raise ValueError(msg)
+        return self
+
+
+class FlexEvent(BaseModel):
+    """A stored flexible-load window; ``end`` is earlier than asked when it was cancelled."""
+
+    id: int
+    name: str
+    meter_ids: list[int]
+    start: datetime
+    end: datetime
+    hvac_offset_c: float
+    defer_water: bool
+    defer_ev: bool
+    cancelled_at: datetime | None
+    created_at: datetime
+
+
+class FlexRefRequest(_Request):
+    """One flexible-load window."""
+
+    flex_id: Id
 
 
 # -------------------------------------------------------------------------------------------- DERs
