@@ -24,7 +24,13 @@ from gridsim_aggregator import service_levels
 from gridsim_aggregator.settings import AggregatorSettings
 from gridsim_billing import handlers as billing_handlers
 from gridsim_feasibility import handlers as feasibility_handlers
-from gridsim_meter_sim import booking_commands, control_commands, outage_commands, worldengine_commands
+from gridsim_meter_sim import (
+    booking_commands,
+    control_commands,
+    flex_commands,
+    outage_commands,
+    worldengine_commands,
+)
 from gridsim_meter_sim import handlers as meter_sim_handlers
 from gridsim_shared import channels, commands
 from gridsim_shared.bus import Bus, Router
@@ -67,7 +73,8 @@ def _meter_sim(bus: Bus, settings: Settings, pool: NoDatabase) -> list[tuple[Rou
         settings=settings, bus=bus, pool=_pool(pool), on_world_changed=lambda: None
     )
     routers = (meter_sim_handlers.router, worldengine_commands.router, control_commands.router)
-    return [(router, deps) for router in (*routers, outage_commands.router, booking_commands.router)]
+    extra = (outage_commands.router, booking_commands.router, flex_commands.router)
+    return [(router, deps) for router in (*routers, *extra)]
 
 
 def _aggregator(bus: Bus, settings: Settings, pool: NoDatabase) -> list[tuple[Router[Any], Any]]:
