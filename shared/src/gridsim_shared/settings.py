@@ -189,7 +189,8 @@ class GatewaySettings(BaseModel):
     # A job steps in chunks sized to take about this long, so progress is fresh and cancel is prompt.
     step_job_chunk_s: float = Field(default=1.0, gt=0)
     # GET /meter/stream?limit=1 is answered from the live batches for up to this many meters (the ones
-    # asked for most recently; about 1.5 KB each); 0 turns it off (every request reads the database).
+    # asked for most recently; 1.8 KB each with three readings, tracemalloc); 0 turns it off (every
+    # request reads the database).
     latest_readings_meters: int = Field(default=10_000, ge=0)
     # GET /grid with meters answers 422 above this many meters (page with /grid/children, /grid/search).
     grid_tree_max_meters: int = Field(default=20_000, ge=0)

@@ -155,12 +155,13 @@ async def load_world_bulk(
     first_er = await _reserve(
         conn, "energy_resources", sum(1 for m in meters if isinstance(m, dict) and m.get("er"))
     )
-    now = datetime.now(UTC)
+    now = datetime.now(UTC).isoformat()  # as COPY reads it, formatted once rather than per row
     by_code: dict[str, tuple[int, int, bool]] = {}  # lower(code) -> (id, transformer id, linked)
     ers: list[tuple[Any, ...]] = []
     ders: list[tuple[Any, ...]] = []
     rows: list[tuple[Any, ...]] = []
     prosumers = 0
+    resolved: dict[bytes, list[repository.ApplianceGroup]] = {}
     for index, raw in enumerate(meters):
         where = f"meters[{index}] ({raw.get('meter_id') if isinstance(raw, dict) else '?'})"
         try:
@@ -197,7 +198,12 @@ async def load_world_bulk(
             if item.er is not None:
                 er = item.er
                 er_id = first_er + len(ers)
-                groups = repository.resolve_appliances(known, er.appliance_type, er.appliances)
+                # A generated world repeats a few appliance sets: each distinct one is resolved once.
+                key = orjson.dumps([raw["er"].get("appliance_type"), raw["er"].get("appliances")])
+                groups = resolved.get(key)
+                if groups is None:
+                    groups = repository.resolve_appliances(known, er.appliance_type, er.appliances)
+                    resolved[key] = groups
                 ers.append(
                     (
                         er_id,
@@ -291,11 +297,29 @@ async def _reserve(conn: repository.Conn, table: str, n: int) -> int:
 
 
 async def _copy(conn: repository.Conn, target: str, rows: list[tuple[Any, ...]]) -> None:
+    """``COPY`` the rows in text format, encoded here: psycopg's ``write_row`` cost ~50 µs a row."""
     if not rows:
         return
     async with conn.cursor() as cur, cur.copy(f"copy {target} from stdin") as copy:
-        for row in rows:
-            await copy.write_row(row)
+        for start in range(0, len(rows), 10_000):
+            chunk = rows[start : start + 10_000]
+            await copy.write("".join("\t".join(map(_text, row)) + "\n" for row in chunk).encode())
+
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _text(value: Any) -> str:
+    """A value in COPY's text format (NULL as ``\\N``, backslash escapes in strings)."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, str):
+        return value.translate(_ESCAPES)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def _located(exc: Exception, where: str) -> Exception:

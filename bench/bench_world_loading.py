@@ -1,0 +1,162 @@
+"""A utility-sized world: ``gridsim world generate`` and meter-sim's bulk load of it, then its fleet query.
+
+    uv run python bench/bench_world_loading.py --meters 1000000 [--database-url ...]
+
+Generates a world file of N meters (100 per transformer), loads it into a scratch schema the way meter-sim
+does at start (``load_any_world``: bulk, one transaction), then reads the fleet as the engine does
+(``load_fleet_rows``). Each phase is timed, with the file's size, the process's peak memory and the load
+average. The ceiling, in the same run: ``COPY`` of the same meter rows into an empty copy of the table (what
+PostgreSQL alone needs for the biggest table). Writes ``bench/results/world_loading.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import secrets
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gridsim_meter_sim.fleet_repository import load_fleet_rows
+from gridsim_meter_sim.world_bulk import generate_world, load_any_world
+from gridsim_shared.db import apply_migrations, connect, open_pool
+from gridsim_shared.settings import DbSettings
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _backend_cpu_s(pid: int) -> float:
+    """CPU seconds of a PostgreSQL backend on this machine (utime + stime from /proc), 0 if unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run(url: str, meters: int) -> dict[str, Any]:
+    schema = f"bench_world_{secrets.token_hex(4)}"
+    out: dict[str, Any] = {"meters": meters}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "world.json"
+        t, c = time.perf_counter(), _cpu_s()
+        counts = generate_world(path, meters)
+        out["generate_s"] = round(time.perf_counter() - t, 2)
+        out["generate_cpu_s"] = round(_cpu_s() - c, 2)
+        out["file_mb"] = round(path.stat().st_size / 1e6, 1)
+        out["transformers"] = counts["transformers"]
+        await apply_migrations(url, schema)
+        try:
+            async with await connect(url, schema) as conn:
+                backend = int((await (await conn.execute("select pg_backend_pid()")).fetchone() or [0])[0])
+                await conn.commit()
+                t, c, b = time.perf_counter(), _cpu_s(), _backend_cpu_s(backend)
+                summary = await load_any_world(conn, path)
+                await conn.commit()
+                out["load_s"] = round(time.perf_counter() - t, 2)
+                out["load_cpu_s_python"] = round(_cpu_s() - c, 2)
+                out["load_cpu_s_postgres"] = round(_backend_cpu_s(backend) - b, 2)
+                out["energy_resources"] = summary.energy_resources
+                out["load_average_after_load"] = round(os.getloadavg()[0], 1)
+                # Ceiling: the meter rows alone, COPYed back into an empty copy of the table.
+                await conn.execute("create temp table meters_ceiling (like meters including defaults)")
+                t = time.perf_counter()
+                async with (
+                    conn.cursor() as src,
+                    src.copy("copy meters to stdout (format binary)") as dump,
+                ):
+                    data = b"".join([bytes(chunk) async for chunk in dump])
+                out["dump_s"] = round(time.perf_counter() - t, 2)
+                t, b = time.perf_counter(), _backend_cpu_s(backend)
+                async with (
+                    conn.cursor() as cur,
+                    cur.copy("copy meters_ceiling from stdin (format binary)") as copy,
+                ):
+                    await copy.write(data)
+                await conn.commit()
+                out["ceiling_copy_meters_s"] = round(time.perf_counter() - t, 2)
+                out["ceiling_copy_meters_cpu_s_postgres"] = round(_backend_cpu_s(backend) - b, 2)
+                await conn.execute("analyze")
+                await conn.commit()
+            async with open_pool(DbSettings(url=url, schema_name=schema)) as pool:
+                t, c = time.perf_counter(), _cpu_s()
+                rows = await load_fleet_rows(pool, shard=0, shards=1)
+                out["fleet_query_s"] = round(time.perf_counter() - t, 2)
+                out["fleet_query_cpu_s_python"] = round(_cpu_s() - c, 2)
+                out["fleet_rows"] = len(rows[0])
+        finally:
+            async with await connect(url, "public", autocommit=True) as conn:
+                await conn.execute(f"drop schema if exists {schema} cascade")
+    out["peak_rss_mb"] = round(_peak_mb())
+    out["load_average"] = round(os.getloadavg()[0], 1)
+    out["at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    return out
+
+
+def write(result: dict[str, Any]) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "world_loading.json"
+    runs = json.loads(path.read_text())["runs"] if path.exists() else []
+    runs = [r for r in runs if "ceiling_copy_meters_cpu_s_postgres" in r]  # runs before CPU accounting
+    runs = [r for r in runs if r["meters"] != result["meters"]] + [result]
+    machine = {"cpus": os.cpu_count(), "platform": platform.platform()}
+    path.write_text(json.dumps({"machine": machine, "runs": runs}, indent=2) + "\n")
+    lines = [
+        "# World loading: `gridsim world generate` and meter-sim's bulk load",
+        "",
+        f"Machine: {machine['cpus']} CPUs, {machine['platform']} (shared). "
+        "`uv run python bench/bench_world_loading.py --meters N`. Load = `load_any_world` (bulk: grid nodes "
+        "through the API's code, ERs, DERs and meters with COPY, one transaction, commit included); ceiling = "
+        "COPY of the same meter rows (binary) into an empty copy of the table, same run; fleet = meter-sim's "
+        "`load_fleet_rows` after ANALYZE. Peak RSS is this process's (generate + load + fleet).",
+        "",
+        "Wall seconds on this shared machine mean little at a load average of 20 (each process gets a tenth "
+        "of a core), so each phase is given in CPU seconds too (this process; the PostgreSQL backend's read "
+        "from /proc): on an idle 2-core machine the wall time is about their sum (the phases are sequential).",
+        "",
+        "| meters | transformers | file MB | generate s (CPU) | load s | load CPU s: python + PostgreSQL "
+        "| ceiling: COPY meters s (PG CPU) | fleet query s (CPU) | peak RSS MB | load avg | at |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in sorted(runs, key=lambda r: r["meters"]):
+        lines.append(
+            f"| {r['meters']:,} | {r['transformers']:,} | {r['file_mb']} | {r['generate_s']} "
+            f"({r['generate_cpu_s']}) | {r['load_s']} | {r['load_cpu_s_python']} + {r['load_cpu_s_postgres']} "
+            f"| {r['ceiling_copy_meters_s']} ({r['ceiling_copy_meters_cpu_s_postgres']}) | {r['fleet_query_s']} "
+            f"({r['fleet_query_cpu_s_python']}) | {r['peak_rss_mb']:,} | {r['load_average']} | {r['at']} |"
+        )
+    (RESULTS / "world_loading.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--meters", type=int, default=100_000)
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("GRIDSIM_DB__URL", "postgresql://postgres@127.0.0.1:5432/test"),
+    )
+    args = parser.parse_args()
+    write(asyncio.run(run(args.database_url, args.meters)))
+
+
+if __name__ == "__main__":
+    main()
