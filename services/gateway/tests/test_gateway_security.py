@@ -222,3 +222,28 @@ async def test_the_overload_webhook_is_signed() -> None:
     assert verify_signature(
         "s3cret", request.headers[TIMESTAMP_HEADER], request.content, request.headers[SIGNATURE_HEADER]
     )
+
+
+@pytest.mark.integration
+async def test_what_the_fuzzer_found_is_a_422_naming_the_field(settings: Settings) -> None:
+    """A month outside 1900-2999 (year 0 broke the services' datetime) and a malformed meter reference
+    on the switch routes (the command was built in the route, so its checks were a 500)."""
+    async with gateway_client(create_app(settings)) as client:
+        months = [
+            await client.get("/bill", params={"meter_id": 1, "month": "0000-01"}),
+            await client.get("/bills", params={"month": "9999-12"}),
+            await client.get("/bill/dynamic", params={"meter_id": 1, "month": "0000-12"}),
+            await client.get("/sla/f1", params={"month": "0000-01"}),
+        ]
+        switches = [
+            await client.post("/meter/b%C3%A4d%20code/disconnect"),
+            await client.post("/meter/b%C3%A4d%20code/reconnect"),
+            await client.post("/meter/M1/disconnect", params={"reason": ""}),
+        ]
+    for response in months:
+        assert (response.status_code, response.json()["error"]["field"]) == (422, "month"), response.text
+    assert [(r.status_code, r.json()["error"]["field"]) for r in switches] == [
+        (422, "meter"),
+        (422, "meter"),
+        (422, "reason"),
+    ], [r.text for r in switches]

@@ -31,7 +31,9 @@ __all__ = [
     "TradeQuery",
 ]
 
-MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+# Years 1900-2999: the calendar of Python's datetime ends at 9999 (and a month's end is the next one's
+# start), and year 0 does not exist; a month outside that range is a 422, never a 500 in a service.
+MONTH_PATTERN = r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])$"
 
 Month = Annotated[
     str, Field(pattern=MONTH_PATTERN, description="billing month, YYYY-MM", examples=["2025-06"])

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from gridsim_shared.schemas.billing import MONTH_PATTERN
 from gridsim_shared.schemas.meters import GridRef, MeterRef
 
 __all__ = [
@@ -34,7 +35,7 @@ __all__ = [
     "TransformerHealthRequest",
 ]
 
-Month = Annotated[str, StringConstraints(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+Month = Annotated[str, StringConstraints(pattern=MONTH_PATTERN)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 OutageScope = Literal["transformer", "section", "feeder"]
 OutageCause = Literal["fault", "planned", "overload_trip"]

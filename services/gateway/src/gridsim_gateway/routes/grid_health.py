@@ -13,7 +13,9 @@ import io
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import ValidationError
 
 from gridsim_gateway.deps import BusDep
 from gridsim_shared.schemas.health import (
@@ -85,18 +87,30 @@ async def reliability(query: Annotated[ReliabilityRequest, Query()], bus: BusDep
 # --------------------------------------------------------------- two-way communication with a meter
 
 
+def _switch_request(meter: str, reason: str | None) -> DisconnectRequest:
+    """The command from the path and query; a meter reference or reason out of shape is a 422 naming it
+    (built here, not by FastAPI, so its checks would otherwise surface as a 500)."""
+    try:
+        return DisconnectRequest(meter=meter, reason=reason)
+    except ValidationError as exc:
+        where = {"meter": "path", "reason": "query"}
+        raise RequestValidationError(
+            [{**e, "loc": (where.get(str(e["loc"][0]), "query"), *e["loc"])} for e in exc.errors()]
+        ) from exc
+
+
 @router.post("/meter/{meter}/disconnect")
 async def disconnect(meter: MeterRefPath, bus: BusDep, reason: str | None = None) -> SupplyResult:
     """Open the meter's service switch remotely (409 if it is open): from the next interval its readings
     show 0 V and no energy; a `disconnected` meter event is published."""
-    body = DisconnectRequest(meter=meter, reason=reason)
+    body = _switch_request(meter, reason)
     return SupplyResult.model_validate(await bus.request(METER_SIM, "disconnect", body))
 
 
 @router.post("/meter/{meter}/reconnect")
 async def reconnect(meter: MeterRefPath, bus: BusDep, reason: str | None = None) -> SupplyResult:
     """Close the meter's service switch again (409 if it is closed); a `reconnected` event follows."""
-    body = DisconnectRequest(meter=meter, reason=reason)
+    body = _switch_request(meter, reason)
     return SupplyResult.model_validate(await bus.request(METER_SIM, "reconnect", body))
 
 
