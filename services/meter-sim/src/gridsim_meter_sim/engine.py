@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -45,6 +46,8 @@ MAX_CATCH_UP = 10
 # A follower replays at most this many intervals it missed; a larger gap is a jump.
 MAX_FOLLOW = 1440
 _TASK = "clock"  # the supervised tick loop
+# A fleet load counts as progress for at most this many stall periods (10 min at the default 60 s).
+_LOAD_STALLS = 10
 PERSIST_EVERY_S = 1.0  # the clock row is written at most this often while ticking (and on every command)
 _THREAD_ABOVE = 2000  # fleets larger than this are simulated in a worker thread (PUBACKs keep flowing)
 
@@ -290,17 +293,39 @@ class Engine:
         new_fleet = self._world_dirty or self.fleet is None
         if new_fleet:
             self._world_dirty = False
-            meters, ders = await fleet_repository.load_fleet_rows(self.pool, self.shard, self.shards)
-            spikes = await control_repository.load_spikes(self.pool)
-            windows = await flex_repository.load_flex(self.pool)
-            self.fleet = await asyncio.to_thread(domain.build_fleet, self.settings.sim.seed, meters, ders)
-            self.spikes = SpikePlan(self.fleet, spikes)
-            self.flex = FlexPlan(self.fleet.meter_id, windows)
-            _LOGGER.info("fleet loaded: %d meters (shard %d/%d)", len(self.fleet), self.shard, self.shards)
+            await self._beating(self._load_fleet())
         assert self.fleet is not None
         if new_fleet or self.health.dirty:
-            await self.health.load(self.fleet, new_fleet=new_fleet)
+            await self._beating(self.health.load(self.fleet, new_fleet=new_fleet))
         return self.fleet
+
+    async def _load_fleet(self) -> None:
+        meters, ders = await fleet_repository.load_fleet_rows(self.pool, self.shard, self.shards)
+        spikes = await control_repository.load_spikes(self.pool)
+        windows = await flex_repository.load_flex(self.pool)
+        self.fleet = await asyncio.to_thread(domain.build_fleet, self.settings.sim.seed, meters, ders)
+        self.spikes = SpikePlan(self.fleet, spikes)
+        self.flex = FlexPlan(self.fleet.meter_id, windows)
+        _LOGGER.info("fleet loaded: %d meters (shard %d/%d)", len(self.fleet), self.shard, self.shards)
+
+    async def _beating(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` (a fleet load) while telling the clock's watchdog it is progress, not a stall.
+
+        A large fleet on a loaded machine takes longer than ``stall_after_s`` to load (100,000 meters:
+        over a minute at load 16); the watchdog then cancelled the load and the restarted clock began it
+        again from scratch, for ever. The beats stop after ``_LOAD_STALLS`` times ``stall_after_s``: a
+        load that hangs (a query that never returns) is still reported and restarted.
+        """
+        task = asyncio.ensure_future(work)
+        until = time.monotonic() + _LOAD_STALLS * self.settings.supervision.stall_after_s
+        try:
+            while not task.done():
+                await asyncio.wait({task}, timeout=self._idle_s(float("inf")))
+                if time.monotonic() < until:
+                    self.supervisor.beat(_TASK)
+            task.result()
+        finally:
+            task.cancel()
 
     def supply_changed(self) -> None:
         """Outages or disconnects changed: reload the supply plan (not the fleet) before the next interval."""
