@@ -109,12 +109,16 @@ class MonthCloser:
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     closed: list[str] = field(default_factory=list)
+    # The month boundary the last successful run closed up to (None until one succeeded).
+    checked_until: datetime | None = None
+    _target: datetime | None = None
 
     def __post_init__(self) -> None:
         self._idle.set()
 
-    def poke(self, work: Callable[[], Awaitable[list[str]]]) -> None:
-        """Run ``work`` now, or once more after the run in progress."""
+    def poke(self, work: Callable[[], Awaitable[list[str]]], boundary: datetime | None = None) -> None:
+        """Run ``work`` now, or once more after the run in progress (for months ending by ``boundary``)."""
+        self._target = boundary
         self._wake.set()
         self._idle.clear()
         if self._task is None or self._task.done():
@@ -124,8 +128,10 @@ class MonthCloser:
         try:
             while self._wake.is_set():
                 self._wake.clear()
+                target = self._target
                 try:
                     self.closed += await work()
+                    self.checked_until = target
                 except Exception:  # the database away, say: the next clock or watermark tries again
                     _LOGGER.exception("closing months failed; the next clock or watermark retries")
         finally:

@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from gridsim_billing import repository as repo
 from gridsim_billing.closing import MonthCloser, close_due_months, due
-from gridsim_billing.domain import Period, Tariff, bill_status, month_of, month_period
+from gridsim_billing.domain import Period, Tariff, bill_status, closed_until, month_of, month_period
 from gridsim_billing.ledger import Books, to_bill
 from gridsim_billing.repository import BillRecord, Conn, MeterRow
 from gridsim_billing.settings import Settings
@@ -99,8 +99,15 @@ def _poke_closer(deps: Deps) -> None:
             return []
         return await close_due_months(deps.settings, deps.pool, clock, watermark)
 
-    if deps.live.clock is not None and deps.live.watermark is not None:
-        deps.closer.poke(work)
+    clock, watermark = deps.live.clock, deps.live.watermark
+    if clock is None or watermark is None:
+        return
+    # The clock ticks many times a second; the database is asked only when a month boundary was crossed
+    # since the last run that succeeded (and once after every start, as checked_until starts empty).
+    tz = ZoneInfo(deps.settings.billing.timezone)
+    boundary = closed_until(clock.current_datetime, watermark.committed_until, clock.interval_s, tz)
+    if boundary is not None and boundary != deps.closer.checked_until:
+        deps.closer.poke(work, boundary)
 
 
 # ---------------------------------------------------------------- helpers
