@@ -4,7 +4,7 @@ Measures the same check at four depths, so the note can say where the time goes:
 
 1. ``pure``    — ``domain.decide`` over numpy columns (Haversine over all, rank, first that fits);
 2. ``engine``  — the service's decision against PostgreSQL (version check, fresh loads of candidates);
-3. ``service`` — ``bus.request("feasibility", "check")`` over MQTT to the running service;
+3. ``service`` — ``bus.call(feasibility.CHECK, request)`` over MQTT to the running service;
 4. ``gateway`` — ``POST /feasibility-check`` through the gateway app in-process (HTTP parsing, validation,
    MQTT, service, DB).
 
@@ -34,6 +34,7 @@ from gridsim_feasibility import domain, engine
 from gridsim_feasibility.__main__ import serve as serve_feasibility
 from gridsim_gateway.main import create_app
 from gridsim_shared.bus import Bus
+from gridsim_shared.commands import feasibility
 from gridsim_shared.db import apply_migrations, connect, open_pool
 from gridsim_shared.settings import DbSettings, MqttSettings, Settings, SimSettings
 from gridsim_shared.testing import gateway_client, running
@@ -187,8 +188,10 @@ async def bench_live(
             Bus(settings.mqtt, "bench", "0") as bus,
             gateway_client(create_app(settings)) as client,
         ):
+            # Built before timing: the figure is the command's round trip, not the caller's validation.
+            checks = [feasibility.CHECK.build(**body) for body in requests]
             results["service"] = _stats(
-                await _time([lambda b=b: bus.request("feasibility", "check", b) for b in requests])  # type: ignore[misc]
+                await _time([lambda c=c: bus.call(feasibility.CHECK, c) for c in checks])  # type: ignore[misc]
             )
             statuses: dict[str, int] = {}
 

@@ -40,6 +40,7 @@ from gridsim_meter_sim.publisher import Publisher
 from gridsim_meter_sim.registers import Registers
 from gridsim_meter_sim.supply import OutageRow, SupplyPlan
 from gridsim_shared.bus import Bus
+from gridsim_shared.commands import meter_sim
 from gridsim_shared.db import apply_migrations, connect
 from gridsim_shared.settings import DbSettings, MqttSettings, Settings, SimSettings
 from gridsim_shared.testing import gateway_client, running
@@ -118,14 +119,14 @@ async def bench_read(reads: int) -> dict[str, Any]:
             running(serve_meter_sim, settings=settings),
             gateway_client(create_app(settings)) as http,
         ):
-            await bus.request("meter-sim", "step", {"intervals": 5}, timeout=120)
-            meters = await bus.request("meter-sim", "list_meters", {"limit": 200}, timeout=30)
-            codes = [m["meter_id"] for m in meters if not m["children"] and m["er_id"] is not None][:reads]
+            await bus.call(meter_sim.STEP, meter_sim.STEP.build(intervals=5), timeout=120)
+            meters = await bus.call(meter_sim.LIST_METERS, meter_sim.LIST_METERS.build(limit=200), timeout=30)
+            codes = [m.meter_id for m in meters if not m.children and m.er_id is not None][:reads]
             mqtt_ms, http_ms = [], []
             for i in range(reads):
                 code = codes[i % len(codes)]
                 t = time.perf_counter()
-                await bus.request("meter-sim", "read_meter", {"meter": code}, timeout=10)
+                await bus.call(meter_sim.READ_METER, meter_sim.READ_METER.build(meter=code), timeout=10)
                 mqtt_ms.append((time.perf_counter() - t) * 1000)
                 t = time.perf_counter()
                 response = await http.get(f"/meter/{code}/read")

@@ -68,6 +68,7 @@ import psycopg
 from gridsim.embedded import EmbeddedServer, free_port, make_conninfo_url, port_answers, start_postgres
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
+from gridsim_shared.commands import billing, meter_sim
 from gridsim_shared.db import apply_migrations
 from gridsim_shared.errors import GridsimError
 from gridsim_shared.messages import ClockState, ServiceStatus, Watermark
@@ -327,7 +328,9 @@ class Run:
         while True:
             try:
                 async with Bus(self.mqtt, "chaos-driver") as bus:
-                    answer: dict[str, Any] = await bus.request("meter-sim", "clock", timeout=5)
+                    answer: dict[str, Any] = (await bus.call(meter_sim.CLOCK, timeout=5)).model_dump(
+                        mode="json"
+                    )
                     return answer
             except (GridsimError, ConnectionError, TimeoutError, OSError):
                 if time.monotonic() > deadline:
@@ -350,7 +353,7 @@ class Run:
         answer, and waiting out the request's timeout would count the driver's patience as recovery."""
         generation = self.services.generation["meter-sim"]
         request = asyncio.ensure_future(
-            bus.request("meter-sim", "step", {"intervals": intervals}, timeout=15)
+            bus.call(meter_sim.STEP, meter_sim.STEP.build(intervals=intervals), timeout=15)
         )
         try:
             while not request.done():
@@ -391,15 +394,16 @@ class Run:
         async with Bus(self.mqtt, "chaos-driver") as bus:
             while True:
                 try:
-                    page = await bus.request(
-                        "billing", "bills", {"month": month, "page_size": 1000}, timeout=5
+                    page = await bus.call(
+                        billing.BILLS, billing.BILLS.build(month=month, page_size=1000), timeout=5
                     )
                     break
                 except GridsimError:
                     if time.monotonic() > deadline:
                         raise
                     await asyncio.sleep(0.5)
-        return sorted(page["items"], key=lambda b: str(b.get("meter_id")))
+        items = [bill.model_dump(mode="json") for bill in page.items]
+        return sorted(items, key=lambda b: str(b.get("meter_id")))
 
 
 def _rows(url: str, query: str) -> list[tuple[Any, ...]]:

@@ -22,6 +22,7 @@ from gridsim_gateway.main import create_app
 from gridsim_meter_sim.__main__ import serve as serve_meter_sim
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
+from gridsim_shared.commands import meter_sim
 from gridsim_shared.errors import RemoteError, RpcTimeout
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import Collector, gateway_client, running
@@ -41,7 +42,7 @@ async def _system(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
             while True:  # meter-sim answers commands once it has started
                 with contextlib.suppress(RpcTimeout):
                     with contextlib.suppress(RemoteError):
-                        await bus.request("meter-sim", "appliances", timeout=0.5)
+                        await bus.call(meter_sim.APPLIANCES, timeout=0.5)
                     break
         yield client
 

@@ -22,12 +22,14 @@ from typing import Any
 
 import aiomqtt
 import pytest
+from pydantic import BaseModel
 
 from gridsim.certs import generate_certificates
 from gridsim.embedded import BrokerAuth, BrokerTls, EmbeddedServer, free_port, start_broker
 from gridsim.testing import integration_required
 from gridsim_shared import access, topics
 from gridsim_shared.bus import Bus, Router
+from gridsim_shared.channels import Command, NoArgs
 from gridsim_shared.messages import Reply, Request
 from gridsim_shared.settings import MqttSettings
 
@@ -104,6 +106,19 @@ async def _next(client: aiomqtt.Client, timeout: float = 20) -> aiomqtt.Message:
     raise AssertionError(msg)
 
 
+class Who(BaseModel):
+    who: str
+
+
+class Over(BaseModel):
+    over: str
+
+
+PROBE: Command[Who, dict[str, int]] = Command("meter-sim", "probe", Who, dict[str, int])
+SLOW: Command[NoArgs, dict[str, bool]] = Command("meter-sim", "slow", NoArgs, dict[str, bool])
+ECHO: Command[Over, Over] = Command("billing", "echo", Over, Over)
+
+
 @dataclass
 class Probe:
     """A command on a real Bus that records who called it."""
@@ -117,13 +132,13 @@ async def meter_sim(broker: Broker) -> AsyncIterator[tuple[Bus, Probe]]:
     probe = Probe([], asyncio.Event())
     router: Router[Probe] = Router()
 
-    @router.command("probe")
-    async def record(data: Any, deps: Probe) -> dict[str, Any]:
-        deps.calls.append(data)
+    @router.handles(PROBE)
+    async def record(data: Who, deps: Probe) -> dict[str, int]:
+        deps.calls.append(data.model_dump())
         return {"calls": len(deps.calls)}
 
-    @router.command("slow")
-    async def slow(data: Any, deps: Probe) -> dict[str, bool]:
+    @router.handles(SLOW)
+    async def slow(data: NoArgs, deps: Probe) -> dict[str, bool]:
         await deps.release.wait()
         return {"real": True}
 
@@ -160,7 +175,7 @@ async def test_the_dashboard_reads_readings_but_its_commands_change_nothing(
         forged = Request(correlation_id="d-1", reply_to=None, data={"who": "dashboard"})
         await dashboard.publish(_topic("cmd/meter-sim/probe"), forged.model_dump_json(), qos=1)
     async with Bus(broker.settings("operator"), "operator") as operator:
-        assert await operator.request("meter-sim", "probe", {"who": "operator"}) == {"calls": 1}
+        assert await operator.call(PROBE, Who(who="operator")) == {"calls": 1}
     assert probe.calls == [{"who": "operator"}]
 
 
@@ -185,7 +200,7 @@ async def test_a_forged_reply_on_another_clients_reply_topic_is_refused(
 ) -> None:
     _, probe = meter_sim
     async with Bus(broker.settings("gateway"), "gateway", client_id="gw-forge") as gateway:
-        request = asyncio.create_task(gateway.request("meter-sim", "slow", {}))
+        request = asyncio.create_task(gateway.call(SLOW))
         # the operator knows (or guesses) the reply topic and the correlation id
         reply_topic = topics.REPLY.build(BASE, topics.ClientPath("gateway", "gw-forge"))
         forged = Reply(correlation_id="gw-forge-0", status="ok", data={"real": False})
@@ -210,7 +225,7 @@ async def test_a_reply_to_outside_the_reply_namespace_is_ignored(
         bad = Request(correlation_id="o-1", reply_to=_topic("clock"), data={"who": "forged clock"})
         await operator.publish(_topic("cmd/meter-sim/probe"), bad.model_dump_json(), qos=1)
         async with Bus(broker.settings("operator"), "operator") as agent:
-            assert await agent.request("meter-sim", "probe", {"who": "agent"}) == {"calls": 1}
+            assert await agent.call(PROBE, Who(who="agent")) == {"calls": 1}
         assert probe.calls == [{"who": "agent"}]
         assert bus.dropped == dropped + 1
         with pytest.raises(TimeoutError):
@@ -220,16 +235,16 @@ async def test_a_reply_to_outside_the_reply_namespace_is_ignored(
 async def test_mqtts_works_end_to_end_with_generated_certificates(broker: Broker) -> None:
     router: Router[list[Any]] = Router()
 
-    @router.command("echo")
-    async def echo(data: Any, deps: list[Any]) -> Any:
-        deps.append(data)
+    @router.handles(ECHO)
+    async def echo(data: Over, deps: list[Any]) -> Over:
+        deps.append(data.model_dump())
         return data
 
     seen: list[Any] = []
     async with Bus(broker.settings("billing", tls=True), "billing") as service:
         await service.include(router, seen)
         async with Bus(broker.settings("gateway", tls=True), "gateway") as gateway:
-            assert await gateway.request("billing", "echo", {"over": "tls"}) == {"over": "tls"}
+            assert await gateway.call(ECHO, Over(over="tls")) == Over(over="tls")
     assert seen == [{"over": "tls"}]
     # the broker's certificate is checked: signed by the generated CA, for this address
     settings = broker.settings("gateway", tls=True)

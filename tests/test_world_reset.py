@@ -17,7 +17,9 @@ from psycopg import sql
 from gridsim_aggregator.__main__ import serve as serve_aggregator
 from gridsim_feasibility.__main__ import serve as serve_feasibility
 from gridsim_meter_sim.__main__ import serve as serve_meter_sim
+from gridsim_shared import commands
 from gridsim_shared.bus import Bus
+from gridsim_shared.commands import meter_sim
 from gridsim_shared.schemas import world
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import rollup_table, running
@@ -121,8 +123,8 @@ async def test_the_reset_is_answered_after_every_running_owner_emptied_its_table
             "feasibility": 0,
         }
         async with Bus(config.mqtt, "test-reset") as bus:
-            reply = await bus.request("meter-sim", "reset_world", {})
-            assert reply["meters"] == 1
+            reply = await bus.call(meter_sim.RESET_WORLD, meter_sim.RESET_WORLD.build())
+            assert reply.meters == 1
             # the reply came after both owners confirmed: nothing of the old world is left anywhere
             assert await _counts(config) == {
                 "meter_data": 0,
@@ -135,8 +137,8 @@ async def test_the_reset_is_answered_after_every_running_owner_emptied_its_table
                 "feasibility": 1,
             }
             # an owner told twice (a retried fan-out) does nothing the second time
-            again = await bus.request("feasibility", world.OPERATION, {"generation": 1})
-            assert again == {"service": "feasibility", "generation": 1, "deleted": {}}
+            again = await bus.call(commands.WORLD_RESET["feasibility"], world.WorldReset(generation=1))
+            assert again == world.WorldResetDone(service="feasibility", generation=1, deleted={})
 
 
 async def test_an_owner_that_was_not_running_empties_its_tables_when_it_starts(
@@ -146,7 +148,9 @@ async def test_an_owner_that_was_not_running_empties_its_tables_when_it_starts(
     async with running(serve_meter_sim, settings=config):
         await _seed_old_world(config)
         async with Bus(config.mqtt, "test-reset") as bus:
-            await bus.request("meter-sim", "reset_world", {})  # answered without the absent owners
+            await bus.call(
+                meter_sim.RESET_WORLD, meter_sim.RESET_WORLD.build()
+            )  # answered without the absent owners
         left = await _counts(config)
         assert (left["meter-sim"], left["connections"], left["meter_data"], left["feasibility"]) == (
             1,

@@ -115,7 +115,7 @@ async def test_commands_reply_with_data_or_the_error_and_time_out_without_a_serv
             await client.call(LOOKUP, Lookup(meter_id="m-9"))
         assert (missing.value.status, missing.value.field) == (404, "meter_id")
         with pytest.raises(RemoteError) as invalid:  # what a caller of another version might send
-            await client.request("billing", "lookup", {"meter": 1})
+            await client.call(LOOKUP, Lookup.model_construct())  # sends {}: no meter_id
         assert (invalid.value.status, invalid.value.field) == (422, "meter_id")
         with pytest.raises(RemoteError) as unknown:
             await client.call(NOTHING)

@@ -30,6 +30,7 @@ from gridsim_gateway.main import create_app
 from gridsim_meter_sim.__main__ import serve as serve_meter_sim
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
+from gridsim_shared.commands import meter_sim
 from gridsim_shared.db import open_pool
 from gridsim_shared.settings import HealthSettings, Settings
 from gridsim_shared.testing import Collector, gateway_client, running
@@ -109,11 +110,9 @@ class Pipeline:
     meter_events: Collector
 
     async def step(self, intervals: int = 1) -> dict[str, Any]:
-        result: dict[str, Any] = await self.bus.request(
-            "meter-sim", "step", {"intervals": intervals}, timeout=120
-        )
-        assert result["stored"] is True
-        return result
+        result = await self.bus.call(meter_sim.STEP, meter_sim.STEP.build(intervals=intervals), timeout=120)
+        assert result.stored is True
+        return result.model_dump(mode="json")
 
     async def get(self, path: str, status: int = 200, **params: Any) -> Any:
         response = await self.http.get(path, params=params)
@@ -222,7 +221,7 @@ async def test_switching_and_the_sla_report(settings: Settings) -> None:
 
         # Closing the month's last interval raises one sla_breach per feeder that missed a threshold.
         last_day = calendar.monthrange(when.year, when.month)[1]
-        await p.bus.request("meter-sim", "jump", {"to": f"{month}-{last_day:02d}T23:58:00Z"})
+        await p.bus.call(meter_sim.JUMP, meter_sim.JUMP.build(to=f"{month}-{last_day:02d}T23:58:00Z"))
         await p.step(3)
         async with asyncio.timeout(30):
             while len([e for e, _ in p.events.messages if e.type == "sla_breach"]) < 2:

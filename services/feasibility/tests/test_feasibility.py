@@ -17,6 +17,7 @@ from gridsim_gateway.main import create_app
 from gridsim_meter_sim.__main__ import serve as serve_meter_sim
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
+from gridsim_shared.commands import meter_sim
 from gridsim_shared.db import connect
 from gridsim_shared.settings import FeasibilitySettings, Settings
 from gridsim_shared.testing import Collector, gateway_client, rollup_table, running
@@ -435,7 +436,7 @@ async def test_created_meter_produces_readings(settings: Settings) -> None:
         async with asyncio.timeout(20):
             while not readings.messages:
                 # meter-sim reloads its world on the notification; step until the new meter reports.
-                await bus.request("meter-sim", "step", {"intervals": 1}, timeout=15)
+                await bus.call(meter_sim.STEP, meter_sim.STEP.build(intervals=1), timeout=15)
                 with contextlib.suppress(TimeoutError):
                     await readings.wait_for(1, timeout=1)
         reading, path = readings.messages[0]

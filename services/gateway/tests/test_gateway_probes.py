@@ -15,6 +15,7 @@ from gridsim_gateway.main import create_app
 from gridsim_gateway.state import LiveState, instance_state
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
+from gridsim_shared.commands import billing
 from gridsim_shared.errors import RemoteError
 from gridsim_shared.memory_bus import MemoryBroker
 from gridsim_shared.messages import ServiceStatus
@@ -154,7 +155,7 @@ async def test_metrics_export_the_status_counters_and_rpc_latency(settings: Sett
         await _get_until(client, "/health", lambda r: r.json()["services"]["billing"] == "online")
         # Ready: billing serves its commands (a 503 without a clock is still answered, still timed).
         with contextlib.suppress(RemoteError):
-            await bus.request("billing", "list_trades", {})
+            await bus.call(billing.LIST_TRADES, billing.LIST_TRADES.build())
         text = (await client.get("/metrics")).text
     assert 'gridsim_bus_received{instance="0",service="gateway"}' in text
     assert 'gridsim_task_crashes{instance="0",service="billing",task="heartbeat"} 0.0' in text

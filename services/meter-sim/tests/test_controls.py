@@ -22,6 +22,7 @@ from gridsim_gateway.main import create_app
 from gridsim_meter_sim.__main__ import serve
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
+from gridsim_shared.commands import meter_sim
 from gridsim_shared.db import open_pool
 from gridsim_shared.errors import RemoteError
 from gridsim_shared.messages import MeterReading
@@ -111,8 +112,8 @@ class Grid:
 
     async def step(self) -> dict[str, MeterReading]:
         """Simulate one interval; its readings by meter code (exactly the meters that reported)."""
-        result = await self.bus.request("meter-sim", "step", {"intervals": 1}, timeout=60)
-        when = datetime.fromisoformat(result["last_interval"])
+        result = await self.bus.call(meter_sim.STEP, meter_sim.STEP.build(intervals=1), timeout=60)
+        when = result.last_interval
         async with asyncio.timeout(10):
             while True:
                 got = {r.meter_code: r for r, _ in self.readings.messages if r.timestamp == when}
@@ -541,38 +542,47 @@ async def test_tamper_fault_and_outage_events(settings: Settings) -> None:
 async def test_the_same_controls_over_mqtt_with_replies(settings: Settings) -> None:
     async with grid(settings) as g:
         await g.step()
-        reply = await g.bus.request(
-            "meter-sim", "control", {"pincode": "222222", "appliance_type": "AC", "load_factor": 2}
+        reply = await g.bus.call(
+            meter_sim.CONTROL, meter_sim.CONTROL.build(pincode="222222", appliance_type="AC", load_factor=2)
         )
-        assert reply["meter_codes"] == ["C2"]
-        spike = await g.bus.request(
-            "meter-sim", "create_spike", {"scope": "meter", "target": "X", "multiplier": 5, "duration_s": 60}
+        assert reply.meter_codes == ["C2"]
+        spike = await g.bus.call(
+            meter_sim.CREATE_SPIKE,
+            meter_sim.CREATE_SPIKE.build(scope="meter", target="X", multiplier=5, duration_s=60),
         )
-        der = await g.bus.request("meter-sim", "add_der", {"er_id": g.ids["er_G1"], "appliance": "EV"})
-        assert der["producing_or_consuming"] is True
+        der = await g.bus.call(
+            meter_sim.ADD_DER, meter_sim.ADD_DER.build(er_id=g.ids["er_G1"], appliance="EV")
+        )
+        assert der.producing_or_consuming is True
         r = await g.step()
         assert consumption(r) == approx(
             NORMAL | {"C2": 2 * NORMAL["C2"], "X": 5 * NORMAL["X"], "G1": NORMAL["G1"] + BASE[EV]}
         )
-        assert [s["id"] for s in await g.bus.request("meter-sim", "list_spikes", {})] == [spike["id"]]
+        assert [s.id for s in await g.bus.call(meter_sim.LIST_SPIKES, meter_sim.LIST_SPIKES.build())] == [
+            spike.id
+        ]
 
-        panel = await g.bus.request(
-            "meter-sim", "add_der", {"er_id": g.ids["er_X"], "appliance": 12, "lifecycle": "purchased"}
+        panel = await g.bus.call(
+            meter_sim.ADD_DER,
+            meter_sim.ADD_DER.build(er_id=g.ids["er_X"], appliance=12, lifecycle="purchased"),
         )
         with pytest.raises(RemoteError) as refused:
-            await g.bus.request("meter-sim", "update_der", {"der_id": panel["id"], "lifecycle": "connected"})
+            await g.bus.call(
+                meter_sim.UPDATE_DER, meter_sim.UPDATE_DER.build(der_id=panel.id, lifecycle="connected")
+            )
         assert (refused.value.status, refused.value.field) == (409, "lifecycle")
         with pytest.raises(RemoteError) as invalid:
-            await g.bus.request("meter-sim", "control", {"load_factor": 1})
+            # sent unvalidated, so the service validates it (and refuses it)
+            await g.bus.call(meter_sim.CONTROL, meter_sim.CONTROL.request.model_construct(load_factor=1))
         assert invalid.value.status == 422
 
-        event = await g.bus.request("meter-sim", "meter_event", {"meter": "G1", "type": "fault"})
-        assert event["reporting"] is False
+        event = await g.bus.call(meter_sim.METER_EVENT, meter_sim.METER_EVENT.build(meter="G1", type="fault"))
+        assert event.reporting is False
         await g.events.wait_for(2)
         assert {e.type for e, _ in g.events.messages} == {"fault", "status"}
         assert "G1" not in await g.step()
 
-        log = await g.bus.request("meter-sim", "control_log", {"meter": "G1"})
-        assert [e["action"] for e in log] == ["der_create", "meter_event.fault"]
-        events = await g.bus.request("meter-sim", "events", {"subject": "G1"})
-        assert {e["type"] for e in events} == {"fault", "status"}
+        log = await g.bus.call(meter_sim.CONTROL_LOG, meter_sim.CONTROL_LOG.build(meter="G1"))
+        assert [e.action for e in log] == ["der_create", "meter_event.fault"]
+        events = await g.bus.call(meter_sim.EVENTS, meter_sim.EVENTS.build(subject="G1"))
+        assert {e.type for e in events} == {"fault", "status"}

@@ -15,6 +15,7 @@ from gridsim_gateway.main import create_app
 from gridsim_meter_sim.__main__ import serve
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
+from gridsim_shared.commands import meter_sim as commands
 from gridsim_shared.db import open_pool
 from gridsim_shared.messages import ClockState, MeterReading, ReadingBatch
 from gridsim_shared.settings import Settings
@@ -77,8 +78,8 @@ async def meter_sim(settings: Settings) -> AsyncIterator[Bus]:
 
 
 async def step(bus: Bus, intervals: int) -> dict[str, Any]:
-    result: dict[str, Any] = await bus.request("meter-sim", "step", {"intervals": intervals}, timeout=60)
-    return result
+    result = await bus.call(commands.STEP, commands.STEP.build(intervals=intervals), timeout=60)
+    return result.model_dump(mode="json")
 
 
 async def test_linked_meters_read_unlinked_and_switched_off_ones_do_not(settings: Settings) -> None:
@@ -231,9 +232,9 @@ async def test_the_clock_resumes_where_it_stopped(settings: Settings) -> None:
     await insert_world(settings)
     async with meter_sim(settings) as bus:
         await step(bus, 5)
-        await bus.request("meter-sim", "set_speed", {"speed": 720})
+        await bus.call(commands.SET_SPEED, commands.SET_SPEED.build(speed=720))
     async with meter_sim(settings) as bus:
-        clock = await bus.request("meter-sim", "clock")
+        clock = (await bus.call(commands.CLOCK)).model_dump(mode="json")
         assert clock["tick"] == 5
         assert clock["current_datetime"] == "2025-06-20T00:05:00Z"
         assert clock["speed"] == 720

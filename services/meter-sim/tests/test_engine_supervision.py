@@ -20,6 +20,7 @@ from test_engine import insert_world, meter_sim
 from gridsim.embedded import free_port, start_postgres
 from gridsim_meter_sim import domain, fleet_repository
 from gridsim_shared import channels
+from gridsim_shared.commands import meter_sim as commands
 from gridsim_shared.db import apply_migrations
 from gridsim_shared.messages import ReadingBatch, ServiceStatus
 from gridsim_shared.settings import DbSettings, Settings, SupervisionSettings
@@ -32,8 +33,8 @@ FAST = SupervisionSettings(restart_backoff_s=0.05, max_backoff_s=0.05, heartbeat
 
 async def _clock_running(bus: Any) -> None:
     # 6000 simulated s per real s: an interval every 10 ms.
-    await bus.request("meter-sim", "set_speed", {"speed": 6000})
-    await bus.request("meter-sim", "resume")
+    await bus.call(commands.SET_SPEED, commands.SET_SPEED.build(speed=6000))
+    await bus.call(commands.RESUME)
 
 
 async def _batches_until(batches: Collector, count: int, timeout: float = 60.0) -> list[ReadingBatch]:
@@ -87,7 +88,7 @@ async def test_a_publish_that_times_out_is_retried_and_the_clock_goes_on(
         await _clock_running(bus)
         await _batches_until(batches, 10)
         assert len(failed) == 2
-        await bus.request("meter-sim", "pause")
+        await bus.call(commands.PAUSE)
         status = await _status_until(
             statuses, lambda s: s.detail["clock_state"] == "paused" and s.detail["publish_retries"] >= 2
         )
@@ -130,7 +131,7 @@ async def test_a_database_error_under_the_clock_is_counted_and_the_clock_goes_on
         assert "OperationalError" in status.detail["tasks"]["clock"]["last_error"]
         seen = len({b.timestamp for b, _ in batches.messages})
         await _batches_until(batches, seen + 5)  # still ticking after the crashes
-        await bus.request("meter-sim", "pause")
+        await bus.call(commands.PAUSE)
         status = await _status_until(statuses, lambda s: s.detail["clock_state"] == "paused")
         _none_lost(status, [b for b, _ in batches.messages])
 
@@ -169,7 +170,7 @@ async def test_a_real_postgresql_restart_under_the_running_clock_is_survived(
             server = await asyncio.to_thread(start)
             seen = len({b.timestamp for b, _ in batches.messages})
             await _batches_until(batches, seen + 5, timeout=120)  # still ticking after the restart
-            await bus.request("meter-sim", "pause", timeout=30)
+            await bus.call(commands.PAUSE, timeout=30)
             status = await _status_until(statuses, lambda s: s.detail["clock_state"] == "paused", 60)
             _none_lost(status, [b for b, _ in batches.messages])
     finally:
@@ -198,7 +199,7 @@ async def test_a_fleet_load_slower_than_the_watchdog_is_not_a_stall(
         statuses = await Collector(bus, channels.STATUS, service="meter-sim").start()
         await _clock_running(bus)
         await _batches_until(batches, 3)
-        await bus.request("meter-sim", "pause")
+        await bus.call(commands.PAUSE)
         status = await _status_until(statuses, lambda s: s.detail["clock_state"] == "paused")
     # Loaded once: the load was not cancelled as a stall and begun again (a loaded machine may still
     # see a slow interval counted as a stall, so the stall counter itself is not asserted).

@@ -13,6 +13,7 @@ from test_engine import START, insert_world, meter_sim
 
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
+from gridsim_shared.commands import meter_sim as commands
 from gridsim_shared.messages import ServiceStatus, Watermark
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import Collector
@@ -55,7 +56,7 @@ async def test_a_step_waits_for_the_watermark_when_the_window_is_full(settings: 
         batches = await Collector(bus, channels.BATCH).start()
         statuses = await Collector(bus, channels.STATUS, service="meter-sim").start()
         await _aggregator_at(bus, START - MINUTE)
-        step = asyncio.create_task(bus.request("meter-sim", "step", {"intervals": 10}, timeout=120))
+        step = asyncio.create_task(bus.call(commands.STEP, commands.STEP.build(intervals=10), timeout=120))
         try:
             detail = await _status_until(
                 statuses, lambda d: d.get("flow_waits", 0) >= 1 and d["ahead_intervals"] == 3, timeout=15
@@ -86,10 +87,10 @@ async def test_the_drop_policy_skips_intervals_and_counts_them(settings: Setting
         batches = await Collector(bus, channels.BATCH).start()
         statuses = await Collector(bus, channels.STATUS, service="meter-sim").start()
         await _aggregator_at(bus, START - MINUTE)
-        await bus.request("meter-sim", "set_speed", {"speed": 6000})
-        await bus.request("meter-sim", "resume")
+        await bus.call(commands.SET_SPEED, commands.SET_SPEED.build(speed=6000))
+        await bus.call(commands.RESUME)
         await _status_until(statuses, lambda d: d.get("flow_dropped", 0) >= 5)
-        await bus.request("meter-sim", "pause")
+        await bus.call(commands.PAUSE)
         detail = await _status_until(statuses, lambda d: d["clock_state"] == "paused")
     published = {b.timestamp for b, _ in batches.messages}
     # Never beyond the window (watermark + 2 intervals), whatever the schedule's own catch-up skipped.
@@ -105,6 +106,6 @@ async def test_without_an_aggregator_ever_seen_meter_sim_is_not_held(settings: S
     settings = _windowed(settings)
     await insert_world(settings)
     async with meter_sim(settings) as bus:
-        result = await bus.request("meter-sim", "step", {"intervals": 6}, timeout=60)
-    assert result["intervals"] == 6
-    assert result["stored"] is None
+        result = await bus.call(commands.STEP, commands.STEP.build(intervals=6), timeout=60)
+    assert result.intervals == 6
+    assert result.stored is None

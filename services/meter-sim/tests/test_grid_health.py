@@ -23,6 +23,7 @@ from gridsim_meter_sim.__main__ import serve
 from gridsim_meter_sim.reliability import indices
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
+from gridsim_shared.commands import meter_sim
 from gridsim_shared.db import open_pool
 from gridsim_shared.messages import MeterReading
 from gridsim_shared.settings import Settings
@@ -84,12 +85,12 @@ class Grid:
 
     async def step(self, intervals: int = 1) -> dict[str, MeterReading]:
         """Step; the last interval's readings by meter code."""
-        result = await self.bus.request("meter-sim", "step", {"intervals": intervals}, timeout=60)
-        when = datetime.fromisoformat(result["last_interval"])
+        result = await self.bus.call(meter_sim.STEP, meter_sim.STEP.build(intervals=intervals), timeout=60)
+        when = result.last_interval
         async with asyncio.timeout(20):
             while True:
                 got = {r.meter_code: r for r, _ in self.readings.messages if r.timestamp == when}
-                if len(got) >= result["readings"] // intervals:
+                if len(got) >= result.readings // intervals:
                     return got
                 await asyncio.sleep(0.01)
 
@@ -207,7 +208,7 @@ async def test_registers_outages_and_reliability(settings: Settings) -> None:
         assert (f2["SAIFI"], f2["SAIDI"], f2["CAIDI"], f2["MAIFI"]) == (0.0, 0.0, None, 0.0)
 
         # A planned outage of feeder f2 ahead: nothing until it starts.
-        start = (await g.bus.request("meter-sim", "clock"))["current_datetime"]
+        start = (await g.bus.call(meter_sim.CLOCK)).model_dump(mode="json")["current_datetime"]
         planned = {"scope": "feeder", "target": "f2", "cause": "planned", "start": start, "duration_s": 120}
         assert (await g.call("POST", "/outages", 201, json=planned))["customers"] == 1
         r = await g.step()
@@ -252,7 +253,9 @@ async def test_disconnect_read_and_switching(settings: Settings) -> None:
 
         # On-demand read over MQTT and HTTP, each within a second.
         started = time.monotonic()
-        over_mqtt = await g.bus.request("meter-sim", "read_meter", {"meter": "A1"}, timeout=5)
+        over_mqtt = (
+            await g.bus.call(meter_sim.READ_METER, meter_sim.READ_METER.build(meter="A1"), timeout=5)
+        ).model_dump(mode="json")
         mqtt_s = time.monotonic() - started
         started = time.monotonic()
         over_http = await g.call("GET", f"/meter/{g.ids['A1']}/read")

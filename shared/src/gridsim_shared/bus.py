@@ -37,7 +37,7 @@ from pydantic import BaseModel, ValidationError
 
 from gridsim_shared import channels, topics
 from gridsim_shared.channels import Channel, Command, NoArgs
-from gridsim_shared.errors import InvalidError, RemoteError, RpcTimeout, error_body
+from gridsim_shared.errors import RemoteError, RpcTimeout, error_body, validation_error
 from gridsim_shared.ids import is_segment, slug
 from gridsim_shared.messages import ErrorBody, Message, Reply, Request, ServiceStatus
 from gridsim_shared.metrics import RPC_SECONDS
@@ -66,19 +66,6 @@ Ack = Callable[[], None]
 RawHandler = Callable[[str, bytes, Ack], Awaitable[None]]
 # A command this bus serves, with its handler bound to its router's deps: ``handler(request) -> reply``.
 _Served = tuple[Command[Any, Any], Callable[[Any], Awaitable[Any]]]
-
-
-def validation_error(exc: ValidationError, prefix: str = "") -> InvalidError:
-    """The first problem of a pydantic error as a 422 naming the field and the reason."""
-    first = exc.errors()[0]
-    loc = ".".join(str(part) for part in first["loc"] if part != "__root__")
-    name = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or None)
-    message = f"{name}: {first['msg']}" if name else first["msg"]
-    return InvalidError(
-        message,
-        field=name,
-        details={"errors": exc.errors(include_url=False, include_input=False, include_context=False)},
-    )
 
 
 @dataclass
@@ -573,13 +560,6 @@ class Bus:
                 message=f"{command.name} replied with data that is not its declared reply: {exc.errors()[0]}",
             )
             raise RemoteError(body) from exc
-
-    async def request(
-        self, service: str, operation: str, data: Any = None, *, timeout: float | None = None
-    ) -> Any:
-        """Untyped request (being replaced by :meth:`call`; removed once no caller is left)."""
-        body = data.model_dump(mode="json") if isinstance(data, BaseModel) else (data or {})
-        return await self._request(service, operation, body, timeout=timeout)
 
     async def _request(
         self, service: str, operation: str, body: dict[str, Any], *, timeout: float | None

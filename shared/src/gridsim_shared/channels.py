@@ -15,9 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from gridsim_shared import messages, topics
+from gridsim_shared.errors import validation_error
 from gridsim_shared.ids import FeederPath, MeterPath, TransformerPath, UtilityPath
 from gridsim_shared.schemas.homeassistant import HomeAssistantState
 from gridsim_shared.schemas.jobs import StepJob
@@ -100,6 +101,14 @@ class Command(Generic[Q, R]):
     def name(self) -> str:
         """``service.operation``, for messages and logs."""
         return f"{self.service}.{self.operation}"
+
+    def build(self, **fields: Any) -> Q:
+        """The request from plain fields (a route's path and query parameters), validated as the service
+        would validate it: a bad value raises the same 422 naming the field (``InvalidError``)."""
+        try:
+            return self.request.model_validate(fields)
+        except ValidationError as exc:
+            raise validation_error(exc) from exc
 
     def encode_request(self, req: Q) -> dict[str, Any]:
         """The request's ``data``: only the fields the caller set, so a partial update stays partial."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from gridsim_shared.messages import ErrorBody
 
 __all__ = [
@@ -15,6 +17,7 @@ __all__ = [
     "RemoteError",
     "RpcTimeout",
     "error_body",
+    "validation_error",
 ]
 
 
@@ -88,3 +91,16 @@ def error_body(exc: BaseException) -> ErrorBody:
     if isinstance(exc, GridsimError):
         return exc.body()
     return ErrorBody(status=500, code="internal", message=f"internal error ({type(exc).__name__})")
+
+
+def validation_error(exc: ValidationError, prefix: str = "") -> InvalidError:
+    """The first problem of a pydantic error as a 422 naming the field and the reason."""
+    first = exc.errors()[0]
+    loc = ".".join(str(part) for part in first["loc"] if part != "__root__")
+    name = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or None)
+    message = f"{name}: {first['msg']}" if name else first["msg"]
+    return InvalidError(
+        message,
+        field=name,
+        details={"errors": exc.errors(include_url=False, include_input=False, include_context=False)},
+    )

@@ -19,9 +19,10 @@ from datetime import UTC, datetime
 
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
+from gridsim_shared.commands import meter_sim
 from gridsim_shared.errors import ConflictError, NotFoundError, error_body
 from gridsim_shared.schemas.jobs import StepJob
-from gridsim_shared.schemas.simulation import StepRequest, StepResult
+from gridsim_shared.schemas.simulation import StepRequest
 from gridsim_shared.settings import Settings
 from gridsim_shared.topics import JobPath
 
@@ -153,10 +154,7 @@ class JobRunner:
         try:
             while done < job.state.intervals and not job.cancel.is_set():
                 chunk = next_chunk(rate, target_s, job.state.intervals - done)
-                reply = await self.bus.request(
-                    "meter-sim", "step", StepRequest(intervals=chunk), timeout=timeout
-                )
-                result = StepResult.model_validate(reply)
+                result = await self.bus.call(meter_sim.STEP, StepRequest(intervals=chunk), timeout=timeout)
                 done += result.intervals
                 readings += result.readings
                 if result.stored is not True:

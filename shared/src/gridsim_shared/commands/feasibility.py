@@ -13,7 +13,7 @@ CHECK: Command[feasibility.FeasibilityRequest, feasibility.Feasible | feasibilit
     SERVICE,
     "check",
     feasibility.FeasibilityRequest,
-    feasibility.Feasible | feasibility.NotFeasible,
+    feasibility.CheckResult,  # discriminated by `status`
     "The seed's feasibility check: the nearest transformer that carries the request. No side effects.",
 )
 CONNECT: Command[
@@ -22,7 +22,7 @@ CONNECT: Command[
     SERVICE,
     "connect",
     feasibility.ConnectionRequest,
-    feasibility.ConnectionApproved | feasibility.ConnectionRejected,
+    feasibility.ConnectionResult,  # discriminated by `status`
     "The seed's ``POST /connection``: decide, book the load and store the connection in one transaction.",
 )
 LIST_CONNECTIONS: Command[feasibility.ConnectionQuery, feasibility.ConnectionPage] = Command(

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
 from gridsim_gateway.deps import BusDep
+from gridsim_shared.commands import meter_sim
 from gridsim_shared.schemas.common import MAX_OFFSET
 from gridsim_shared.schemas.meters import (
     Appliance,
@@ -32,7 +33,6 @@ from gridsim_shared.schemas.meters import (
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
-SERVICE = "meter-sim"
 
 ErId = Annotated[int, Path(description="the energy resource's id")]
 MeterRefPath = Annotated[str, Path(description="the meter's integer id or its code (meter_id)")]
@@ -52,7 +52,7 @@ def _sent(body: BaseModel) -> dict[str, Any]:
 @router.get("/appliances")
 async def list_appliances(bus: BusDep) -> list[Appliance]:
     """The appliance catalogue: the seed's twelve with their base kWh per minute, and extras."""
-    return [Appliance.model_validate(a) for a in await bus.request(SERVICE, "appliances")]
+    return await bus.call(meter_sim.APPLIANCES)
 
 
 # ---------------------------------------------------------------------------- energy resources
@@ -61,39 +61,38 @@ async def list_appliances(bus: BusDep) -> list[Appliance]:
 @router.post("/er", status_code=201)
 async def create_er(body: ErCreate, bus: BusDep) -> Er:
     """Create an energy resource. Unknown appliance names are a 422 listing the known ones."""
-    return Er.model_validate(await bus.request(SERVICE, "create_er", body))
+    return await bus.call(meter_sim.CREATE_ER, body)
 
 
 @router.get("/er")
 async def list_ers(bus: BusDep, limit: Limit = 1000, offset: Offset = 0) -> list[Er]:
     """Energy resources by id."""
-    data = await bus.request(SERVICE, "list_ers", {"limit": limit, "offset": offset})
-    return [Er.model_validate(er) for er in data]
+    return await bus.call(meter_sim.LIST_ERS, meter_sim.LIST_ERS.build(limit=limit, offset=offset))
 
 
 @router.get("/er/{er_id}")
 async def get_er(er_id: ErId, bus: BusDep) -> Er:
     """One energy resource with its appliances and linked meter."""
-    return Er.model_validate(await bus.request(SERVICE, "get_er", {"er_id": er_id}))
+    return await bus.call(meter_sim.GET_ER, meter_sim.GET_ER.build(er_id=er_id))
 
 
 @router.put("/er/{er_id}")
 async def replace_er(er_id: ErId, body: ErCreate, bus: BusDep) -> Er:
     """Replace an energy resource (the seed's UPDATE): the appliance list replaces the old one."""
     data = body.model_dump(mode="json") | {"er_id": er_id}
-    return Er.model_validate(await bus.request(SERVICE, "update_er", data))
+    return await bus.call(meter_sim.UPDATE_ER, meter_sim.UPDATE_ER.build(**data))
 
 
 @router.patch("/er/{er_id}")
 async def patch_er(er_id: ErId, body: ErPatch, bus: BusDep) -> Er:
     """Change some fields; a sent appliance list (either field) replaces the old one."""
-    return Er.model_validate(await bus.request(SERVICE, "update_er", _sent(body) | {"er_id": er_id}))
+    return await bus.call(meter_sim.UPDATE_ER, meter_sim.UPDATE_ER.build(**_sent(body), er_id=er_id))
 
 
 @router.delete("/er/{er_id}")
 async def delete_er(er_id: ErId, bus: BusDep) -> Deleted:
     """Delete an energy resource; its meter is unlinked and stops generating."""
-    return Deleted.model_validate(await bus.request(SERVICE, "delete_er", {"er_id": er_id}))
+    return await bus.call(meter_sim.DELETE_ER, meter_sim.DELETE_ER.build(er_id=er_id))
 
 
 # ---------------------------------------------------------------------------------------- meters
@@ -103,7 +102,7 @@ async def delete_er(er_id: ErId, bus: BusDep) -> Deleted:
 async def create_meter(body: MeterCreate, bus: BusDep) -> Meter:
     """Create a meter (the seed's body). Without ``transformer_id`` it goes under its parent's
     transformer, else the nearest one to its coordinates, else the "unassigned" transformer."""
-    return Meter.model_validate(await bus.request(SERVICE, "create_meter", body))
+    return await bus.call(meter_sim.CREATE_METER, body)
 
 
 @router.get("/meter")
@@ -119,27 +118,27 @@ async def list_meters(
     """Meters by id, optionally under one transformer or parent meter."""
     query: dict[str, Any] = {"limit": limit, "offset": offset, "linked": linked}
     query |= {"transformer_id": transformer_id, "parent_id": parent_id}
-    data = await bus.request(SERVICE, "list_meters", {k: v for k, v in query.items() if v is not None})
-    return [Meter.model_validate(m) for m in data]
+    request = meter_sim.LIST_METERS.build(**{k: v for k, v in query.items() if v is not None})
+    return await bus.call(meter_sim.LIST_METERS, request)
 
 
 @router.post("/meter/link")
 async def link_meter(body: LinkRequest, bus: BusDep) -> Meter:
     """Link a meter to an energy resource (one ER per meter). K_production defaults to 1 for a prosumer
     and 0 for a consumer; generation starts with the next interval."""
-    return Meter.model_validate(await bus.request(SERVICE, "link", body))
+    return await bus.call(meter_sim.LINK, body)
 
 
 @router.post("/meter/unlink")
 async def unlink_meter(body: UnlinkRequest, bus: BusDep) -> Meter:
     """Unlink a meter from its energy resource; generation stops with the next interval."""
-    return Meter.model_validate(await bus.request(SERVICE, "unlink", body))
+    return await bus.call(meter_sim.UNLINK, body)
 
 
 @router.get("/meter/{meter}")
 async def get_meter(meter: MeterRefPath, bus: BusDep) -> Meter:
     """One meter, by id or code."""
-    return Meter.model_validate(await bus.request(SERVICE, "get_meter", {"meter": meter}))
+    return await bus.call(meter_sim.GET_METER, meter_sim.GET_METER.build(meter=meter))
 
 
 @router.put("/meter/{meter}")
@@ -151,13 +150,13 @@ async def replace_meter(meter: MeterRefPath, body: MeterPatch, bus: BusDep) -> M
 @router.patch("/meter/{meter}")
 async def patch_meter(meter: MeterRefPath, body: MeterPatch, bus: BusDep) -> Meter:
     """Change some fields: code, parent (cycles are refused), transformer, load factors, type, location."""
-    return Meter.model_validate(await bus.request(SERVICE, "update_meter", _sent(body) | {"meter": meter}))
+    return await bus.call(meter_sim.UPDATE_METER, meter_sim.UPDATE_METER.build(**_sent(body), meter=meter))
 
 
 @router.delete("/meter/{meter}")
 async def delete_meter(meter: MeterRefPath, bus: BusDep) -> Deleted:
     """Delete a meter; a meter that still has child meters is a 409."""
-    return Deleted.model_validate(await bus.request(SERVICE, "delete_meter", {"meter": meter}))
+    return await bus.call(meter_sim.DELETE_METER, meter_sim.DELETE_METER.build(meter=meter))
 
 
 # ------------------------------------------------------------------------------------ grid nodes
@@ -166,23 +165,23 @@ async def delete_meter(meter: MeterRefPath, bus: BusDep) -> Deleted:
 @router.post("/grid-node", status_code=201)
 async def create_grid_node(body: GridNodeCreate, bus: BusDep) -> GridNode:
     """Create a utility, a feeder (or substation) under a utility, or a transformer under a feeder."""
-    return GridNode.model_validate(await bus.request(SERVICE, "create_grid_node", body))
+    return await bus.call(meter_sim.CREATE_GRID_NODE, body)
 
 
 @router.get("/grid-node/{node}")
 async def get_grid_node(node: NodeRefPath, bus: BusDep) -> GridNode:
     """One grid node, by id or code."""
-    return GridNode.model_validate(await bus.request(SERVICE, "get_grid_node", {"node": node}))
+    return await bus.call(meter_sim.GET_GRID_NODE, meter_sim.GET_GRID_NODE.build(node=node))
 
 
 @router.patch("/grid-node/{node}")
 async def patch_grid_node(node: NodeRefPath, body: GridNodePatch, bus: BusDep) -> GridNode:
     """Change a grid node: name, rating, location, or parent (moves it and everything below)."""
     data = _sent(body) | {"node": node}
-    return GridNode.model_validate(await bus.request(SERVICE, "update_grid_node", data))
+    return await bus.call(meter_sim.UPDATE_GRID_NODE, meter_sim.UPDATE_GRID_NODE.build(**data))
 
 
 @router.delete("/grid-node/{node}")
 async def delete_grid_node(node: NodeRefPath, bus: BusDep) -> Deleted:
     """Delete a grid node; one with nodes or meters below it is a 409."""
-    return Deleted.model_validate(await bus.request(SERVICE, "delete_grid_node", {"node": node}))
+    return await bus.call(meter_sim.DELETE_GRID_NODE, meter_sim.DELETE_GRID_NODE.build(node=node))

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, status
 
 from gridsim_gateway.deps import BusDep
 from gridsim_gateway.routes import json_examples
+from gridsim_shared.commands import billing
 from gridsim_shared.schemas.billing import (
     Bill,
     BillPage,
@@ -27,7 +28,6 @@ from gridsim_shared.schemas.billing import (
 
 router = APIRouter(tags=["billing"])
 
-SERVICE = "billing"
 
 _TRADE = {
     "id": "5f0c8a4e-1d2b-4c3a-9e8f-7a6b5c4d3e2f",
@@ -113,7 +113,7 @@ async def create_trade(body: P2PTradeCreate, bus: BusDep) -> P2PTradeCreated:
     published as a `p2p-trade` event. At settlement a seller delivers at most what it produced in the
     month: its trades are served first come, first served and bills use the delivered kWh.
     """
-    return P2PTradeCreated.model_validate(await bus.request(SERVICE, "create_trade", body))
+    return await bus.call(billing.CREATE_TRADE, body)
 
 
 @router.get(
@@ -124,13 +124,13 @@ async def create_trade(body: P2PTradeCreate, bus: BusDep) -> P2PTradeCreated:
 )
 async def list_trades(query: Annotated[TradeQuery, Query()], bus: BusDep) -> TradePage:
     """Trades, oldest first, filtered by meter (`role`: as buyer, seller or either) and month (YYYY-MM)."""
-    return TradePage.model_validate(await bus.request(SERVICE, "list_trades", query))
+    return await bus.call(billing.LIST_TRADES, query)
 
 
 @router.get("/p2p-trades/{trade_id}", responses={200: {"content": json_examples(trade=_TRADE)}})
 async def get_trade(trade_id: UUID, bus: BusDep) -> P2PTrade:
     """One trade with its contracted and delivered kWh."""
-    return P2PTrade.model_validate(await bus.request(SERVICE, "get_trade", TradeId(id=trade_id)))
+    return await bus.call(billing.GET_TRADE, TradeId(id=trade_id))
 
 
 @router.get(
@@ -144,10 +144,10 @@ async def get_bill(query: Annotated[BillQuery, Query()], bus: BusDep) -> Bill:
     month gets a provisional bill (`status: provisional`, `id: null`). A negative `amount_due` is a refund.
     Rates come from the tariff (`GRIDSIM_BILLING__*`); with a time-of-use tariff, `tou` shows the split.
     """
-    return Bill.model_validate(await bus.request(SERVICE, "bill", query))
+    return await bus.call(billing.BILL, query)
 
 
 @router.get("/bills")
 async def list_bills(query: Annotated[BillsQuery, Query()], bus: BusDep) -> BillPage:
     """A month's bills for every meter linked to an energy resource, by meter id, one page at a time."""
-    return BillPage.model_validate(await bus.request(SERVICE, "bills", query))
+    return await bus.call(billing.BILLS, query)

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from gridsim_gateway.deps import BusDep
+from gridsim_shared.commands import meter_sim
 from gridsim_shared.schemas.controls import (
     ControlLogEntry,
     ControlLogRequest,
@@ -36,7 +37,6 @@ from gridsim_shared.schemas.worldengine import DerOut, DerSwitch
 
 router = APIRouter(tags=["controls"])
 
-SERVICE = "meter-sim"
 
 DerId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the DER's id")]
 ErId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the energy resource's id")]
@@ -67,15 +67,14 @@ async def control(body: ControlRequest, bus: BusDep) -> ControlResult:
     `log_type` picks the factor: consumption, production or both. K = 0 switches a meter OFF (it stops
     reporting; a `status` offline event is published), K > 1 amplifies. Takes effect from the next interval.
     """
-    return ControlResult.model_validate(await bus.request(SERVICE, "control", body))
+    return await bus.call(meter_sim.CONTROL, body)
 
 
 @router.get("/control-log")
 async def control_log(query: Annotated[ControlLogRequest, Query()], bus: BusDep) -> list[ControlLogEntry]:
     """Every control change (load factors, spikes, DERs, meter events, clock) with its simulated time,
     oldest first; filter by meter (id or code), action (or a prefix ending in `.`: `spike.`) and time."""
-    data = await bus.request(SERVICE, "control_log", query)
-    return [ControlLogEntry.model_validate(e) for e in data]
+    return await bus.call(meter_sim.CONTROL_LOG, query)
 
 
 # ------------------------------------------------------------------------------------------ spikes
@@ -116,25 +115,25 @@ async def create_spike(body: SpikeCreate, bus: BusDep) -> Spike:
     (prosumers' production) × `multiplier` or + `kw` per meter, shaped `step`, `ramp`, `triangle` or
     `exp_decay` over `duration_s` from `start` (default: the next interval). A `generator` is a new source
     (a solar farm, or a constant generator) of `kw` at a transformer or feeder with its own meter."""
-    return Spike.model_validate(await bus.request(SERVICE, "create_spike", body))
+    return await bus.call(meter_sim.CREATE_SPIKE, body)
 
 
 @router.get("/spikes")
 async def list_spikes(query: Annotated[SpikeListRequest, Query()], bus: BusDep) -> list[Spike]:
     """Spikes, newest first, with the meters each covers; `active=true` keeps those not yet ended."""
-    return [Spike.model_validate(s) for s in await bus.request(SERVICE, "list_spikes", query)]
+    return await bus.call(meter_sim.LIST_SPIKES, query)
 
 
 @router.get("/spikes/{spike_id}")
 async def get_spike(spike_id: SpikeId, bus: BusDep) -> Spike:
     """One spike."""
-    return Spike.model_validate(await bus.request(SERVICE, "get_spike", {"spike_id": spike_id}))
+    return await bus.call(meter_sim.GET_SPIKE, meter_sim.GET_SPIKE.build(spike_id=spike_id))
 
 
 @router.delete("/spikes/{spike_id}")
 async def delete_spike(spike_id: SpikeId, bus: BusDep) -> Spike:
     """End a spike now (its record stays, with `cancelled_at`); a generator's meter goes offline."""
-    return Spike.model_validate(await bus.request(SERVICE, "delete_spike", {"spike_id": spike_id}))
+    return await bus.call(meter_sim.DELETE_SPIKE, meter_sim.DELETE_SPIKE.build(spike_id=spike_id))
 
 
 # -------------------------------------------------------------------------------------------- DERs
@@ -180,25 +179,25 @@ async def create_der(body: DerAdd, bus: BusDep) -> DerInfo:
     """The seed's `POST /create-der`: an appliance instance or a solar panel of an ER as a resource of its
     own (appliance by catalogue id or name). A panel that is `purchased` or `installed` produces nothing
     until it is connected; adding a connected one changes the waveform from the next interval."""
-    return DerInfo.model_validate(await bus.request(SERVICE, "add_der", body))
+    return await bus.call(meter_sim.ADD_DER, body)
 
 
 @router.post("/ers/{er_id}/ders", status_code=status.HTTP_201_CREATED)
 async def add_der(er_id: ErId, body: DerAddBody, bus: BusDep) -> DerInfo:
     """Add a DER to an energy resource (as `POST /create-der`)."""
-    return DerInfo.model_validate(await bus.request(SERVICE, "add_der", _with(body, er_id=er_id)))
+    return await bus.call(meter_sim.ADD_DER, meter_sim.ADD_DER.build(**_with(body, er_id=er_id)))
 
 
 @router.get("/ers/{er_id}/ders")
 async def list_ders(er_id: ErId, bus: BusDep) -> list[DerInfo]:
     """The DERs of an energy resource, with whether each shows in the readings."""
-    return [DerInfo.model_validate(d) for d in await bus.request(SERVICE, "list_ders", {"er_id": er_id})]
+    return await bus.call(meter_sim.LIST_DERS, meter_sim.LIST_DERS.build(er_id=er_id))
 
 
 @router.get("/ders/{der_id}")
 async def get_der(der_id: DerId, bus: BusDep) -> DerInfo:
     """One DER."""
-    return DerInfo.model_validate(await bus.request(SERVICE, "get_der", {"der_id": der_id}))
+    return await bus.call(meter_sim.GET_DER, meter_sim.GET_DER.build(der_id=der_id))
 
 
 @router.patch("/ders/{der_id}")
@@ -206,20 +205,20 @@ async def update_der(der_id: DerId, body: DerPatchBody, bus: BusDep) -> DerInfo:
     """Switch a DER on or off, or advance its lifecycle: purchased → installed → connected, one step at a
     time (skipping one is a 409 with the reason; going back disconnects it). Connecting switches it on;
     only a connected DER can be switched on. A consumer's ER with a connected panel becomes a prosumer."""
-    return DerInfo.model_validate(await bus.request(SERVICE, "update_der", _with(body, der_id=der_id)))
+    return await bus.call(meter_sim.UPDATE_DER, meter_sim.UPDATE_DER.build(**_with(body, der_id=der_id)))
 
 
 @router.delete("/ders/{der_id}")
 async def delete_der(der_id: DerId, bus: BusDep) -> DerDeleted:
     """Remove a DER; the waveform changes from the next interval."""
-    return DerDeleted.model_validate(await bus.request(SERVICE, "delete_der", {"der_id": der_id}))
+    return await bus.call(meter_sim.DELETE_DER, meter_sim.DELETE_DER.build(der_id=der_id))
 
 
 @router.post("/toggle-der-status")
 async def toggle_der_status(body: DerSwitch, bus: BusDep) -> DerOut:
     """The seed's `UPDATE /toggle-der-status`: switch a DER on or off (`switched_on` null flips it).
     Switching on a DER that is not connected is a 409."""
-    return DerOut.model_validate(await bus.request(SERVICE, "switch_der", body))
+    return await bus.call(meter_sim.SWITCH_DER, body)
 
 
 # ------------------------------------------------------------------------------------------ events
@@ -241,11 +240,11 @@ async def meter_event(meter: MeterRefPath, body: MeterEventBody, bus: BusDep) ->
     """Inject a meter event: `tamper` (flagged, keeps reporting), `fault` or `outage` (stops reporting
     until cleared), `clear` (back online). Published on `{base}/v1/meter-event/{type}/{u}/{f}/{t}/{meter}`
     with a `status` online/offline event when reporting changes; stored in the events table."""
-    request = _with(body, meter=int(meter) if meter.isdigit() else meter)
-    return MeterEventResult.model_validate(await bus.request(SERVICE, "meter_event", request))
+    request = meter_sim.METER_EVENT.build(**_with(body, meter=int(meter) if meter.isdigit() else meter))
+    return await bus.call(meter_sim.METER_EVENT, request)
 
 
 @router.get("/events")
 async def list_events(query: Annotated[EventListRequest, Query()], bus: BusDep) -> list[EventOut]:
     """Stored grid and meter events (overload, voltage, tamper, fault, outage, status, ...), newest first."""
-    return [EventOut.model_validate(e) for e in await bus.request(SERVICE, "events", query)]
+    return await bus.call(meter_sim.EVENTS, query)

@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from gridsim_gateway import greenbutton, tabular
 from gridsim_gateway.deps import BusDep, PoolDep, SettingsDep, StateDep
 from gridsim_gateway.routes.readings import find_meter
+from gridsim_shared.commands import billing
 from gridsim_shared.errors import InvalidError, NotFoundError
 from gridsim_shared.schemas.billing import MONTH_PATTERN, Bill
 from gridsim_shared.schemas.readings import RESOLUTIONS, Resolution
@@ -255,9 +256,7 @@ async def green_button(
     meter = await find_meter(pool, meter_id)
     bill: Bill | None = None
     if month is not None:
-        bill = Bill.model_validate(
-            await bus.request("billing", "bill", {"meter_id": meter[0], "month": month})
-        )
+        bill = await bus.call(billing.BILL, billing.BILL.build(meter_id=meter[0], month=month))
         start, end = bill.period_start, bill.period_end
     elif from_ is not None and to is not None:
         start, end = _aware(from_, _EPOCH), _aware(to, _FAR)

@@ -9,11 +9,11 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query, status
-from pydantic import TypeAdapter
 
 from gridsim_gateway.deps import BusDep
 from gridsim_gateway.routes import json_examples
 from gridsim_gateway.security import ADMIN
+from gridsim_shared.commands import feasibility
 from gridsim_shared.schemas.feasibility import (
     CheckResult,
     Connection,
@@ -32,9 +32,6 @@ from gridsim_shared.schemas.feasibility import (
 
 router = APIRouter(tags=["feasibility"])
 
-SERVICE = "feasibility"
-_CHECK: TypeAdapter[Any] = TypeAdapter(CheckResult)
-_CONNECTION: TypeAdapter[Any] = TypeAdapter(ConnectionResult)
 
 _APPROVED = {
     "status": "approved",
@@ -101,7 +98,7 @@ async def feasibility_check(body: FeasibilityRequest, bus: BusDep) -> Any:
     ranked by Haversine distance; the first whose consumption stays ≤ 80 % and injection ≤ 30 % of its
     kVA with the request added is the answer, with both spare capacities and its measured peak load.
     """
-    return _CHECK.validate_python(await bus.request(SERVICE, "check", body))
+    return await bus.call(feasibility.CHECK, body)
 
 
 @router.post(
@@ -127,37 +124,35 @@ async def create_connection(body: ConnectionRequest, bus: BusDep) -> Any:
     With `"create_meter": true` an approved connection also gets an energy resource and a smart meter
     under its transformer, and joins the simulation.
     """
-    return _CONNECTION.validate_python(await bus.request(SERVICE, "connect", body))
+    return await bus.call(feasibility.CONNECT, body)
 
 
 @router.get("/connections")
 async def list_connections(query: Annotated[ConnectionQuery, Query()], bus: BusDep) -> ConnectionPage:
     """Stored connection requests, newest first (filter by status or transformer)."""
-    return ConnectionPage.model_validate(await bus.request(SERVICE, "list_connections", query))
+    return await bus.call(feasibility.LIST_CONNECTIONS, query)
 
 
 @router.get("/connection/{connection_id}")
 async def get_connection(connection_id: UUID, bus: BusDep) -> Connection:
     """One stored connection request."""
-    return Connection.model_validate(
-        await bus.request(SERVICE, "get_connection", ConnectionId(id=connection_id))
-    )
+    return await bus.call(feasibility.GET_CONNECTION, ConnectionId(id=connection_id))
 
 
 @router.post("/admin/transformers", status_code=status.HTTP_201_CREATED, tags=["admin"], dependencies=[ADMIN])
 async def create_transformer(body: TransformerCreate, bus: BusDep) -> Transformer:
     """Add a transformer (a grid node under a feeder; default: the nearest feeder)."""
-    return Transformer.model_validate(await bus.request(SERVICE, "create_transformer", body))
+    return await bus.call(feasibility.CREATE_TRANSFORMER, body)
 
 
 @router.get("/admin/transformers", tags=["admin"])
 async def list_transformers(query: Annotated[TransformerQuery, Query()], bus: BusDep) -> TransformerPage:
     """Assignable transformers (located, with a capacity) and their spare capacities, by id."""
-    return TransformerPage.model_validate(await bus.request(SERVICE, "list_transformers", query))
+    return await bus.call(feasibility.LIST_TRANSFORMERS, query)
 
 
 @router.get("/admin/transformers/{ref}", tags=["admin"])
 async def get_transformer(ref: str, bus: BusDep) -> Transformer:
     """One transformer by node id, code or name, with its spare capacities and measured peak load."""
     key: int | str = int(ref) if ref.isdigit() else ref
-    return Transformer.model_validate(await bus.request(SERVICE, "get_transformer", TransformerGet(ref=key)))
+    return await bus.call(feasibility.GET_TRANSFORMER, TransformerGet(ref=key))

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query
 from psycopg.rows import dict_row
 
 from gridsim_gateway.deps import BusDep, PoolDep, SettingsDep
+from gridsim_shared.commands import meter_sim
 from gridsim_shared.errors import InvalidError, NotFoundError
 from gridsim_shared.schemas.grid_pages import GridItem, GridPage, GridSearch
 from gridsim_shared.schemas.meters import GridTree
@@ -65,7 +66,7 @@ async def grid(
                 "or ask meters=false"
             )
             raise InvalidError(msg, field="meters")
-    return GridTree.model_validate(await bus.request("meter-sim", "grid_tree", {"meters": meters}))
+    return await bus.call(meter_sim.GRID_TREE, meter_sim.GRID_TREE.build(meters=meters))
 
 
 @router.get("/grid/children")

@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from gridsim_gateway.deps import BusDep
+from gridsim_shared.commands import aggregator, meter_sim
 from gridsim_shared.schemas.health import (
     DisconnectRequest,
     FeederSwitch,
@@ -38,8 +39,6 @@ from gridsim_shared.schemas.meters import GridRef
 
 router = APIRouter(tags=["grid health"])
 
-METER_SIM = "meter-sim"
-AGGREGATOR = "aggregator"
 
 OutageId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the outage's id")]
 MeterRefPath = Annotated[str, Path(description="the meter's integer id or its code")]
@@ -55,33 +54,33 @@ async def create_outage(body: OutageCreate, bus: BusDep) -> Outage:
     readings of 0 V and no energy. A `fault` lasts until `POST /outages/{id}/restore` or a seeded
     log-normal repair time (`duration_s` overrides it); a `planned` outage needs `start` and `duration_s`.
     Each meter sends `power_restored` when supply returns."""
-    return Outage.model_validate(await bus.request(METER_SIM, "create_outage", body))
+    return await bus.call(meter_sim.CREATE_OUTAGE, body)
 
 
 @router.get("/outages")
 async def list_outages(query: Annotated[OutageListRequest, Query()], bus: BusDep) -> list[Outage]:
     """Outages, newest first (by feeder; `open=true`: not yet restored)."""
-    return [Outage.model_validate(o) for o in await bus.request(METER_SIM, "list_outages", query)]
+    return await bus.call(meter_sim.LIST_OUTAGES, query)
 
 
 @router.get("/outages/{outage_id}")
 async def get_outage(outage_id: OutageId, bus: BusDep) -> Outage:
     """One outage: what it took off supply, how many customers, when it started and was restored."""
-    return Outage.model_validate(await bus.request(METER_SIM, "get_outage", {"outage_id": outage_id}))
+    return await bus.call(meter_sim.GET_OUTAGE, meter_sim.GET_OUTAGE.build(outage_id=outage_id))
 
 
 @router.post("/outages/{outage_id}/restore")
 async def restore_outage(outage_id: OutageId, bus: BusDep) -> Outage:
     """Restore supply now (an operator's command). 409 when the outage is already restored or has not
     started."""
-    return Outage.model_validate(await bus.request(METER_SIM, "restore_outage", {"outage_id": outage_id}))
+    return await bus.call(meter_sim.RESTORE_OUTAGE, meter_sim.RESTORE_OUTAGE.build(outage_id=outage_id))
 
 
 @router.get("/reliability")
 async def reliability(query: Annotated[ReliabilityRequest, Query()], bus: BusDep) -> list[ReliabilityIndices]:
     """IEEE 1366 indices per feeder for a `month` (YYYY-MM): SAIFI, SAIDI, CAIDI from sustained
     interruptions (over 5 minutes), MAIFI from momentary ones, over the customers (meters) served."""
-    return [ReliabilityIndices.model_validate(r) for r in await bus.request(METER_SIM, "reliability", query)]
+    return await bus.call(meter_sim.RELIABILITY, query)
 
 
 # --------------------------------------------------------------- two-way communication with a meter
@@ -104,21 +103,21 @@ async def disconnect(meter: MeterRefPath, bus: BusDep, reason: str | None = None
     """Open the meter's service switch remotely (409 if it is open): from the next interval its readings
     show 0 V and no energy; a `disconnected` meter event is published."""
     body = _switch_request(meter, reason)
-    return SupplyResult.model_validate(await bus.request(METER_SIM, "disconnect", body))
+    return await bus.call(meter_sim.DISCONNECT, body)
 
 
 @router.post("/meter/{meter}/reconnect")
 async def reconnect(meter: MeterRefPath, bus: BusDep, reason: str | None = None) -> SupplyResult:
     """Close the meter's service switch again (409 if it is closed); a `reconnected` event follows."""
     body = _switch_request(meter, reason)
-    return SupplyResult.model_validate(await bus.request(METER_SIM, "reconnect", body))
+    return await bus.call(meter_sim.RECONNECT, body)
 
 
 @router.get("/meter/{meter}/read")
 async def read_meter(meter: MeterRefPath, bus: BusDep) -> MeterRead:
     """On-demand read: the meter's cumulative registers (kWh imported and exported, kVARh) and its last
     interval at simulated now, answered from meter-sim's memory (also `cmd/meter-sim/read_meter`)."""
-    return MeterRead.model_validate(await bus.request(METER_SIM, "read_meter", {"meter": meter}))
+    return await bus.call(meter_sim.READ_METER, meter_sim.READ_METER.build(meter=meter))
 
 
 # ------------------------------------------------------------------------------- feeder switching
@@ -128,7 +127,7 @@ async def read_meter(meter: MeterRefPath, bus: BusDep) -> MeterRead:
 async def switch_transformer(body: FeederSwitch, bus: BusDep) -> FeederSwitchResult:
     """Move a transformer (with its meters) to another feeder of the same utility (logged as
     `grid.switch`). Rollups, forecasts and feasibility follow from the next interval."""
-    return FeederSwitchResult.model_validate(await bus.request(METER_SIM, "switch_transformer", body))
+    return await bus.call(meter_sim.SWITCH_TRANSFORMER, body)
 
 
 # ------------------------------------------------------------------ transformer health, service levels
@@ -140,8 +139,7 @@ async def transformer_health(
 ) -> list[TransformerHealth]:
     """Each transformer's insulation aging per IEEE C57.91 (hot spot, aging factor F_AA, loss of life in
     hours and as a share of the 180,000 h normal life), hours overloaded and a 0-100 health index."""
-    data = await bus.request(AGGREGATOR, "transformer_health", query)
-    return [TransformerHealth.model_validate(t) for t in data]
+    return await bus.call(aggregator.TRANSFORMER_HEALTH, query)
 
 
 @router.get("/sla/{feeder}", response_model=SlaReport)
@@ -155,9 +153,7 @@ async def sla_report(
     compliance (share of readings inside the band) and latency from a reading leaving meter-sim to its
     durable storage (p50, p95, max), with the thresholds from settings and the ones breached. CSV: one row
     per meter."""
-    report = SlaReport.model_validate(
-        await bus.request(AGGREGATOR, "sla_report", {"feeder": feeder, "month": month})
-    )
+    report = await bus.call(aggregator.SLA_REPORT, aggregator.SLA_REPORT.build(feeder=feeder, month=month))
     if format == "json":
         return report
     out = io.StringIO()

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from gridsim_gateway.deps import BusDep, SettingsDep, StateDep
 from gridsim_gateway.routes.jobs import JobsDep
+from gridsim_shared.commands import meter_sim
 from gridsim_shared.errors import ClockNotReady
 from gridsim_shared.schemas.jobs import StepJob
 from gridsim_shared.schemas.simulation import (
@@ -21,7 +22,6 @@ from gridsim_shared.schemas.simulation import (
 
 router = APIRouter(tags=["simulation"])
 
-SERVICE = "meter-sim"
 # A step simulates, publishes and waits for storage; allow for a month of intervals on a big world.
 _STEP_TIMEOUT_FLOOR_S = 600.0
 
@@ -40,19 +40,19 @@ async def simulation_time(live: StateDep) -> Response:
 @router.post("/simulation/pause")
 async def pause(bus: BusDep) -> SimulationTime:
     """Pause the clock. Idempotent: pausing a paused clock is not an error."""
-    return SimulationTime.model_validate(await bus.request(SERVICE, "pause"))
+    return await bus.call(meter_sim.PAUSE)
 
 
 @router.post("/simulation/resume")
 async def resume(bus: BusDep) -> SimulationTime:
     """Run the clock again on the wall-clock schedule (``speed`` simulated seconds per real second)."""
-    return SimulationTime.model_validate(await bus.request(SERVICE, "resume"))
+    return await bus.call(meter_sim.RESUME)
 
 
 @router.put("/simulation/speed")
 async def set_speed(body: SpeedRequest, bus: BusDep) -> SimulationTime:
     """Set the speed: simulated seconds per real second (1440 = a real minute is a simulated day)."""
-    return SimulationTime.model_validate(await bus.request(SERVICE, "set_speed", body))
+    return await bus.call(meter_sim.SET_SPEED, body)
 
 
 @router.post("/simulation/jump")
@@ -61,7 +61,7 @@ async def jump(body: JumpRequest, bus: BusDep) -> SimulationTime:
 
     The time needs a zone (``Z`` or ``+05:30``) and may not be before the simulation's start date.
     """
-    return SimulationTime.model_validate(await bus.request(SERVICE, "jump", body))
+    return await bus.call(meter_sim.JUMP, body)
 
 
 @router.post(
@@ -93,4 +93,4 @@ async def step(
             started.model_dump(mode="json"), status_code=202, headers={"location": f"/jobs/{started.id}"}
         )
     timeout = max(_STEP_TIMEOUT_FLOOR_S, settings.mqtt.rpc_timeout_s, settings.sim.step_ack_timeout_s * 2)
-    return StepResult.model_validate(await bus.request(SERVICE, "step", body, timeout=timeout))
+    return await bus.call(meter_sim.STEP, body, timeout=timeout)

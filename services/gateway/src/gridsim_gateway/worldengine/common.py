@@ -25,11 +25,14 @@ from gridsim_gateway.worldengine.envelope import (
 from gridsim_gateway.worldengine.sqlquery import find_one
 from gridsim_gateway.worldengine.strapi import Populate, StrapiQuery, parse_query
 from gridsim_shared.bus import Bus
+from gridsim_shared.channels import Command
 from gridsim_shared.errors import GridsimError
 
 __all__ = ["body_of", "call", "fetch", "parse_id", "query_of", "reading", "validate"]
 
 B = TypeVar("B", bound=BaseModel)
+Q = TypeVar("Q", bound=BaseModel)
+R = TypeVar("R")
 
 
 async def body_of(request: Request, *, wrapped: bool) -> dict[str, Any]:
@@ -80,16 +83,19 @@ def query_of(request: Request) -> StrapiQuery:
 
 async def call(
     bus: Bus,
-    service: str,
-    operation: str,
-    body: Any,
+    command: Command[Q, R],
+    body: Q | dict[str, Any],
     *,
     not_found: str | None = None,
     fields: dict[str, str] = GRIDSIM_TO_WE_FIELDS,
-) -> Any:
-    """Send a command to the owning service; its errors come back in the World Engine's envelope."""
+) -> R:
+    """Send a command to the owning service; its errors come back in the World Engine's envelope.
+
+    ``body`` is the request or its fields; fields are validated here as the service would (a bad one is
+    the same 422, and so the same envelope)."""
     try:
-        return await bus.request(service, operation, body)
+        request = command.build(**body) if isinstance(body, dict) else body
+        return await bus.call(command, request)
     except GridsimError as exc:
         raise strapi_error_from(exc, not_found=not_found, fields=fields) from exc
 

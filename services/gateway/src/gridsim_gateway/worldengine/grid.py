@@ -24,6 +24,7 @@ from gridsim_gateway.worldengine.entities import APPLIANCE, METER, UTILITY
 from gridsim_gateway.worldengine.envelope import StrapiNotFound, StrapiValidationError, ok
 from gridsim_gateway.worldengine.sqlquery import load
 from gridsim_gateway.worldengine.strapi import Populate, nest
+from gridsim_shared.commands import meter_sim
 
 __all__ = ["router"]
 
@@ -51,10 +52,8 @@ async def utility_detailed(request: Request) -> JSONResponse:
 async def reset_utility(bus: BusDep) -> JSONResponse:
     """Back to the demo world: grid, meters, households, DERs and readings are deleted and the demo world
     is loaded again (new ids). Appliances, P2P trades and bills stay. Needs an admin key when keys are set."""
-    result = await call(bus, "meter-sim", "reset_world", {})
-    return JSONResponse(
-        {"message": "Utility reset successfully", "result": [None] * int(result["utilities"])}
-    )
+    result = await call(bus, meter_sim.RESET_WORLD, {})
+    return JSONResponse({"message": "Utility reset successfully", "result": [None] * result.utilities})
 
 
 @router.get("/appliance")

@@ -26,6 +26,7 @@ from gridsim_gateway.worldengine.envelope import (
 )
 from gridsim_gateway.worldengine.sqlquery import find, load
 from gridsim_gateway.worldengine.strapi import Populate
+from gridsim_shared.commands import meter_sim
 
 __all__ = ["router"]
 
@@ -72,16 +73,15 @@ async def create_er(request: Request, bus: BusDep) -> JSONResponse:
         raise StrapiValidationError(msg, path=["name"])
     created = await call(
         bus,
-        "meter-sim",
-        "create_er",
+        meter_sim.CREATE_ER,
         {"name": body.name, "type": body.type or "consumer", "appliance_type": body.appliances or []},
     )
-    er_id = int(created["id"])
+    er_id = created.id
     if body.meter is not None:
         try:
             await links.link(bus, request, body.meter, er_id, None)
         except Exception:
-            await bus.request("meter-sim", "delete_er", {"er_id": er_id})
+            await bus.call(meter_sim.DELETE_ER, meter_sim.DELETE_ER.build(er_id=er_id))
             raise
     return ok("Energy resource created successfully", await _er_json(request, er_id), status=201)
 
@@ -112,7 +112,7 @@ async def update_er(er_id: str, request: Request, bus: BusDep) -> JSONResponse:
     await _er_json(request, key)
     changes = {name: getattr(body, name) for name in ("name", "type") if name in sent and getattr(body, name)}
     if changes:
-        await call(bus, "meter-sim", "update_er", {"er_id": key, **changes}, not_found=ER_NOT_FOUND)
+        await call(bus, meter_sim.UPDATE_ER, {"er_id": key} | changes, not_found=ER_NOT_FOUND)
     if "meter" in sent:
         if body.meter is None:
             await links.unlink_er(bus, request, key)
@@ -126,7 +126,7 @@ async def update_er(er_id: str, request: Request, bus: BusDep) -> JSONResponse:
 async def delete_er(er_id: str, bus: BusDep) -> JSONResponse:
     """Delete a household and its DERs; its meter stays, unlinked."""
     key = parse_id(er_id, ER_NOT_FOUND)
-    await call(bus, "meter-sim", "delete_er", {"er_id": key}, not_found=ER_NOT_FOUND)
+    await call(bus, meter_sim.DELETE_ER, {"er_id": key}, not_found=ER_NOT_FOUND)
     return JSONResponse({"message": "Energy resource deleted successfully"})
 
 
@@ -163,8 +163,7 @@ async def create_der(request: Request, bus: BusDep) -> JSONResponse:
     try:
         created = await call(
             bus,
-            "meter-sim",
-            "create_der",
+            meter_sim.CREATE_DER,
             {"er_id": body.energy_resource, "appliance_id": body.appliance, "switched_on": False},
             fields={"er_id": "energy_resource", "appliance_id": "appliance"},
         )
@@ -173,7 +172,7 @@ async def create_der(request: Request, bus: BusDep) -> JSONResponse:
         raise StrapiBadRequest(ER_NOT_FOUND if field == "energy_resource" else "Appliance not found") from exc
     except StrapiError as exc:
         raise _bad_request(exc) from exc
-    return JSONResponse(await _der_json(request, int(created["id"])))
+    return JSONResponse(await _der_json(request, created.id))
 
 
 class ToggleBody(BaseModel):
@@ -210,14 +209,14 @@ async def toggle_der(path_id: str, request: Request, bus: BusDep) -> JSONRespons
     else:
         command = {"der_id": key, "switched_on": body.switched_on}
     try:
-        switched = await call(bus, "meter-sim", "switch_der", command)
+        switched = await call(bus, meter_sim.SWITCH_DER, command)
     except StrapiNotFound as exc:
         raise StrapiBadRequest(DER_NOT_FOUND) from exc
     except StrapiValidationError as exc:
         msg = "DER does not belong to this Energy Resource"
         raise StrapiBadRequest(msg) from exc
-    state = "on" if switched["switched_on"] else "off"
-    return ok(f"DER switched {state} successfully", await _der_json(request, int(switched["id"])))
+    state = "on" if switched.switched_on else "off"
+    return ok(f"DER switched {state} successfully", await _der_json(request, switched.id))
 
 
 @router.get("/der/{meter_id}")
@@ -248,8 +247,8 @@ class DerIds(BaseModel):
 
 async def _switch_many(request: Request, bus: BusDep, state: bool) -> JSONResponse:
     body = validate(DerIds, await body_of(request, wrapped=False))
-    result = await call(bus, "meter-sim", "switch_ders", {"der_ids": body.der_ids, "switched_on": state})
-    return JSONResponse({"count": result["count"]})
+    result = await call(bus, meter_sim.SWITCH_DERS, {"der_ids": body.der_ids, "switched_on": state})
+    return JSONResponse({"count": result.count})
 
 
 @router.put("/ders/switch-off")

@@ -12,6 +12,7 @@ from fastapi import Request
 from gridsim_gateway.worldengine.common import call, reading
 from gridsim_gateway.worldengine.envelope import StrapiNotFound
 from gridsim_shared.bus import Bus
+from gridsim_shared.commands import meter_sim
 
 __all__ = ["ER_NOT_FOUND", "link", "unlink_er", "unlink_meter"]
 
@@ -48,24 +49,24 @@ async def link(
     if meter_er == er_id and production_factor is None:
         return
     if meter_er is not None and meter_er != er_id:
-        await call(bus, "meter-sim", "unlink", {"meter_id": meter_id}, not_found=_METER_NOT_FOUND)
+        await call(bus, meter_sim.UNLINK, {"meter_id": meter_id}, not_found=_METER_NOT_FOUND)
     if er_meter is not None and er_meter != meter_id:
-        await call(bus, "meter-sim", "unlink", {"meter_id": er_meter}, not_found=_METER_NOT_FOUND)
+        await call(bus, meter_sim.UNLINK, {"meter_id": er_meter}, not_found=_METER_NOT_FOUND)
     body: dict[str, object] = {"meter_id": meter_id, "er_id": er_id}
     if production_factor is not None:
         body["load_factor_production"] = production_factor
-    await call(bus, "meter-sim", "link", body, not_found=ER_NOT_FOUND)
+    await call(bus, meter_sim.LINK, body, not_found=ER_NOT_FOUND)
 
 
 async def unlink_meter(bus: Bus, request: Request, meter_id: int) -> None:
     """Unlink a meter from its household, if it has one."""
     meter_er, _ = await _linked(request, meter_id, None)
     if meter_er is not None:
-        await call(bus, "meter-sim", "unlink", {"meter_id": meter_id}, not_found=_METER_NOT_FOUND)
+        await call(bus, meter_sim.UNLINK, {"meter_id": meter_id}, not_found=_METER_NOT_FOUND)
 
 
 async def unlink_er(bus: Bus, request: Request, er_id: int) -> None:
     """Unlink a household from its meter, if it has one."""
     _, er_meter = await _linked(request, None, er_id)
     if er_meter is not None:
-        await call(bus, "meter-sim", "unlink", {"meter_id": er_meter}, not_found=_METER_NOT_FOUND)
+        await call(bus, meter_sim.UNLINK, {"meter_id": er_meter}, not_found=_METER_NOT_FOUND)

@@ -19,6 +19,7 @@ from gridsim_gateway.worldengine.entities import METER, meter_type_from_we
 from gridsim_gateway.worldengine.envelope import StrapiBadRequest, StrapiNotFound, StrapiValidationError, ok
 from gridsim_gateway.worldengine.sqlquery import find, load
 from gridsim_gateway.worldengine.strapi import Populate
+from gridsim_shared.commands import meter_sim
 
 __all__ = ["router"]
 
@@ -111,13 +112,13 @@ async def create_meter(request: Request, bus: BusDep) -> JSONResponse:
         msg = "code must be defined."
         raise StrapiValidationError(msg, path=["code"])
     fields = _gridsim_fields(body)
-    created = await call(bus, "meter-sim", "create_meter", fields, not_found="Parent meter not found")
-    meter_id = int(created["id"])
+    created = await call(bus, meter_sim.CREATE_METER, fields, not_found="Parent meter not found")
+    meter_id = created.id
     if body.energyResource is not None:
         try:
             await links.link(bus, request, meter_id, body.energyResource, body.productionLoadFactor)
         except Exception:
-            await bus.request("meter-sim", "delete_meter", {"meter": meter_id})
+            await bus.call(meter_sim.DELETE_METER, meter_sim.DELETE_METER.build(meter=meter_id))
             raise
     return ok("Meter created successfully", await meter_json(request, meter_id), status=201)
 
@@ -164,7 +165,7 @@ async def update_meter(meter_id: str, request: Request, bus: BusDep) -> JSONResp
         await fetch(request, METER, body.parent, StrapiNotFound("Parent meter not found"))
     fields = _gridsim_fields(body)
     if fields:
-        await call(bus, "meter-sim", "update_meter", {"meter": key, **fields}, not_found=METER_NOT_FOUND)
+        await call(bus, meter_sim.UPDATE_METER, {"meter": key, **fields}, not_found=METER_NOT_FOUND)
     if "energyResource" in sent:
         if body.energyResource is None:
             await links.unlink_meter(bus, request, key)
@@ -173,8 +174,7 @@ async def update_meter(meter_id: str, request: Request, bus: BusDep) -> JSONResp
     if "dfp_subscription_id" in sent:
         await call(
             bus,
-            "meter-sim",
-            "set_subscription",
+            meter_sim.SET_SUBSCRIPTION,
             {"meter": key, "subscription_id": body.dfp_subscription_id or None},
             not_found=METER_NOT_FOUND,
         )
@@ -186,7 +186,7 @@ async def update_meter(meter_id: str, request: Request, bus: BusDep) -> JSONResp
 async def delete_meter(meter_id: str, bus: BusDep) -> JSONResponse:
     """Delete a meter (gridsim refuses while it still has child meters: 400)."""
     key = parse_id(meter_id, METER_NOT_FOUND)
-    await call(bus, "meter-sim", "delete_meter", {"meter": key}, not_found=METER_NOT_FOUND)
+    await call(bus, meter_sim.DELETE_METER, {"meter": key}, not_found=METER_NOT_FOUND)
     return JSONResponse({"message": "Meter deleted successfully"})
 
 
@@ -264,7 +264,7 @@ async def control_meters(request: Request, bus: BusDep) -> JSONResponse:
         factors["load_factor_consumption"] = body.load_factor
     if body.log_type in {"PROSUMER", "BOTH"}:
         factors["load_factor_production"] = body.load_factor
-    await call(bus, "meter-sim", "set_load_factors", {"meter_ids": ids, **factors})
+    await call(bus, meter_sim.SET_LOAD_FACTORS, {"meter_ids": ids, **factors})
     async with reading(request) as conn:
         meters = await load(conn, METER, ids, Populate())
     return ok("Meters updated successfully", meters, meta={"count": len(meters)})
@@ -291,8 +291,7 @@ async def add_subscription(request: Request, bus: BusDep) -> JSONResponse:
     body = validate(SubscriptionBody, {k[:1].upper() + k[1:]: v for k, v in raw.items()})
     result = await call(
         bus,
-        "meter-sim",
-        "set_subscription",
+        meter_sim.SET_SUBSCRIPTION,
         {"meter": body.meter_id, "subscription_id": body.subscription_order_id},
         not_found=METER_NOT_FOUND,
     )

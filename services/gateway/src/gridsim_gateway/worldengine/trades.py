@@ -16,6 +16,7 @@ from gridsim_gateway.worldengine.common import body_of, call, fetch, query_of, r
 from gridsim_gateway.worldengine.entities import P2P_TRADE
 from gridsim_gateway.worldengine.envelope import StrapiNotFound, ok
 from gridsim_gateway.worldengine.sqlquery import find, find_one
+from gridsim_shared.commands import billing
 
 __all__ = ["router"]
 
@@ -62,8 +63,7 @@ async def create_trade(request: Request, bus: BusDep) -> JSONResponse:
     body = validate(TradeBody, await body_of(request, wrapped=True))
     created = await call(
         bus,
-        "billing",
-        "create_trade",
+        billing.CREATE_TRADE,
         {
             "buyer_meter_id": body.buyer_meter_id,
             "seller_meter_id": body.seller_meter_id,
@@ -73,7 +73,7 @@ async def create_trade(request: Request, bus: BusDep) -> JSONResponse:
         },
     )
     async with reading(request) as conn:
-        trade = await find_one(conn, P2P_TRADE, str(created["trade"]["id"]))
+        trade = await find_one(conn, P2P_TRADE, str(created.trade.id))
     return ok("P2P Trade created successfully", trade, status=201)
 
 
