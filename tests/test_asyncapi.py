@@ -16,9 +16,9 @@ from gridsim import asyncapi
 from gridsim_shared import channels, commands
 from gridsim_shared.channels import Channel
 from gridsim_shared.commands import meter_sim
+from gridsim_shared.events import OverloadDetails, TransformerOverloadEvent
 from gridsim_shared.messages import (
     ClockState,
-    GridEvent,
     Message,
     MeterReading,
     ReadingBatch,
@@ -73,8 +73,15 @@ SAMPLES: list[Message] = [
         meters_expected=10,
         meters_reporting=10,
     ),
-    GridEvent(
-        type="overload", severity="critical", timestamp=T0, subject="tx-101", message="sustained overload"
+    TransformerOverloadEvent(
+        type="transformer_overload",
+        severity="critical",
+        timestamp=T0,
+        subject="tx-101",
+        message="sustained overload",
+        data=OverloadDetails(
+            node_id=3, loading_pct=130.0, apparent_kVA=65.0, capacity_kVA=50.0, hot_spot_c=125.0
+        ),
     ),
     ClockState(current_datetime=T0, state="running", speed=1440, interval_s=60, tick=720),
     Watermark(committed_until=T0, readings_committed=150),
@@ -181,3 +188,13 @@ def test_a_reply_schema_accepts_the_real_reply_and_refuses_a_broken_one() -> Non
         return
     msg = "the reply schema of delete_er accepted a reply without its fields"
     raise AssertionError(msg)
+
+
+def test_the_event_channel_documents_each_kind_of_event() -> None:
+    doc = _document()
+    schemas = doc["components"]["schemas"]
+    kinds = {ref["$ref"].rsplit("/", 1)[-1] for ref in schemas["GridEvent"]["oneOf"]}
+    assert {"TransformerTripEvent", "SpikeEvent", "P2PTradeEvent", "DrEventEvent"} <= kinds
+    assert schemas["GridEvent"]["discriminator"]["propertyName"] == "type"
+    trip = schemas["TransformerTripEvent"]
+    assert trip["properties"]["data"] == {"$ref": "#/components/schemas/TripDetails"}

@@ -51,7 +51,8 @@ CHANNEL_DOCS: dict[str, tuple[Channel[Any, Any], str]] = {
     ),
     "event": (
         channels.EVENT,
-        "Grid events. From the aggregator: `transformer_overload` / `transformer_overload_cleared` (an IEEE "
+        "Grid events, one schema per kind (`GridEvent` is a union discriminated by `type`, each kind with "
+        "its own `data`; gridsim_shared.events). From the aggregator: `transformer_overload` / `transformer_overload_cleared` (an IEEE "
         "C57.91 hot-spot criterion: above 120 °C, cleared below 110 °C), `voltage_low` / `voltage_high` / "
         "`voltage_restored` (a meter leaving or re-entering its voltage band, once per transition), "
         "`transformer_trip` (hot spot past the trip limit: meter-sim takes the transformer off supply), "
@@ -126,8 +127,8 @@ def build_document() -> dict[str, Any]:
     operations: dict[str, Any] = {}
     schemas: dict[str, Any] = {}
     for name, (channel, description) in CHANNEL_DOCS.items():
-        model_name = channel.model.__name__
-        schema = _schema(channel.model)
+        model_name = channel.name
+        schema = channel.json_schema(ref_template=_REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model_name] = schema
         doc_channels[name] = {
@@ -175,7 +176,7 @@ def build_document() -> dict[str, Any]:
             "contentType": "application/json",
             "payload": {"$ref": f"#/components/schemas/{name}"},
         }
-        for name in sorted({spec[0].model.__name__ for spec in CHANNEL_DOCS.values()} | {"Request", "Reply"})
+        for name in sorted({spec[0].name for spec in CHANNEL_DOCS.values()} | {"Request", "Reply"})
     }
     return {
         "asyncapi": "3.0.0",

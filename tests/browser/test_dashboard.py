@@ -26,8 +26,8 @@ from gridsim_gateway.main import create_app
 from gridsim_meter_sim.__main__ import serve as serve_meter_sim
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
+from gridsim_shared.events import VoltageExcursionDetails, VoltageExcursionEvent
 from gridsim_shared.ids import slug
-from gridsim_shared.messages import GridEvent
 from gridsim_shared.settings import Settings, SimSettings
 from gridsim_shared.testing import running
 from gridsim_shared.topics import EventPath
@@ -265,17 +265,18 @@ async def test_dashboard_drives_the_live_grid(chromium: Path, demo_settings: Set
             # marks the selected meter's chart.
             code = (await page.text_content("#chart-title") or "").removeprefix("Meter ")
             clock = (await api.get("/simulation-time")).json()
-            event = GridEvent(
-                type="voltage",
+            event = VoltageExcursionEvent(
+                type="voltage_high",
                 severity="warning",
                 timestamp=clock["current_datetime"],
                 subject=code,
                 message=f"{code}: 254.2 V, above the 253 V upper limit",
+                data=VoltageExcursionDetails(meter_id=1, avg_voltage=254.2, low_v=207.0, high_v=253.0),
             )
             async with Bus(demo_settings.mqtt, "browser-test") as bus:
-                await bus.publish(channels.EVENT, event, EventPath(type="voltage", subject=slug(code)))
-            await page.locator('#events li[data-type="voltage"]').wait_for()
-            await page.locator('#chart .marker[data-type="voltage"]').wait_for()
+                await bus.publish(channels.EVENT, event, EventPath(type="voltage_high", subject=slug(code)))
+            await page.locator('#events li[data-type="voltage_high"]').wait_for()
+            await page.locator('#chart .marker[data-type="voltage_high"]').wait_for()
 
             # A load spike on the selected meter (+20 kW for ten minutes) shows on its chart: a higher peak
             # and a `spike` marker, once the clock steps past its start.

@@ -176,7 +176,7 @@ async def test_overload_trip_takes_the_transformer_off_supply(settings: Settings
                 break
         trips = [e for e, _ in p.events.messages if e.type == "transformer_trip"]
         assert [e.subject for e in trips] == ["t2"]
-        assert trips[0].data["hot_spot_c"] > 70.0
+        assert trips[0].data.hot_spot_c > 70.0
         gasps = [
             (e.subject, path.transformer) for e, path in p.meter_events.messages if e.type == "last_gasp"
         ]
@@ -227,7 +227,7 @@ async def test_switching_and_the_sla_report(settings: Settings) -> None:
             while len([e for e, _ in p.events.messages if e.type == "sla_breach"]) < 2:
                 await asyncio.sleep(0.05)
         breaches = sorted(
-            (e.subject, e.data["month"], tuple(e.data["breaches"]))
+            (e.subject, e.data.month, tuple(e.data.breaches))
             for e, _ in p.events.messages
             if e.type == "sla_breach"
         )

@@ -395,7 +395,7 @@ async def test_trade_defaults_to_now_and_publishes_an_event(settings: Settings) 
     assert made["month"] == "2025-06"
     assert (made["units_kWh"], made["price_per_kWh"], made["total_price"]) == (5.0, 5.5, 27.5)
     assert (path.type, path.subject) == ("p2p-trade", "p1")
-    assert event.data["id"] == made["id"]
+    assert str(event.data.id) == made["id"]
 
 
 # ---------------------------------------------------------------- many bills, tariffs

@@ -117,7 +117,7 @@ class Grid:
         async with asyncio.timeout(10):
             while True:
                 got = {r.meter_code: r for r, _ in self.readings.messages if r.timestamp == when}
-                if len(got) >= result["readings"]:
+                if len(got) >= result.readings:
                     return got
                 await asyncio.sleep(0.01)
 
@@ -243,7 +243,7 @@ async def test_log_types_silence_and_the_control_log(settings: Settings) -> None
         assert set(r) == set(NORMAL) - {"S"}
         await g.events.wait_for(1)
         event, path = g.events.messages[-1]
-        assert (event.type, event.data["state"], path.meter, path.transformer) == (
+        assert (event.type, event.data.state, path.meter, path.transformer) == (
             "status",
             "offline",
             "s",
@@ -257,7 +257,7 @@ async def test_log_types_silence_and_the_control_log(settings: Settings) -> None
         assert r["S"].consumption_kWh == pytest.approx(NORMAL["S"], abs=1e-6)
         assert r["S"].production_kWh == pytest.approx(r["S2"].production_kWh or 0, abs=1e-9)
         await g.events.wait_for(2)
-        assert g.events.messages[-1][0].data["state"] == "online"
+        assert g.events.messages[-1][0].data.state == "online"
 
         # the log reads every change back with the simulated time it took effect (the next interval)
         log = (await g.http.get("/control-log", params={"meter": "S", "action": "control"})).json()

@@ -27,7 +27,7 @@ from gridsim_meter_sim.__main__ import serve as serve_meter_sim
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import connect
-from gridsim_shared.messages import GridEvent
+from gridsim_shared.events import OverloadDetails, TransformerOverloadEvent
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import Collector, gateway_client, running
 from gridsim_shared.topics import EventPath
@@ -259,12 +259,15 @@ async def test_forecasts_prices_and_a_dr_event_through_openadr(settings: Setting
                 client, "POST", "/dr/enrolments", 201, json={"program_id": auto["id"], "meter_id": meter_id}
             )
         now = datetime.fromisoformat((await client.get("/simulation-time")).json()["current_datetime"])
-        overload = GridEvent(
+        overload = TransformerOverloadEvent(
             type="transformer_overload",
             severity="critical",
             timestamp=now,
             subject="t1",
             message="hot spot 125 °C",
+            data=OverloadDetails(
+                node_id=1, loading_pct=150.0, apparent_kVA=75.0, capacity_kVA=50.0, hot_spot_c=125.0
+            ),
         )
         await bus.publish(channels.EVENT, overload, EventPath("transformer_overload", "t1"))
         events = await _until(client, "/dr/events", lambda b: any(e["trigger"] == "overload" for e in b))

@@ -17,7 +17,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from gridsim_shared import messages, topics
+from gridsim_shared import events, messages, topics
 from gridsim_shared.errors import validation_error
 from gridsim_shared.ids import FeederPath, MeterPath, TransformerPath, UtilityPath
 from gridsim_shared.schemas.homeassistant import HomeAssistantState
@@ -54,9 +54,18 @@ class Channel(Generic[M, P]):
     """A topic template, the model of its payload, and how it is published."""
 
     template: topics.TopicTemplate[P]
-    model: type[M]
+    # A message model, or a discriminated union of them (``events.GridEvent``): validated through a
+    # TypeAdapter either way; the constant's annotation (``Channel[Msg, Path]``) is what type checkers use.
+    model: Any
     qos: Literal[0, 1, 2] = 1
     retain: bool = False
+    name: str = ""  # the payload's name in AsyncAPI (default: the model's class name)
+    _adapter: TypeAdapter[Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_adapter", TypeAdapter(self.model))
+        if not self.name:
+            object.__setattr__(self, "name", self.model.__name__)
 
     def topic(self, base: str, path: P) -> str:
         """The topic of ``path`` under ``base``."""
@@ -68,7 +77,13 @@ class Channel(Generic[M, P]):
 
     def decode(self, base: str, topic: str, payload: bytes) -> tuple[M, P]:
         """Validated message and path; raises ``pydantic.ValidationError`` or ``TopicError``."""
-        return self.model.model_validate_json(payload), self.template.parse(base, topic)
+        msg: M = self._adapter.validate_json(payload)
+        return msg, self.template.parse(base, topic)
+
+    def json_schema(self, ref_template: str) -> dict[str, Any]:
+        """The JSON schema of the payload."""
+        schema: dict[str, Any] = self._adapter.json_schema(ref_template=ref_template)
+        return schema
 
 
 class NoArgs(BaseModel):
@@ -140,9 +155,9 @@ ROLLUP_FEEDER: Channel[messages.Rollup, FeederPath] = Channel(
 ROLLUP_UTILITY: Channel[messages.Rollup, UtilityPath] = Channel(
     topics.ROLLUP_UTILITY, messages.Rollup, retain=True
 )
-EVENT: Channel[messages.GridEvent, topics.EventPath] = Channel(topics.EVENT, messages.GridEvent)
-METER_EVENT: Channel[messages.GridEvent, topics.MeterEventPath] = Channel(
-    topics.METER_EVENT, messages.GridEvent
+EVENT: Channel[events.GridEvent, topics.EventPath] = Channel(topics.EVENT, events.GridEvent, name="GridEvent")
+METER_EVENT: Channel[events.GridEvent, topics.MeterEventPath] = Channel(
+    topics.METER_EVENT, events.GridEvent, name="GridEvent"
 )
 FORECAST: Channel[messages.Forecast, topics.ForecastPath] = Channel(
     topics.FORECAST, messages.Forecast, retain=True

@@ -18,7 +18,6 @@ __all__ = [
     "ErrorBody",
     "Forecast",
     "ForecastPoint",
-    "GridEvent",
     "Message",
     "MeterReading",
     "PricePoint",
@@ -191,17 +190,6 @@ class ServiceStatus(Message):
     heartbeat_at: AwareDatetime | None = None
     heartbeat_s: float | None = None
     problems: list[str] = []
-
-
-class GridEvent(Message):
-    """An alert: transformer overload, voltage out of band, tamper, outage, meter fault, spike, control."""
-
-    type: str
-    severity: Literal["info", "warning", "critical"] = "info"
-    timestamp: AwareDatetime
-    subject: str = Field(description="the grid node or meter code concerned")
-    message: str
-    data: dict[str, Any] = {}
 
 
 class Rollup(Message):

@@ -41,8 +41,15 @@ from gridsim_shared import channels, topics
 from gridsim_shared.bus import Bus
 from gridsim_shared.channels import Channel
 from gridsim_shared.db import connect
+from gridsim_shared.events import (
+    GridEvent,
+    OverloadDetails,
+    TransformerOverloadEvent,
+    TransformerTripEvent,
+    TripDetails,
+)
 from gridsim_shared.ids import FeederPath, MeterPath, TransformerPath, UtilityPath
-from gridsim_shared.messages import ClockState, GridEvent, MeterReading, Rollup, Watermark
+from gridsim_shared.messages import ClockState, MeterReading, Rollup, Watermark
 
 __all__ = ["Closer"]
 
@@ -525,7 +532,7 @@ def _overload_event(
     r: NodeRollup, ts: datetime, change: str, hot_c: float, params: ThermalParams
 ) -> GridEvent:
     started = change == "start"
-    return GridEvent(
+    return TransformerOverloadEvent(
         type="transformer_overload" if started else "transformer_overload_cleared",
         severity="critical" if started else "info",
         timestamp=ts,
@@ -536,25 +543,25 @@ def _overload_event(
             if started
             else f"transformer {r.node.code} hot spot back to {hot_c:.0f} °C"
         ),
-        data={
-            "node_id": r.node.id,
-            "loading_pct": r.loading_pct,
-            "apparent_kVA": r.apparent_kva,
-            "capacity_kVA": r.node.capacity_kva,
-            "hot_spot_c": hot_c,
-        },
+        data=OverloadDetails(
+            node_id=r.node.id,
+            loading_pct=r.loading_pct,
+            apparent_kVA=r.apparent_kva,
+            capacity_kVA=r.node.capacity_kva,
+            hot_spot_c=hot_c,
+        ),
     )
 
 
 def _trip_event(r: NodeRollup, ts: datetime, hot_c: float, params: ThermalParams) -> GridEvent:
     """The transformer's protection opens: meter-sim takes its meters off supply (docs/grid-health.md)."""
-    return GridEvent(
+    return TransformerTripEvent(
         type="transformer_trip",
         severity="critical",
         timestamp=ts,
         subject=r.node.code,
         message=f"transformer {r.node.code} tripped: hot spot {hot_c:.0f} °C above {params.trip_c:.0f} °C",
-        data={"node_id": r.node.id, "hot_spot_c": hot_c, "loading_pct": r.loading_pct},
+        data=TripDetails(node_id=r.node.id, hot_spot_c=hot_c, loading_pct=r.loading_pct),
     )
 
 

@@ -22,8 +22,15 @@ from gridsim_aggregator.settings import AggregatorSettings, Settings
 from gridsim_shared import channels, topics
 from gridsim_shared.bus import Bus, Router
 from gridsim_shared.commands import aggregator
+from gridsim_shared.events import (
+    GridEvent,
+    VoltageExcursionDetails,
+    VoltageExcursionEvent,
+    VoltageRestoredDetails,
+    VoltageRestoredEvent,
+)
 from gridsim_shared.ids import slug
-from gridsim_shared.messages import ClockState, GridEvent
+from gridsim_shared.messages import ClockState
 from gridsim_shared.schemas import world
 
 __all__ = ["Deps", "batch_filter", "router"]
@@ -77,26 +84,23 @@ def _voltage_event(
     limits = band
     band_text = f"{limits.low_v:.0f}–{limits.high_v:.0f} V"
     if side == "normal":
-        return GridEvent(
+        return VoltageRestoredEvent(
             type="voltage_restored",
             severity="info",
             timestamp=ts,
             subject=code,
             message=f"meter {code} voltage back in band ({voltage:.1f} V, band {band_text})",
-            data={"meter_id": meter_id, "avg_voltage": voltage},
+            data=VoltageRestoredDetails(meter_id=meter_id, avg_voltage=voltage),
         )
-    return GridEvent(
-        type=f"voltage_{side}",
+    return VoltageExcursionEvent(
+        type="voltage_low" if side == "low" else "voltage_high",
         severity="warning",
         timestamp=ts,
         subject=code,
         message=f"meter {code} voltage {voltage:.1f} V is {'below' if side == 'low' else 'above'} its band ({band_text})",
-        data={
-            "meter_id": meter_id,
-            "avg_voltage": voltage,
-            "low_v": limits.low_v,
-            "high_v": limits.high_v,
-        },
+        data=VoltageExcursionDetails(
+            meter_id=meter_id, avg_voltage=voltage, low_v=limits.low_v, high_v=limits.high_v
+        ),
     )
 
 

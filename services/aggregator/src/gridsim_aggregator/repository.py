@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 from gridsim_aggregator.copy_binary import encode_readings, timestamps_us
 from gridsim_aggregator.domain import COLUMNS, SUM_FIELDS, Readings, ThermalState, Totals
 from gridsim_aggregator.topology import GridNode, MeterRow, NodeRollup
-from gridsim_shared.messages import GridEvent
+from gridsim_shared.events import GridEvent
 
 __all__ = [
     "BatchReceipt",
@@ -361,7 +361,7 @@ async def insert_events(conn: Conn, events: Sequence[GridEvent]) -> None:
         return
     await conn.cursor().executemany(
         "insert into aggregator_events (type, severity, sim_time, subject, message, data) values (%s, %s, %s, %s, %s, %s)",
-        [(e.type, e.severity, e.timestamp, e.subject, e.message, Jsonb(e.data)) for e in events],
+        [(e.type, e.severity, e.timestamp, e.subject, e.message, Jsonb(e.details())) for e in events],
     )
 
 

@@ -22,8 +22,8 @@ from gridsim_shared import channels, topics
 from gridsim_shared.bus import Bus, Router
 from gridsim_shared.commands import aggregator
 from gridsim_shared.errors import InvalidError, NotFoundError
+from gridsim_shared.events import SlaBreachDetails, SlaBreachEvent
 from gridsim_shared.ids import slug
-from gridsim_shared.messages import GridEvent
 from gridsim_shared.schemas.health import (
     SlaMeterRow,
     SlaReport,
@@ -199,7 +199,7 @@ async def sla_report_command(body: SlaRequest, deps: HealthDeps) -> SlaReport:
     return await sla_report(deps.pool, deps.settings, deps.tuning, body)
 
 
-async def report_month(deps: HealthDeps, month: str) -> list[GridEvent]:
+async def report_month(deps: HealthDeps, month: str) -> list[SlaBreachEvent]:
     """After a month closes: an ``sla_breach`` event per feeder and threshold missed (stored, published,
     each once)."""
     async with deps.pool.connection() as conn:
@@ -213,20 +213,20 @@ async def report_month(deps: HealthDeps, month: str) -> list[GridEvent]:
             continue
         _, until = month_bounds(month)
         events.append(
-            GridEvent(
+            SlaBreachEvent(
                 type="sla_breach",
                 severity="warning",
                 timestamp=until,
                 subject=report.feeder_code,
                 message=f"feeder {report.feeder_code} missed its {month} service levels: {', '.join(report.breaches)}",
-                data={
-                    "month": month,
-                    "breaches": report.breaches,
-                    "completeness": report.completeness,
-                    "voltage_compliance": report.voltage_compliance,
-                    "latency_p95_s": report.latency_p95_s,
-                    "thresholds": report.thresholds,
-                },
+                data=SlaBreachDetails(
+                    month=month,
+                    breaches=report.breaches,
+                    completeness=report.completeness,
+                    voltage_compliance=report.voltage_compliance,
+                    latency_p95_s=report.latency_p95_s,
+                    thresholds=report.thresholds,
+                ),
             )
         )
     fresh = []
@@ -247,7 +247,7 @@ async def report_month(deps: HealthDeps, month: str) -> list[GridEvent]:
                     event.timestamp,
                     event.subject,
                     event.message,
-                    Jsonb(event.data),
+                    Jsonb(event.details()),
                 ),
             )
             fresh.append(event)

@@ -28,7 +28,8 @@ from gridsim_shared import channels
 from gridsim_shared.bus import Bus, Router
 from gridsim_shared.commands import billing
 from gridsim_shared.errors import ClockNotReady, ConflictError, InvalidError, NotFoundError
-from gridsim_shared.messages import ClockState, GridEvent, Watermark
+from gridsim_shared.events import P2PTradeEvent
+from gridsim_shared.messages import ClockState, Watermark
 from gridsim_shared.schemas.billing import (
     Bill,
     BillPage,
@@ -211,7 +212,7 @@ async def create_trade(body: P2PTradeCreate, deps: Deps) -> P2PTradeCreated:
 
 
 async def _publish(deps: Deps, trade: P2PTrade) -> None:
-    event = GridEvent(
+    event = P2PTradeEvent(
         type="p2p-trade",
         severity="info",
         timestamp=trade.timestamp,
@@ -220,7 +221,7 @@ async def _publish(deps: Deps, trade: P2PTrade) -> None:
             f"{trade.seller_meter_code} sold {trade.units_kWh} kWh to {trade.buyer_meter_code}"
             f" at {trade.price_per_kWh} per kWh"
         ),
-        data=trade.model_dump(mode="json"),
+        data=trade,
     )
     await deps.bus.publish(channels.EVENT, event, EventPath(type="p2p-trade", subject=event.subject))
 

@@ -23,8 +23,16 @@ from gridsim_shared import channels
 from gridsim_shared.bus import Router
 from gridsim_shared.commands import meter_sim
 from gridsim_shared.errors import InvalidError, NotFoundError
+from gridsim_shared.events import (
+    GridEvent,
+    MeterIncidentDetails,
+    MeterIncidentEvent,
+    MeterStatusDetails,
+    MeterStatusEvent,
+    SpikeDetails,
+    SpikeEvent,
+)
 from gridsim_shared.ids import slug
-from gridsim_shared.messages import GridEvent
 from gridsim_shared.schemas import controls as schemas
 from gridsim_shared.schemas.meters import Appliance
 from gridsim_shared.schemas.worldengine import DerCreate
@@ -67,14 +75,14 @@ def _appliance_id(known: Sequence[Appliance], name: str, field: str) -> int:
 
 
 def _status_event(meter_id: int, code: str, online: bool, when: datetime, reason: str) -> GridEvent:
-    state = "online" if online else "offline"
-    return GridEvent(
+    state: Literal["online", "offline"] = "online" if online else "offline"
+    return MeterStatusEvent(
         type="status",
         severity="info" if online else "warning",
         timestamp=when,
         subject=code,
         message=f"meter {code} is {state}: {reason}",
-        data={"meter_id": meter_id, "state": state, "reason": reason},
+        data=MeterStatusDetails(meter_id=meter_id, state=state, reason=reason),
     )
 
 
@@ -191,21 +199,21 @@ async def create_spike(body: schemas.SpikeCreate, deps: Deps) -> schemas.Spike:
 def _spike_event(spike: schemas.Spike, meter_codes: list[str]) -> GridEvent:
     """The ``spike`` event: what changes, where, from when (dashboards mark it on the meters' charts)."""
     magnitude = f"x{spike.multiplier:g}" if spike.multiplier is not None else f"{spike.kw:g} kW"
-    return GridEvent(
+    return SpikeEvent(
         type="spike",
         severity="info",
         timestamp=spike.start,
         subject=str(spike.target),
         message=f"{spike.kind} spike {magnitude} ({spike.shape}) on {spike.scope} {spike.target}"
         f" from {spike.start.isoformat()}" + (f" for {spike.duration_s} s" if spike.duration_s else ""),
-        data={
-            "spike_id": spike.id,
-            "kind": spike.kind,
-            "scope": spike.scope,
-            "meter_ids": spike.meter_ids,
-            "meter_codes": meter_codes,
-            "duration_s": spike.duration_s,
-        },
+        data=SpikeDetails(
+            spike_id=spike.id,
+            kind=spike.kind,
+            scope=spike.scope,
+            meter_ids=spike.meter_ids,
+            meter_codes=meter_codes,
+            duration_s=spike.duration_s,
+        ),
     )
 
 
@@ -368,13 +376,15 @@ async def meter_event(body: schemas.MeterEventRequest, deps: Deps) -> schemas.Me
             raised: list[GridEvent] = []
             if body.type != "clear":
                 raised.append(
-                    GridEvent(
+                    MeterIncidentEvent(
                         type=body.type,
                         severity=body.severity or severity,
                         timestamp=now,
                         subject=code,
                         message=body.message or f"{body.type} on meter {code}",
-                        data={**body.data, "meter_id": row["id"], "status": status},
+                        data=MeterIncidentDetails.model_validate(
+                            {**body.data, "meter_id": row["id"], "status": status}
+                        ),
                     )
                 )
             if was != now_reporting or body.type == "clear":

@@ -17,7 +17,7 @@ from gridsim_meter_sim import grid_repository, meter_repository
 from gridsim_meter_sim.controls import SpikeRow
 from gridsim_meter_sim.repository import Conn, fetch_all, fetch_one
 from gridsim_shared.errors import ConflictError, InvalidError, NotFoundError
-from gridsim_shared.messages import GridEvent
+from gridsim_shared.events import GridEvent
 from gridsim_shared.schemas.controls import (
     ControlLogEntry,
     ControlLogRequest,
@@ -166,7 +166,7 @@ async def insert_event(conn: Conn, event: GridEvent) -> EventOut:
         conn,
         "insert into meter_sim_events (type, severity, sim_time, subject, message, data) values (%s, %s, %s, %s, %s, %s)"
         " returning id, type, severity, sim_time, subject, message, data",
-        (event.type, event.severity, event.timestamp, event.subject, event.message, Jsonb(event.data)),
+        (event.type, event.severity, event.timestamp, event.subject, event.message, Jsonb(event.details())),
     )
     return EventOut.model_validate(row)
 

@@ -23,8 +23,8 @@ from gridsim_meter_sim.registers import Registers
 from gridsim_meter_sim.supply import OutageRow, SupplyPlan
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
+from gridsim_shared.events import GridEvent, SupplyDetails, SupplyEvent, SupplyKind
 from gridsim_shared.ids import slug
-from gridsim_shared.messages import GridEvent
 from gridsim_shared.topics import MeterEventPath
 
 __all__ = ["SAVE_EVERY_S", "GridHealth", "meter_event"]
@@ -34,7 +34,9 @@ _LOGGER = logging.getLogger(__name__)
 SAVE_EVERY_S = 5.0  # registers are saved at most this often while ticking (and when the engine stops)
 
 
-def meter_event(kind: str, code: str, meter_id: int, when: datetime, data: Mapping[str, object]) -> GridEvent:
+def meter_event(
+    kind: SupplyKind, code: str, meter_id: int, when: datetime, data: Mapping[str, object]
+) -> GridEvent:
     """A meter's supply event: ``last_gasp`` (lost supply), ``power_restored``, ``disconnected``, ``reconnected``."""
     severity: Literal["info", "warning"] = "warning" if kind in ("last_gasp", "disconnected") else "info"
     text = {
@@ -43,13 +45,13 @@ def meter_event(kind: str, code: str, meter_id: int, when: datetime, data: Mappi
         "disconnected": f"meter {code} disconnected remotely",
         "reconnected": f"meter {code} reconnected remotely",
     }[kind]
-    return GridEvent(
+    return SupplyEvent(
         type=kind,
         severity=severity,
         timestamp=when,
         subject=code,
         message=text,
-        data={"meter_id": meter_id, **data},
+        data=SupplyDetails.model_validate({**data, "meter_id": meter_id}),
     )
 
 
@@ -105,7 +107,7 @@ class GridHealth:
         await self.publish(fleet, events)
 
     def _events(
-        self, fleet: Fleet, outage: OutageRow, kind: str, when: datetime
+        self, fleet: Fleet, outage: OutageRow, kind: SupplyKind, when: datetime
     ) -> list[tuple[int, GridEvent]]:
         assert self.plan is not None
         rows = self.plan.rows_of(outage.id)

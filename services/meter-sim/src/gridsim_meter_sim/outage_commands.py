@@ -23,8 +23,8 @@ from gridsim_shared import channels
 from gridsim_shared.bus import Router
 from gridsim_shared.commands import meter_sim
 from gridsim_shared.errors import ConflictError, GridsimError, NotFoundError
+from gridsim_shared.events import GridEvent, SupplyKind, TransformerTripEvent
 from gridsim_shared.ids import slug
-from gridsim_shared.messages import GridEvent
 from gridsim_shared.schemas import health as schemas
 from gridsim_shared.topics import EventPath, MeterEventPath
 
@@ -98,10 +98,10 @@ async def list_outages(body: schemas.OutageListRequest, deps: Deps) -> list[sche
 
 async def on_transformer_trip(deps: Deps, msg: GridEvent, _path: EventPath) -> None:
     """A transformer's hot spot passed the trip limit: its protection opens (an ``overload_trip`` outage)."""
-    node_id = msg.data.get("node_id")
-    if not isinstance(node_id, int):
-        _LOGGER.warning("transformer_trip event without a node_id: %s", msg.subject)
+    if not isinstance(msg, TransformerTripEvent):  # the subscription is to transformer_trip only
+        _LOGGER.warning("%s event on the transformer_trip subscription: %s", msg.type, msg.subject)
         return
+    node_id = msg.data.node_id
     try:
         async with deps.pool.connection() as conn, conn.transaction():
             if await outage_repository.open_outage_of(conn, node_id) is not None:
@@ -124,7 +124,7 @@ async def on_transformer_trip(deps: Deps, msg: GridEvent, _path: EventPath) -> N
                 now,
                 "outage.overload_trip",
                 {"outage_id": outage.id},
-                {"hot_spot_c": msg.data.get("hot_spot_c")},
+                {"hot_spot_c": msg.data.hot_spot_c},
                 [],
             )
     except GridsimError:
@@ -137,7 +137,7 @@ async def on_transformer_trip(deps: Deps, msg: GridEvent, _path: EventPath) -> N
 
 
 async def _switch(body: schemas.DisconnectRequest, deps: Deps, *, disconnect: bool) -> schemas.SupplyResult:
-    kind = "disconnected" if disconnect else "reconnected"
+    kind: SupplyKind = "disconnected" if disconnect else "reconnected"
     async with deps.pool.connection() as conn:
         async with conn.transaction():
             now = await sim_now(deps, conn)

@@ -19,7 +19,7 @@ from gridsim_meter_sim.registers import Registers
 from gridsim_meter_sim.repository import Conn, fetch_all, fetch_one
 from gridsim_meter_sim.supply import OutageRow, RepairTime
 from gridsim_shared.errors import ConflictError, InvalidError, NotFoundError
-from gridsim_shared.messages import GridEvent
+from gridsim_shared.events import GridEvent
 from gridsim_shared.schemas.health import Outage, OutageListRequest
 
 __all__ = [
@@ -224,7 +224,7 @@ async def insert_events(conn: Conn, events: Sequence[GridEvent]) -> None:
     if events:
         await conn.cursor().executemany(
             "insert into meter_sim_events (type, severity, sim_time, subject, message, data) values (%s, %s, %s, %s, %s, %s)",
-            [(e.type, e.severity, e.timestamp, e.subject, e.message, Jsonb(e.data)) for e in events],
+            [(e.type, e.severity, e.timestamp, e.subject, e.message, Jsonb(e.details())) for e in events],
         )
 
 

@@ -26,7 +26,8 @@ from gridsim_shared import channels
 from gridsim_shared.bus import Bus, Router
 from gridsim_shared.commands import utility
 from gridsim_shared.errors import ClockNotReady, ConflictError, InvalidError, NotFoundError
-from gridsim_shared.messages import ClockState, Forecast, ForecastPoint, GridEvent, PricePoint, PriceSignal
+from gridsim_shared.events import DrEventDetails, DrEventEvent, GridEvent
+from gridsim_shared.messages import ClockState, Forecast, ForecastPoint, PricePoint, PriceSignal
 from gridsim_shared.schemas.utility import (
     DrEvent,
     DrEventCreate,
@@ -578,14 +579,14 @@ async def _event_view(deps: Deps, conn: Conn, event_id: int) -> DrEvent:
 
 
 async def _announce(deps: Deps, event: DrEvent, action: str) -> None:
-    msg = GridEvent(
+    msg = DrEventEvent(
         type="dr-event",
         severity="warning" if action != "cancelled" else "info",
         timestamp=event.start,
         subject=f"dr-{event.id}",
         message=f"DR event {event.id} ({event.program_kind}, level {event.level}) {action}:"
         f" {event.start.isoformat()} to {event.end.isoformat()}",
-        data={"action": action, **event.model_dump(mode="json", exclude={"participants"})},
+        data=DrEventDetails(action=action, **event.model_dump(exclude={"participants"})),
     )
     try:
         await deps.bus.publish(channels.EVENT, msg, EventPath("dr-event", msg.subject))
