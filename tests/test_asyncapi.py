@@ -33,7 +33,13 @@ from gridsim_shared.schemas.jobs import StepJob
 
 # The modules whose routers each service includes in its __main__.
 SERVICE_ROUTERS: dict[str, tuple[str, ...]] = {
-    "meter-sim": ("handlers", "worldengine_commands", "control_commands", "outage_commands"),
+    "meter-sim": (
+        "handlers",
+        "worldengine_commands",
+        "control_commands",
+        "outage_commands",
+        "booking_commands",
+    ),
     "aggregator": ("service_levels",),
     "billing": ("handlers",),
     "feasibility": ("handlers",),

@@ -11,7 +11,9 @@ import pytest
 
 from gridsim_meter_sim.__main__ import serve as serve_meter_sim
 from gridsim_shared.bus import Bus
+from gridsim_shared.commands import meter_sim
 from gridsim_shared.errors import RemoteError
+from gridsim_shared.schemas.bookings import BookConnection
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import running
 
@@ -23,6 +25,10 @@ async def _sql(settings: Settings, query: str) -> list[tuple[Any, ...]]:
         settings.db.url, autocommit=True, options=f"-c search_path={settings.db.schema_name}"
     ) as conn:
         return await (await conn.execute(query.encode())).fetchall()
+
+
+def _book(transformer_id: int, appliance_id: int, code: str, kw: float) -> BookConnection:
+    return meter_sim.BOOK_CONNECTION.build(**_booking(transformer_id, appliance_id, code, kw))
 
 
 def _booking(transformer_id: int, appliance_id: int, code: str, kw: float) -> dict[str, Any]:
@@ -44,28 +50,30 @@ def _booking(transformer_id: int, appliance_id: int, code: str, kw: float) -> di
 
 async def test_a_booking_and_its_household_are_one_transaction(settings: Settings) -> None:
     async with running(serve_meter_sim, settings=settings), Bus(settings.mqtt, "test-book") as bus:
-        await bus.request("meter-sim", "create_grid_node", {"code": "u", "name": "U", "level": "utility"})
-        await bus.request(
-            "meter-sim", "create_grid_node", {"code": "f", "name": "F", "level": "feeder", "parent_id": "u"}
+        await bus.call(
+            meter_sim.CREATE_GRID_NODE, meter_sim.CREATE_GRID_NODE.build(code="u", name="U", level="utility")
         )
-        tx = await bus.request(
-            "meter-sim",
-            "create_transformer",
-            {
-                "code": "t",
-                "name": "T",
-                "level": "transformer",
-                "parent_id": "f",
-                "capacity_kVA": 50,
-                "latitude": 37.76,
-                "longitude": -122.41,
-                "connected_consumption_kW": 10,
-            },
+        await bus.call(
+            meter_sim.CREATE_GRID_NODE,
+            meter_sim.CREATE_GRID_NODE.build(code="f", name="F", level="feeder", parent_id="u"),
         )
+        transformer = meter_sim.CREATE_TRANSFORMER.build(
+            code="t",
+            name="T",
+            level="transformer",
+            parent_id="f",
+            capacity_kVA=50,
+            latitude=37.76,
+            longitude=-122.41,
+            connected_consumption_kW=10,
+        )
+        tx = (await bus.call(meter_sim.CREATE_TRANSFORMER, transformer)).model_dump(mode="json")
         assert (tx["connected_consumption_kW"], tx["connected_production_kW"]) == (10, 0)
         appliance = (await _sql(settings, "select min(id) from appliances"))[0][0]
 
-        booked = await bus.request("meter-sim", "book_connection", _booking(tx["id"], appliance, "CN-1", 5))
+        booked = (
+            await bus.call(meter_sim.BOOK_CONNECTION, _book(tx["id"], appliance, "CN-1", 5))
+        ).model_dump()
         assert booked["transformer"]["consumption_kw"] == 15
         meter_id, er_id = booked["household"]["meter_id"], booked["household"]["er_id"]
         assert await _sql(settings, f"select er_id, transformer_id from meters where id = {meter_id}") == [
@@ -77,10 +85,12 @@ async def test_a_booking_and_its_household_are_one_transaction(settings: Setting
 
         # the same meter code again: the household fails, so the booking is rolled back with it
         with pytest.raises(RemoteError) as conflict:
-            await bus.request("meter-sim", "book_connection", _booking(tx["id"], appliance, "CN-1", 5))
+            await bus.call(meter_sim.BOOK_CONNECTION, _book(tx["id"], appliance, "CN-1", 5))
         assert (conflict.value.status, conflict.value.field) == (409, "household.meter_code")
         # more than the 80 % share (40 kW) allows: not booked, nothing written
-        full = await bus.request("meter-sim", "book_connection", _booking(tx["id"], appliance, "CN-2", 30))
+        full = (
+            await bus.call(meter_sim.BOOK_CONNECTION, _book(tx["id"], appliance, "CN-2", 30))
+        ).model_dump()
         assert full == {"transformer": None, "household": None}
 
         assert await _sql(settings, "select connected_consumption_kw from grid_nodes where code = 't'") == [
