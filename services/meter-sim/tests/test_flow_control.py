@@ -75,8 +75,8 @@ async def test_a_step_waits_for_the_watermark_when_the_window_is_full(settings: 
         assert {b.timestamp for b, _ in batches.messages} == {START, START + MINUTE, START + 2 * MINUTE}
         await _aggregator_at(bus, START + 9 * MINUTE)  # the aggregator caught up: room for the rest
         result = await step
-    assert result["intervals"] == 10
-    assert result["stored"] is True
+    assert result.intervals == 10
+    assert result.stored is True
     assert len({b.timestamp for b, _ in batches.messages}) == 10  # nothing dropped
 
 
