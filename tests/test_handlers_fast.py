@@ -34,6 +34,7 @@ from gridsim_meter_sim import (
 from gridsim_meter_sim import handlers as meter_sim_handlers
 from gridsim_shared import channels, commands
 from gridsim_shared.bus import Bus, Router
+from gridsim_shared.channels import Command, NoArgs
 from gridsim_shared.errors import RemoteError
 from gridsim_shared.memory_bus import MemoryBroker, MemoryBus
 from gridsim_shared.messages import ClockState
@@ -140,13 +141,13 @@ async def test_every_command_is_served_and_a_malformed_request_is_refused_before
                 continue
             # Every required field missing: a 422 that names one of them, from validation alone.
             with pytest.raises(RemoteError) as error:
-                await client.request(service.name, command.operation, {})
+                await client.call(command, command.request.model_construct())  # sends {}
             assert error.value.status == 422, (command.name, error.value.body)
             assert error.value.field in required, (command.name, error.value.field)
             refused += 1
         # An operation nobody declared is a 404, not silence.
         with pytest.raises(RemoteError) as unknown:
-            await client.request(service.name, "no_such_operation", {})
+            await client.call(Command(service.name, "no_such_operation", NoArgs, None))
         assert unknown.value.status == 404
     served = {c.operation for c in declared}
     included = {op for router, _ in service.routers(bus, _settings(broker), pool) for op in router.operations}
