@@ -131,6 +131,7 @@ class Report:
     faults: list[Fault] = field(default_factory=list)
     readings_compared: int = 0
     rollups_compared: int = 0
+    meter_rollups_compared: int = 0  # rows of meter_data_15m, _1h and _1d
     bills_compared: int = 0
     differences: list[str] = field(default_factory=list)
     missing: int = 0
@@ -438,6 +439,22 @@ def compare(reference: Run, faulty: Run, report: Report) -> None:
             report.differences.append(f"rollup {row[:2]} missing")
         elif not _close(row, other):
             report.differences.append(f"rollup {row[:2]}: {row} != {other}")
+    # The per-meter rollups the bills are read from: a reading counted twice shows here first.
+    for table in ("meter_data_15m", "meter_data_1h", "meter_data_1d"):
+        query = (
+            "select bucket, meter_id, consumption_kwh, production_kwh, consumption_kvah, production_kvah, "
+            f"kvarh, readings from {{s}}.{table} order by bucket, meter_id"
+        )
+        ref_rows = _rows(reference.db.url, query.format(s=reference.schema))
+        got_by = {(r[0], r[1]): r for r in _rows(faulty.db.url, query.format(s=faulty.schema))}
+        report.meter_rollups_compared += len(ref_rows)
+        for row in ref_rows:
+            other = got_by.get((row[0], row[1]))
+            if other is None:
+                report.missing += 1
+                report.differences.append(f"{table} {row[:2]} missing")
+            elif not _close(row, other):
+                report.differences.append(f"{table} {row[:2]}: {row} != {other}")
 
 
 def _close(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
@@ -776,6 +793,7 @@ def summary(report: Report) -> dict[str, Any]:
         "cut_short": report.cut_short,
         "readings_compared": report.readings_compared,
         "rollups_compared": report.rollups_compared,
+        "meter_rollups_compared": report.meter_rollups_compared,
         "bills_compared": report.bills_compared,
         "differences": len(report.differences),
         "missing": report.missing,
@@ -803,8 +821,8 @@ def write_results(report: Report, load: tuple[float, float, float], folder: Path
         f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} when it ended. `uv run python bench/chaos.py`.",
         "",
         f"- faults injected: {len(report.faults)}",
-        f"- readings compared: {report.readings_compared:,}; rollups: {report.rollups_compared:,}; "
-        f"bills: {report.bills_compared}",
+        f"- readings compared: {report.readings_compared:,}; grid rollups: {report.rollups_compared:,}; "
+        f"per-meter rollups: {report.meter_rollups_compared:,}; bills: {report.bills_compared}",
         f"- **differences: {len(report.differences)}**, missing: {report.missing}",
         f"- faulty run {report.elapsed_s:.0f} s, fault-free run {report.reference_s:.0f} s"
         + (f"; **cut short**: {report.cut_short}" if report.cut_short else ""),
