@@ -864,6 +864,7 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of chaos.{json,md}")
     args = parser.parse_args()
     kinds = tuple(k for k in args.kinds.split(",") if k)
+    args.results.mkdir(parents=True, exist_ok=True)  # the progress file is written after each round
     report = asyncio.run(
         campaign(
             args.seed,
