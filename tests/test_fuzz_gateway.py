@@ -115,6 +115,10 @@ def _problem(case: Any, response: requests.Response) -> str | None:
 
 
 @pytest.mark.timeout(600)
+# schemathesis' negative-case strategies draw from the `random` module; Hypothesis warns about that (a
+# deprecation in its API, not in gridsim), and the suite's `filterwarnings = error` turned the warning into
+# a "flaky" failure of whichever operation drew first after another test had used `random`.
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 def test_no_request_gets_a_5xx_and_every_4xx_is_the_json_error(settings: Settings) -> None:
     if os.environ.get("GRIDSIM_TEST_ENGINE") == "timescale":
         pytest.skip("the HTTP surface does not depend on the engine: fuzzed in the plain PostgreSQL run")
