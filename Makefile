@@ -24,9 +24,10 @@ run: install ## start gridsim (broker, database and the six services); Ctrl-C st
 
 # A test that fails is run again, up to twice, and the summary lists it as rerun ("R"): integration tests
 # share two cores with a real broker and database, and one timing-sensitive failure must not hide the rest
-# of the run. A test that fails three times fails the run.
+# of the run. A test that fails three times fails the run. The 30 slowest tests are listed at the end, so a
+# CI log shows where the suite's time goes.
 test: install ## run the tests (integration tests find or start their own broker and database)
-	uv run pytest --reruns 2 --reruns-delay 1
+	uv run pytest --reruns 2 --reruns-delay 1 --durations=30
 
 # The fast tier: every test that needs neither a broker nor a database (domain, contracts, handlers on the
 # in-memory bus; `integration` is added at collection to every test that uses a server's fixture), with
