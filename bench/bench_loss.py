@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -47,11 +47,12 @@ from typing import Any, Literal
 from gridsim.embedded import free_port, port_answers
 from gridsim_meter_sim.engine import Engine
 from gridsim_shared.bus import Bus
-from gridsim_shared.db import apply_migrations, connect, open_pool
+from gridsim_shared.db import connect, open_pool
 from gridsim_shared.settings import DbSettings, MqttSettings, Settings, SimSettings
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_meter_sim import _insert_world  # type: ignore[import-not-found]
+from bench_pipeline import aggregator_process, scratch_schema  # type: ignore[import-not-found]
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -115,36 +116,6 @@ def project_broker() -> Iterator[tuple[str, Path, str]]:
             proc.wait(30)
 
 
-@contextlib.asynccontextmanager
-async def scratch_schema() -> AsyncIterator[str]:
-    schema = f"bench_loss_{secrets.token_hex(4)}"
-    await apply_migrations(DB_URL, schema)
-    try:
-        yield schema
-    finally:
-        async with await connect(DB_URL, "public", autocommit=True) as conn:
-            await conn.execute(f"drop schema if exists {schema} cascade")
-
-
-@contextlib.contextmanager
-def aggregator(mqtt_url: str, base: str, schema: str) -> Iterator[subprocess.Popen[bytes]]:
-    env = {
-        **os.environ,
-        "GRIDSIM_MQTT__URL": mqtt_url,
-        "GRIDSIM_MQTT__BASE_TOPIC": base,
-        "GRIDSIM_DB__URL": DB_URL,
-        "GRIDSIM_DB__SCHEMA_NAME": schema,
-        "GRIDSIM_LOG__LEVEL": "WARNING",
-    }
-    env.pop("GRIDSIM_SUPERVISION__METRICS_PORT", None)
-    proc = subprocess.Popen([sys.executable, "-m", "gridsim_aggregator"], env=env)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
-
 async def _scalar(conn: Any, query: str) -> Any:
     cur = await conn.execute(query)
     row = await cur.fetchone()
@@ -173,7 +144,7 @@ async def one_run(
     broker: str, mqtt_url: str, log: Path, *, meters: int, speed: float, seconds: float, policy: str
 ) -> dict[str, Any]:
     base = f"loss-{secrets.token_hex(4)}"
-    async with scratch_schema() as schema:
+    async with scratch_schema("bench_loss") as schema:
         started = time.monotonic()
         async with await connect(DB_URL, schema, autocommit=True) as conn:
             await _insert_world(conn, meters, 100)
@@ -194,7 +165,7 @@ async def one_run(
         )
         offset = _log_size(log)
         samples: list[dict[str, Any]] = []
-        with aggregator(mqtt_url, base, schema):
+        with aggregator_process(mqtt_url, base, schema):
             async with (
                 await connect(DB_URL, schema, autocommit=True) as conn,
                 open_pool(settings.db, name="bench") as pool,

@@ -84,6 +84,8 @@ def aggregator_process(mqtt_url: str, base: str, schema: str) -> Any:
         "GRIDSIM_DB__SCHEMA_NAME": schema,
         "GRIDSIM_LOG__LEVEL": "WARNING",
     }
+    # A metrics port set for the real services would collide with theirs (or with a second bench aggregator).
+    env.pop("GRIDSIM_SUPERVISION__METRICS_PORT", None)
     profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
     proc = subprocess.Popen([sys.executable, *profile, "-m", "gridsim_aggregator"], env=env)
     try:
