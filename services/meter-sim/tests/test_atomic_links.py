@@ -1,6 +1,7 @@
 """The World Engine adapter's multi-step writes as single meter-sim commands (issue 13): ``relink``,
-``create_meter_linked`` and ``create_er_linked`` each run in one transaction, so a failure leaves no
-half-made meter or household and no link released without its replacement."""
+``create_meter_linked``, ``create_er_linked``, ``update_meter_linked`` and ``update_er_linked`` each run in
+one transaction, so a failure leaves no half-made meter or household, no half-applied update and no link
+released without its replacement."""
 
 from __future__ import annotations
 
@@ -9,16 +10,23 @@ import pytest
 from gridsim_meter_sim.__main__ import serve
 from gridsim_shared.bus import Bus
 from gridsim_shared.commands import meter_sim
+from gridsim_shared.db import open_pool
 from gridsim_shared.errors import RemoteError
 from gridsim_shared.schemas.meters import (
     ErCreate,
     ErListRequest,
+    ErRef,
     GridNodeCreate,
     LinkRequest,
     MeterCreate,
     MeterListRequest,
 )
-from gridsim_shared.schemas.worldengine import ErCreateLinked, MeterCreateLinked
+from gridsim_shared.schemas.worldengine import (
+    ErCreateLinked,
+    ErUpdateLinked,
+    MeterCreateLinked,
+    MeterUpdateLinked,
+)
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import running
 
@@ -76,3 +84,47 @@ async def test_links_move_and_creations_link_in_one_transaction(settings: Settin
         )
         meters = {m.meter_id: m.er_id for m in await bus.call(meter_sim.LIST_METERS, MeterListRequest())}
         assert meters == {"A": shop.id, "B": flat.id, "C": home.id}
+
+        # an update whose link fails changes nothing: not the code, not the subscription, not the link
+        with pytest.raises(RemoteError) as bad_link:
+            await bus.call(
+                meter_sim.UPDATE_METER_LINKED,
+                MeterUpdateLinked(meter="A", meter_id="A2", link_er_id=999, dfp_subscription_id="SUB-1"),
+            )
+        assert (bad_link.value.status, bad_link.value.field) == (404, "er_id")
+        meters = {m.meter_id: m.er_id for m in await bus.call(meter_sim.LIST_METERS, MeterListRequest())}
+        assert meters == {"A": shop.id, "B": flat.id, "C": home.id}
+        # the whole change at once: renamed, the home taken from C, the subscription recorded
+        moved = await bus.call(
+            meter_sim.UPDATE_METER_LINKED,
+            MeterUpdateLinked(meter="A", meter_id="A2", link_er_id=home.id, dfp_subscription_id="SUB-1"),
+        )
+        assert (moved.meter_id, moved.er_id) == ("A2", home.id)
+        meters = {m.meter_id: m.er_id for m in await bus.call(meter_sim.LIST_METERS, MeterListRequest())}
+        assert meters == {"A2": home.id, "B": flat.id, "C": None}
+        async with open_pool(settings.db) as pool, pool.connection() as conn:
+            cur = await conn.execute("select dfp_subscription_id from meters where id = %s", (a.id,))
+            assert await cur.fetchone() == ("SUB-1",)
+        # link_er_id sent as null unlinks; not sent, the link stays
+        kept = await bus.call(meter_sim.UPDATE_METER_LINKED, MeterUpdateLinked(meter=a.id, city="Pune"))
+        assert (kept.city, kept.er_id) == ("Pune", home.id)
+        unlinked = await bus.call(
+            meter_sim.UPDATE_METER_LINKED, MeterUpdateLinked(meter=a.id, link_er_id=None)
+        )
+        assert unlinked.er_id is None
+
+        # an ER update whose link fails keeps its old name; one that succeeds renames and moves it together
+        with pytest.raises(RemoteError) as bad_meter:
+            await bus.call(
+                meter_sim.UPDATE_ER_LINKED, ErUpdateLinked(er_id=flat.id, name="Loft", link_meter_id="NOPE")
+            )
+        assert (bad_meter.value.status, bad_meter.value.field) == (404, "meter_id")
+        assert (await bus.call(meter_sim.GET_ER, ErRef(er_id=flat.id))).name == "Flat"
+        loft = await bus.call(
+            meter_sim.UPDATE_ER_LINKED, ErUpdateLinked(er_id=flat.id, name="Loft", link_meter_id="C")
+        )
+        assert (loft.name, loft.meter_code) == ("Loft", "C")
+        meters = {m.meter_id: m.er_id for m in await bus.call(meter_sim.LIST_METERS, MeterListRequest())}
+        assert meters == {"A2": None, "B": None, "C": flat.id}
+        alone = await bus.call(meter_sim.UPDATE_ER_LINKED, ErUpdateLinked(er_id=flat.id, link_meter_id=None))
+        assert alone.meter_id is None

@@ -39,8 +39,11 @@ __all__ = [
     "get_meter",
     "link",
     "list_meters",
+    "relink",
     "resolve_meter",
+    "set_subscription",
     "unlink",
+    "unlink_er",
     "update_meter",
 ]
 
@@ -326,3 +329,40 @@ async def unlink(conn: Conn, body: UnlinkRequest) -> Meter:
         "update meters set er_id = null, linked_at = null, updated_at = now() where id = %s", (meter["id"],)
     )
     return await get_meter(conn, meter["id"])
+
+
+async def relink(conn: Conn, body: LinkRequest) -> Meter:
+    """Link a meter to an ER with Strapi's one-to-one semantics: either side's other partner is let go first.
+
+    ``link`` refuses an ER or a meter that is already linked elsewhere (gridsim's own API asks for an
+    explicit unlink); the World Engine moved the household instead. Run in the caller's transaction, the
+    releases and the new link commit together or not at all.
+    """
+    meter = await resolve_meter(conn, body.meter_id, field="meter_id", lock=True)
+    er = await find_er(conn, body.er_id, lock=True)
+    if meter["er_id"] is not None and meter["er_id"] != er["id"]:
+        await unlink(conn, UnlinkRequest(meter_id=meter["id"]))
+    other = await fetch_one(
+        conn, "select id from meters where er_id = %s and id <> %s", (er["id"], meter["id"])
+    )
+    if other is not None:
+        await unlink(conn, UnlinkRequest(meter_id=other["id"]))
+    return await link(conn, body)
+
+
+async def unlink_er(conn: Conn, er_id: int) -> None:
+    """Unlink an ER from its meter, if it has one (404 when the ER does not exist)."""
+    er = await find_er(conn, er_id, lock=True)
+    meter = await fetch_one(conn, "select id from meters where er_id = %s", (er["id"],))
+    if meter is not None:
+        await unlink(conn, UnlinkRequest(meter_id=meter["id"]))
+
+
+async def set_subscription(conn: Conn, ref: MeterRef, subscription_id: str | None) -> int:
+    """Record a meter's demand-flexibility subscription order id (null clears it); the meter's id."""
+    meter = await resolve_meter(conn, ref, field="meter", lock=True)
+    await conn.execute(
+        "update meters set dfp_subscription_id = %s, updated_at = now() where id = %s",
+        (subscription_id, meter["id"]),
+    )
+    return int(meter["id"])

@@ -14,7 +14,16 @@ from typing import Any
 from gridsim_meter_sim import control_repository, meter_repository
 from gridsim_meter_sim.handlers import Deps, sim_now
 from gridsim_meter_sim.meter_repository import resolve_meter
-from gridsim_meter_sim.repository import Conn, create_er, fetch_all, fetch_one, find_er, get_er, valid_id
+from gridsim_meter_sim.repository import (
+    Conn,
+    create_er,
+    fetch_all,
+    fetch_one,
+    find_er,
+    get_er,
+    update_er,
+    valid_id,
+)
 from gridsim_meter_sim.world import load_world, read_world, world_path
 from gridsim_meter_sim.world_reset import fan_out
 from gridsim_shared import channels
@@ -23,7 +32,16 @@ from gridsim_shared.commands import meter_sim
 from gridsim_shared.errors import ConflictError, InvalidError, NotFoundError
 from gridsim_shared.messages import ServiceStatus
 from gridsim_shared.schemas import worldengine as schemas
-from gridsim_shared.schemas.meters import Er, ErCreate, LinkRequest, Meter, MeterCreate, UnlinkRequest
+from gridsim_shared.schemas.meters import (
+    Er,
+    ErCreate,
+    ErUpdate,
+    LinkRequest,
+    Meter,
+    MeterCreate,
+    MeterUpdate,
+    UnlinkRequest,
+)
 from gridsim_shared.topics import ServicePath
 
 __all__ = ["router"]
@@ -188,12 +206,8 @@ async def set_load_factors(body: schemas.LoadFactorsSet, deps: Deps) -> schemas.
 async def set_subscription(body: schemas.SubscriptionSet, deps: Deps) -> dict[str, int]:
     """Record a meter's demand-flexibility subscription order id (it changes no reading)."""
     async with deps.pool.connection() as conn, conn.transaction():
-        meter = await resolve_meter(conn, body.meter, field="meter", lock=True)
-        await conn.execute(
-            "update meters set dfp_subscription_id = %s, updated_at = now() where id = %s",
-            (body.subscription_id, meter["id"]),
-        )
-    return {"id": meter["id"]}
+        meter_id = await meter_repository.set_subscription(conn, body.meter, body.subscription_id)
+    return {"id": meter_id}
 
 
 # ------------------------------------------------------------------ atomic links (issue 13)
@@ -201,25 +215,11 @@ async def set_subscription(body: schemas.SubscriptionSet, deps: Deps) -> dict[st
 # as single commands: each runs in one transaction, so a failure leaves nothing half done.
 
 
-async def _relink(conn: Conn, body: LinkRequest) -> Meter:
-    """Link ``body.meter_id`` to ``body.er_id``, unlinking either side's other partner first."""
-    meter = await resolve_meter(conn, body.meter_id, field="meter_id", lock=True)
-    er = await find_er(conn, body.er_id, lock=True)
-    if meter["er_id"] is not None and meter["er_id"] != er["id"]:
-        await meter_repository.unlink(conn, UnlinkRequest(meter_id=meter["id"]))
-    other = await fetch_one(
-        conn, "select id from meters where er_id = %s and id <> %s", (er["id"], meter["id"])
-    )
-    if other is not None:
-        await meter_repository.unlink(conn, UnlinkRequest(meter_id=other["id"]))
-    return await meter_repository.link(conn, body)
-
-
 @router.handles(meter_sim.RELINK)
 async def relink(body: LinkRequest, deps: Deps) -> Meter:
     """Link a meter to an ER, releasing either side's previous link, in one transaction."""
     async with deps.pool.connection() as conn, conn.transaction():
-        meter = await _relink(conn, body)
+        meter = await meter_repository.relink(conn, body)
     deps.on_world_changed()
     return meter
 
@@ -236,7 +236,7 @@ async def create_meter_linked(body: schemas.MeterCreateLinked, deps: Deps) -> Me
                 er_id=body.link_er_id,
                 load_factor_production=body.link_load_factor_production,
             )
-            meter = await _relink(conn, link)
+            meter = await meter_repository.relink(conn, link)
     deps.on_world_changed()
     return meter
 
@@ -248,8 +248,56 @@ async def create_er_linked(body: schemas.ErCreateLinked, deps: Deps) -> Er:
     async with deps.pool.connection() as conn, conn.transaction():
         er = await create_er(conn, ErCreate.model_validate(fields))
         if body.link_meter_id is not None:
-            await _relink(conn, LinkRequest(meter_id=body.link_meter_id, er_id=er.id))
+            await meter_repository.relink(conn, LinkRequest(meter_id=body.link_meter_id, er_id=er.id))
             er = await get_er(conn, er.id)
+    deps.on_world_changed()
+    return er
+
+
+@router.handles(meter_sim.UPDATE_METER_LINKED)
+async def update_meter_linked(body: schemas.MeterUpdateLinked, deps: Deps) -> Meter:
+    """Change a meter, its link and its DFP subscription, in one transaction (all of it or none)."""
+    sent = body.model_fields_set
+    update = body.model_dump(include=set(MeterUpdate.model_fields), exclude_unset=True)
+    async with deps.pool.connection() as conn, conn.transaction():
+        meter_id = (await resolve_meter(conn, body.meter, field="meter", lock=True))["id"]
+        update["meter"] = meter_id  # the code may be renamed by this very update
+        if len(update) > 1:
+            await meter_repository.update_meter(conn, MeterUpdate.model_validate(update))
+        if "link_er_id" in sent:
+            if body.link_er_id is not None:
+                link = LinkRequest(
+                    meter_id=meter_id,
+                    er_id=body.link_er_id,
+                    load_factor_production=body.link_load_factor_production,
+                )
+                await meter_repository.relink(conn, link)
+            elif (await resolve_meter(conn, meter_id, field="meter"))["er_id"] is not None:
+                await meter_repository.unlink(conn, UnlinkRequest(meter_id=meter_id))
+        if "dfp_subscription_id" in sent:
+            await meter_repository.set_subscription(conn, meter_id, body.dfp_subscription_id)
+        meter = await meter_repository.get_meter(conn, meter_id)
+    deps.on_world_changed()
+    return meter
+
+
+@router.handles(meter_sim.UPDATE_ER_LINKED)
+async def update_er_linked(body: schemas.ErUpdateLinked, deps: Deps) -> Er:
+    """Change an energy resource and its link to a meter, in one transaction (all of it or none)."""
+    sent = body.model_fields_set
+    update = body.model_dump(include=set(ErUpdate.model_fields), exclude_unset=True)
+    async with deps.pool.connection() as conn, conn.transaction():
+        await find_er(conn, body.er_id, lock=True)
+        if len(update) > 1:
+            await update_er(conn, ErUpdate.model_validate(update))
+        if "link_meter_id" in sent:
+            if body.link_meter_id is None:
+                await meter_repository.unlink_er(conn, body.er_id)
+            else:
+                await meter_repository.relink(
+                    conn, LinkRequest(meter_id=body.link_meter_id, er_id=body.er_id)
+                )
+        er = await get_er(conn, body.er_id)
     deps.on_world_changed()
     return er
 

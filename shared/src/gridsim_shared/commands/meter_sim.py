@@ -200,6 +200,20 @@ CREATE_ER_LINKED: Command[worldengine.ErCreateLinked, meters.Er] = Command(
     meters.Er,
     "Create an energy resource and link it to a meter (releasing the meter's previous ER), in one transaction.",
 )
+UPDATE_METER_LINKED: Command[worldengine.MeterUpdateLinked, meters.Meter] = Command(
+    SERVICE,
+    "update_meter_linked",
+    worldengine.MeterUpdateLinked,
+    meters.Meter,
+    "Change a meter, its link (or unlink it) and its DFP subscription, in one transaction.",
+)
+UPDATE_ER_LINKED: Command[worldengine.ErUpdateLinked, meters.Er] = Command(
+    SERVICE,
+    "update_er_linked",
+    worldengine.ErUpdateLinked,
+    meters.Er,
+    "Change an energy resource and its link to a meter (or unlink it), in one transaction.",
+)
 RESET_WORLD: Command[worldengine.ResetWorld, worldengine.ResetResult] = Command(
     SERVICE,
     "reset_world",

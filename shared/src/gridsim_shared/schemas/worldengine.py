@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from gridsim_shared.schemas.meters import ErCreate, LoadFactor, MeterCreate, MeterRef
+from gridsim_shared.schemas.meters import ErCreate, ErUpdate, LoadFactor, MeterCreate, MeterRef, MeterUpdate
 
 __all__ = [
     "DerCreate",
@@ -22,9 +22,11 @@ __all__ = [
     "DersSwitch",
     "DersSwitched",
     "ErCreateLinked",
+    "ErUpdateLinked",
     "LoadFactorsSet",
     "LoadFactorsSetResult",
     "MeterCreateLinked",
+    "MeterUpdateLinked",
     "ResetResult",
     "ResetWorld",
     "SubscriptionSet",
@@ -129,12 +131,35 @@ class MeterCreateLinked(MeterCreate):
     """``create_meter_linked``: a meter and, with ``link_er_id``, its link to that energy resource (taking
     the ER from any meter it was linked to), in one transaction: no half-made meter is ever left."""
 
-    link_er_id: int | None = Field(default=None, ge=1)
+    # Any integer, as ``LinkRequest.er_id``: an id that names no ER is the 404 the link answers.
+    link_er_id: int | None = None
     link_load_factor_production: LoadFactor | None = None
 
 
 class ErCreateLinked(ErCreate):
     """``create_er_linked``: an energy resource and, with ``link_meter_id``, its link to that meter (taking
     the meter from any ER it was linked to), in one transaction."""
+
+    link_meter_id: MeterRef | None = None
+
+
+# The update_*_linked commands tell "leave the link alone" from "unlink" by whether ``link_*`` was sent at
+# all (``model_fields_set``; the bus sends only the fields that were set), as the PATCH bodies they
+# translate do: ``energyResource: null`` unlinks, no ``energyResource`` keeps the link.
+
+
+class MeterUpdateLinked(MeterUpdate):
+    """``update_meter_linked``: the fields of ``update_meter`` that were sent, the meter's link (``link_er_id``
+    sent: link to that ER, taking it from any other meter; sent as null: unlink) and its DFP subscription
+    (``dfp_subscription_id`` sent; null clears it), in one transaction: all of it changes or none."""
+
+    link_er_id: int | None = None
+    link_load_factor_production: LoadFactor | None = None
+    dfp_subscription_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+
+
+class ErUpdateLinked(ErUpdate):
+    """``update_er_linked``: the fields of ``update_er`` that were sent and the ER's link (``link_meter_id``
+    sent: link to that meter, taking it from any other ER; sent as null: unlink), in one transaction."""
 
     link_meter_id: MeterRef | None = None

@@ -1,6 +1,7 @@
 """World Engine energy resources (§1.4) and DERs (§1.5): households and their appliance instances.
 
-ERs are meter-sim's energy resources (``create_er``, ``update_er``, ``delete_er``); a DER is one row of
+ERs are meter-sim's energy resources (``create_er_linked``, ``update_er_linked``, ``delete_er``: each write,
+link included, one meter-sim transaction); a DER is one row of
 meter-sim's ``ders`` (``create_der``, ``switch_der``, ``switch_ders``). New DERs start switched off, as the
 World Engine's schema default had it.
 """
@@ -71,18 +72,15 @@ async def create_er(request: Request, bus: BusDep) -> JSONResponse:
     if not body.name:
         msg = "name must be defined."
         raise StrapiValidationError(msg, path=["name"])
-    created = await call(
-        bus,
-        meter_sim.CREATE_ER,
-        {"name": body.name, "type": body.type or "consumer", "appliance_type": body.appliances or []},
-    )
-    er_id = created.id
+    fields: dict[str, Any] = {
+        "name": body.name,
+        "type": body.type or "consumer",
+        "appliance_type": body.appliances or [],
+    }
     if body.meter is not None:
-        try:
-            await links.link(bus, request, body.meter, er_id, None)
-        except Exception:
-            await bus.call(meter_sim.DELETE_ER, meter_sim.DELETE_ER.build(er_id=er_id))
-            raise
+        fields["link_meter_id"] = body.meter
+    created = await links.linking(bus, meter_sim.CREATE_ER_LINKED, fields, not_found=ER_NOT_FOUND)
+    er_id = created.id
     return ok("Energy resource created successfully", await _er_json(request, er_id), status=201)
 
 
@@ -110,14 +108,13 @@ async def update_er(er_id: str, request: Request, bus: BusDep) -> JSONResponse:
     body = validate(ErBody, await body_of(request, wrapped=True))
     sent = body.model_fields_set
     await _er_json(request, key)
-    changes = {name: getattr(body, name) for name in ("name", "type") if name in sent and getattr(body, name)}
-    if changes:
-        await call(bus, meter_sim.UPDATE_ER, {"er_id": key} | changes, not_found=ER_NOT_FOUND)
+    changes: dict[str, Any] = {
+        name: getattr(body, name) for name in ("name", "type") if name in sent and getattr(body, name)
+    }
     if "meter" in sent:
-        if body.meter is None:
-            await links.unlink_er(bus, request, key)
-        else:
-            await links.link(bus, request, body.meter, key, None)
+        changes["link_meter_id"] = body.meter  # null unlinks
+    if changes:  # all of it in one meter-sim transaction: nothing changes when a part fails
+        await links.linking(bus, meter_sim.UPDATE_ER_LINKED, {"er_id": key} | changes, not_found=ER_NOT_FOUND)
     populate = Populate.parse(["meter.children"])
     return ok("Energy resource updated successfully", await _er_json(request, key, populate))
 

@@ -1,7 +1,8 @@
 """World Engine meter routes (§1.2): CRUD, bulk load-factor control, DFP subscriptions, meter ↔ ER link.
 
-Writes become meter-sim commands (``create_meter``, ``update_meter``, ``delete_meter``, ``link``, ``unlink``,
-``set_load_factors``, ``set_subscription``); reads query the tables with Strapi's parameters.
+Each write is one meter-sim command, so it is atomic (``create_meter_linked``, ``update_meter_linked``,
+``delete_meter``, ``relink``, ``set_load_factors``, ``set_subscription``); reads query meter-sim's published
+tables with Strapi's parameters.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["World Engine: meters"])
 
-METER_NOT_FOUND = "Meter not found"
+METER_NOT_FOUND = links.METER_NOT_FOUND
 _METER_TYPES = "ONE-PH, THREE-PH, SMART, NETMETER"
 
 
@@ -104,22 +105,23 @@ async def meter_json(request: Request, meter_id: int, populate: Populate | None 
 async def create_meter(request: Request, bus: BusDep) -> JSONResponse:
     """Create a meter (``{"data": {code, parent, energyResource, consumptionLoadFactor, ...}}``).
 
-    With ``energyResource`` the new meter is linked to that household; a failed link removes the meter
-    again, so no half-made meter is left behind.
+    With ``energyResource`` the new meter is linked to that household in the same meter-sim transaction,
+    so a failed link leaves no half-made meter behind.
     """
     body = validate(MeterBody, await body_of(request, wrapped=True))
     if not body.code:
         msg = "code must be defined."
         raise StrapiValidationError(msg, path=["code"])
     fields = _gridsim_fields(body)
-    created = await call(bus, meter_sim.CREATE_METER, fields, not_found="Parent meter not found")
-    meter_id = created.id
     if body.energyResource is not None:
-        try:
-            await links.link(bus, request, meter_id, body.energyResource, body.productionLoadFactor)
-        except Exception:
-            await bus.call(meter_sim.DELETE_METER, meter_sim.DELETE_METER.build(meter=meter_id))
-            raise
+        fields |= {
+            "link_er_id": body.energyResource,
+            "link_load_factor_production": body.productionLoadFactor,
+        }
+    created = await links.linking(
+        bus, meter_sim.CREATE_METER_LINKED, fields, not_found="Parent meter not found"
+    )
+    meter_id = created.id
     return ok("Meter created successfully", await meter_json(request, meter_id), status=201)
 
 
@@ -163,21 +165,15 @@ async def update_meter(meter_id: str, request: Request, bus: BusDep) -> JSONResp
             msg = "Cannot set meter as its own parent"
             raise StrapiBadRequest(msg, path=["parent"])
         await fetch(request, METER, body.parent, StrapiNotFound("Parent meter not found"))
-    fields = _gridsim_fields(body)
-    if fields:
-        await call(bus, meter_sim.UPDATE_METER, {"meter": key, **fields}, not_found=METER_NOT_FOUND)
+    fields: dict[str, Any] = {"meter": key, **_gridsim_fields(body)}
     if "energyResource" in sent:
-        if body.energyResource is None:
-            await links.unlink_meter(bus, request, key)
-        else:
-            await links.link(bus, request, key, body.energyResource, body.productionLoadFactor)
+        fields["link_er_id"] = body.energyResource  # null unlinks
+        if body.energyResource is not None:
+            fields["link_load_factor_production"] = body.productionLoadFactor
     if "dfp_subscription_id" in sent:
-        await call(
-            bus,
-            meter_sim.SET_SUBSCRIPTION,
-            {"meter": key, "subscription_id": body.dfp_subscription_id or None},
-            not_found=METER_NOT_FOUND,
-        )
+        fields["dfp_subscription_id"] = body.dfp_subscription_id or None
+    if len(fields) > 1:  # all of it in one meter-sim transaction: nothing changes when a part fails
+        await links.linking(bus, meter_sim.UPDATE_METER_LINKED, fields, not_found=METER_NOT_FOUND)
     populate = Populate.parse(["parent", "energyResource", "children"])
     return ok("Meter updated successfully", await meter_json(request, key, populate))
 
@@ -310,6 +306,8 @@ async def link_meter(request: Request, bus: BusDep) -> JSONResponse:
     meter_id = parse_id(str(meter_ref), METER_NOT_FOUND)
     er_id = parse_id(str(er_ref), links.ER_NOT_FOUND)
     await meter_json(request, meter_id)
-    await links.link(bus, request, meter_id, er_id, None)
+    await links.linking(
+        bus, meter_sim.RELINK, {"meter_id": meter_id, "er_id": er_id}, not_found=METER_NOT_FOUND
+    )
     populate = Populate.parse(["energyResource"])
     return ok("Meter linked successfully", await meter_json(request, meter_id, populate))
