@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import IO, Literal
 
 __all__ = [
+    "BROKER_QUEUE_MESSAGES",
     "BrokerAuth",
     "BrokerTls",
     "EmbeddedServer",
@@ -271,7 +272,7 @@ listener {port} {host}
 socket_domain ipv4
 {tls}
 # Services publish in bursts; the defaults (1000 queued, 20 in flight) silently drop messages.
-max_queued_messages 100000
+max_queued_messages {queue}
 max_queued_bytes 0
 max_inflight_messages 0
 # Larger messages are refused by the broker itself (the services also drop them, unparsed).
@@ -321,7 +322,7 @@ id = 0
 [router]
 id = 0
 max_connections = 10010
-max_outgoing_packet_count = 100000
+max_outgoing_packet_count = {queue}
 max_segment_size = 104857600
 max_segment_count = 10
 
@@ -347,6 +348,10 @@ _IOTCORE_BOOTSTRAP = (
 )
 
 _BROKER_MAX_PAYLOAD = 16 * 1024 * 1024
+# Messages the embedded broker queues per client (Mosquitto's max_queued_messages, rumqttd's outgoing
+# packets). meter-sim's flow-control window (GRIDSIM_SIM__MAX_AHEAD_MESSAGES) must stay under it: the
+# launcher passes this value to the services when it starts the broker.
+BROKER_QUEUE_MESSAGES = 100_000
 
 
 def _broker_user() -> tuple[int, int] | None:
@@ -431,6 +436,7 @@ def start_broker(
                 host=host,
                 store=store,
                 max_payload=_BROKER_MAX_PAYLOAD,
+                queue=BROKER_QUEUE_MESSAGES,
                 auth=_auth_lines(conf_dir, auth, user),
                 tls=_tls_lines(conf_dir, tls, user),
             )
@@ -442,7 +448,9 @@ def start_broker(
         if auth is not None:
             log.warning("rumqttd cannot enforce passwords or ACLs: every local client may use it")
         conf = data_dir / "rumqttd.toml"
-        conf.write_text(_RUMQTTD_TOML.format(port=port, max_payload=_BROKER_MAX_PAYLOAD))
+        conf.write_text(
+            _RUMQTTD_TOML.format(port=port, max_payload=_BROKER_MAX_PAYLOAD, queue=BROKER_QUEUE_MESSAGES)
+        )
         argv = [sys.executable, "-c", _IOTCORE_BOOTSTRAP, str(conf)]
         name = "rumqttd"
     log_path = data_dir / f"{name}.log"

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from gridsim import credentials as creds_file
 from gridsim.embedded import (
+    BROKER_QUEUE_MESSAGES,
     BrokerAuth,
     EmbeddedServer,
     EmbeddedServerError,
@@ -148,6 +149,9 @@ class Backends:
     # How to start each server again (same port, same data): the launcher restarts one that exits.
     starters: list[Callable[[], EmbeddedServer]] = field(default_factory=list)
     restarts: int = 0
+    # Messages the broker queues per subscriber when the launcher started it (None: a configured broker,
+    # whose limits are unknown; meter-sim's default window then suits a stock Mosquitto).
+    broker_queue: int | None = None
 
     def add(self, start: Callable[[], EmbeddedServer]) -> EmbeddedServer:
         """Start a server and remember how to start it again."""
@@ -204,6 +208,7 @@ def _choose_broker(
     server = backends.add(lambda: start_broker(options.data_dir / "broker", port, auth=auth))
     backends.mqtt_url = server.url
     backends.broker_auth = server.name == "mosquitto"
+    backends.broker_queue = BROKER_QUEUE_MESSAGES
 
 
 def database_has_timescale(url: str) -> bool:
@@ -377,6 +382,9 @@ def service_env(options: UpOptions, backends: Backends, http_port: int) -> dict[
     env["GRIDSIM_GATEWAY__PORT"] = str(http_port)
     if not options.demo:
         env["GRIDSIM_SIM__DEMO_WORLD"] = "false"
+    if backends.broker_queue is not None:
+        # The embedded broker queues more than a stock one: widen meter-sim's window to it.
+        env.setdefault("GRIDSIM_SIM__MAX_AHEAD_MESSAGES", str(backends.broker_queue))
     if "GRIDSIM_LOG__FORMAT" not in explicit_keys() and sys.stderr.isatty():
         # The services' output goes through a pipe to this terminal: keep it readable.
         env["GRIDSIM_LOG__FORMAT"] = "console"

@@ -173,11 +173,17 @@ def test_every_reading_obeys_the_formulas(spec: list[tuple], when: datetime, int
 def test_a_batch_round_trips_through_the_message_model(spec: list[tuple], when: datetime) -> None:  # type: ignore[type-arg]
     fleet = build(spec)
     r = domain.simulate(fleet, when, 60)
-    batches = encode_batches(fleet, r)
+    batches = encode_batches(fleet, r, shard="1/3")
     assert sum(count for _, _, count in batches) == r.count
     for t, payload, count in batches:
         batch = ReadingBatch.model_validate_json(payload)
         assert len(batch) == count
+        # What the shard published in all for the interval: the aggregator's loss accounting.
+        assert (batch.shard, batch.interval_batches, batch.interval_readings) == (
+            "1/3",
+            len(batches),
+            r.count,
+        )
         start, stop = fleet.transformer_bounds[t], fleet.transformer_bounds[t + 1]
         rows = [i for i in range(start, stop) if r.active[i]]
         assert batch.meter_id == [int(fleet.meter_id[i]) for i in rows]

@@ -109,3 +109,27 @@ async def test_without_an_aggregator_ever_seen_meter_sim_is_not_held(settings: S
         result = await bus.call(commands.STEP, commands.STEP.build(intervals=6), timeout=60)
     assert result.intervals == 6
     assert result.stored is None
+
+
+async def test_one_interval_larger_than_the_message_window_still_goes_one_at_a_time(
+    settings: Settings,
+) -> None:
+    """An interval of more batches than ``max_ahead_messages`` (100,000 meters against a stock broker's
+    1,000) is published once everything before it is closed, never two at once; before, the window
+    allowed it two or more intervals whatever their size, or held it for ever."""
+    settings = _windowed(settings, max_ahead_intervals=240, max_ahead_messages=1)
+    await insert_world(settings)
+    async with meter_sim(settings) as bus:
+        batches = await Collector(bus, channels.BATCH).start()
+        statuses = await Collector(bus, channels.STATUS, service="meter-sim").start()
+        await _aggregator_at(bus, START - MINUTE)
+        step = asyncio.create_task(bus.call(commands.STEP, commands.STEP.build(intervals=3), timeout=120))
+        await _status_until(statuses, lambda d: d.get("flow_waits", 0) >= 1 and d["intervals_published"] == 1)
+        assert {b.timestamp for b, _ in batches.messages} == {START}
+        await _aggregator_at(bus, START)  # START closed: room for the next one, only
+        await _status_until(statuses, lambda d: d["intervals_published"] == 2)
+        await asyncio.sleep(0.3)
+        assert {b.timestamp for b, _ in batches.messages} == {START, START + MINUTE}
+        await _aggregator_at(bus, START + 2 * MINUTE)
+        result = await step
+    assert result.intervals == 3

@@ -107,6 +107,12 @@ class ReadingBatch(Message):
     import_kVARh: list[float] | None = None
     # When the batch left the producer (wall clock): the service-level latency starts here.
     sent_at: AwareDatetime | None = None
+    # What the producing meter-sim instance (its shard, "i/n") publishes for this interval in all: the
+    # aggregator compares it with what it stored to count readings the broker dropped (absent from
+    # older producers: nothing is counted for them).
+    shard: str | None = None
+    interval_batches: int | None = Field(default=None, ge=0)
+    interval_readings: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _columns_align(self) -> ReadingBatch:

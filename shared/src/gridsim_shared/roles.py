@@ -67,6 +67,8 @@ OWNERS: dict[str, str] = {
     "grid_rollups_1h_history": "aggregator",
     "grid_rollups_1d_history": "aggregator",
     "ingest_batches": "aggregator",
+    "ingest_expected": "aggregator",
+    "ingest_gaps": "aggregator",
     "aggregator_state": "aggregator",
     "late_intervals": "aggregator",
     "aggregator_instances": "aggregator",

@@ -130,11 +130,14 @@ class SimSettings(BaseModel):
     # How long `step` waits for the aggregator's watermark before it answers anyway (seconds).
     step_ack_timeout_s: float = Field(default=30.0, gt=0)
     # Flow control (docs/operations.md): never more than this many intervals, or batch messages, published
-    # beyond the aggregator's durable watermark. When the window is full the real-time clock waits
-    # (`wait`: the clock slows, nothing is lost) or skips intervals (`drop`: counted in
-    # dropped_intervals and flow_dropped); a step always waits.
+    # beyond the aggregator's durable watermark (one interval may always go). When the window is full the
+    # real-time clock waits (`wait`: the clock slows, nothing is lost) or skips intervals (`drop`: counted
+    # in dropped_intervals and flow_dropped); a step always waits. The batches wait in the broker's queue
+    # for the aggregator, so max_ahead_messages must not exceed what the broker queues per subscriber
+    # (Mosquitto's max_queued_messages): the default is a stock Mosquitto's 1000; the project's broker
+    # (mosquitto.conf, the embedded one) queues 100,000 and compose and the launcher raise it to match.
     max_ahead_intervals: int = Field(default=240, ge=1)
-    max_ahead_messages: int = Field(default=100_000, ge=1)
+    max_ahead_messages: int = Field(default=1000, ge=1)
     behind_policy: Literal["wait", "drop"] = "wait"
 
 

@@ -47,6 +47,8 @@ async def serve(settings: Settings, stop: asyncio.Event, tuning: AggregatorSetti
                     if ingestor.last_commit is None
                     else round(time.time() - ingestor.last_commit, 1),
                     "closed": closer.closed,
+                    "intervals_missing": closer.intervals_missing,
+                    "readings_missing": closer.readings_missing,
                     "leader": closer.is_leader,
                 }
             )

@@ -88,6 +88,10 @@ class Closer:
     thermal: ThermalParams = field(default_factory=ThermalParams)
     seed: int = 42  # the simulation's seed: the weather around transformers is meter-sim's
     closed: int = 0
+    # Loss accounting: intervals closed with readings missing (their shards published more than was
+    # stored: a broker dropped batches) and the readings missing in all, as ``ingest_gaps`` holds them.
+    intervals_missing: int = 0
+    readings_missing: int = 0
 
     def __post_init__(self) -> None:
         self._wake = asyncio.Event()
@@ -112,6 +116,7 @@ class Closer:
         self._watermark: Watermark | None = None
         self._published_watermark: Watermark | None = None
         self.is_leader = False
+        self._gaps_unknown = True  # read ingest_gaps' totals at the first close
 
     def wake(self) -> None:
         """Something was committed: look for intervals to close."""
@@ -123,6 +128,7 @@ class Closer:
         self._topology = None
         self._thermal_state = None
         self._refresh_all = True
+        self._gaps_unknown = True
         self.wake()
 
     async def on_clock(self, clock: ClockState, _path: topics.NoPath) -> None:
@@ -156,6 +162,7 @@ class Closer:
                     self._thermal_state = None
                     self._timescale = None
                     self._refresh_all = True
+                    self._gaps_unknown = True
                     _LOGGER.info("this instance closes intervals")
                     while not stop.is_set():
                         await self.close_ready()
@@ -280,6 +287,21 @@ class Closer:
                 )
         # Grid rollups from the batches' sums.
         by_code, closed.readings = await repository.batch_totals(conn, ts)
+        gap = await repository.record_gap(conn, ts, closed.readings)
+        if gap is not None or recompute or self._gaps_unknown:
+            self.intervals_missing, self.readings_missing = await repository.gap_totals(conn)
+            self._gaps_unknown = False
+        if gap is not None and not recompute:
+            _LOGGER.warning(
+                "interval %s closed with %d of %d published readings: %d missing (dropped before they "
+                "reached the aggregator; %d missing in %d intervals so far)",
+                ts,
+                gap[1],
+                gap[0],
+                gap[0] - gap[1],
+                self.readings_missing,
+                self.intervals_missing,
+            )
         per_transformer: dict[int, Totals] = {
             topo.by_code[code]: t for code, t in by_code.items() if code in topo.by_code
         }

@@ -61,6 +61,8 @@ class _Item:
     ack: Ack
     topic: str
     payload: bytes  # kept to set the message aside as a dead letter if the database refuses it
+    # (shard, batches, readings) its producer published for the interval in all (loss accounting).
+    expected: tuple[str, int, int] | None = None
 
 
 @dataclass
@@ -132,7 +134,14 @@ class Ingestor:
         receipt = BatchReceipt(
             readings.ts, path.transformer, first, domain.batch_totals(readings), batch.sent_at
         )
-        self._buffer.append(_Item(self._seq, readings, receipt, ack, topic, payload))
+        expected = (
+            (batch.shard, batch.interval_batches, batch.interval_readings)
+            if batch.shard is not None
+            and batch.interval_batches is not None
+            and batch.interval_readings is not None
+            else None
+        )
+        self._buffer.append(_Item(self._seq, readings, receipt, ack, topic, payload, expected))
         self._buffered_rows += len(readings)
         self.counters.batches += 1
         if self._buffered_rows >= self.tuning.flush_rows:
@@ -285,6 +294,11 @@ class Ingestor:
                 receipts = [r for i in items if (r := _stored_part(i, inserted)) is not None]
             if receipts:
                 await repository.record_batches(conn, receipts, self.instance)
+            # What the producers say they published, so the closer can count what never arrived.
+            await repository.record_expected(
+                conn,
+                {(i.readings.ts, i.expected[0]): i.expected[1:] for i in items if i.expected is not None},
+            )
             # Locked last, so a close in progress holds up only this final check, not the COPY.
             state = await repository.lock_state_shared(conn)
             if state.committed_until is not None:

@@ -192,6 +192,55 @@ async def lock_state(conn: Conn) -> State:
     return await _state(conn, "for update")
 
 
+async def record_expected(conn: Conn, expected: dict[tuple[datetime, str], tuple[int, int]]) -> None:
+    """What each shard says it published per interval: ``(ts, shard) → (batches, readings)``.
+
+    A republished interval (a meter-sim restart, another world) may announce other counts: the larger is
+    kept, so a loss is never hidden by a smaller announcement.
+    """
+    if not expected:
+        return
+    keys = sorted(expected)
+    await conn.execute(
+        "insert into ingest_expected (ts, shard, batches, readings) "
+        "select * from unnest(%s::timestamptz[], %s::text[], %s::int[], %s::int[]) "
+        "on conflict (ts, shard) do update set batches = greatest(ingest_expected.batches, excluded.batches), "
+        "readings = greatest(ingest_expected.readings, excluded.readings) "
+        "where excluded.batches > ingest_expected.batches or excluded.readings > ingest_expected.readings",
+        (
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [expected[k][0] for k in keys],
+            [expected[k][1] for k in keys],
+        ),
+    )
+
+
+async def record_gap(conn: Conn, ts: datetime, stored: int) -> tuple[int, int] | None:
+    """Compare interval ``ts``'s stored readings with what its shards published; keep the gap in
+    ``ingest_gaps`` (removed once late readings fill it). ``(expected, stored)`` when readings are
+    missing, None when none are (or no producer announced its counts)."""
+    cur = await conn.execute("select sum(readings) from ingest_expected where ts = %s", (ts,))
+    row = await cur.fetchone()
+    if row is None or row[0] is None or stored >= int(row[0]):
+        await conn.execute("delete from ingest_gaps where ts = %s", (ts,))
+        return None
+    expected = int(row[0])
+    await conn.execute(
+        "insert into ingest_gaps (ts, expected, stored) values (%s, %s, %s) "
+        "on conflict (ts) do update set expected = excluded.expected, stored = excluded.stored",
+        (ts, expected, stored),
+    )
+    return expected, stored
+
+
+async def gap_totals(conn: Conn) -> tuple[int, int]:
+    """Intervals with readings missing, and the readings missing in all."""
+    cur = await conn.execute("select count(*), coalesce(sum(expected - stored), 0) from ingest_gaps")
+    row = await cur.fetchone()
+    return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+
 async def read_state(conn: Conn) -> State:
     """The watermark row, unlocked."""
     return await _state(conn)
@@ -544,6 +593,7 @@ async def apply_retention(conn: Conn, before: datetime) -> int:
     deleted = cur.rowcount
     await conn.execute("delete from grid_rollups where ts < %s", (before,))
     await conn.execute("delete from ingest_batches where ts < %s", (before,))
+    await conn.execute("delete from ingest_expected where ts < %s", (before,))
     return deleted
 
 
@@ -633,6 +683,7 @@ async def timescale_housekeeping(
             await conn.execute("select drop_chunks('meter_data', older_than => %s)", (retention_before,))
             await conn.execute("select drop_chunks('grid_rollups', older_than => %s)", (retention_before,))
             await conn.execute("delete from ingest_batches where ts < %s", (retention_before,))
+            await conn.execute("delete from ingest_expected where ts < %s", (retention_before,))
         if compress_before is not None:
             for name in _COMPRESSED:
                 await conn.execute(
@@ -710,6 +761,8 @@ WORLD_TABLES = (
     "grid_rollups_1h_history",
     "grid_rollups_1d_history",
     "ingest_batches",
+    "ingest_expected",
+    "ingest_gaps",
     "late_intervals",
     "transformer_thermal",
 )

@@ -92,7 +92,9 @@ class Engine:
         self.pool = pool
         self.shard, self.shards = parse_shard(settings.sim.shard)
         self.owner = self.shard == 0
-        self.publisher = Publisher(bus, per_meter=settings.sim.publish == "both")
+        self.publisher = Publisher(
+            bus, per_meter=settings.sim.publish == "both", shard=f"{self.shard}/{self.shards}"
+        )
         self.clock: _Clock | None = None
         self.fleet: Fleet | None = None
         self.spikes: SpikePlan | None = None  # load/source spikes and generators on this fleet's rows
@@ -255,6 +257,10 @@ class Engine:
         if base is None or self.clock is None:
             return False
         ahead = int((upcoming - base) / self.clock.interval)  # counting ``upcoming``
+        if ahead <= 1:
+            # Everything before ``upcoming`` is closed: one interval may always go, even one with more
+            # batches than the window (it would otherwise wait for ever); see _batches_measured.
+            return False
         sim = self.settings.sim
         return ahead > sim.max_ahead_intervals or ahead * self._batches_per_interval > sim.max_ahead_messages
 
@@ -348,8 +354,22 @@ class Engine:
         else:
             prepared = self._prepare(fleet, when, interval_s)
         # What one interval puts in the broker's queue for the aggregator (its batches), for the window.
-        self._batches_per_interval = max(1, len(prepared.messages))
+        self._batches_measured(max(1, len(prepared.messages)))
         return prepared
+
+    def _batches_measured(self, batches: int) -> None:
+        """Remember an interval's batch count; warn once per fleet size when one interval alone exceeds
+        the window (``max_ahead_messages``, which should stay under the broker's queue per subscriber):
+        the broker may then drop batches of one interval, which the aggregator counts as missing."""
+        limit = self.settings.sim.max_ahead_messages
+        if batches > limit and batches != self._batches_per_interval:
+            _LOGGER.warning(
+                "one interval is %d batch messages, more than GRIDSIM_SIM__MAX_AHEAD_MESSAGES (%d): "
+                "a broker that queues fewer for a slow aggregator drops some (counted as readings_missing)",
+                batches,
+                limit,
+            )
+        self._batches_per_interval = batches
 
     async def _advance(self, *, publish_status: bool) -> int:
         """Simulate and publish the clock's current interval, then move the clock one interval on."""

@@ -94,20 +94,17 @@ def encode_batches(
     readings: Readings,
     layout: _Layout | None = None,
     registers: dict[str, npt.NDArray[np.float64]] | None = None,
+    shard: str = "0/1",
 ) -> list[tuple[int, bytes, int]]:
     """``(transformer position, ReadingBatch JSON, readings in it)`` for every transformer with a reading.
 
-    ``registers``: the meters' cumulative registers (``import_kWh`` …), sent as extra columns.
+    ``registers``: the meters' cumulative registers (``import_kWh`` …), sent as extra columns. Every batch
+    also says how many batches and readings its ``shard`` publishes for the interval, so the aggregator
+    can count what the broker dropped (docs/operations.md, "Loss accounting").
     """
     columns = _columns(readings) | (registers or {})
-    head = (
-        orjson.dumps(
-            {"timestamp": readings.timestamp, "interval_s": readings.interval_s, "sent_at": datetime.now(UTC)}
-        )[:-1]
-        + b","
-    )
     all_active = bool(readings.active.all())
-    out = []
+    parts: list[tuple[int, slice | npt.NDArray[np.intp], int, bytes]] = []
     for t in range(len(fleet.transformer_codes)):
         start, stop = int(fleet.transformer_bounds[t]), int(fleet.transformer_bounds[t + 1])
         if all_active:
@@ -124,6 +121,22 @@ def encode_batches(
             if not count:
                 continue
             static = _static(fleet.meter_id[rows], [fleet.meter_code[i] for i in rows])
+        parts.append((t, rows, count, static))
+    head = (
+        orjson.dumps(
+            {
+                "timestamp": readings.timestamp,
+                "interval_s": readings.interval_s,
+                "sent_at": datetime.now(UTC),
+                "shard": shard,
+                "interval_batches": len(parts),
+                "interval_readings": sum(p[2] for p in parts),
+            }
+        )[:-1]
+        + b","
+    )
+    out = []
+    for t, rows, count, static in parts:
         body = orjson.dumps({name: values[rows] for name, values in columns.items()}, option=_OPTS)
         out.append((t, head + static + b"," + body[1:], count))
     return out
@@ -167,9 +180,10 @@ class Prepared:
 class Publisher:
     """Publishes a fleet's readings on the bus and waits for the broker's acknowledgements."""
 
-    def __init__(self, bus: Bus, *, per_meter: bool) -> None:
+    def __init__(self, bus: Bus, *, per_meter: bool, shard: str = "0/1") -> None:
         self.bus = bus
         self.per_meter = per_meter
+        self.shard = shard
         self._fleet: Fleet | None = None
         self._layout: _Layout | None = None
         self.messages_published = 0
@@ -189,7 +203,7 @@ class Publisher:
         layout = self._layout_for(fleet)
         messages = [
             (layout.batch_topics[t], payload)
-            for t, payload, _ in encode_batches(fleet, readings, layout, registers)
+            for t, payload, _ in encode_batches(fleet, readings, layout, registers, self.shard)
         ]
         singles = _meter_messages(fleet, readings, layout, registers) if self.per_meter else []
         return Prepared(messages, readings.count, singles)
