@@ -214,9 +214,10 @@ def test_gridsim_errors_become_strapi_errors_with_world_engine_field_names() -> 
 
 
 def test_stream_health_thresholds_and_row_ids() -> None:
-    assert health(63, 90) == {"health_status": "Normal", "load_percentage": 70.0, "margin_percentage": 30.0}
-    assert health(80, 90)["health_status"] == "Warning"
-    assert health(85, 90)["health_status"] == "Critical"
+    assert health(70.0) == {"health_status": "Normal", "load_percentage": 70.0, "margin_percentage": 30.0}
+    assert health(80 / 90 * 100)["health_status"] == "Warning"
+    assert health(85 / 90 * 100)["health_status"] == "Critical"
+    assert health(None) == {"health_status": "Normal", "load_percentage": None, "margin_percentage": None}
     first = datetime(2025, 6, 20, tzinfo=UTC)
     assert row_id(first, 5) < row_id(first, 6) < row_id(first + timedelta(minutes=1), 1)
 

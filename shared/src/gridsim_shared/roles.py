@@ -59,6 +59,10 @@ OWNERS: dict[str, str] = {
     "grid_rollups_15m": "aggregator",
     "grid_rollups_1h": "aggregator",
     "grid_rollups_1d": "aggregator",
+    # views: a meter's bucket as a reading (mean voltage, current, power factor), migration 0230
+    "meter_readings_15m": "aggregator",
+    "meter_readings_1h": "aggregator",
+    "meter_readings_1d": "aggregator",
     # TimescaleDB: the plain rollup tables kept under these names beside the continuous aggregates (0201)
     "meter_data_15m_history": "aggregator",
     "meter_data_1h_history": "aggregator",
@@ -114,6 +118,9 @@ PUBLISHED: dict[str, frozenset[str]] = {
             "meter_data_15m",
             "meter_data_1h",
             "meter_data_1d",
+            "meter_readings_15m",  # a bucket as a reading: the bucket physics, written once (0230)
+            "meter_readings_1h",
+            "meter_readings_1d",
             "grid_rollups",
             "grid_rollups_15m",
             "grid_rollups_1h",

@@ -94,23 +94,19 @@ ROLLUP_COLUMNS: tuple[Column, ...] = (
     Column("intervals", pa.int32(), "", "intervals in the row", "t.n"),
 )
 
-# Raw readings and time buckets as the same row shape (the bucket formulas are those of GET /meter/stream).
+# Raw readings and time buckets as the same row shape.
 _RAW_READINGS = """
     select ts, meter_id, consumption_kwh as cons, production_kwh as prod, consumption_kvah as cons_va,
            production_kvah as prod_va, avg_current as current, avg_voltage as volts,
            reactive_power_kvar as kvar, power_factor as pf, is_parent, partial, 1 as n
     from meter_data
 """
+# Buckets from the aggregator's published views (migration 0230), whose voltage, current and power factor
+# are the owner's formulas, the same GET /meter/stream reads.
 _BUCKET_READINGS = """
     select bucket as ts, meter_id, consumption_kwh as cons, production_kwh as prod,
-           consumption_kvah as cons_va, production_kvah as prod_va,
-           case when readings > 0 and voltage_sum <> 0
-                then (consumption_kvah + production_kvah) / (%(width)s / 3600.0) * 1000
-                     / (voltage_sum / readings) else 0 end as current,
-           case when readings > 0 then voltage_sum / readings else 0 end as volts,
-           kvarh as kvar,
-           case when consumption_kvah + production_kvah > 0
-                then (consumption_kwh + production_kwh) / (consumption_kvah + production_kvah) end as pf,
+           consumption_kvah as cons_va, production_kvah as prod_va, avg_current as current,
+           avg_voltage as volts, kvarh as kvar, power_factor as pf,
            false as is_parent, false as partial, readings as n
     from {table}
 """
@@ -148,7 +144,7 @@ def reading_query(
     inner = (
         sql.SQL(_RAW_READINGS)
         if resolution == "raw"
-        else sql.SQL(_BUCKET_READINGS).format(table=sql.Identifier(f"meter_data_{resolution}"))
+        else sql.SQL(_BUCKET_READINGS).format(table=sql.Identifier(f"meter_readings_{resolution}"))
     )
     time_col = sql.Identifier("ts" if resolution == "raw" else "bucket")
     where = sql.SQL(" where {t} >= %(start)s and {t} < %(end)s").format(t=time_col)

@@ -1,7 +1,8 @@
 """Readings and rollups: ``GET /meter/stream`` (the seed's endpoint), its live SSE variant, and grid series.
 
-The gateway reads the aggregator's tables (read-only). Raw minutes come from ``meter_data``; 15m/1h/1d
-from the rollup tables, so a day or a month is a few dozen rows, never a scan of minutes.
+The gateway reads the aggregator's published tables (read-only). Raw minutes come from ``meter_data``;
+15m/1h/1d from the rollups as readings (``meter_readings_{res}``, whose voltage, current and power factor
+the aggregator defines), so a day or a month is a few dozen rows, never a scan of minutes.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ _RAW = (
     "select ts, consumption_kwh, production_kwh, consumption_kvah, production_kvah, avg_current, avg_voltage,"
     " reactive_power_kvar, power_factor, is_parent, partial, 1 from meter_data where meter_id = %s"
 )
+# The aggregator's published bucket views (migration 0230) already hold the bucket's mean voltage, current
+# and power factor: the physics is the owner's, the gateway only reads it.
 _BUCKETS = (
-    "select bucket, consumption_kwh, production_kwh, consumption_kvah, production_kvah, kvarh, voltage_sum,"
-    " readings from meter_data_{res} where meter_id = %s"
+    "select bucket, consumption_kwh, production_kwh, consumption_kvah, production_kvah, avg_current,"
+    " avg_voltage, kvarh, power_factor, false, false, readings from meter_readings_{res} where meter_id = %s"
 )
 MeterParam = Annotated[
     str, Query(description="the meter's integer id or its code", examples=["17", "MTR-0017"])
@@ -87,16 +90,6 @@ def _point(meter_id: int, code: str, interval_s: int, is_parent: bool, row: tupl
     )
 
 
-def _bucket_row(row: tuple[Any, ...], width_s: int) -> tuple[Any, ...]:
-    # Bucket sums to the reading shape: mean voltage, I = S / V over the bucket, pf = Σ kWh / Σ kVAh.
-    bucket, cons, prod, cons_va, prod_va, kvarh, voltage_sum, n = row
-    volts = voltage_sum / n if n else 0.0
-    kva = (cons_va + prod_va) / (width_s / 3600)
-    current = kva * 1000 / volts if volts else 0.0
-    pf = (cons + prod) / (cons_va + prod_va) if cons_va + prod_va > 0 else None
-    return (bucket, cons, prod, cons_va, prod_va, current, volts, kvarh, pf, False, False, n)
-
-
 async def _series(
     conn: AsyncConnection[Any],
     sql: str,
@@ -145,10 +138,8 @@ async def read_points(
         rows = await _series(
             conn, sql, [meter_id], time_col, start=start, end=end, limit=limit or default_limit
         )
-    if raw:
-        return [_point(meter_id, code, interval_s, is_parent, r) for r in rows]
-    width = RESOLUTIONS[resolution]
-    return [_point(meter_id, code, width, is_parent, _bucket_row(r, width)) for r in rows]
+    width = interval_s if raw else RESOLUTIONS[resolution]
+    return [_point(meter_id, code, width, is_parent, r) for r in rows]
 
 
 @router.get("/meter/stream", response_model=list[ReadingPoint])

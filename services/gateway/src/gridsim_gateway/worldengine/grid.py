@@ -150,8 +150,7 @@ async def transformer_load_stream(
         if not rows:
             return None
         row = rows[0]
-        capacity = (row["transformer"] or {}).get("max_capacity_KW")
-        return row | readings.health(row["current_transformer_load"], capacity)
+        return row | readings.health(row["loading_pct"])
 
     return _stream(request, latest, settings.gateway.we_transformer_stream_s, lines, only_new=False)
 

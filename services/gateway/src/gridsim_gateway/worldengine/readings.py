@@ -92,16 +92,17 @@ async def latest_dataset(conn: Conn, meter_id: int) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
-def health(load_kva: float, capacity: float | None) -> dict[str, Any]:
-    """The stream's extra fields: Normal ≤ 70 %, Warning ≤ 90 %, Critical above; percentages to 2 dp."""
-    if not capacity:
+def health(loading_pct: float | None) -> dict[str, Any]:
+    """The stream's extra fields from the aggregator's loading (per cent of the transformer's rating, None
+    without a rating): Normal ≤ 70 %, Warning ≤ 90 %, Critical above, the World Engine's bands; percentages
+    to 2 dp. The loading itself is the aggregator's (``grid_rollups.loading_pct``), never recomputed here."""
+    if loading_pct is None:
         return {"health_status": "Normal", "load_percentage": None, "margin_percentage": None}
-    share = load_kva / capacity
-    status = "Normal" if share <= 0.7 else "Warning" if share <= 0.9 else "Critical"
+    status = "Normal" if loading_pct <= 70 else "Warning" if loading_pct <= 90 else "Critical"
     return {
         "health_status": status,
-        "load_percentage": round(share * 100, 2),
-        "margin_percentage": round((1 - share) * 100, 2),
+        "load_percentage": round(loading_pct, 2),
+        "margin_percentage": round(100 - loading_pct, 2),
     }
 
 

@@ -46,12 +46,9 @@ _LOGGER = logging.getLogger(__name__)
 
 
 def loading_share(rollup: Rollup) -> float | None:
-    """The rollup's load as a share of the transformer's rating (None without a rating)."""
-    if rollup.loading_pct is not None:
-        return rollup.loading_pct / 100
-    if rollup.capacity_kVA:
-        return rollup.apparent_kVA / rollup.capacity_kVA
-    return None
+    """The rollup's load as a share of the transformer's rating (None without a rating): the aggregator's
+    ``loading_pct``, the one definition of loading (apparent power, export included, over the rating)."""
+    return None if rollup.loading_pct is None else rollup.loading_pct / 100
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
