@@ -5,7 +5,6 @@ connection requests — before the reset is answered; an owner that was not runn
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -22,33 +21,13 @@ from gridsim_shared.bus import Bus
 from gridsim_shared.commands import meter_sim
 from gridsim_shared.schemas import world
 from gridsim_shared.settings import Settings
-from gridsim_shared.testing import rollup_table, running
+from gridsim_shared.testing import rollup_table, running, with_tiny_world
 
 pytestmark = pytest.mark.integration
 
-_WORLD = {
-    "version": 1,
-    "name": "tiny",
-    "grid": [
-        {"code": "u", "name": "Utility", "level": "utility"},
-        {"code": "f", "name": "Feeder", "level": "feeder", "parent_id": "u"},
-        {"code": "t", "name": "TX", "level": "transformer", "parent_id": "f", "capacity_kVA": 50},
-    ],
-    "meters": [
-        {
-            "meter_id": "M1",
-            "transformer_id": "t",
-            "er": {"name": "Home", "type": "consumer", "appliance_type": ["Fan"]},
-        }
-    ],
-}
-
 
 def _with_world(settings: Settings, tmp_path: Path) -> Settings:
-    path = tmp_path / "world.json"
-    path.write_text(json.dumps(_WORLD))
-    sim = settings.sim.model_copy(update={"demo_world": True, "demo_world_file": str(path)})
-    return settings.model_copy(update={"sim": sim})
+    return with_tiny_world(settings, tmp_path, demo_world=True)
 
 
 async def _seed_old_world(settings: Settings) -> None:

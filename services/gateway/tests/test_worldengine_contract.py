@@ -35,7 +35,7 @@ from gridsim_shared.errors import ConflictError, NotFoundError
 from gridsim_shared.ids import TransformerPath
 from gridsim_shared.messages import Rollup
 from gridsim_shared.settings import Settings
-from gridsim_shared.testing import gateway_client, running
+from gridsim_shared.testing import gateway_client, running, with_tiny_world
 
 WE = "/meter-data-simulator"
 TIMESTAMPS = {"createdAt", "updatedAt", "publishedAt"}
@@ -677,30 +677,8 @@ async def test_p2p_trade_routes(client: httpx.AsyncClient) -> None:
 
 @pytest.mark.integration
 async def test_reset_needs_the_key_and_reloads_the_world(settings: Settings, tmp_path: Path) -> None:
-    world = {
-        "version": 1,
-        "name": "tiny",
-        "grid": [
-            {"code": "u", "name": "Utility", "level": "utility"},
-            {"code": "f", "name": "Feeder", "level": "feeder", "parent_id": "u"},
-            {"code": "t", "name": "TX", "level": "transformer", "parent_id": "f", "capacity_kVA": 50},
-        ],
-        "meters": [
-            {
-                "meter_id": "M1",
-                "transformer_id": "t",
-                "er": {"name": "Home", "type": "consumer", "appliance_type": ["Refrigerator", "Fan"]},
-            }
-        ],
-    }
-    path = tmp_path / "world.json"
-    path.write_text(json.dumps(world))
-    keyed = settings.model_copy(
-        update={
-            "sim": settings.sim.model_copy(update={"demo_world_file": str(path)}),
-            "gateway": settings.gateway.model_copy(update={"api_keys": ["k1"]}),
-        }
-    )
+    keyed = with_tiny_world(settings, tmp_path)
+    keyed = keyed.model_copy(update={"gateway": settings.gateway.model_copy(update={"api_keys": ["k1"]})})
     async with running(serve_meter_sim, settings=keyed), gateway_client(create_app(keyed)) as client:
         client.headers["X-API-Key"] = "k1"
         await _grid(client)  # the world before the reset, made through gridsim's own API

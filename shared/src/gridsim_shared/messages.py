@@ -127,28 +127,29 @@ class ReadingBatch(Message):
     def __len__(self) -> int:
         return len(self.meter_id)
 
+    def row(self, i: int) -> MeterReading:
+        """The ``i``-th meter's reading (a consumer that wants a few meters of a big batch builds only those)."""
+        return MeterReading(
+            meter_id=self.meter_id[i],
+            meter_code=self.meter_code[i],
+            timestamp=self.timestamp,
+            interval_s=self.interval_s,
+            consumption_kWh=self.consumption_kWh[i],
+            production_kWh=self.production_kWh[i],
+            consumption_kVAh=self.consumption_kVAh[i],
+            production_kVAh=self.production_kVAh[i],
+            avg_current=self.avg_current[i],
+            avg_voltage=self.avg_voltage[i],
+            reactive_power_kVAR=self.reactive_power_kVAR[i],
+            power_factor=self.power_factor[i],
+            import_kWh=self.import_kWh[i] if self.import_kWh is not None else None,
+            export_kWh=self.export_kWh[i] if self.export_kWh is not None else None,
+            import_kVARh=self.import_kVARh[i] if self.import_kVARh is not None else None,
+        )
+
     def rows(self) -> list[MeterReading]:
         """The batch as one :class:`MeterReading` per meter (for per-meter consumers)."""
-        return [
-            MeterReading(
-                meter_id=self.meter_id[i],
-                meter_code=self.meter_code[i],
-                timestamp=self.timestamp,
-                interval_s=self.interval_s,
-                consumption_kWh=self.consumption_kWh[i],
-                production_kWh=self.production_kWh[i],
-                consumption_kVAh=self.consumption_kVAh[i],
-                production_kVAh=self.production_kVAh[i],
-                avg_current=self.avg_current[i],
-                avg_voltage=self.avg_voltage[i],
-                reactive_power_kVAR=self.reactive_power_kVAR[i],
-                power_factor=self.power_factor[i],
-                import_kWh=self.import_kWh[i] if self.import_kWh is not None else None,
-                export_kWh=self.export_kWh[i] if self.export_kWh is not None else None,
-                import_kVARh=self.import_kVARh[i] if self.import_kVARh is not None else None,
-            )
-            for i in range(len(self.meter_id))
-        ]
+        return [self.row(i) for i in range(len(self.meter_id))]
 
 
 class ClockState(Message):

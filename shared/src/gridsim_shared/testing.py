@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -23,7 +25,7 @@ from gridsim_shared.messages import Message
 from gridsim_shared.readiness import ReadyBoard
 from gridsim_shared.settings import Settings
 
-__all__ = ["Collector", "gateway_client", "rollup_table", "running"]
+__all__ = ["Collector", "gateway_client", "rollup_table", "running", "tiny_world", "with_tiny_world"]
 
 M = TypeVar("M", bound=Message)
 P = TypeVar("P")
@@ -154,3 +156,36 @@ async def rollup_table(settings: Settings, name: str) -> str:
         cur = await conn.execute("select to_regclass(%s) is not null", (history,))
         row = await cur.fetchone()
     return history if row is not None and row[0] else name
+
+
+def tiny_world(folder: Path, appliances: tuple[str, ...] = ("Refrigerator", "Fan")) -> Path:
+    """A world file in ``folder`` for the tests of a world reset: one utility ``u``, feeder ``f`` and
+    50 kVA transformer ``t``, one meter ``M1`` with a consumer home ``Home`` owning ``appliances``."""
+    world = {
+        "version": 1,
+        "name": "tiny",
+        "grid": [
+            {"code": "u", "name": "Utility", "level": "utility"},
+            {"code": "f", "name": "Feeder", "level": "feeder", "parent_id": "u"},
+            {"code": "t", "name": "TX", "level": "transformer", "parent_id": "f", "capacity_kVA": 50},
+        ],
+        "meters": [
+            {
+                "meter_id": "M1",
+                "transformer_id": "t",
+                "er": {"name": "Home", "type": "consumer", "appliance_type": list(appliances)},
+            }
+        ],
+    }
+    path = folder / "world.json"
+    path.write_text(json.dumps(world))
+    return path
+
+
+def with_tiny_world(settings: Settings, folder: Path, *, demo_world: bool | None = None) -> Settings:
+    """``settings`` with meter-sim loading :func:`tiny_world` (written to ``folder``) on start and on reset;
+    ``demo_world`` also sets whether meter-sim loads it on its first start."""
+    update: dict[str, Any] = {"demo_world_file": str(tiny_world(folder))}
+    if demo_world is not None:
+        update["demo_world"] = demo_world
+    return settings.model_copy(update={"sim": settings.sim.model_copy(update=update)})

@@ -79,24 +79,8 @@ class LatestReadings:
         if not meters:
             return
         for i, meter_id in enumerate(batch.meter_id):
-            tracked = meters.get(meter_id)
-            if tracked is None:
-                continue
-            point = ReadingPoint(
-                meter_id=meter_id,
-                meter_code=tracked.ref[1],
-                timestamp=batch.timestamp,
-                interval_s=batch.interval_s,
-                consumption_kWh=batch.consumption_kWh[i],
-                production_kWh=batch.production_kWh[i],
-                consumption_kVAh=batch.consumption_kVAh[i],
-                production_kVAh=batch.production_kVAh[i],
-                avg_current=batch.avg_current[i],
-                avg_voltage=batch.avg_voltage[i],
-                reactive_power_kVAR=batch.reactive_power_kVAR[i],
-                power_factor=batch.power_factor[i],
-            )
-            self.keep(meter_id, point)
+            if meter_id in meters:
+                self.keep(meter_id, ReadingPoint.of(batch.row(i)))
 
     async def on_clock(self, clock: ClockState, _path: NoPath) -> None:
         """Distrust what memory holds when the clock goes back or the world changes."""

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gridsim_shared.messages import MeterReading
+
 __all__ = ["RESOLUTIONS", "NodeRollupPoint", "ReadingPoint", "Resolution"]
 
 Resolution = Literal["raw", "15m", "1h", "1d"]
@@ -19,7 +21,7 @@ class ReadingPoint(BaseModel):
 
     For 15m/1h/1d buckets energies are sums, ``avg_voltage`` is the mean of the bucket's readings,
     ``avg_current`` is the bucket's mean apparent power over that voltage (I = S / V) and
-    ``power_factor`` is Σ kWh / Σ kVAh.
+    ``power_factor`` is Σ kWh / Σ kVAh clipped to [0, 1]: the aggregator's ``meter_readings_*`` views.
     """
 
     model_config = ConfigDict(
@@ -58,6 +60,11 @@ class ReadingPoint(BaseModel):
     is_parent: bool = False
     partial: bool = False
     readings: int = Field(default=1, description="raw readings in this point")
+
+    @classmethod
+    def of(cls, reading: MeterReading) -> ReadingPoint:
+        """A reading from the bus as a point (one raw reading): the fields both share, no copy by hand."""
+        return cls.model_validate(reading.model_dump(include=set(cls.model_fields)))
 
 
 class NodeRollupPoint(BaseModel):
