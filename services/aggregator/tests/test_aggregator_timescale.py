@@ -10,7 +10,7 @@ from typing import Any, cast
 import pytest
 
 from gridsim_aggregator import repository
-from gridsim_aggregator.closer import time_rollup_plan
+from gridsim_aggregator.close_plan import time_rollup_plan
 from gridsim_shared.db import connect, list_migrations
 from gridsim_shared.settings import Settings
 

@@ -3,13 +3,10 @@
 Exactly one instance closes (it holds a PostgreSQL advisory lock; the others ingest only and take over
 when it dies). Closing reads only committed data, so it does not matter which instance ingested what.
 
-The closing rule for interval T (oldest first, never out of order):
-
-1. *complete*: T directly follows the last closed interval and every transformer with a meter expected
-   to report (linked, online, K > 0) has a batch committed for T; or
-2. *clocked*: meter-sim's clock said ``last_published >= T`` and every live aggregator instance has
-   committed every message it received before that clock message; or
-3. *bounded wait*: ``close_after_s`` has passed since T's first batch was committed.
+Which intervals may close (complete, clocked, or waited for long enough) and what closing one does to the
+time rollups are pure decisions (:mod:`~gridsim_aggregator.close_plan`); the lock that makes this instance
+the closer is its :mod:`~gridsim_aggregator.leader` lease; the watermark goes out through the
+:mod:`~gridsim_aggregator.watermark` publisher. This class gathers the inputs and carries the decisions out.
 
 A node or parent closed with fewer readings than expected is marked ``partial``. Readings that arrive
 after their interval closed are stored, and the interval is recomputed (``late_intervals``), partial flags
@@ -24,23 +21,24 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-import aiomqtt
 import numpy as np
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from gridsim_aggregator import aging, domain, repository
+from gridsim_aggregator.close_plan import RollupPlan, intervals_to_close, time_rollup_plan
 from gridsim_aggregator.domain import ThermalParams, ThermalState, Totals
+from gridsim_aggregator.leader import LeaderLease
 from gridsim_aggregator.repository import Conn
 from gridsim_aggregator.settings import AggregatorSettings
 from gridsim_aggregator.topology import NodeRollup, Topology, build_topology, grid_rollups
+from gridsim_aggregator.watermark import WatermarkPublisher
 from gridsim_shared import channels, topics
 from gridsim_shared.bus import Bus
 from gridsim_shared.channels import Channel
-from gridsim_shared.db import connect
 from gridsim_shared.events import (
     GridEvent,
     OverloadDetails,
@@ -54,8 +52,6 @@ from gridsim_shared.messages import ClockState, MeterReading, Rollup, Watermark
 __all__ = ["Closer"]
 
 _LOGGER = logging.getLogger(__name__)
-_LEADER_LOCK = 0x61676772  # "aggr"
-_QUARTER = timedelta(minutes=15)
 # TimescaleDB: at most this many intervals closed before their aggregates are refreshed and they are
 # published (a day of one-minute intervals is 1,440: the watermark still moves every few seconds).
 _BURST = 60
@@ -113,8 +109,7 @@ class Closer:
         # when the world changed: a reset deletes raw rows, which a continuous aggregate does not follow).
         self._refresh_all = True
         self._peaks: dict[int, tuple[datetime, float, datetime]] = {}  # node → (day, kVA, at)
-        self._watermark: Watermark | None = None
-        self._published_watermark: Watermark | None = None
+        self.watermark = WatermarkPublisher(self.bus)
         self.is_leader = False
         self._gaps_unknown = True  # read ingest_gaps' totals at the first close
 
@@ -145,16 +140,11 @@ class Closer:
     # ------------------------------------------------------------------ leadership loop
     async def run(self, stop: asyncio.Event) -> None:
         """Try to become the closer; close intervals while leader; retry after database failures."""
+        lease = LeaderLease(self.database_url, self.schema)
         while not stop.is_set():
             try:
-                # A dedicated connection: the leader lock lives as long as it does.
-                async with await connect(self.database_url, self.schema, autocommit=True) as conn:
-                    # One closer per schema (tests and deployments may share a database).
-                    cur = await conn.execute(
-                        "select pg_try_advisory_lock(%s, hashtext(%s))", (_LEADER_LOCK, self.schema)
-                    )
-                    row = await cur.fetchone()
-                    if row is None or not row[0]:
+                async with lease.acquire() as held:
+                    if held is None:
                         await _sleep_or_stop(stop, 1.0)
                         continue
                     self.is_leader = True
@@ -166,8 +156,8 @@ class Closer:
                     _LOGGER.info("this instance closes intervals")
                     while not stop.is_set():
                         await self.close_ready()
-                        await self._publish_watermark()
-                        await conn.execute("select 1")  # the lock lives as long as this connection
+                        await self.watermark.publish()
+                        await held.renew()  # the lock lives as long as this connection
                         self._wake.clear()
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self._wake.wait(), 0.25)
@@ -199,27 +189,24 @@ class Closer:
             if pending and any(code not in topo.by_code for p in pending for code in p.transformers):
                 self._topology = None  # a batch names a transformer created since we loaded
                 topo = await self.topology(conn)
-        now = time.monotonic()
-        candidates = {p.ts: p for p in pending}
-        for ts in list(self._clock_marks):
-            if state.committed_until is not None and ts <= state.committed_until:
-                del self._clock_marks[ts]
+        committed = state.committed_until
+        self._clock_marks = {
+            ts: seen for ts, seen in self._clock_marks.items() if committed is None or ts > committed
+        }
+        ready = intervals_to_close(
+            pending,
+            self._clock_marks,
+            committed_until=state.committed_until,
+            clocked_until=clocked_until,
+            expected_transformers=topo.expected_transformers,
+            interval_s=self.interval_s,
+            close_after_s=self.tuning.close_after_s,
+            now=time.monotonic(),
+        )
         count = 0
-        previous = state.committed_until
-        for ts in sorted(set(candidates) | set(self._clock_marks)):
-            p = candidates.get(ts)
-            # "Complete" needs the interval right after the last one closed: an interval with no batch
-            # committed yet (a flush being retried, another instance's share) leaves a gap that only the
-            # clock or the bounded wait may close over.
-            contiguous = previous is None or ts - previous <= timedelta(seconds=self.interval_s)
-            complete = contiguous and p is not None and topo.expected_transformers <= p.transformers
-            clocked = clocked_until is not None and ts <= clocked_until
-            age = p.age_s if p is not None else now - self._clock_marks[ts]
-            if not (complete or clocked or age >= self.tuning.close_after_s):
-                break
+        for ts in ready:
             await self.close(ts)
             self._clock_marks.pop(ts, None)
-            previous = ts
             count += 1
             if len(self._unpublished) >= _BURST:
                 await self._after_closing()
@@ -454,18 +441,10 @@ class Closer:
                 closed.ts,
             )
         if not recompute:
-            self._watermark = Watermark(committed_until=closed.ts, readings_committed=readings_committed)
-        await self._publish_watermark()
-
-    async def _publish_watermark(self) -> None:
-        mark = self._watermark
-        if mark is None or mark == self._published_watermark:
-            return
-        try:
-            await self.bus.publish(channels.WATERMARK, mark, topics.NoPath())
-            self._published_watermark = mark
-        except aiomqtt.MqttError as exc:
-            _LOGGER.warning("watermark %s not published yet (%s)", mark.committed_until, exc)
+            self.watermark.advance(
+                Watermark(committed_until=closed.ts, readings_committed=readings_committed)
+            )
+        await self.watermark.publish()
 
     def _peak(self, r: NodeRollup, ts: datetime) -> tuple[float, datetime]:
         """The node's coincident peak today: its highest mean kVA of any interval so far, and when."""
@@ -590,62 +569,3 @@ def _trip_event(r: NodeRollup, ts: datetime, hot_c: float, params: ThermalParams
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
-
-
-@dataclass(frozen=True)
-class RollupPlan:
-    """What closing an interval does to the time rollups (pure: decided by :func:`time_rollup_plan`)."""
-
-    timescale: bool  # refresh continuous aggregates instead of writing the rollup tables
-    start: datetime  # 15-minute windows [start, end) to (re)compute
-    end: datetime
-    hours: tuple[datetime, datetime]  # hour buckets [h0, h1) they touch
-    days: tuple[datetime, datetime]  # day buckets [d0, d1) they touch
-    advance: bool  # move rolled_until to ``end`` (not for a recomputation)
-    retention_before: datetime | None  # drop raw readings before this (simulated time)
-    compress_before: datetime | None  # compress chunks before this (TimescaleDB only)
-
-
-def time_rollup_plan(
-    ts: datetime,
-    rolled: datetime | None,
-    *,
-    interval_s: int,
-    recompute: bool,
-    timescale: bool,
-    retention_days: int,
-    compress_after_days: int,
-) -> RollupPlan | None:
-    """The rollup work after closing (or recomputing) interval ``ts``; None when there is none.
-
-    Windows strictly before the one holding the next interval are complete. Retention and compression run
-    when a closing crosses midnight, in simulated time (``end`` minus the configured days).
-    """
-    window = domain.bucket_start(ts, _QUARTER)
-    if recompute:
-        if rolled is None or window >= rolled:
-            return None  # not rolled yet: the normal roll will include it
-        start, end = window, window + _QUARTER
-    else:
-        end = domain.bucket_start(ts + timedelta(seconds=interval_s), _QUARTER)
-        start = rolled if rolled is not None else domain.bucket_start(ts, timedelta(days=1))
-        if end <= start:
-            return None
-    last = end - timedelta(microseconds=1)
-    hours = (repository.hour_floor(start), repository.hour_floor(last) + timedelta(hours=1))
-    days = (repository.day_floor(start), repository.day_floor(last) + repository.ONE_DAY)
-    new_day = not recompute and repository.day_floor(end) > repository.day_floor(start)
-    return RollupPlan(
-        timescale=timescale,
-        start=start,
-        end=end,
-        hours=hours,
-        days=days,
-        advance=not recompute,
-        retention_before=end - timedelta(days=retention_days) if new_day and retention_days else None,
-        compress_before=(
-            end - timedelta(days=compress_after_days)
-            if new_day and timescale and compress_after_days
-            else None
-        ),
-    )
