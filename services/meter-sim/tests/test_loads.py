@@ -170,6 +170,20 @@ def test_a_series_equals_tick_by_tick() -> None:
     np.testing.assert_allclose(series, ticks, rtol=0, atol=1e-12)
 
 
+def test_the_engines_slot_memo_gives_the_uncached_figures_through_jumps_and_daylight_saving() -> None:
+    # One instant at a time (the engine) redraws only instances whose slot changed (loads._SlotCache);
+    # a series recomputes every instance. Minute by minute across the spring-forward hour, then back in
+    # time and forward again in odd jumps, both must agree exactly.
+    fleet = _fleet([("Electric Kettle", 2), ("Washing Machine", 1), ("LED Bulb", 6), ("Ceiling Fan", 1)], 40)
+    t0 = int(datetime(2025, 3, 9, 1, 0, tzinfo=ZoneInfo("America/Los_Angeles")).timestamp())
+    minutes = np.concatenate(
+        [t0 + 60 * np.arange(180), t0 + 60 * np.arange(170, -40, -7), t0 + 60 * np.arange(-40, 400, 13)]
+    ).astype(np.int64)
+    ticks = np.array([loads.power(fleet.loads, int(t))[0] for t in minutes])
+    np.testing.assert_array_equal(loads.power(fleet.loads, minutes)[0], ticks)
+    assert ticks.std(axis=0).min() > 0  # every home's load moves: the memo is exercised, not bypassed
+
+
 # --------------------------------------------------------------------------- demand response (Flex)
 def test_flex_curtails_during_the_window_and_rebounds_after() -> None:
     fleet = _fleet([("Heat Pump (3 kW)", 1), ("Electric Geyser", 1), ("EV Charger (7.2 kW)", 1)], 120, SF)

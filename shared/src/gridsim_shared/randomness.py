@@ -11,7 +11,16 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["meter_keys", "mix64", "normal", "uniform"]
+__all__ = [
+    "meter_keys",
+    "mix64",
+    "normal",
+    "normal_from",
+    "normal_streams",
+    "stream_keys",
+    "uniform",
+    "uniform_from",
+]
 
 U64 = npt.NDArray[np.uint64]
 F64 = npt.NDArray[np.float64]
@@ -28,10 +37,22 @@ _TO_UNIT = 1.0 / float(1 << 53)
 
 def mix64(x: U64) -> U64:
     """SplitMix64's finaliser (Steele, Lea & Flood 2014): a bijective, well-mixed 64-bit hash."""
+    # In place on one temporary (the same arithmetic): a tick hashes millions of numbers, and fresh
+    # arrays for every step cost more than the arithmetic.
     z = x + _GOLDEN
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
-    return z ^ (z >> _S31)
+    if z.ndim == 0:
+        z = (z ^ (z >> _S30)) * _M1
+        z = (z ^ (z >> _S27)) * _M2
+        return z ^ (z >> _S31)
+    t = z >> _S30
+    z ^= t
+    z *= _M1
+    np.right_shift(z, _S27, out=t)
+    z ^= t
+    z *= _M2
+    np.right_shift(z, _S31, out=t)
+    z ^= t
+    return z
 
 
 def meter_keys(seed: int, meter_ids: npt.NDArray[np.int64]) -> U64:
@@ -40,22 +61,46 @@ def meter_keys(seed: int, meter_ids: npt.NDArray[np.int64]) -> U64:
     return mix64(meter_ids.astype(np.uint64) ^ seed_key)
 
 
-def _keyed(keys: U64, stream: int, counter: U64 | np.uint64 | int) -> U64:
+_NORMAL_SECOND = 0x5BD1E995  # the stream offset of Box–Muller's second uniform
+
+
+def stream_keys(keys: U64, stream: int) -> U64:
+    """``keys`` hashed with ``stream``: the half of every draw that does not change with the counter.
+
+    A caller drawing the same stream every tick (meter-sim: every meter, every interval) keeps these and
+    calls :func:`uniform_from` / :func:`normal_from`, which give exactly :func:`uniform` / :func:`normal`
+    at half the hashing."""
     # Stream and counter are hashed in separately so (stream, counter) pairs never collide by addition.
     stream_key = mix64(np.array([stream], dtype=np.uint64))[0]
+    return mix64(keys ^ stream_key)
+
+
+def uniform_from(keyed: U64, counter: U64 | np.uint64 | int) -> F64:
+    """:func:`uniform` from :func:`stream_keys`."""
     counters = np.asarray(counter, dtype=np.uint64)
-    return mix64(mix64(keys ^ stream_key) + counters * _GOLDEN)
+    bits = mix64(keyed + counters * _GOLDEN)
+    bits >>= _S11
+    return bits.astype(np.float64) * _TO_UNIT
 
 
 def uniform(keys: U64, stream: int, counter: U64 | np.uint64 | int) -> F64:
     """Uniform numbers in [0, 1), one per key, for this stream and counter (e.g. a tick or a slot)."""
-    bits = _keyed(keys, stream, counter) >> _S11
-    return bits.astype(np.float64) * _TO_UNIT
+    return uniform_from(stream_keys(keys, stream), counter)
+
+
+def normal_streams(keys: U64, stream: int) -> tuple[U64, U64]:
+    """The two :func:`stream_keys` :func:`normal_from` needs for ``stream``."""
+    return stream_keys(keys, stream), stream_keys(keys, stream + _NORMAL_SECOND)
+
+
+def normal_from(keyed: tuple[U64, U64], counter: U64 | np.uint64 | int) -> F64:
+    """:func:`normal` from :func:`normal_streams`."""
+    u1 = uniform_from(keyed[0], counter)
+    u2 = uniform_from(keyed[1], counter)
+    radius = np.sqrt(-2.0 * np.log1p(-u1))  # 1 - u1 is in (0, 1]: log never sees 0
+    return radius * np.cos(2.0 * np.pi * u2)
 
 
 def normal(keys: U64, stream: int, counter: U64 | np.uint64 | int) -> F64:
     """Standard normal numbers, one per key (Box–Muller on two counter-based uniforms)."""
-    u1 = uniform(keys, stream, counter)
-    u2 = uniform(keys, stream + 0x5BD1E995, counter)
-    radius = np.sqrt(-2.0 * np.log1p(-u1))  # 1 - u1 is in (0, 1]: log never sees 0
-    return radius * np.cos(2.0 * np.pi * u2)
+    return normal_from(normal_streams(keys, stream), counter)

@@ -9,9 +9,10 @@ appliance classes (about twenty, :mod:`loads`), never over meters. Randomness co
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -179,6 +180,16 @@ class Fleet:
 
     def __len__(self) -> int:
         return len(self.meter_id)
+
+    # Every meter's keys hashed with the streams drawn every tick, once per fleet (half of each draw's
+    # hashing; randomness.stream_keys).
+    @cached_property
+    def pf_keys(self) -> npt.NDArray[np.uint64]:
+        return randomness.stream_keys(self.key, _S_PF)
+
+    @cached_property
+    def voltage_noise_keys(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+        return randomness.normal_streams(self.key, _S_VOLT_NOISE)
 
 
 @dataclass(frozen=True)
@@ -407,9 +418,14 @@ def simulate(fleet: Fleet, when: datetime, interval_s: int, adjust: Adjustment |
     hours = interval_s / 3600.0
     active = fleet.online & ~((fleet.k_consumption == 0) & ((fleet.k_production == 0) | ~fleet.prosumer))
 
+    # Flat (the seed's formula) or realistic per row; most fleets are all one or the other, and then only
+    # that side is computed (np.where of both would give the same numbers at twice the work).
+    pick = _Pick(fleet.flat)
     p_min, q_min = _consumption_kwh_per_min(fleet, when)
-    seed_formula = fleet.seed_base_kwh_per_min * fleet.k_consumption * minutes
-    consumption = np.where(fleet.flat, seed_formula, p_min * fleet.k_consumption * minutes)
+    consumption = pick(
+        lambda: fleet.seed_base_kwh_per_min * fleet.k_consumption * minutes,
+        lambda: p_min * fleet.k_consumption * minutes,
+    )
     production = _production_kwh(fleet, when, interval_s)
     if adjust is not None:
         consumption = consumption * adjust.consumption_factor + adjust.consumption_add_kwh
@@ -418,27 +434,32 @@ def simulate(fleet: Fleet, when: datetime, interval_s: int, adjust: Adjustment |
 
     # Power factor: the seed's uniform [0.8, 1] for flat ERs; for realistic ones the appliance mix
     # (Σ P and Σ Q of what is running) with a little jitter, kept in the seed's [0.8, 1] band.
-    u_pf = randomness.uniform(fleet.key, _S_PF, tick)
+    u_pf = randomness.uniform_from(fleet.pf_keys, tick)
     apparent_min = np.sqrt(p_min * p_min + q_min * q_min)
     mix = np.divide(p_min, apparent_min, out=np.ones(n), where=apparent_min > 0)
-    pf = np.where(fleet.flat, PF_MIN + (1.0 - PF_MIN) * u_pf, np.clip(mix + 0.04 * (u_pf - 0.5), PF_MIN, 1.0))
+    pf = pick(lambda: PF_MIN + (1.0 - PF_MIN) * u_pf, lambda: np.clip(mix + 0.04 * (u_pf - 0.5), PF_MIN, 1.0))
 
     # kVAh and kVAR. Flat ERs: the seed's single power factor on both sides. Realistic: the loads draw
     # at their mix's power factor, PV inverters run at unity (IEEE 1547's default mode): production
     # kVAh = kWh and the reactive energy is the loads' alone.
     consumption_kvah = consumption / pf
-    production_kvah = np.where(fleet.flat, production / pf, production)
-    throughput_kwh = consumption + produced
-    throughput_kvah = consumption_kvah + np.nan_to_num(production_kvah)
-    seed_kvar = np.sqrt(np.maximum(throughput_kvah * throughput_kvah - throughput_kwh * throughput_kwh, 0.0))
-    load_kvar = np.sqrt(np.maximum(consumption_kvah * consumption_kvah - consumption * consumption, 0.0))
-    kvar = np.where(fleet.flat, seed_kvar, load_kvar)
+    production_kvah = pick(lambda: production / pf, lambda: production)
+
+    def seed_kvar() -> F64:
+        throughput_kwh = consumption + produced
+        throughput_kvah = consumption_kvah + np.nan_to_num(production_kvah)
+        return np.sqrt(np.maximum(throughput_kvah * throughput_kvah - throughput_kwh * throughput_kwh, 0.0))
+
+    def load_kvar() -> F64:
+        return np.sqrt(np.maximum(consumption_kvah * consumption_kvah - consumption * consumption, 0.0))
+
+    kvar = pick(seed_kvar, load_kvar)
 
     # Through the service cable: net active power (import − export) and the loads' reactive power.
     p_net = (consumption - produced) / hours
-    q = np.where(fleet.flat, (consumption - produced) * np.sqrt(1.0 / (pf * pf) - 1.0), kvar) / hours
+    q = pick(lambda: (consumption - produced) * np.sqrt(1.0 / (pf * pf) - 1.0), lambda: kvar) / hours
     apparent_kva = np.hypot(p_net, q)
-    voltage = _voltage(fleet, p_net * active, q * active, tick)
+    voltage = _voltage(fleet, p_net * active, q * active, tick, pick)
     current = apparent_kva * 1000.0 / voltage
     return Readings(
         timestamp=when,
@@ -455,7 +476,24 @@ def simulate(fleet: Fleet, when: datetime, interval_s: int, adjust: Adjustment |
     )
 
 
-def _voltage(fleet: Fleet, p_kw: F64, q_kvar: F64, tick: np.uint64) -> F64:
+class _Pick:
+    """``np.where(flat, flat_side(), realistic_side())`` computing only the side(s) some row needs."""
+
+    def __init__(self, flat: BOOL) -> None:
+        self.flat = flat
+        self.any_flat = bool(flat.any())
+        self.all_flat = self.any_flat and bool(flat.all())
+
+    def __call__(self, flat_side: Callable[[], F64], realistic_side: Callable[[], F64]) -> F64:
+        if not self.any_flat:
+            return realistic_side()
+        if self.all_flat:
+            return flat_side()
+        out: F64 = np.where(self.flat, flat_side(), realistic_side())
+        return out
+
+
+def _voltage(fleet: Fleet, p_kw: F64, q_kvar: F64, tick: np.uint64, pick: _Pick | None = None) -> F64:
     """Service voltage: the seed's uniform 230-250 V for flat ERs; otherwise a feeder model.
 
     Realistic, for a meter on nominal V_n (its climate's supply: 240 V US split-phase, 230 V IEC):
@@ -468,23 +506,26 @@ def _voltage(fleet: Fleet, p_kw: F64, q_kvar: F64, tick: np.uint64) -> F64:
     """
     if not len(fleet):
         return np.zeros(0)
-    drop_kva = p_kw + X_OVER_R * q_kvar
-    load_kva = np.bincount(fleet.transformer, weights=drop_kva, minlength=len(fleet.transformer_kva))
-    loading = load_kva / fleet.transformer_kva
-    nominal = fleet.nominal_v
-    noise = randomness.normal(fleet.key, _S_VOLT_NOISE, tick)
-    realistic = nominal * (
-        1.0
-        + SET_POINT_RISE
-        + _feeder_swing(fleet, tick)
-        + fleet.voltage_offset
-        - SAG_AT_FULL_LOAD * loading[fleet.transformer] * fleet.line_position
-        + 0.0012 * noise
-    )
-    seed_band = SEED_V_MIN + (SEED_V_MAX - SEED_V_MIN) * randomness.uniform(
-        fleet.key, _S_VOLT_NOISE + 1, tick
-    )
-    return np.where(fleet.flat, seed_band, np.maximum(realistic, 1.0))
+
+    def realistic() -> F64:
+        drop_kva = p_kw + X_OVER_R * q_kvar
+        load_kva = np.bincount(fleet.transformer, weights=drop_kva, minlength=len(fleet.transformer_kva))
+        loading = load_kva / fleet.transformer_kva
+        noise = randomness.normal_from(fleet.voltage_noise_keys, tick)
+        v = fleet.nominal_v * (
+            1.0
+            + SET_POINT_RISE
+            + _feeder_swing(fleet, tick)
+            + fleet.voltage_offset
+            - SAG_AT_FULL_LOAD * loading[fleet.transformer] * fleet.line_position
+            + 0.0012 * noise
+        )
+        return np.maximum(v, 1.0)
+
+    def seed_band() -> F64:
+        return SEED_V_MIN + (SEED_V_MAX - SEED_V_MIN) * randomness.uniform(fleet.key, _S_VOLT_NOISE + 1, tick)
+
+    return (pick or _Pick(fleet.flat))(seed_band, realistic)
 
 
 _FEEDER_BLOCK_TICKS = 15  # the feeder swing is drawn every 15 intervals and interpolated between

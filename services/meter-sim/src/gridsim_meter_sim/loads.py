@@ -49,10 +49,11 @@ used in the window at full power, and EV sessions deliver what the window held b
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -76,6 +77,8 @@ I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
 IDX = npt.NDArray[np.intp]
 BOOL = npt.NDArray[np.bool_]
+
+_A = TypeVar("_A", F64, I64)
 
 Mode = Literal["event", "cycle", "continuous", "thermal", "water", "ev"]
 
@@ -314,6 +317,7 @@ class _Group:
     period_min: F64  # cycle period (cycling and thermal units)
     dense: bool  # one instance per fleet row, in row order (sums are plain additions)
     starts_per_day: F64  # events: runs a day (the class's home or business rate)
+    climate: IDX  # the climate (Loads.climates position) of each instance's row
     # Thermal units only (else empty)
     ua_kw_per_k: F64 = field(default_factory=lambda: np.zeros(0))
     gains_kw: F64 = field(default_factory=lambda: np.zeros(0))
@@ -385,6 +389,9 @@ class Loads:
     climate_of: IDX  # fleet row → climate
     groups: list[_Group]
     flex: Flex
+    # The engine's tick-by-tick memo of per-slot values (see _SlotCache), one per group that has one.
+    caches: dict[int, _SlotCache] = field(default_factory=dict, compare=False, repr=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,6 +508,7 @@ def build(
             period_min=_period(cls, ikeys),
             dense=len(row) == n and bool((row == np.arange(n)).all()),
             starts_per_day=np.where(business[row], cls.business_starts, cls.starts_per_day),
+            climate=climate_of[row],
         )
         if cls.mode == "thermal":
             group = _thermal(group, rated_by_row, hvac_units)
@@ -563,12 +571,28 @@ def _thermal(group: _Group, rated_by_row: F64, hvac_units: F64) -> _Group:
 # ------------------------------------------------------------------------------------------ per tick
 @dataclass(frozen=True, slots=True)
 class _Tick:
+    """Time and weather of one instant or a series, per climate: (climates,) or (T, climates).
+
+    Every meter of a climate shares its clock and weather, so they are worked out once per climate and
+    picked per instance by :func:`_at` (no per-meter trigonometry or gathers in a one-climate fleet)."""
+
     epoch_s: I64  # () for one instant, (T, 1) for a series: every array below broadcasts against it
     epoch_min: I64
-    local_min: I64  # local epoch minutes per fleet row (daylight saving included)
-    t_eff: F64  # outdoor temperature through the building mass (°C), per fleet row
-    t_mains: F64  # mains water temperature (°C), per fleet row
-    sun: F64  # solar-gain shape in [0, 1], per fleet row (local clock)
+    offset_min: I64  # UTC offset of each climate (minutes, daylight saving included)
+    local_min: I64  # local epoch minutes per climate
+    t_eff: F64  # outdoor temperature through the building mass (°C), per climate
+    t_mains: F64  # mains water temperature (°C), per climate
+    sun: F64  # solar-gain shape in [0, 1], per climate (local clock)
+    single: bool  # one climate: the (…, 1) arrays broadcast against any group as they are
+
+
+def _at(values: _A, tick: _Tick, g: _Group, idx: IDX | None = None) -> _A:
+    """A per-climate tick array at each instance of ``g`` (those at ``idx`` when given)."""
+    if tick.single:
+        return values
+    climate = g.climate if idx is None else g.climate[idx]
+    out: _A = values[..., climate]
+    return out
 
 
 def _bits(keys: U64, counter: I64 | int) -> U64:
@@ -639,13 +663,13 @@ def _tick(loads: Loads, epoch_s: I64) -> _Tick:
         blocks, inverse = np.unique(epoch_s[:, 0] // _CLIMATE_BLOCK_S, return_inverse=True)
         table = np.stack([_climate_blocks(c, loads.seed, blocks) for c in loads.climates], axis=1)
         now = table[inverse]
-    at = (..., loads.climate_of)
-    offset = now[..., 0].astype(np.int64)[at]
+    offset = now[..., 0].astype(np.int64)
     epoch_min = epoch_s // 60
     local_min = epoch_min + offset
     hour = np.mod(local_min, 1440) / 60.0
     sun = np.clip(np.sin(np.pi * (hour - 7.0) / 12.0), 0.0, 1.0)  # solar gains, lagging the sun a little
-    return _Tick(epoch_s, epoch_min, local_min, now[..., 1][at], now[..., 2][at], sun)
+    single = len(loads.climates) == 1
+    return _Tick(epoch_s, epoch_min, offset, local_min, now[..., 1], now[..., 2], sun, single)
 
 
 def power(loads: Loads, epoch_s: int | I64, only: str | None = None) -> tuple[F64, F64]:
@@ -667,24 +691,30 @@ def power(loads: Loads, epoch_s: int | I64, only: str | None = None) -> tuple[F6
         return p, q
     tick = _tick(loads, epoch)
     flex = loads.flex if loads.flex.any else None
-    for g in groups:
-        mode = g.cls.mode
-        if mode == "event":
-            kw = _event(g, tick)
-        elif mode == "cycle":
-            kw = _cycle(g, tick)
-        elif mode == "continuous":
-            kw = _continuous(g, tick)
-        elif mode == "thermal":
-            kw = _thermal_kw(g, tick, flex)
-        elif mode == "water":
-            kw = _water(g, tick, flex)
-        else:
-            kw = _ev(g, tick, flex)
-        kw = np.broadcast_to(kw, np.broadcast_shapes(kw.shape, g.row.shape))
-        _scatter(p, g.row, kw, g.dense)
-        _scatter(q, g.row, kw * g.tan_phi, g.dense)
+    with loads.lock:  # the slot caches are shared state (the engine ticks in a worker thread)
+        for g in groups:
+            kw = _group_kw(loads, g, tick, flex, series)
+            kw = np.broadcast_to(kw, np.broadcast_shapes(kw.shape, g.row.shape))
+            _scatter(p, g.row, kw, g.dense)
+            _scatter(q, g.row, kw * g.tan_phi, g.dense)
     return p, q
+
+
+def _group_kw(loads: Loads, g: _Group, tick: _Tick, flex: Flex | None, series: bool) -> F64:
+    mode = g.cls.mode
+    if mode == "event":
+        if series:
+            return _event(g, tick)
+        return _event_cached(g, tick, _cache(loads, g))
+    if mode == "cycle":
+        return _cycle(g, tick)
+    if mode == "continuous":
+        return _continuous(g, tick, None if series else _cache(loads, g))
+    if mode == "thermal":
+        return _thermal_kw(g, tick, flex)
+    if mode == "water":
+        return _water(g, tick, flex)
+    return _ev(g, tick, flex)
 
 
 def _event(g: _Group, tick: _Tick) -> F64:
@@ -696,7 +726,7 @@ def _event(g: _Group, tick: _Tick) -> F64:
     t = tick.epoch_min + g.phase_min
     slot = t // slot_len
     position = t - slot * slot_len
-    local_start = tick.local_min[..., g.row] - position - g.shift_min
+    local_start = _at(tick.local_min, tick, g) - position - g.shift_min
     rate = g.starts_per_day
     p_start = rate * slot_len / 1440.0 * _lookup(_SHAPES.start_rate, g.shape, local_start)
     bits = _bits(g.keys, slot)
@@ -707,19 +737,107 @@ def _event(g: _Group, tick: _Tick) -> F64:
     return g.rated_kw * share
 
 
+class _SlotCache:
+    """What each instance of a group decided for its current slot, kept from one engine tick to the next.
+
+    An event instance draws once per slot (whether and when its run starts), a continuous load its drift
+    once per 10 minutes; both are pure functions of the slot, so the engine, ticking minute by minute,
+    need only redraw the instances whose slot changed (a few per cent of them each minute) instead of
+    hashing every instance every tick. A memo, not state: an instance is redrawn whenever the tick falls
+    outside the minutes [begin, begin + slot) its entry holds (any jump, forward or back), and every instance when
+    a climate's UTC offset changes (the start rate follows the local clock), so a reading is bit for bit
+    the uncached formula's (tests/test_loads.py compares them).
+    """
+
+    NEVER = -(1 << 62)  # "no run in this slot": far enough back that tick − NEVER never overflows
+
+    def __init__(self, n: int, kind: type[np.generic], slot_len: int) -> None:
+        self.slot_len = np.uint64(slot_len)
+        # Epoch minute each entry's slot begins; NEVER (as for no run) is never within a slot of a tick.
+        self.begin = np.full(n, self.NEVER, dtype=np.int64)
+        self.value = np.zeros(n, dtype=kind)
+        self.offsets: tuple[int, ...] = ()
+
+    def stale(self, epoch_min: int, offsets: tuple[int, ...]) -> IDX:
+        """The instances to redraw at ``epoch_min`` (every one of them when the offsets moved)."""
+        if offsets != self.offsets:
+            self.offsets = offsets
+            return np.arange(len(self.begin))
+        # Outside [begin, begin + slot): before begin wraps to a huge unsigned number (one comparison).
+        return np.flatnonzero((epoch_min - self.begin).view(np.uint64) >= self.slot_len)
+
+
+def _cache(loads: Loads, g: _Group) -> _SlotCache:
+    key = id(g)
+    cache = loads.caches.get(key)
+    if cache is None:
+        if g.cls.mode == "event":
+            cache = _SlotCache(len(g.row), np.int64, 2 * len(g.cls.cycle))
+        else:
+            cache = _SlotCache(len(g.row), np.float64, _DRIFT_SLOT_MIN)
+        loads.caches[key] = cache
+    return cache
+
+
+def _event_cached(g: _Group, tick: _Tick, cache: _SlotCache) -> F64:
+    """:func:`_event` at one instant, redrawing only the instances whose slot changed.
+
+    The cache holds each instance's run start (epoch minute) in its current slot, or NEVER."""
+    length = len(g.cls.cycle)
+    slot_len = 2 * length
+    now = int(tick.epoch_min)
+    idx = cache.stale(now, tuple(int(o) for o in tick.offset_min))
+    if len(idx):
+        phase = g.phase_min[idx]
+        t = now + phase
+        slot = t // slot_len
+        position = t - slot * slot_len
+        local_start = _at(tick.local_min, tick, g, idx) - position - g.shift_min[idx]
+        rate = g.starts_per_day[idx]
+        p_start = rate * slot_len / 1440.0 * _lookup(_SHAPES.start_rate, g.shape[idx], local_start)
+        bits = _bits(g.keys[idx], slot)
+        start = (bits & np.uint64(0xFFFF)).astype(np.int64) % (slot_len - length + 1)
+        begin = slot * slot_len - phase
+        cache.begin[idx] = begin
+        cache.value[idx] = np.where(_unit(bits, 16) < p_start, begin + start, _SlotCache.NEVER)
+    # Minutes into the run; before its start (negative) wraps to a huge unsigned number, which like
+    # "past the end" picks the 0.0 appended to the cycle.
+    into = (now - cache.value).view(np.uint64)
+    profile = _cycle_table(g.cls.cycle)
+    share = profile[np.minimum(into, np.uint64(length))]
+    out: F64 = g.rated_kw * share
+    return out
+
+
+@lru_cache(maxsize=64)
+def _cycle_table(cycle: tuple[float, ...]) -> F64:
+    """An event's cycle profile with a 0.0 after its last minute (not running)."""
+    return np.array([*cycle, 0.0])
+
+
 def _cycle(g: _Group, tick: _Tick) -> F64:
-    duty = _lookup(_SHAPES.share, g.shape, tick.local_min[..., g.row])
+    duty = _lookup(_SHAPES.share, g.shape, _at(tick.local_min, tick, g))
     on = np.mod(tick.epoch_min + g.phase_min, g.period_min) < duty * g.period_min
     kw: F64 = g.rated_kw * on
     return kw
 
 
-def _continuous(g: _Group, tick: _Tick) -> F64:
-    local = tick.local_min[..., g.row] - g.shift_min
+def _continuous(g: _Group, tick: _Tick, cache: _SlotCache | None = None) -> F64:
+    local = _at(tick.local_min, tick, g) - g.shift_min
     share = _lookup(_SHAPES.share, g.shape, local)
     if g.cls.name == "fan":  # ceiling fans only when it is warm
-        share = share * np.clip((tick.t_eff[..., g.row] - 20.0) / 8.0, 0.0, 1.0)
-    drift = 0.8 + 0.4 * _unit(_bits(g.keys, (tick.epoch_min + g.phase_min) // _DRIFT_SLOT_MIN), 0)
+        share = share * np.clip((_at(tick.t_eff, tick, g) - 20.0) / 8.0, 0.0, 1.0)
+    if cache is None:
+        drift = 0.8 + 0.4 * _unit(_bits(g.keys, (tick.epoch_min + g.phase_min) // _DRIFT_SLOT_MIN), 0)
+    else:  # one instant: the drift of the instances whose 10-minute slot changed (see _SlotCache)
+        now = int(tick.epoch_min)
+        idx = cache.stale(now, cache.offsets)  # the drift does not follow the local clock
+        if len(idx):
+            phase = g.phase_min[idx]
+            slot = (now + phase) // _DRIFT_SLOT_MIN
+            cache.begin[idx] = slot * _DRIFT_SLOT_MIN - phase
+            cache.value[idx] = 0.8 + 0.4 * _unit(_bits(g.keys[idx], slot), 0)
+        drift = cache.value
     return g.rated_kw * np.clip(share * drift * g.cls.share_scale, 0.0, 1.0)
 
 
@@ -747,30 +865,34 @@ def _window(flex: Flex | None, row: IDX, epoch_s: I64) -> tuple[BOOL, F64]:
 
 def _thermal_kw(g: _Group, tick: _Tick, flex: Flex | None) -> F64:
     """ETP balance → duty → thermostat cycling (on for duty × period of each period)."""
-    index = _week_index(g.shape, tick.local_min[..., g.row] - g.shift_min)
+    index = _week_index(g.shape, _at(tick.local_min, tick, g) - g.shift_min)
     active = _SHAPES.active[index]
     present = _SHAPES.present[index]  # a business's presence is its activity
     heat_set = g.heat_set_c[0] + g.heat_set_c[1] * active
     if g.cls.name == "heater":  # a room heater is switched on only while someone is up in the room
         heat_set = np.where(active > 0.3, heat_set, 10.0)
     cool_set = g.cool_set_c[0] + g.cool_set_c[1] * present
-    inside, since = _window(flex, g.row, tick.epoch_s)
-    rebound: F64 | float = 0.0
-    if flex is not None:
+    t_out = _at(tick.t_eff, tick, g)
+    gains = g.gains_kw * (0.3 + 0.7 * active)
+    gains += g.solar_kw * _at(tick.sun, tick, g)
+    capacity = g.rated_kw * g.cls.cop
+    if (
+        flex is None
+    ):  # the common case, in place: the same numbers with fewer arrays (the tick's largest cost)
+        duty = _duty_no_flex(g, heat_set, cool_set, t_out=t_out, gains=gains, capacity=capacity)
+    else:
+        inside, since = _window(flex, g.row, tick.epoch_s)
         offset = flex.hvac_offset_c[g.row]
         heat_set = heat_set - offset * inside
         cool_set = cool_set + offset * inside
         rebound = g.ua_kw_per_k * offset * np.exp(-since / _REBOUND_TAU_MIN)
-    t_out = tick.t_eff[..., g.row]
-    gains = g.gains_kw * (0.3 + 0.7 * active) + g.solar_kw * tick.sun[..., g.row]
-    capacity = g.rated_kw * g.cls.cop
-    duty = np.zeros(np.broadcast_shapes(np.shape(t_out), np.shape(gains)))
-    if g.cls.heats:
-        need = g.ua_kw_per_k * (heat_set - t_out) - gains
-        duty += np.clip((need + rebound * (need > 0)) / capacity, 0.0, 1.0)
-    if g.cls.cools:
-        need = g.ua_kw_per_k * (t_out - cool_set) + gains
-        duty += np.clip((need + rebound * (need > 0)) / capacity, 0.0, 1.0)
+        duty = np.zeros(np.broadcast_shapes(np.shape(t_out), np.shape(gains)))
+        if g.cls.heats:
+            need = g.ua_kw_per_k * (heat_set - t_out) - gains
+            duty += np.clip((need + rebound * (need > 0)) / capacity, 0.0, 1.0)
+        if g.cls.cools:
+            need = g.ua_kw_per_k * (t_out - cool_set) + gains
+            duty += np.clip((need + rebound * (need > 0)) / capacity, 0.0, 1.0)
     duty = np.minimum(duty, 1.0)
     on = np.mod(tick.epoch_min + g.phase_min, g.period_min) < duty * g.period_min
     kw = g.rated_kw * on
@@ -780,6 +902,27 @@ def _thermal_kw(g: _Group, tick: _Tick, flex: Flex | None) -> F64:
     return out
 
 
+def _duty_no_flex(g: _Group, heat_set: F64, cool_set: F64, *, t_out: F64, gains: F64, capacity: F64) -> F64:
+    """Heating + cooling duty (unclipped sum of the two clipped ones), overwriting ``heat_set``/``cool_set``."""
+    duty: F64 | None = None
+    if g.cls.heats:  # need = UA·(T_set − T_out) − gains
+        need = np.subtract(heat_set, t_out, out=heat_set)
+        need *= g.ua_kw_per_k
+        need -= gains
+        need /= capacity
+        duty = np.clip(need, 0.0, 1.0, out=need)
+    if g.cls.cools:  # need = UA·(T_out − T_set) + gains
+        need = np.subtract(t_out, cool_set, out=cool_set)
+        need *= g.ua_kw_per_k
+        need += gains
+        need /= capacity
+        np.clip(need, 0.0, 1.0, out=need)
+        duty = need if duty is None else np.add(duty, need, out=duty)
+    if duty is None:
+        return np.zeros(np.broadcast_shapes(np.shape(t_out), np.shape(gains)))
+    return duty
+
+
 _WATER_SET_C = 50.0
 _TANK_LOSS_KW = 0.05  # ~1.2 kWh/day standby loss of a 190 L tank
 _WATER_SLOT_MIN = 120
@@ -787,13 +930,13 @@ _WATER_SLOT_MIN = 120
 
 def _water(g: _Group, tick: _Tick, flex: Flex | None) -> F64:
     """Draws (CREST/NREL) recovered at full power; standby reheats; deferral with recovery afterwards."""
-    t_mains = tick.t_mains[..., g.row]
+    t_mains = _at(tick.t_mains, tick, g)
     day_kwh = g.litres_per_day * 4.186 * (_WATER_SET_C - t_mains) / 3600.0 / 0.98
     rate = g.starts_per_day
     t = tick.epoch_min + g.phase_min
     slot = t // _WATER_SLOT_MIN
     position = t - slot * _WATER_SLOT_MIN
-    local_start = tick.local_min[..., g.row] - position - g.shift_min
+    local_start = _at(tick.local_min, tick, g) - position - g.shift_min
     p_start = rate * _WATER_SLOT_MIN / 1440.0 * _lookup(_SHAPES.start_rate, g.shape, local_start)
     bits = _bits(g.keys, slot)
     minutes = day_kwh / rate / g.rated_kw * 60.0 * (0.4 + 1.2 * _unit(bits, 32))
@@ -839,9 +982,9 @@ def _ev_session(g: _Group, local_day: I64) -> tuple[BOOL, F64, F64]:
 
 def _ev(g: _Group, tick: _Tick, flex: Flex | None) -> F64:
     """One session per driving day at rated power; a flex window pauses it and the rest runs after."""
-    local = tick.local_min[..., g.row]
+    local = _at(tick.local_min, tick, g)
     today = local // 1440
-    on = np.zeros(local.shape, dtype=bool)
+    on = np.zeros(np.broadcast_shapes(local.shape, g.row.shape), dtype=bool)
     for back in (0, 1):  # a session can run past midnight into the next day, never two days on
         day = today - back
         drives, start_rel, duration = _ev_session(g, day)
