@@ -1,12 +1,17 @@
-"""The closing rule as a pure function (``close_plan.intervals_to_close``): complete, clocked and bounded
-wait, oldest first, stopping at the first interval that must wait. No broker, no database."""
+"""The closer's decisions without I/O: the closing rule (``close_plan.intervals_to_close``: complete,
+clocked and bounded wait, oldest first, stopping at the first interval that must wait) and what it carries
+between intervals (``node_state``: thermal steps with overload and trip events, daily peaks). No broker,
+no database."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 from gridsim_aggregator.close_plan import intervals_to_close
+from gridsim_aggregator.domain import ThermalParams, Totals
+from gridsim_aggregator.node_state import DailyPeaks, TransformerThermals
 from gridsim_aggregator.repository import PendingInterval
+from gridsim_aggregator.topology import GridNode, NodeRollup
 
 T0 = datetime(2025, 6, 20, 12, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -57,3 +62,36 @@ def test_clock_marks_without_batches_close_after_the_wait_and_closed_ones_are_ig
     marks = {T0: 0.0, T0 + MINUTE: 90.0, T0 + 2 * MINUTE: 99.0}  # first seen at these monotonic times
     assert _close([], marks, now=100.0) == [T0 + MINUTE]  # waited 10 s; the next only 1 s
     assert _close([], marks, clocked=T0 + 2 * MINUTE, now=100.0) == [T0 + MINUTE, T0 + 2 * MINUTE]
+
+
+def _rollup(kva: float, node: GridNode | None = None) -> NodeRollup:
+    node = node or GridNode(id=7, code="t7", level="transformer", parent_id=None, capacity_kva=50.0)
+    return NodeRollup(node, Totals.zeros(1), kva, 100 * kva / 50.0, 1, 1)
+
+
+def test_a_transformer_overloads_trips_once_and_clears_as_it_cools() -> None:
+    thermals = TransformerThermals(ThermalParams(), seed=42)
+    kinds: list[str] = []
+    ts = T0
+    for _ in range(12):  # two hours at 250 % of the rating, stepped in 10-minute intervals
+        ts += 10 * MINUTE
+        kinds += [e.type for e in thermals.step([_rollup(125.0)], ts, 600).events]
+    assert kinds.count("transformer_overload") == 1
+    assert kinds.count("transformer_trip") == 1  # sent once while it stays hot
+    assert thermals.tripped == {7}
+    for _ in range(48):  # eight hours unloaded
+        ts += 10 * MINUTE
+        kinds += [e.type for e in thermals.step([_rollup(0.0)], ts, 600).events]
+    assert kinds.count("transformer_overload_cleared") == 1
+    assert thermals.tripped == set()
+    feeder = GridNode(id=2, code="f", level="feeder", parent_id=None, capacity_kva=None)
+    assert thermals.step([_rollup(10.0, feeder)], ts, 600).states == {}  # only rated transformers
+
+
+def test_the_daily_peak_is_the_highest_interval_of_the_simulated_day() -> None:
+    peaks = DailyPeaks()
+    assert peaks.peak(_rollup(10.0), T0) == (10.0, T0)
+    assert peaks.peak(_rollup(30.0), T0 + MINUTE) == (30.0, T0 + MINUTE)
+    assert peaks.peak(_rollup(20.0), T0 + 2 * MINUTE) == (30.0, T0 + MINUTE)
+    tomorrow = T0 + timedelta(days=1)
+    assert peaks.peak(_rollup(5.0), tomorrow) == (5.0, tomorrow)  # a new day starts from its first interval

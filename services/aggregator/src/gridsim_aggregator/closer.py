@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +32,7 @@ from gridsim_aggregator import aging, domain, repository
 from gridsim_aggregator.close_plan import RollupPlan, intervals_to_close, time_rollup_plan
 from gridsim_aggregator.domain import ThermalParams, ThermalState, Totals
 from gridsim_aggregator.leader import LeaderLease
+from gridsim_aggregator.node_state import DailyPeaks, TransformerThermals
 from gridsim_aggregator.repository import Conn
 from gridsim_aggregator.settings import AggregatorSettings
 from gridsim_aggregator.topology import NodeRollup, Topology, build_topology, grid_rollups
@@ -41,10 +42,6 @@ from gridsim_shared.bus import Bus
 from gridsim_shared.channels import Channel
 from gridsim_shared.events import (
     GridEvent,
-    OverloadDetails,
-    TransformerOverloadEvent,
-    TransformerTripEvent,
-    TripDetails,
 )
 from gridsim_shared.ids import FeederPath, MeterPath, TransformerPath, UtilityPath
 from gridsim_shared.messages import ClockState, MeterReading, Rollup, Watermark
@@ -94,12 +91,9 @@ class Closer:
         self._clock_marks: dict[datetime, float] = {}  # clock-announced interval → when first seen
         self._world_version: int | None = None
         self._topology: Topology | None = None
-        self._thermal_state: dict[int, tuple[datetime, ThermalState]] | None = None
-        self._tripped: set[int] = set()
+        self.thermals = TransformerThermals(self.thermal, self.seed)
         # Called with "YYYY-MM" when the first interval of the next month is closed (SLA breach events).
-        self.on_month_closed: Callable[[str], None] | None = (
-            None  # transformers whose trip event was sent (until they cool down)
-        )
+        self.on_month_closed: Callable[[str], None] | None = None
         self._timescale: bool | None = None
         # TimescaleDB: intervals closed since the aggregates were last refreshed, with what they publish.
         # A burst of closings (step mode) refreshes once, then publishes in order; see _after_closing.
@@ -108,7 +102,7 @@ class Closer:
         # TimescaleDB: refresh every aggregate over all time before closing again (set at leadership and
         # when the world changed: a reset deletes raw rows, which a continuous aggregate does not follow).
         self._refresh_all = True
-        self._peaks: dict[int, tuple[datetime, float, datetime]] = {}  # node → (day, kVA, at)
+        self.peaks = DailyPeaks()
         self.watermark = WatermarkPublisher(self.bus)
         self.is_leader = False
         self._gaps_unknown = True  # read ingest_gaps' totals at the first close
@@ -121,7 +115,7 @@ class Closer:
         """The world was reset: reload the topology and thermal state; on TimescaleDB refresh every
         aggregate over all time (the raw rows were deleted, which a continuous aggregate does not follow)."""
         self._topology = None
-        self._thermal_state = None
+        self.thermals.states = None
         self._refresh_all = True
         self._gaps_unknown = True
         self.wake()
@@ -149,7 +143,7 @@ class Closer:
                         continue
                     self.is_leader = True
                     self._topology = None
-                    self._thermal_state = None
+                    self.thermals.states = None
                     self._timescale = None
                     self._refresh_all = True
                     self._gaps_unknown = True
@@ -303,36 +297,11 @@ class Closer:
     async def _thermal(
         self, conn: Conn, ts: datetime, rollups: list[NodeRollup]
     ) -> tuple[dict[int, float], list[GridEvent], dict[int, ThermalState]]:
-        if self._thermal_state is None:
-            self._thermal_state = await repository.load_thermal(conn)
-        hot: dict[int, float] = {}
-        events: list[GridEvent] = []
-        updated: dict[int, ThermalState] = {}
-        for r in rollups:
-            if r.node.level != "transformer" or not r.node.capacity_kva:
-                continue
-            before_ts, before = self._thermal_state.get(r.node.id, (None, ThermalState()))
-            dt = self.interval_s if before_ts is None else max(0.0, (ts - before_ts).total_seconds())
-            loading = r.apparent_kva / r.node.capacity_kva
-            state = domain.thermal_step(before, loading, dt, self.thermal)
-            if r.node.latitude is not None and r.node.longitude is not None:
-                state = replace(
-                    state, ambient_c=aging.ambient_c(r.node.latitude, r.node.longitude, ts, self.seed)
-                )
-            state = aging.age(state, state.hot_spot_c(self.thermal), loading, dt)
-            state, change = domain.overload_transition(state, self.thermal)
-            hot[r.node.id] = state.hot_spot_c(self.thermal)
-            updated[r.node.id] = state
-            self._thermal_state[r.node.id] = (ts, state)
-            if change is not None:
-                events.append(_overload_event(r, ts, change, hot[r.node.id], self.thermal))
-            if hot[r.node.id] > self.thermal.trip_c and r.node.id not in self._tripped:
-                self._tripped.add(r.node.id)
-                events.append(_trip_event(r, ts, hot[r.node.id], self.thermal))
-            elif hot[r.node.id] < self.thermal.alarm_c:
-                self._tripped.discard(r.node.id)
-        await repository.save_thermal(conn, ts, updated)
-        return hot, events, updated
+        if self.thermals.states is None:
+            self.thermals.states = await repository.load_thermal(conn)
+        step = self.thermals.step(rollups, ts, self.interval_s)
+        await repository.save_thermal(conn, ts, step.states)
+        return step.hot, step.events, step.states
 
     async def _roll_time(self, conn: Conn, ts: datetime, rolled: datetime | None, *, recompute: bool) -> None:
         plan = time_rollup_plan(
@@ -426,7 +395,7 @@ class Closer:
                 r=r,
                 ts=closed.ts,
                 interval_s=self.interval_s,
-                peak=self._peak(r, closed.ts),
+                peak=self.peaks.peak(r, closed.ts),
                 thermal=closed.thermal.get(r.node.id),
                 params=self.thermal,
             )
@@ -445,15 +414,6 @@ class Closer:
                 Watermark(committed_until=closed.ts, readings_committed=readings_committed)
             )
         await self.watermark.publish()
-
-    def _peak(self, r: NodeRollup, ts: datetime) -> tuple[float, datetime]:
-        """The node's coincident peak today: its highest mean kVA of any interval so far, and when."""
-        day = repository.day_floor(ts)
-        known = self._peaks.get(r.node.id)
-        if known is None or known[0] != day or r.apparent_kva > known[1]:
-            known = (day, r.apparent_kva, ts)
-            self._peaks[r.node.id] = known
-        return known[1], known[2]
 
 
 def _reading(
@@ -527,43 +487,6 @@ def _rollup_message(
         return channels.ROLLUP_FEEDER, msg, path
     assert isinstance(path, UtilityPath)
     return channels.ROLLUP_UTILITY, msg, path
-
-
-def _overload_event(
-    r: NodeRollup, ts: datetime, change: str, hot_c: float, params: ThermalParams
-) -> GridEvent:
-    started = change == "start"
-    return TransformerOverloadEvent(
-        type="transformer_overload" if started else "transformer_overload_cleared",
-        severity="critical" if started else "info",
-        timestamp=ts,
-        subject=r.node.code,
-        message=(
-            f"transformer {r.node.code} hot spot {hot_c:.0f} °C above {params.alarm_c:.0f} °C "
-            f"(loading {r.loading_pct or 0:.0f} % of {r.node.capacity_kva:.0f} kVA)"
-            if started
-            else f"transformer {r.node.code} hot spot back to {hot_c:.0f} °C"
-        ),
-        data=OverloadDetails(
-            node_id=r.node.id,
-            loading_pct=r.loading_pct,
-            apparent_kVA=r.apparent_kva,
-            capacity_kVA=r.node.capacity_kva,
-            hot_spot_c=hot_c,
-        ),
-    )
-
-
-def _trip_event(r: NodeRollup, ts: datetime, hot_c: float, params: ThermalParams) -> GridEvent:
-    """The transformer's protection opens: meter-sim takes its meters off supply (docs/grid-health.md)."""
-    return TransformerTripEvent(
-        type="transformer_trip",
-        severity="critical",
-        timestamp=ts,
-        subject=r.node.code,
-        message=f"transformer {r.node.code} tripped: hot spot {hot_c:.0f} °C above {params.trip_c:.0f} °C",
-        data=TripDetails(node_id=r.node.id, hot_spot_c=hot_c, loading_pct=r.loading_pct),
-    )
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
