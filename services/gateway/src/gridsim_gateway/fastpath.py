@@ -30,18 +30,23 @@ class FastReads:
         self.app = app
         # Reads need no key unless keys are configured and reads are not public: then the route checks it.
         self.open = gateway.public_reads or not gateway.api_keys
+        # The response start of the last body answered: the clock's body is the same object until the
+        # next clock message, so most requests reuse its headers instead of building them.
+        self._last: tuple[bytes, dict[str, Any]] = (b"", {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.open and scope["type"] == "http" and scope["method"] == "GET":
             body = self._answer(scope)
             if body is not None:
-                await send(
-                    {
+                last_body, start = self._last
+                if body is not last_body:
+                    start = {
                         "type": "http.response.start",
                         "status": 200,
                         "headers": [(b"content-length", str(len(body)).encode()), _JSON],
                     }
-                )
+                    self._last = (body, start)
+                await send(start)
                 await send({"type": "http.response.body", "body": body})
                 return
         await self.app(scope, receive, send)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from starlette.responses import Response
+from starlette.types import ASGIApp
 
 from gridsim_gateway.errors import error_response, install_error_handlers
 from gridsim_gateway.fastpath import FastReads
@@ -40,6 +42,7 @@ from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import open_pool
 from gridsim_shared.errors import GridsimError
+from gridsim_shared.settings import GatewaySettings
 from gridsim_shared.supervision import Supervisor, TaskFailed
 
 __all__ = ["SERVICE", "create_app"]
@@ -95,6 +98,11 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
             if settings.homeassistant.enabled:
                 await HomeAssistant(bus, pool, settings).start()
             await bus.ready()  # its subscriptions are acknowledged; uvicorn listens right after
+            # Everything built so far (the app, its routes and pydantic models, the pool) lives as long as
+            # the process: out of the collector's way, so the collections each request's garbage triggers
+            # no longer walk it (CPython's gc.freeze, meant for this).
+            gc.collect()
+            gc.freeze()
             try:
                 yield {
                     "bus": bus,
@@ -111,7 +119,8 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
                 watching.cancel()
                 await supervisor.close()
 
-    app = FastAPI(
+    app = _GatewayApp(
+        settings.gateway,
         title="gridsim",
         version="0.1.0",
         description=DESCRIPTION,
@@ -119,8 +128,6 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
     )
     install_error_handlers(app)
     app.add_middleware(RequestGuard, max_body_bytes=settings.gateway.max_body_bytes, render=_render)
-    # Outermost: the clock and the latest readings are answered before anything else runs (fastpath.py).
-    app.add_middleware(FastReads, gateway=settings.gateway)
     # /health stays open to every caller (the launcher and probes poll it); the rest need their role.
     app.include_router(health.router)
     for module in (
@@ -140,6 +147,22 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
     app.include_router(admin.router, dependencies=[ADMIN])
     install_world_engine(app, settings)
     return app
+
+
+class _GatewayApp(FastAPI):
+    """FastAPI with :class:`FastReads` outside Starlette's whole middleware stack.
+
+    ``add_middleware`` would put it inside Starlette's ServerErrorMiddleware (a wrapped ``send`` and a
+    try block per request); the clock and the latest readings need neither (a failure there is
+    uvicorn's 500 all the same), so they are answered before that stack as well.
+    """
+
+    def __init__(self, gateway: GatewaySettings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._gateway_settings = gateway
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return FastReads(super().build_middleware_stack(), gateway=self._gateway_settings)
 
 
 async def _watch(supervisor: Supervisor, on_fatal: Callable[[str], None] | None) -> None:
