@@ -16,6 +16,7 @@ import pytest
 
 from gridsim_billing.__main__ import serve as serve_billing
 from gridsim_gateway.main import create_app
+from gridsim_gateway.worldengine import links
 from gridsim_gateway.worldengine.entities import (
     APPLIANCE,
     METER,
@@ -24,16 +25,21 @@ from gridsim_gateway.worldengine.entities import (
     iso,
     meter_type_from_we,
 )
-from gridsim_gateway.worldengine.envelope import StrapiValidationError, strapi_error_from
+from gridsim_gateway.worldengine.envelope import StrapiError, StrapiValidationError, strapi_error_from
 from gridsim_gateway.worldengine.readings import health, row_id
 from gridsim_gateway.worldengine.sqlquery import Compiler
 from gridsim_gateway.worldengine.strapi import Populate, StrapiQuery, parse_query
 from gridsim_gateway.worldengine.webhook import OverloadWebhook
 from gridsim_meter_sim.__main__ import serve as serve_meter_sim
+from gridsim_shared.bus import Router
+from gridsim_shared.commands import meter_sim
 from gridsim_shared.db import open_pool
 from gridsim_shared.errors import ConflictError, NotFoundError
 from gridsim_shared.ids import TransformerPath
+from gridsim_shared.memory_bus import MemoryBroker
 from gridsim_shared.messages import Rollup
+from gridsim_shared.schemas.meters import Meter
+from gridsim_shared.schemas.worldengine import MeterUpdateLinked
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import gateway_client, running, with_tiny_world
 
@@ -220,6 +226,56 @@ def test_stream_health_thresholds_and_row_ids() -> None:
     assert health(None) == {"health_status": "Normal", "load_percentage": None, "margin_percentage": None}
     first = datetime(2025, 6, 20, tzinfo=UTC)
     assert row_id(first, 5) < row_id(first, 6) < row_id(first + timedelta(minutes=1), 1)
+
+
+async def test_linking_is_one_command_and_its_errors_speak_world_engine() -> None:
+    """The adapter's linking writes on the in-memory bus: one command each, the owner's 404s in the World
+    Engine's words (the meter or ER of the link without a path, any other with the route's message)."""
+    router: Router[None] = Router()
+    received: list[MeterUpdateLinked] = []
+
+    @router.handles(meter_sim.UPDATE_METER_LINKED)
+    async def update(body: MeterUpdateLinked, _deps: None) -> Meter:
+        received.append(body)
+        if body.link_er_id == 404:
+            msg = "energy resource 404 not found"
+            raise NotFoundError(msg, field="er_id")
+        if body.parent_id is not None:
+            msg = "no such parent"
+            raise NotFoundError(msg, field="parent_id")
+        msg = "meter M has child meters"
+        raise ConflictError(msg, field="meter_id")
+
+    broker = MemoryBroker()
+    async with broker.bus("meter-sim") as owner, broker.bus("gateway") as bus:
+        await owner.include(router, None)
+        with pytest.raises(StrapiError) as missing_er:
+            await links.linking(
+                bus,
+                meter_sim.UPDATE_METER_LINKED,
+                {"meter": 1, "link_er_id": 404},
+                not_found="Meter not found",
+            )
+        assert (missing_er.value.status, missing_er.value.message) == (404, "Energy resource not found")
+        assert missing_er.value.details == {}
+        with pytest.raises(StrapiError) as missing_parent:
+            await links.linking(
+                bus, meter_sim.UPDATE_METER_LINKED, {"meter": 1, "parent_id": 9}, not_found="Meter not found"
+            )
+        assert (missing_parent.value.status, missing_parent.value.message) == (404, "Meter not found")
+        assert missing_parent.value.details["errors"][0]["path"] == ["parent"]
+        with pytest.raises(StrapiError) as conflict:
+            await links.linking(
+                bus,
+                meter_sim.UPDATE_METER_LINKED,
+                {"meter": 1, "link_er_id": None},
+                not_found="Meter not found",
+            )
+        assert (conflict.value.status, conflict.value.name) == (400, "ValidationError")
+    # one command per write, and "unlink" (link_er_id sent as null) arrives as sent, not as "unchanged"
+    assert len(received) == 3
+    assert "link_er_id" in received[2].model_fields_set
+    assert received[2].link_er_id is None
 
 
 # ----------------------------------------------------------------------------------- routes
