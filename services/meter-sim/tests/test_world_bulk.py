@@ -14,7 +14,7 @@ from gridsim.testing import fresh_settings
 from gridsim_meter_sim.world import load_world, read_world
 from gridsim_meter_sim.world_bulk import generate_world, load_any_world, load_world_bulk
 from gridsim_shared.db import connect
-from gridsim_shared.errors import ConflictError
+from gridsim_shared.errors import ConflictError, InvalidError
 from gridsim_shared.settings import Settings
 
 _METERS = """
@@ -90,6 +90,19 @@ async def test_bulk_load_enforces_the_api_rules(settings: Settings, tmp_path: Pa
         linked_parent = [*raw["meters"], {"meter_id": "KID", "parent_id": raw["meters"][0]["meter_id"]}]
         with pytest.raises(ConflictError, match="linked"):
             await load_world_bulk(conn, header, linked_parent)
+        await conn.rollback()
+        # Grid nodes are batched per level; one the batch cannot vouch for gets create_grid_node's error.
+        feeder = next(n for n in header["grid"] if n["level"] == "feeder")
+        misplaced = {
+            **header,
+            "grid": [*header["grid"], {**feeder, "code": "odd-one", "parent_id": feeder["code"]}],
+        }
+        with pytest.raises(InvalidError, match=r"grid\[\d+\] \(odd-one\).*parent must be a utility"):
+            await load_world_bulk(conn, misplaced, raw["meters"])
+        await conn.rollback()
+        duplicate = {**header, "grid": [*header["grid"], feeder]}
+        with pytest.raises(ConflictError, match="already exists"):
+            await load_world_bulk(conn, duplicate, raw["meters"])
         await conn.rollback()
 
 
