@@ -63,6 +63,7 @@ async def test_a_batch_the_broker_dropped_is_counted_and_a_late_one_fills_the_ga
     t1 = T0 + timedelta(minutes=1)
     async with Bus(settings.mqtt, "meter-sim-test") as bus, running(_serve, settings=settings):
         statuses = await Collector(bus, channels.STATUS, service="aggregator").start()
+        watermarks = await Collector(bus, channels.WATERMARK).start()
         # T0: both transformers' batches (3 + 1 readings) arrive; nothing is missing.
         for t in ("t1", "t2"):
             await bus.publish(channels.BATCH, _announced(make_batch(world, t, T0), 2, 4), world.path(t))
@@ -76,6 +77,10 @@ async def test_a_batch_the_broker_dropped_is_counted_and_a_late_one_fills_the_ga
         assert await fetch(settings, "select ts, expected, stored from ingest_gaps") == [(t1, 4, 3)]
         status = await _status(statuses, lambda d: d.get("readings_missing") == 1)
         assert status.detail["intervals_missing"] == 1
+        # The watermark says how far everything delivered was received, for meter-sim's window.
+        async with asyncio.timeout(30):
+            while not any(w.received_until == t1 for w, _ in watermarks.messages):
+                await asyncio.sleep(0.05)
         # The dropped batch arrives after all (republished): the interval is recomputed, the gap closes.
         await bus.publish(channels.BATCH, late, world.path("t2"))
         async with asyncio.timeout(30):

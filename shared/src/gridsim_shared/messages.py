@@ -175,6 +175,12 @@ class Watermark(Message):
 
     committed_until: AwareDatetime
     readings_committed: int = 0
+    # The latest interval every live aggregator instance has received everything of: each has committed
+    # every message the broker delivered before meter-sim's clock said the interval was published. An
+    # interval closed by the bounded wait may still have batches queued in the broker; meter-sim's
+    # flow-control window counts from the earlier of the two, so the broker's queue is never what
+    # overflows (docs/operations.md, "Flow control"). None from an older aggregator.
+    received_until: AwareDatetime | None = None
 
 
 class ServiceStatus(Message):

@@ -106,6 +106,7 @@ class Closer:
         self.watermark = WatermarkPublisher(self.bus)
         self.is_leader = False
         self._gaps_unknown = True  # read ingest_gaps' totals at the first close
+        self._received_until: datetime | None = None
 
     def wake(self) -> None:
         """Something was committed: look for intervals to close."""
@@ -179,6 +180,7 @@ class Closer:
             state = await repository.read_state(conn)
             pending = await repository.pending_intervals(conn, state.committed_until)
             clocked_until = await repository.live_clock_progress(conn, self.tuning.instance_live_s)
+            self._received(clocked_until)
             topo = await self.topology(conn)
             if pending and any(code not in topo.by_code for p in pending for code in p.transformers):
                 self._topology = None  # a batch names a transformer created since we loaded
@@ -411,9 +413,22 @@ class Closer:
             )
         if not recompute:
             self.watermark.advance(
-                Watermark(committed_until=closed.ts, readings_committed=readings_committed)
+                Watermark(
+                    committed_until=closed.ts,
+                    readings_committed=readings_committed,
+                    received_until=self._received_until,
+                )
             )
         await self.watermark.publish()
+
+    def _received(self, until: datetime | None) -> None:
+        """Every live instance's received-and-committed clock progress, for the watermark (meter-sim's
+        window). It moves without a close too (batches of an interval closed partial arriving late): the
+        watermark is then published again."""
+        if until is None or until == self._received_until:
+            return
+        self._received_until = until
+        self.watermark.received(until)
 
 
 def _reading(

@@ -8,6 +8,7 @@ so a broker outage delays the watermark but never loses or reorders it.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 import aiomqtt
 
@@ -31,6 +32,12 @@ class WatermarkPublisher:
     def advance(self, mark: Watermark) -> None:
         """An interval was committed: ``mark`` is the watermark to publish."""
         self.latest = mark
+
+    def received(self, until: datetime) -> None:
+        """Every live instance received (and committed) all that was delivered up to ``until``: the mark
+        to publish says so (``received_until``, meter-sim's flow-control window), even with no new close."""
+        if self.latest is not None:
+            self.latest = self.latest.model_copy(update={"received_until": until})
 
     async def publish(self) -> None:
         """Publish the latest mark if it was not yet; a broker error keeps it for the next call."""

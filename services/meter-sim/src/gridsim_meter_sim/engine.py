@@ -122,6 +122,10 @@ class Engine:
         # Nothing at or before this interval can be pending at the aggregator: set by a jump, whose
         # skipped intervals were never published (so they never count against the flow-control window).
         self._nothing_pending_until: datetime | None = None
+        self._received_until: datetime | None = None  # the watermark's received_until (flow control)
+        # The first interval offered for publishing while an aggregator was seen with no watermark yet:
+        # a cold start's window counts from just before it (see _window_base).
+        self._cold_start_from: datetime | None = None
         self._aggregators: dict[str, bool] = {}
         self._followers: dict[str, datetime | None] = {}
         self._followers_changed = asyncio.Event()
@@ -244,15 +248,31 @@ class Engine:
         return max(0, int((self.last_published - base) / self.clock.interval))
 
     def _window_base(self) -> datetime | None:
-        """The interval up to which nothing published is pending: the watermark, or a later jump's start."""
-        if not self._aggregators or self._watermark is None:
+        """The interval up to which nothing published is pending: the watermark, or a later jump's start.
+
+        Pending means in the broker's queue too: an interval the aggregator closed by its bounded wait may
+        still have batches queued there, so the base is the earlier of the watermark and what every
+        aggregator instance has received (``received_until``). With an aggregator seen but nothing closed
+        yet (a cold start), the base is the interval before the first one offered: the second waits for
+        the first to close (before, a cold start burst out intervals before any watermark existed).
+        """
+        if not self._aggregators:
             return None
-        if self._nothing_pending_until is not None and self._nothing_pending_until > self._watermark:
+        mark = self._watermark
+        if mark is None:
+            if self._cold_start_from is None or self.clock is None:
+                return None
+            mark = self._cold_start_from - self.clock.interval
+        elif self._received_until is not None and self._received_until < mark:
+            mark = self._received_until
+        if self._nothing_pending_until is not None and self._nothing_pending_until > mark:
             return self._nothing_pending_until
-        return self._watermark
+        return mark
 
     def _over_window(self, upcoming: datetime) -> bool:
         """True when publishing the interval starting at ``upcoming`` would leave the window."""
+        if self._aggregators and self._watermark is None and self._cold_start_from is None:
+            self._cold_start_from = upcoming  # the first interval offered on a cold start goes
         base = self._window_base()
         if base is None or self.clock is None:
             return False
@@ -622,6 +642,7 @@ class Engine:
     # ------------------------------------------------------------------ what the engine listens to
     async def _on_watermark(self, msg: Watermark, _path: NoPath) -> None:
         self._watermark = msg.committed_until
+        self._received_until = msg.received_until
         self._watermark_changed.set()
 
     async def _on_aggregator_status(self, msg: ServiceStatus, path: ServicePath) -> None:
