@@ -102,3 +102,23 @@ async def test_batches_without_an_announcement_count_nothing(settings: Settings)
         await _closed(settings, T0)
     assert await fetch(settings, "select count(*) from ingest_gaps") == [(0,)]
     assert await fetch(settings, "select count(*) from ingest_expected") == [(0,)]
+
+
+async def test_the_watermark_never_says_more_was_received_than_the_clock_confirms(settings: Settings) -> None:
+    """An interval closed before any clock message settled (complete, or by the bounded wait): its
+    watermark says only what came before it was received, so meter-sim does not publish the next one on
+    the strength of the close. Before, received_until was absent until the first clock mark settled and
+    meter-sim counted from the close: 40,900 readings dropped by a stock broker at 100,000 meters."""
+    world = await make_world(settings)
+    async with Bus(settings.mqtt, "meter-sim-test") as bus, running(_serve, settings=settings):
+        watermarks = await Collector(bus, channels.WATERMARK).start()
+        for t in ("t1", "t2"):
+            await bus.publish(channels.BATCH, _announced(make_batch(world, t, T0), 2, 4), world.path(t))
+        await _closed(settings, T0)  # complete: every expected transformer has its batch
+        first = await watermarks.wait_for(1)
+        assert first[0][0].committed_until == T0
+        assert first[0][0].received_until == T0 - timedelta(minutes=1)
+        await publish_clock(bus, T0)
+        async with asyncio.timeout(30):
+            while not any(w.received_until == T0 for w, _ in watermarks.messages):
+                await asyncio.sleep(0.05)

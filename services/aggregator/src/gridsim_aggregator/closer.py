@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -416,7 +416,11 @@ class Closer:
                 Watermark(
                     committed_until=closed.ts,
                     readings_committed=readings_committed,
-                    received_until=self._received_until,
+                    # No instance's progress known yet (no clock message settled since it started): all
+                    # that is sure is what came before this interval.
+                    received_until=self._received_until
+                    if self._received_until is not None
+                    else closed.ts - timedelta(seconds=self.interval_s),
                 )
             )
         await self.watermark.publish()
