@@ -275,7 +275,10 @@ class Ingestor:
             )
             places = {}
         t = self.tuning
-        for code in missing:
+        # Every transformer the lookup returned, not only this flush's: a flush early in a run holds a few
+        # transformers each, and asking again for every flush that brings a new one was ~15 % of the
+        # aggregator's CPU in a 40-interval run at 10k meters (py-spy).
+        for code in missing | (places.keys() - self._bands.keys()):
             lat, lon = places.get(code, (None, None))
             self._bands[code] = domain.voltage_band(
                 lat, lon, t.voltage_low_v, t.voltage_high_v, t.voltage_range

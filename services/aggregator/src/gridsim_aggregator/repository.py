@@ -716,8 +716,13 @@ async def load_topology_rows(conn: Conn) -> tuple[list[GridNode], list[MeterRow]
 
 async def transformer_places(conn: Conn) -> dict[str, tuple[float | None, float | None]]:
     """Each transformer's code → its place (its own, else its feeder's, else its utility's coordinates)."""
-    nodes, _ = await load_topology_rows(conn)
-    return {n.code: (n.latitude, n.longitude) for n in nodes if n.level == "transformer"}
+    # Only the nodes: the meters (a row each, 10k and more) are not needed for places.
+    cur = await conn.execute(
+        "select n.code, coalesce(n.latitude, p.latitude, u.latitude), coalesce(n.longitude, p.longitude, u.longitude)"
+        " from grid_nodes n left join grid_nodes p on p.id = n.parent_id left join grid_nodes u on u.id = p.parent_id"
+        " where n.level = 'transformer'"
+    )
+    return {code: (lat, lon) for code, lat, lon in await cur.fetchall()}
 
 
 def day_floor(ts: datetime) -> datetime:
