@@ -63,10 +63,29 @@ DB_URL = os.environ.get("GRIDSIM_DB__URL", "postgresql://postgres@127.0.0.1:5432
 START = datetime(2025, 6, 21, 1, 0, tzinfo=UTC)
 
 
+def _code_env(code: Path | None) -> dict[str, str]:
+    """The environment that runs the aggregator and shared packages from ``code`` (None: this tree).
+
+    ``code`` is another source tree (A/B runs, ``--baseline``: e.g. ``git archive main | tar -x -C DIR``):
+    its aggregator runs from there and its migrations make the schema; meter-sim (this process) is the same.
+    """
+    if code is None:
+        return dict(os.environ)
+    paths = [str(code / "services" / "aggregator" / "src"), str(code / "shared" / "src")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")])}
+
+
 @contextlib.asynccontextmanager
-async def scratch_schema(prefix: str) -> AsyncIterator[str]:
+async def scratch_schema(prefix: str, code: Path | None = None) -> AsyncIterator[str]:
     schema = f"{prefix}_{secrets.token_hex(4)}"
-    await apply_migrations(DB_URL, schema)
+    if code is None:
+        await apply_migrations(DB_URL, schema)
+    else:  # the baseline's own migrations, in a process that imports its shared package
+        script = "import asyncio, sys; from gridsim_shared.db import apply_migrations; "
+        script += "asyncio.run(apply_migrations(sys.argv[1], sys.argv[2]))"
+        await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-c", script, DB_URL, schema], env=_code_env(code), check=True
+        )
     try:
         yield schema
     finally:
@@ -75,9 +94,9 @@ async def scratch_schema(prefix: str) -> AsyncIterator[str]:
 
 
 @contextlib.contextmanager
-def aggregator_process(mqtt_url: str, base: str, schema: str) -> Any:
+def aggregator_process(mqtt_url: str, base: str, schema: str, code: Path | None = None) -> Any:
     env = {
-        **os.environ,
+        **_code_env(code),
         "GRIDSIM_MQTT__URL": mqtt_url,
         "GRIDSIM_MQTT__BASE_TOPIC": base,
         "GRIDSIM_DB__URL": DB_URL,
@@ -170,15 +189,20 @@ def _settings(
 
 # ------------------------------------------------------------------------------------ 1. pipeline
 async def bench_pipeline(
-    mqtt_url: str, meters: int, intervals: int, publish: Literal["batch", "both"] = "batch"
+    mqtt_url: str,
+    meters: int,
+    intervals: int,
+    publish: Literal["batch", "both"] = "batch",
+    code: Path | None = None,
 ) -> dict[str, Any]:
+    """``code``: the aggregator and schema of another source tree (the A of an A/B), None for this one."""
     base = f"bench-{secrets.token_hex(4)}"
     load_before = await wait_quiet()
-    async with scratch_schema("bench_pl") as schema:
+    async with scratch_schema("bench_pl", code) as schema:
         async with await connect(DB_URL, schema, autocommit=True) as conn:
             await _insert_world(conn, meters, 100)
         settings = _settings(mqtt_url, base, schema, publish)
-        with aggregator_process(mqtt_url, base, schema) as aggregator:
+        with aggregator_process(mqtt_url, base, schema, code) as aggregator:
             async with (
                 await connect(DB_URL, schema, autocommit=True) as conn,
                 open_pool(settings.db, name="bench") as pool,
@@ -230,9 +254,11 @@ async def bench_pipeline(
                 "meter_sim": round((cpu1[2] - cpu0[2]) * per_million, 2),
             },
             "load_average_before": load_before,
+            "load_average_after": round(os.getloadavg()[0], 2),
+            "code": "baseline" if code is not None else "this tree",
         }
         print(
-            f"pipeline {meters} meters ({publish}): {out['durable_readings_per_s']:,} durable readings/s ({stored:,} rows; step {result.elapsed_s} s, rows committed at {rows_done_s})"
+            f"pipeline {meters} meters ({publish}, {out['code']}): {out['durable_readings_per_s']:,} durable readings/s ({stored:,} rows; step {result.elapsed_s} s, rows committed at {rows_done_s})"
         )
         return out
 
@@ -255,8 +281,21 @@ def _rows(meters: int, intervals: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return ts, ids, values
 
 
-async def bench_copy(meters: int, intervals: int, *, meter_index: bool = True) -> dict[str, Any]:
-    """Binary COPY alone; ``meter_index=False`` drops ``meter_data_meter_ts`` first (what it costs)."""
+# meter_data's layout before migration 0240: key (ts, meter_id) and a b-tree (meter_id, ts).
+_LAYOUT_BEFORE_0240 = (
+    "alter table meter_data drop constraint meter_data_pkey",
+    "drop index meter_data_ts_brin",
+    "alter table meter_data add primary key (ts, meter_id)",
+    "create index meter_data_meter_ts on meter_data (meter_id, ts)",
+)
+# The same without its per-meter b-tree: what that index costs (per-meter reads would have no index).
+_LAYOUT_WITHOUT_METER_INDEX = _LAYOUT_BEFORE_0240[:3]
+
+
+async def bench_copy(
+    meters: int, intervals: int, *, layout: Literal["current", "before_0240", "no_meter_index"] = "current"
+) -> dict[str, Any]:
+    """Binary COPY alone into ``meter_data`` as the migrations leave it, or in an earlier layout."""
     ts, ids, values = _rows(meters, intervals)
     chunk = 50_000
     columns = (
@@ -265,9 +304,15 @@ async def bench_copy(meters: int, intervals: int, *, meter_index: bool = True) -
     )
     async with scratch_schema("bench_cp") as schema:
         async with await connect(DB_URL, schema) as conn:
-            if not meter_index:
-                await conn.execute("drop index meter_data_meter_ts")
-                await conn.commit()
+            statements = {
+                "current": (),
+                "before_0240": _LAYOUT_BEFORE_0240,
+                "no_meter_index": _LAYOUT_WITHOUT_METER_INDEX,
+            }[layout]
+            for statement in statements:
+                await conn.execute(statement)
+            await conn.commit()
+            cpu0 = postgres_cpu_s()
             t0 = time.perf_counter()
             for i in range(0, len(ids), chunk):
                 data = encode_readings(ts[i : i + chunk], ids[i : i + chunk], values[i : i + chunk])
@@ -277,8 +322,19 @@ async def bench_copy(meters: int, intervals: int, *, meter_index: bool = True) -
                     await cp.write(data)
                 await conn.commit()
             elapsed = time.perf_counter() - t0
-    out = {"rows": len(ids), "seconds": round(elapsed, 3), "rows_per_s": round(len(ids) / elapsed)}
-    print(f"binary COPY ceiling (meter index {meter_index}): {out['rows_per_s']:,} rows/s")
+            cpu = postgres_cpu_s() - cpu0
+    out = {
+        "layout": layout,
+        "rows": len(ids),
+        "seconds": round(elapsed, 3),
+        "rows_per_s": round(len(ids) / elapsed),
+        "postgres_cpu_s_per_million": round(cpu * 1e6 / len(ids), 2),
+        "load_average_after": round(os.getloadavg()[0], 2),
+    }
+    print(
+        f"binary COPY ceiling ({layout}): {out['rows_per_s']:,} rows/s, "
+        f"PostgreSQL {out['postgres_cpu_s_per_million']} CPU-s per 1M"
+    )
     return out
 
 
@@ -586,6 +642,97 @@ async def bench_http_day(meters: int) -> dict[str, Any] | None:
     return out
 
 
+# ------------------------------------------------------------------------------------ A/B
+async def bench_ab(mqtt_url: str, baseline: Path, intervals: int) -> dict[str, Any]:
+    """The 10k-meter batch pipeline and COPY into its table, old code (A) and this tree (B), interleaved
+    A B B A so that a load that drifts during the run weighs on both alike; each pipeline rate is given
+    as a ratio to the COPY ceiling of its own layout measured in the same run."""
+    runs: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
+    copies: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
+    for variant in ("A", "B", "B", "A"):
+        code = baseline if variant == "A" else None
+        runs[variant].append(await bench_pipeline(mqtt_url, 10_000, intervals, "batch", code))
+        layout: Literal["current", "before_0240"] = "before_0240" if variant == "A" else "current"
+        copies[variant].append(await bench_copy(10_000, intervals, layout=layout))
+    out: dict[str, Any] = {"intervals": intervals}
+    for variant in ("A", "B"):
+        rates = [r["durable_readings_per_s"] for r in runs[variant]]
+        ceilings = [c["rows_per_s"] for c in copies[variant]]
+        out[variant] = {
+            "durable_readings_per_s": rates,
+            "copy_rows_per_s": ceilings,
+            "ratio_to_copy": [round(r / c, 3) for r, c in zip(rates, ceilings, strict=True)],
+            "cpu_s_per_million": [r["cpu_s_per_million"] for r in runs[variant]],
+            "copy_postgres_cpu_s_per_million": [c["postgres_cpu_s_per_million"] for c in copies[variant]],
+            "load": [r["load_average_before"] for r in runs[variant]],
+        }
+    print(f"A/B: {json.dumps(out)}")
+    return out
+
+
+# ------------------------------------------------------------------------------------ per-meter reads
+async def bench_meter_reads(meters: int, days: int) -> dict[str, Any]:
+    """``meter_data`` with ``days`` of 15-minute readings of ``meters`` (COPY, as ingest writes it, interval
+    after interval), then the per-meter reads of ``GET /meter/stream`` at raw resolution: a meter's latest
+    100 readings, and a day of one meter. Warm cache (the table is read once before timing)."""
+    per_day = 96
+    async with scratch_schema("bench_mr") as schema:
+        async with await connect(DB_URL, schema) as conn:
+            t0 = time.perf_counter()
+            for day in range(days):
+                ts, ids, values = _rows(meters, per_day)
+                day0 = timestamps_us(START + timedelta(days=day)) - timestamps_us(START)
+                # _rows makes one-minute steps from START: spread them 15 minutes apart on this day.
+                ts = timestamps_us(START) + day0 + (ts - timestamps_us(START)) * 15
+                async with conn.cursor().copy(
+                    "copy meter_data (ts, meter_id, consumption_kwh, production_kwh, consumption_kvah, "
+                    "production_kvah, avg_current, avg_voltage, reactive_power_kvar, power_factor) "
+                    "from stdin (format binary)"
+                ) as cp:
+                    await cp.write(encode_readings(ts, ids, values))
+                await conn.commit()
+            fill_s = time.perf_counter() - t0
+            await conn.set_autocommit(True)
+            await conn.execute("vacuum analyze meter_data")
+            raw = (
+                "select ts, consumption_kwh, production_kwh, consumption_kvah, production_kvah, avg_current, "
+                "avg_voltage, reactive_power_kvar, power_factor, is_parent, partial from meter_data "
+                "where meter_id = %s"
+            )
+            latest, day_ms = [], []
+            for k in range(60):
+                meter = 1 + (k * 163) % meters
+                t = time.perf_counter()
+                rows = await (await conn.execute(raw + " order by ts desc limit 100", (meter,))).fetchall()
+                latest.append((time.perf_counter() - t) * 1000)
+                assert len(rows) == min(100, days * per_day)
+                d0 = START + timedelta(days=k % days)
+                t = time.perf_counter()
+                rows = await (
+                    await conn.execute(
+                        raw + " and ts >= %s and ts < %s order by ts", (meter, d0, d0 + timedelta(days=1))
+                    )
+                ).fetchall()
+                day_ms.append((time.perf_counter() - t) * 1000)
+                assert len(rows) == per_day
+            size = await (await conn.execute("select pg_total_relation_size('meter_data')")).fetchone()
+    out = {
+        "meters": meters,
+        "days": days,
+        "readings": meters * days * per_day,
+        "interval_min": 15,
+        "fill_s": round(fill_s, 1),
+        "table_bytes": int(size[0]) if size else None,
+        "latest_100_ms_median": round(statistics.median(latest), 2),
+        "latest_100_ms_p95": round(sorted(latest)[int(0.95 * (len(latest) - 1))], 2),
+        "day_ms_median": round(statistics.median(day_ms), 2),
+        "day_ms_p95": round(sorted(day_ms)[int(0.95 * (len(day_ms) - 1))], 2),
+        "load_average": round(os.getloadavg()[0], 2),
+    }
+    print(f"per-meter reads: {json.dumps(out)}")
+    return out
+
+
 NOTES = """## Against the issue-19 targets (measured 2026-12-03 on a machine shared by eight engineers)
 
 The machine ran at a load average of 12-24 on its 2 cores all afternoon (other test suites and benches),
@@ -714,11 +861,11 @@ def write(results: dict[str, Any]) -> None:
         )
     c = results["copy_ceiling"]
     lines.append(
-        f"| raw binary COPY (ceiling) | {c['rows']:,} | {c['seconds']} | {c['rows_per_s']:,} | {c['rows_per_s'] / naive:.0f}× | | |"
+        f"| raw binary COPY (ceiling) | {c['rows']:,} | {c['seconds']} | {c['rows_per_s']:,} | {c['rows_per_s'] / naive:.0f}× | {c['postgres_cpu_s_per_million']}, , | |"
     )
-    c = results["copy_ceiling_without_meter_index"]
+    c = results["copy_ceiling_before_0240"]
     lines.append(
-        f"| raw binary COPY without the (meter_id, ts) index | {c['rows']:,} | {c['seconds']} | {c['rows_per_s']:,} | {c['rows_per_s'] / naive:.0f}× | | |"
+        f"| raw binary COPY into the layout before 0240: key (ts, meter_id) + b-tree (meter_id, ts) | {c['rows']:,} | {c['seconds']} | {c['rows_per_s']:,} | {c['rows_per_s'] / naive:.0f}× | {c['postgres_cpu_s_per_million']}, , | |"
     )
     n = results["naive"]
     lines.append(
@@ -763,7 +910,20 @@ async def main() -> None:
         action="store_true",
         help="run against a PostgreSQL of the bench's own (CPU figures then count only it)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a source tree of the old code (git archive main | tar -x -C DIR): A/B of the 10k-meter "
+        "batch pipeline and of COPY into its table, back to back",
+    )
+    parser.add_argument(
+        "--meter-reads-days",
+        type=int,
+        default=30,
+        help="days of 15-minute raw readings of 10,000 meters for the per-meter read timings (0: skip)",
+    )
     args = parser.parse_args()
+    baseline: Path | None = args.baseline.resolve() if args.baseline else None
     results: dict[str, Any] = {
         "run_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "uv run python bench/bench_pipeline.py " + " ".join(sys.argv[1:]),
@@ -790,9 +950,11 @@ async def main() -> None:
             ]
             results["pipeline"] = [await bench_pipeline(broker.url, m, i, p) for m, i, p in cases]
             results["copy_ceiling"] = await bench_copy(10_000, 10 if args.quick else 100)
-            results["copy_ceiling_without_meter_index"] = await bench_copy(
-                10_000, 10 if args.quick else 100, meter_index=False
+            results["copy_ceiling_before_0240"] = await bench_copy(
+                10_000, 10 if args.quick else 100, layout="before_0240"
             )
+            if baseline is not None:
+                results["ab"] = await bench_ab(broker.url, baseline, 10 if args.quick else 100)
             results["per_meter"] = await bench_per_meter_ceiling(
                 broker.url, 20_000 if args.quick else 100_000
             )
@@ -803,6 +965,10 @@ async def main() -> None:
         finally:
             broker.stop()
         results["queries"] = await bench_queries(1000, 30)
+        if args.meter_reads_days:
+            results["meter_reads"] = await bench_meter_reads(
+                10_000, 2 if args.quick else args.meter_reads_days
+            )
         with contextlib.suppress(psycopg.Error):
             results["http"] = await bench_http_day(1000)
     results["machine"]["load_end"] = " / ".join(f"{x:.1f}" for x in os.getloadavg())

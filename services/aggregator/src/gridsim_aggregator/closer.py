@@ -317,6 +317,9 @@ class Closer:
         )
         if plan is None:
             return
+        if not plan.timescale:
+            # The window's rows are found through meter_data's BRIN index on ts: its new ranges first.
+            await repository.summarize_new_ranges(conn)
         async with conn.transaction():
             if plan.advance and await repository.lock_rolled(conn) != rolled:
                 return  # rolled meanwhile (a previous leader's last transaction): the next close goes on

@@ -587,10 +587,45 @@ async def set_rolled(conn: Conn, until: datetime) -> None:
     )
 
 
+# meter_data's BRIN index on ts and its pages per range (migration 0240; plain PostgreSQL only).
+_TS_BRIN = "meter_data_ts_brin"
+_TS_BRIN_PAGES = 32
+
+
+async def summarize_new_ranges(conn: Conn) -> bool:
+    """Summarize the page ranges of ``meter_data`` that its BRIN index on ts does not cover yet (the rows
+    written since the last call, and ranges retention emptied); False when the lock was not free.
+
+    An unsummarized range matches every time query, so without this each window's roll would read every
+    page written since the last (auto)vacuum. It takes SHARE UPDATE EXCLUSIVE on the table, which COPY's
+    ROW EXCLUSIVE does not conflict with; a vacuum holds it (and summarizes too): then this is skipped
+    rather than waited for, and the next roll tries again.
+    """
+    try:
+        async with conn.transaction():
+            await conn.execute("set local lock_timeout = '100ms'")
+            await conn.execute("select brin_summarize_new_values(%s::regclass)", (_TS_BRIN,))
+    except psycopg.errors.LockNotAvailable:
+        return False
+    return True
+
+
 async def apply_retention(conn: Conn, before: datetime) -> int:
-    """Drop raw minute readings (and per-interval grid rows and receipts) older than ``before``."""
-    cur = await conn.execute("delete from meter_data where ts < %s", (before,))
-    deleted = cur.rowcount
+    """Drop raw minute readings (and per-interval grid rows and receipts) older than ``before``.
+
+    The BRIN ranges that held the deleted readings are desummarized: their pages are reused by later
+    readings, and a range keeps its old min/max until summarized afresh (a range summarized as spanning a
+    month ago to now matches every window's roll). :func:`summarize_new_ranges` summarizes them again.
+    """
+    cur = await conn.execute(
+        "with gone as (delete from meter_data where ts < %s returning ctid), "
+        "ranges as (select distinct (ctid::text::point)[0]::bigint / %s * %s as block from gone) "
+        "select (select count(*) from gone), "
+        "(select count(brin_desummarize_range(%s::regclass, block)) from ranges)",
+        (before, _TS_BRIN_PAGES, _TS_BRIN_PAGES, _TS_BRIN),
+    )
+    row = await cur.fetchone()
+    deleted = int(row[0]) if row else 0
     await conn.execute("delete from grid_rollups where ts < %s", (before,))
     await conn.execute("delete from ingest_batches where ts < %s", (before,))
     await conn.execute("delete from ingest_expected where ts < %s", (before,))
