@@ -80,8 +80,8 @@ async def meter_datasets(
         if meter_id is None:
             # Every meter's newest readings: meter_data is keyed by meter and found by time through a BRIN
             # index (docs/data.md), so "newest first" over the whole table would sort all of it. The
-            # aggregator's receipts (ingest_batches, keyed by time) say from which interval on there are
-            # enough readings; the rows before it cannot be among the newest limit + offset.
+            # transformer rollups (keyed by time) say from which interval on there are enough readings;
+            # the rows before it cannot be among the newest limit + offset.
             bound = await _newest_bound(conn, limit + offset)
             if bound is not None:
                 await cur.execute(
@@ -90,7 +90,7 @@ async def meter_datasets(
                     [bound, limit, offset],
                 )
                 rows = await cur.fetchall()
-                if len(rows) == limit:  # else the receipts promised more than is stored: ask it all
+                if len(rows) == limit:  # else the rollups counted more than is stored: ask it all
                     return [dataset_row(row) | {"meter_id": row["meter_id"]} for row in reversed(rows)]
         await cur.execute(
             f"select {_DATASET_COLUMNS} from meter_data {where}"
@@ -102,21 +102,25 @@ async def meter_datasets(
 
 
 async def _newest_bound(conn: Conn, readings: int) -> datetime | None:
-    """The interval from which on the aggregator's receipts count at least ``readings`` stored readings
-    (None when they count fewer: then every row may be needed). Reads the newest receipts first, through
-    their key ``(ts, ...)``: 100 receipts (an interval of 10,000 meters) first, four times more each time."""
-    batches = 100
+    """The interval from which on the aggregator's closed intervals count at least ``readings`` stored
+    leaf readings (None when they count fewer: then every row may be needed). Reads the newest transformer
+    rollups first (``grid_rollups``, published, keyed ``(ts, node_id)``; ``meters_reporting`` is the
+    readings stored for the transformer's meters): 100 rollups (an interval of 10,000 meters) first, four
+    times more each time. Intervals not closed yet only add rows after the bound."""
+    rollups = 100
     for _ in range(7):
         cur = await conn.execute(
-            "select ts, readings from ingest_batches order by ts desc limit %s", (batches,)
+            "select ts, meters_reporting from grid_rollups where level = 'transformer'"
+            " order by ts desc limit %s",
+            (rollups,),
         )
         rows = await cur.fetchall()
         if sum(int(r[1]) for r in rows) >= readings:
             found: datetime = rows[-1][0]
             return found
-        if len(rows) < batches:
+        if len(rows) < rollups:
             return None
-        batches *= 4
+        rollups *= 4
     return None
 
 
