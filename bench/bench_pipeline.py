@@ -733,53 +733,42 @@ async def bench_meter_reads(meters: int, days: int) -> dict[str, Any]:
     return out
 
 
-NOTES = """## Against the issue-19 targets (measured 2026-12-03 on a machine shared by eight engineers)
+NOTES = """## Against the issue-19 targets (run 2026-12-03 ~20:20-20:50 UTC, machine shared by several engineers)
 
-The machine ran at a load average of 12-24 on its 2 cores all afternoon (other test suites and benches),
-so every absolute rate here is 10-30x below the quiet-machine figures of 2026-11-26 (162k durable
-readings/s, COPY 292k rows/s, load ~1). The ratios are to ceilings measured in the same run, but under
-that load they too move far from the quiet machine's (ingest vs COPY: 14 % here, 55 % on 2026-11-26),
-so they are no verdict either: what carries over best are the A/B pairs below, each run back to back,
-and the CPU-s per 1M readings (with `--private-postgres` the PostgreSQL figure counts only the bench's
-own server; all CPU figures are inflated several times by the contention).
+Load 8-24 during the run (the A/B pairs at 8-17), so absolute rates are a fraction of a quiet machine's
+(2026-11-26: 162k durable readings/s, COPY 292k rows/s, load ~1). What carries over: the A/B pairs, run
+back to back in one run, and the CPU-s per 1M readings (private PostgreSQL: its own processes only).
+In this run A was main at 8641283 and B the two ingest commits on top of it (learn bands once, layout
+0240), taken before they were rebased onto later main.
 
-- **Per-meter topics (`publish = both`)**: meter-sim now sends the per-meter copies on a second,
-  publish-only MQTT connection that frames an interval's QoS 1 PUBLISH packets itself, writes them at once
-  and counts the PUBACKs (`gridsim_meter_sim/bulk_mqtt.py`); before, each went through paho (~85 CPU-s
-  per 1M readings on a quiet machine). A/B at 10k meters, 5 intervals, private broker and PostgreSQL,
-  back to back at load 14-16: durable **461 -> 2,596 readings/s**, meter-sim **356 -> 46 CPU-s per 1M**.
-  The bulk connection alone (no simulation) against the C client `mosquitto_pub -l` (QoS 1, 1,000 in
-  flight), same messages, same broker, back to back: 11,393 vs 8,673 messages/s (131 %) in the `--quick`
-  run at load ~18, 9,991 vs 18,762 (53 %) in the run above at load ~20: under this load neither is a
-  stable ceiling. The bulk connection alone costs ~13-15 CPU-s per 1M messages at that load (meter-sim
-  as a whole with paho: ~85 CPU-s per 1M readings on a quiet machine, 356 at load 16). The 60,000 readings/s target is for the whole pipeline and was not
-  measurable on this machine today (`both` above: 1,346 readings/s, with meter-sim at 46 CPU-s per 1M).
-- **Durable ingest vs raw COPY (>= 80 %, >= 240k/s)**: not met, not shown met. Layouts of `meter_data`
-  measured (binary COPY of 1M rows, 10k meters x 100 intervals, 50k-row transactions, private
-  PostgreSQL 18, two interleaved rounds at load 15-20):
-
-  | layout | rows/s | PostgreSQL CPU-s per 1M | a 15-minute window read (the roll) |
-  |---|---:|---:|---:|
-  | today: key (ts, meter_id) + index (meter_id, ts) | 24,483 / 20,928 | 8.89 / 9.71 | 413 / 474 ms |
-  | key (meter_id, ts) + BRIN (ts) | 27,792 / 29,146 | 7.31 / 7.43 | 619 / 821 ms |
-  | key (ts, meter_id) only (no per-meter index) | 37,809 / 53,439 | 4.11 / 4.06 | 452 / 359 ms |
-
-  The BRIN layout saves ~20 % of COPY's CPU at the price of a slower window roll; dropping the per-meter
-  index saves ~55 % but leaves "latest 100 readings of a meter" and "a day of one meter" without an
-  index (they must stay < 10 ms at 10k meters x 30 days). Neither moves the *ratio* target: a cheaper
-  table raises the ceiling as much as the pipeline. The ratio is set by the work that is not COPY: the
-  aggregator (~4.2 CPU-s per 1M quiet), meter-sim (~1.5) and the closer's SQL (part of PostgreSQL's 4.6
-  vs COPY's ~3.4), i.e. roughly half the pipeline's CPU on two cores against a one-connection COPY.
-  Not landed: no layout change (the migration would need its TimescaleDB variant and both engines'
-  suites, which did not fit the afternoon at this load).
-- **Aggregator profile** (py-spy, 10k meters, 40 intervals, load 12-18): busy 46 % of the run; flush and
-  COPY path ~19 %, decoding the batches (pydantic `model_validate_json`) ~8 %, the closer's fan-out ~9 %.
-  Tried and dropped: decoding batches with orjson and Python type checks (falling back to the model for
-  anything unusual): 2.6-3.3 us per reading against pydantic's 2.25 (its Rust validator is faster than
-  per-value checks in Python). Not done: rollups from the batches in memory (the window roll re-reads
-  150k rows per 15 minutes at 10k meters: ~175 ms per window quiet, ~1.2 CPU-s per 1M).
-- **Real time at 1440x, 10,000 meters**: not met on this machine (the run below publishes a small
-  fraction of the 240k readings/s schedule and drops intervals to keep it); no flat-lag claim can be made.
+- **Storage layout (migration 0240, plain PostgreSQL)**: `meter_data` keyed `(meter_id, ts)` with a BRIN
+  index on `ts` instead of the key `(ts, meter_id)` plus a b-tree `(meter_id, ts)` (docs/data.md,
+  "meter_data's layout"). COPY of 1M readings into it: 60k-107k rows/s at 4.45-4.94 PostgreSQL CPU-s per
+  1M, against 46k-115k rows/s at 5.53-6.72 into the old layout in the same run (about -25 % of
+  PostgreSQL's CPU per reading). In the A/B pipeline PostgreSQL's share went 12.59 / 10.37 -> 9.44 / 8.41
+  CPU-s per 1M. Per-meter reads stay on a b-tree: 10k meters x 30 days of 15-minute readings (28.8M rows),
+  latest 100 readings of a meter 0.94 ms median, a day of one meter 1.57 ms (warm, load 3). TimescaleDB
+  keeps its layout (one-day chunks); both engines' aggregator suites pass.
+- **Aggregator**: the voltage-band lookup ran once per flush that brought a new transformer and loaded
+  every meter to do it (14.6 % of the aggregator's running samples under py-spy, 10k meters x 40
+  intervals); now once. The aggregator is still the largest CPU share (11.7-12.3 CPU-s per 1M in the A/B
+  at load 9-14; ~4.2 on a quiet machine): per batch message (100 readings) it pays MQTT receive (paho,
+  ~25 % of its running samples), JSON validation (~10 %; orjson alone parses a 16 KB batch in ~110 us
+  against pydantic's ~335 us with numpy conversion, so a JSON fast path would save at most ~20 %: a binary
+  batch format would be the real lever, a wire-contract change not attempted), the closer (~20 %).
+- **Durable ingest vs raw COPY (>= 80 %, >= 240k/s)**: not met. Ratios in this run: A 27-28 %, B 20-29 %
+  (the faster table raises the ceiling as much as the pipeline). The pipeline spends ~23-26 CPU-s per 1M
+  readings across processes at this load against ~4.5 for COPY alone; on two cores that ratio cannot reach
+  80 % while the aggregator (Python, per-message) and meter-sim cost what they do. PostgreSQL's pipeline
+  work beyond COPY is mostly the 15-minute roll (a statement log at 10k meters: ~260 ms per window, 3.1 s
+  of 23 s of statement time, against 7.8 s of COPY): 10k rows each into `_15m`, `_1h` and `_1d` per window.
+  Not done: rollups from the batches in memory (they would save the window's read, not those writes).
+- **Real time at 1440x, 10,000 meters**: not met: 21,567 readings/s published of the 240,000 scheduled,
+  meter-sim dropped 1,316 intervals to keep the schedule; the watermark lag stayed at 232 intervals
+  (median, both halves; max 240): flat because meter-sim sheds load, not because the pipeline keeps up.
+- **Per-meter topics (`both`)**: 3,925 durable readings/s at load 24 (target 60,000); not worked on here.
+  The broker's own QoS 1 rate with `mosquitto_pub` in this run: 97,223 messages/s; meter-sim's bulk
+  connection alone 44,437.
 - Ingest commits run with `synchronous_commit = on` (an acknowledged reading is on disk); unchanged.
 """
 
@@ -895,6 +884,37 @@ def write(results: dict[str, Any]) -> None:
             f"`GET /meter/stream` (gateway, in-process) a day at 15 min: {h['http_day_15m_ms_median']} ms median "
             f"({h['http_day_15m_ms_p95']} p95)."
         )
+    mr = results.get("meter_reads")
+    if mr:
+        lines.append(
+            f"Per-meter raw reads, {mr['meters']:,} meters × {mr['days']} days of {mr['interval_min']}-minute "
+            f"readings ({mr['readings']:,} rows, {mr['table_bytes'] / 1e9:.1f} GB, warm): a meter's latest 100 "
+            f"readings {mr['latest_100_ms_median']} ms median ({mr['latest_100_ms_p95']} p95), a day of one meter "
+            f"{mr['day_ms_median']} ms ({mr['day_ms_p95']} p95); load {mr['load_average']}."
+        )
+    ab = results.get("ab")
+    if ab:
+        lines += [
+            "",
+            f"A/B, 10k meters × {ab['intervals']} intervals, `batch`, run A B B A (A: the code before migration "
+            "0240 and its layout; B: this tree), each beside COPY into its own layout in the same round:",
+            "",
+            "| | durable readings/s | COPY rows/s | ratio | CPU-s/1M: PostgreSQL, aggregator, meter-sim | "
+            "COPY: PostgreSQL CPU-s/1M | load |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for variant in ("A", "B"):
+            v = ab[variant]
+            cpu = " / ".join(
+                f"{c['postgres']}, {c['aggregator']}, {c['meter_sim']}" for c in v["cpu_s_per_million"]
+            )
+            lines.append(
+                f"| {variant} | {' / '.join(f'{x:,}' for x in v['durable_readings_per_s'])} | "
+                f"{' / '.join(f'{x:,}' for x in v['copy_rows_per_s'])} | "
+                f"{' / '.join(f'{x:.0%}' for x in v['ratio_to_copy'])} | {cpu} | "
+                f"{' / '.join(str(x) for x in v['copy_postgres_cpu_s_per_million'])} | "
+                f"{' / '.join(str(x) for x in v['load'])} |"
+            )
     lines += ["", NOTES]
     (RESULTS / "pipeline.md").write_text("\n".join(lines) + "\n")
 
