@@ -122,13 +122,23 @@ def write(result: dict[str, Any]) -> None:
         "",
         f"Machine: {machine['cpus']} CPUs, {machine['platform']} (shared). "
         "`uv run python bench/bench_world_loading.py --meters N`. Load = `load_any_world` (bulk: grid nodes "
-        "through the API's code, ERs, DERs and meters with COPY, one transaction, commit included); ceiling = "
+        "a level per INSERT, ERs, DERs and meters with COPY, per-row foreign-key triggers off where the role "
+        "may (since 2026-12-03 21:00; the loader checks every reference), one transaction, commit "
+        "included); ceiling = "
         "COPY of the same meter rows (binary) into an empty copy of the table, same run; fleet = meter-sim's "
         "`load_fleet_rows` after ANALYZE. Peak RSS is this process's (generate + load + fleet).",
         "",
         "Wall seconds on this shared machine mean little at a load average of 20 (each process gets a tenth "
         "of a core), so each phase is given in CPU seconds too (this process; the PostgreSQL backend's read "
         "from /proc): on an idle 2-core machine the wall time is about their sum (the phases are sequential).",
+        "",
+        "2026-12-03, the loader changes step by step. 100k meters: 58.52 s wall, 9.54 + 11.14 CPU-s (load "
+        "13.6; grid nodes one by one, FK triggers on) -> 9.74 s, 6.84 + 3.92 (load 2.0; grid nodes a level "
+        "per INSERT, FK triggers off) -> 14.48 s, 4.93 + 4.47 (load 8.6; COPY text by exact type, DER lines "
+        "per appliance set). 1M meters: 148.99 s, 76.49 + 39.12 CPU-s (load 5.7, the second step) -> "
+        "125.58 s, 46.92 + 30.42 (load 6.8-8.7, the third). Target < 120 s: not met on this loaded machine "
+        "(about 80 s of CPU, sequential, on an idle one). What is left: pydantic validation of every meter "
+        "and the COPY text (Python, ~47 s), PostgreSQL's index maintenance of DER and meter rows (~30 s).",
         "",
         "| meters | transformers | file MB | generate s (CPU) | load s | load CPU s: python + PostgreSQL "
         "| ceiling: COPY meters s (PG CPU) | fleet query s (CPU) | peak RSS MB | load avg | at |",
