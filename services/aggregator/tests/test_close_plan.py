@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gridsim_aggregator.close_plan import intervals_to_close
+from gridsim_aggregator.close_plan import intervals_to_close, windows_left_unrolled
 from gridsim_aggregator.domain import ThermalParams, Totals
 from gridsim_aggregator.node_state import DailyPeaks, TransformerThermals
 from gridsim_aggregator.repository import PendingInterval
@@ -95,3 +95,15 @@ def test_the_daily_peak_is_the_highest_interval_of_the_simulated_day() -> None:
     assert peaks.peak(_rollup(20.0), T0 + 2 * MINUTE) == (30.0, T0 + MINUTE)
     tomorrow = T0 + timedelta(days=1)
     assert peaks.peak(_rollup(5.0), tomorrow) == (5.0, tomorrow)  # a new day starts from its first interval
+
+
+def test_a_closed_window_not_rolled_is_left_to_roll() -> None:
+    """Closing an interval and rolling its window are two transactions: what a stop between them leaves."""
+    day = T0.replace(hour=0)
+    assert not windows_left_unrolled(None, None, 60)  # nothing closed
+    assert not windows_left_unrolled(day, None, 60)  # the first minute completes no window
+    assert windows_left_unrolled(day + 14 * MINUTE, None, 60)  # its last minute completes the first
+    assert not windows_left_unrolled(day + 14 * MINUTE, day + 15 * MINUTE, 60)  # rolled
+    assert not windows_left_unrolled(T0 + 20 * MINUTE, T0 + 15 * MINUTE, 60)  # the next one is not whole
+    assert windows_left_unrolled(T0 + 29 * MINUTE, T0 + 15 * MINUTE, 60)
+    assert windows_left_unrolled(T0 + 44 * MINUTE, T0 + 15 * MINUTE, 60)  # two windows behind

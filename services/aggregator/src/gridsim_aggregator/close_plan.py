@@ -76,6 +76,22 @@ class RollupPlan:
     compress_before: datetime | None  # compress chunks before this (TimescaleDB only)
 
 
+def windows_left_unrolled(
+    committed_until: datetime | None, rolled_until: datetime | None, interval_s: int
+) -> bool:
+    """Whether the intervals closed so far complete a 15-minute window that is not rolled: closing an
+    interval and rolling its window are two transactions, and a process stopped between them leaves one.
+    The same rule as :func:`time_rollup_plan` (before any roll, rolling starts at the day of the interval).
+    """
+    if committed_until is None:
+        return False
+    end = domain.bucket_start(committed_until + timedelta(seconds=interval_s), _QUARTER)
+    start = (
+        rolled_until if rolled_until is not None else domain.bucket_start(committed_until, timedelta(days=1))
+    )
+    return end > start
+
+
 def time_rollup_plan(
     ts: datetime,
     rolled: datetime | None,

@@ -29,7 +29,12 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from gridsim_aggregator import aging, domain, repository
-from gridsim_aggregator.close_plan import RollupPlan, intervals_to_close, time_rollup_plan
+from gridsim_aggregator.close_plan import (
+    RollupPlan,
+    intervals_to_close,
+    time_rollup_plan,
+    windows_left_unrolled,
+)
 from gridsim_aggregator.domain import ThermalParams, ThermalState, Totals
 from gridsim_aggregator.leader import LeaderLease
 from gridsim_aggregator.node_state import DailyPeaks, TransformerThermals
@@ -185,6 +190,14 @@ class Closer:
             if pending and any(code not in topo.by_code for p in pending for code in p.transformers):
                 self._topology = None  # a batch names a transformer created since we loaded
                 topo = await self.topology(conn)
+        done = state.committed_until
+        if done is not None and windows_left_unrolled(done, state.rolled_until, self.interval_s):
+            # Closing an interval and rolling its window are two transactions (the roll must not hold
+            # off ingest); a process stopped between them (kill -9, SIGTERM, the database gone) left
+            # windows closed but not rolled. The next close would roll them, but a clock that has
+            # stopped never brings one: roll them now, before the watermark is published again.
+            async with self.pool.connection() as conn:
+                await self._roll_time(conn, done, state.rolled_until, recompute=False)
         committed = state.committed_until
         self._clock_marks = {
             ts: seen for ts, seen in self._clock_marks.items() if committed is None or ts > committed
