@@ -1,10 +1,11 @@
 """Chaos campaign: the demo world stepped while seeded faults are injected, compared with a fault-free run.
 
 Both runs use private servers (a Mosquitto with persistence and an embedded PostgreSQL, each restartable
-on its port) and the six services as processes (``python -m gridsim_<service>``), exactly as deployed; a
-service that exits on its own is started again (as the launcher does) and counted. The faulty run steps
-the clock to the same target while a seeded injector picks, in a shuffled order with the same number of
-each kind:
+on its port; by default the fault-free run has a pair of its own and runs alongside the faulty one, which
+saves its minutes; ``--reference-first`` runs it before, on the same pair) and the six services as
+processes (``python -m gridsim_<service>``), exactly as deployed; a service that exits on its own is
+started again (as the launcher does) and counted. The faulty run steps the clock to the same target
+while a seeded injector picks, in a shuffled order with the same number of each kind:
 
 - ``kill_<service>`` for each of meter-sim, aggregator, billing, feasibility, gateway, utility:
   ``kill -9``, then started again;
@@ -22,20 +23,26 @@ The default, *rounds*: ``--faults-per-kind`` rounds, each holding one fault of e
 order, injected a second or two apart while the clock is stepped; a window fault (freeze, pause, stall)
 runs in the background, so the next faults land while it lasts and while the previous ones recover (two
 faults on the same component never overlap: a kill of the aggregator waits for its pause to end).
-Overlapping faults are harsher than isolated ones; the comparison at the end is the same.
+A round ends when its faults have recovered and everything stepped is stored, closed and rolled; up to
+``--overlap`` rounds (2) are in flight at once: the next round's faults land while the previous one
+recovers and settles (with 1, each round settles before the next begins). Overlapping faults are harsher
+than isolated ones; the comparison at the end is the same.
 
 The simulation is deterministic (a reading is a function of the seed, the meter and the interval), so
 every stored reading must equal the fault-free run's bit for bit, every transformer/feeder/utility rollup
 too (compared to 1e-9 relative: a redelivered batch may add its sums in another order), and every bill
-of the month; nothing may be missing. It writes ``bench/results/chaos.json`` and ``chaos.md``: faults by
-kind, rows compared, differences (must be 0), and per fault two times measured from its injection (a
-window fault: from its end): *recover* until the component works again (a restarted service says
-``online``; after a broker fault every service has beaten again; after a database or aggregator fault
-the aggregator's watermark moves), and *settle* until every interval stepped so far is stored and closed
-(in rounds: at the end of the fault's round, so it includes the faults that overlapped it).
+of the month, read once both runs have closed every interval stepped and rolled every window it completes
+(the roll is a second transaction after the close); a row only one run has is a difference; nothing may
+be missing. It writes ``bench/results/chaos.json`` and ``chaos.md``: faults by kind, rows compared,
+differences (must be 0), and per fault two times measured from its injection (a window fault: from its
+end): *recover* until the component works again (a restarted service says ``online``; after a broker
+fault every service has beaten again; after a database or aggregator fault the aggregator's watermark
+moves), and *settle* until every interval stepped so far is stored, closed and rolled (in rounds: at the
+end of the fault's round, so it includes the faults that overlapped it).
 
-    uv run python bench/chaos.py [--faults-per-kind 50] [--intervals 600] [--seed 42] [--freeze-s 30]
-                                 [--serial] [--kinds kill_aggregator,broker_stall]
+    uv run python bench/chaos.py [--faults-per-kind 50] [--intervals 300] [--seed 42] [--freeze-s 30]
+                                 [--serial] [--overlap 2] [--reference-first] [--budget-s S]
+                                 [--kinds kill_aggregator,broker_stall]
 
 ``make chaos`` runs it with the defaults above; the test suite runs a short campaign
 (``tests/test_chaos.py``).
@@ -56,8 +63,9 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from signal import Signals
 from typing import Any
@@ -93,6 +101,7 @@ SERVICES = ("meter-sim", "aggregator", "billing", "feasibility", "gateway", "uti
 # Faults that last ``freeze_s`` (a process stopped, then continued): in rounds they run in the background.
 WINDOWS = frozenset({"postgres_freeze", "aggregator_pause", "broker_stall"})
 RESULTS = Path(__file__).resolve().parent / "results"
+QUARTER = timedelta(minutes=15)
 STEP_CHUNK = 5  # intervals per step request: faults land between and inside steps
 _MOSQUITTO_CONF = """\
 listener {port} 127.0.0.1
@@ -142,6 +151,9 @@ class Report:
     respawns: dict[str, int] = field(default_factory=dict)  # services that exited on their own
     unrecovered: int = 0  # recovery probes that gave up after 10 minutes
     cut_short: str = ""  # why fewer rounds than asked ran (``--budget-s``)
+    overlap: int = 1  # rounds in flight at once
+    hold_until_recovered: bool = False  # a component's next fault waits for its recovery, not its end
+    alongside: bool = False  # the fault-free run ran at the same time, on servers of its own
 
 
 # ------------------------------------------------------------------------------------------ servers
@@ -367,25 +379,34 @@ class Run:
             with contextlib.suppress(BaseException):
                 await request
 
-    def watermark(self) -> Any:
+    def watermark(self) -> tuple[datetime | None, datetime | None]:
+        """The aggregator's ``committed_until`` (intervals closed) and ``rolled_until`` (15-minute windows
+        rolled into the per-meter and grid time rollups); (None, None) while the database is away."""
         with contextlib.suppress(psycopg.Error):
             with psycopg.connect(self.db.url, connect_timeout=3) as conn:
-                row = conn.execute(f"select committed_until from {self.schema}.aggregator_state").fetchone()
-                return row[0] if row else None
-        return None
+                row = conn.execute(
+                    f"select committed_until, rolled_until from {self.schema}.aggregator_state"
+                ).fetchone()
+                if row:
+                    return row[0], row[1]
+        return None, None
 
     async def settle(self, timeout: float = 900.0) -> None:
-        """Wait until the aggregator has closed the last stepped interval."""
+        """Wait until the aggregator has closed the last stepped interval *and* rolled every window it
+        completes: the roll is a second transaction after the close, and the bills read the rollups (a
+        run stopped between the two, as the fault-free one was right after this wait, billed one window
+        short)."""
         clock = await self.clock()
         raw = clock["last_published"]
         last = datetime.fromisoformat(raw.replace("Z", "+00:00")) if raw else None
+        whole = _floor(last + timedelta(seconds=int(clock["interval_s"])), QUARTER) if last else None
         deadline = time.monotonic() + timeout
         while True:
-            mark = await asyncio.to_thread(self.watermark)
-            if last is None or (mark is not None and mark >= last):
+            mark, rolled = await asyncio.to_thread(self.watermark)
+            if last is None or (mark is not None and mark >= last and _rolled(rolled, whole, last)):
                 return
             if time.monotonic() > deadline:
-                msg = f"{self.name}: watermark {mark} never reached {last}"
+                msg = f"{self.name}: watermark {mark} / rolled {rolled} never reached {last} / {whole}"
                 raise RuntimeError(msg)
             await asyncio.sleep(0.5)
 
@@ -405,6 +426,20 @@ class Run:
                     await asyncio.sleep(0.5)
         items = [bill.model_dump(mode="json") for bill in page.items]
         return sorted(items, key=lambda b: str(b.get("meter_id")))
+
+
+def _floor(ts: datetime, width: timedelta) -> datetime:
+    """Start of the bucket of ``width`` holding ``ts`` (aligned on midnight UTC, as the aggregator's)."""
+    epoch = datetime(2000, 1, 1, tzinfo=UTC)
+    return epoch + ((ts - epoch) // width) * width
+
+
+def _rolled(rolled: datetime | None, whole: datetime | None, last: datetime) -> bool:
+    """Every window before ``whole`` is rolled (before any roll, the aggregator starts at the day of the
+    first interval, so windows before that day need none)."""
+    if whole is None:
+        return True
+    return whole <= (rolled if rolled is not None else _floor(last, timedelta(days=1)))
 
 
 def _rows(url: str, query: str) -> list[tuple[Any, ...]]:
@@ -439,6 +474,8 @@ def compare(reference: Run, faulty: Run, report: Report) -> None:
             report.differences.append(f"rollup {row[:2]} missing")
         elif not _close(row, other):
             report.differences.append(f"rollup {row[:2]}: {row} != {other}")
+    extra = got_rollups.keys() - {(r[0], r[1]) for r in ref_rollups}
+    report.differences.extend(f"extra rollup {key}" for key in sorted(extra))
     # The per-meter rollups the bills are read from: a reading counted twice shows here first.
     for table in ("meter_data_15m", "meter_data_1h", "meter_data_1d"):
         query = (
@@ -455,6 +492,10 @@ def compare(reference: Run, faulty: Run, report: Report) -> None:
                 report.differences.append(f"{table} {row[:2]} missing")
             elif not _close(row, other):
                 report.differences.append(f"{table} {row[:2]}: {row} != {other}")
+        # A row only the faulty run has is a difference too (a window rolled there and not in the
+        # fault-free run shows here, not as a missing row).
+        extra = got_by.keys() - {(r[0], r[1]) for r in ref_rows}
+        report.differences.extend(f"extra {table} row {key}" for key in sorted(extra))
 
 
 def _close(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
@@ -543,16 +584,26 @@ class Watcher:
 
 
 async def inject(
-    kind: str, run: Run, broker: Broker, db: Database, *, freeze_s: float, watch: Watcher | None = None
+    kind: str,
+    run: Run,
+    broker: Broker,
+    db: Database,
+    *,
+    freeze_s: float,
+    watch: Watcher | None = None,
+    on_end: Callable[[], None] | None = None,
 ) -> float:
     """Inject ``kind``; return the seconds from its end (a window's SIGCONT, a restart) until the
-    component works again (0 without a watcher)."""
+    component works again (0 without a watcher). ``on_end`` is called when the fault ends, before the
+    wait for recovery."""
     since = datetime.now(UTC)
     if kind.startswith("kill_") or kind == "meter_sim_restart":
         name = component(kind)
         sig = signal.SIGTERM if kind == "meter_sim_restart" else signal.SIGKILL
         await asyncio.to_thread(run.services.restart, name, sig)
         ended = time.monotonic()
+        if on_end is not None:
+            on_end()
         if watch is not None:
             await watch.until(lambda: watch.back(name, since))
         return time.monotonic() - ended
@@ -583,6 +634,8 @@ async def inject(
         msg = f"unknown fault {kind}"
         raise ValueError(msg)
     ended, ended_at = time.monotonic(), datetime.now(UTC)
+    if on_end is not None:
+        on_end()
     if watch is not None:
         if kind.startswith("broker_"):
             await watch.until(lambda: watch.all_beating(ended_at))
@@ -612,58 +665,92 @@ async def _serial(
 async def _rounds(
     faulty: Run, broker: Broker, db: Database, *, watch: Watcher, kinds: tuple[str, ...], per_kind: int,
     intervals: int, freeze_s: float, rng: random.Random, report: Report, progress: Path | None = None,
-    budget_s: float | None = None,
+    budget_s: float | None = None, overlap: int = 2, hold_until_recovered: bool = False,
 ) -> None:  # fmt: skip
     """``per_kind`` rounds of one fault of every kind (shuffled), injected a second or two apart while the
-    clock is stepped; windows run in the background; each round ends when all is stored and closed."""
+    clock is stepped; windows run in the background. A round ends when its faults have recovered and all
+    stepped so far is stored, closed and rolled; up to ``overlap`` rounds run at once (the next round's
+    faults land while the previous one recovers and settles; two faults on one component never overlap:
+    each waits, in order, until the component's previous fault has ended: a kill may land while the
+    component still recovers from the previous one; with ``hold_until_recovered``, only once it works
+    again)."""
     locks = {component(k): asyncio.Lock() for k in kinds}
     per_round = max(1, (intervals - 1) // max(1, per_kind))
     started = time.monotonic()
-    for index in range(per_kind):
-        if budget_s is not None and time.monotonic() - started > budget_s:
-            report.cut_short = f"time budget of {budget_s:.0f} s spent after {index} of {per_kind} rounds"
-            print(report.cut_short, flush=True)
-            return
-        order = list(kinds)
-        rng.shuffle(order)
-        share = per_round / len(order)
-        target = index * per_round
-        stepper: asyncio.Task[None] | None = None
-        running: list[tuple[asyncio.Task[float], str, int]] = []
-        ended: dict[int, float] = {}
+    in_flight: list[asyncio.Task[None]] = []
+    stepper: asyncio.Task[None] | None = None
+    done = 0
 
-        async def fault(kind: str, slot: int, ended: dict[int, float]) -> float:
-            async with locks[component(kind)]:
-                recover = await inject(kind, faulty, broker, db, freeze_s=freeze_s, watch=watch)
-            ended[slot] = time.monotonic() - recover
-            return recover
+    async def fault(kind: str, slot: int, ended: dict[int, float]) -> float:
+        lock = locks[component(kind)]
+        await lock.acquire()
+        released = False
 
-        for slot, kind in enumerate(order):
-            target = min(intervals - 1, round(index * per_round + (slot + 1) * share))
-            if stepper is not None and not stepper.done():
-                stepper.cancel()  # the next request asks for the new target
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await stepper
-            stepper = asyncio.create_task(faulty.step_to(target))
-            await asyncio.sleep(rng.uniform(0.2, 0.5) if slot == 0 else rng.uniform(0.5, 2.0))
-            running.append((asyncio.create_task(fault(kind, slot, ended)), kind, target))
+        def release() -> None:  # once: at the fault's end, or after its recovery, or on an error
+            nonlocal released
+            if not released:
+                released = True
+                lock.release()
+
+        try:
+            recover = await inject(
+                kind, faulty, broker, db, freeze_s=freeze_s, watch=watch,
+                on_end=None if hold_until_recovered else release,
+            )  # fmt: skip
+        finally:
+            release()
+        ended[slot] = time.monotonic() - recover
+        return recover
+
+    async def finish(running: list[tuple[asyncio.Task[float], str, int]], ended: dict[int, float]) -> None:
+        nonlocal done
         recovers = await asyncio.gather(*(task for task, _, _ in running))
-        if stepper is not None:
-            await stepper
-        await faulty.settle()
+        await faulty.settle()  # what was stepped until now: this round's faults and any that overlap it
         settled = time.monotonic()
         for slot, ((_, kind, at), recover) in enumerate(zip(running, recovers, strict=True)):
             report.faults.append(
                 Fault(kind, at, round(recover, 2), round(settled - ended[slot], 2), overlapped=True)
             )
+        done += 1
         print(
-            f"round {index + 1}/{per_kind} done at {time.strftime('%H:%M:%S')}, {len(report.faults)} faults,"
+            f"round {done}/{per_kind} settled at {time.strftime('%H:%M:%S')}, {len(report.faults)} faults,"
             f" load {os.getloadavg()[0]:.1f}",
             flush=True,
         )
         if progress is not None:  # what a campaign cut short still shows
             text = json.dumps(summary(report), indent=2, default=str) + "\n"
             await asyncio.to_thread(progress.write_text, text)
+
+    try:
+        for index in range(per_kind):
+            while len(in_flight) >= overlap:  # the oldest round in flight must end first
+                await in_flight.pop(0)
+            if budget_s is not None and time.monotonic() - started > budget_s:
+                report.cut_short = f"time budget of {budget_s:.0f} s spent after {index} of {per_kind} rounds"
+                print(report.cut_short, flush=True)
+                break
+            order = list(kinds)
+            rng.shuffle(order)
+            share = per_round / len(order)
+            running: list[tuple[asyncio.Task[float], str, int]] = []
+            ended: dict[int, float] = {}
+            for slot, kind in enumerate(order):
+                target = min(intervals - 1, round(index * per_round + (slot + 1) * share))
+                if stepper is not None and not stepper.done():
+                    stepper.cancel()  # the next request asks for the new target
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await stepper
+                stepper = asyncio.create_task(faulty.step_to(target))
+                await asyncio.sleep(rng.uniform(0.2, 0.5) if slot == 0 else rng.uniform(0.5, 2.0))
+                running.append((asyncio.create_task(fault(kind, slot, ended)), kind, target))
+            in_flight.append(asyncio.create_task(finish(running, ended)))
+        for task in in_flight:
+            await task
+        if stepper is not None:
+            await stepper
+    finally:
+        for task in in_flight:
+            task.cancel()
 
 
 async def campaign(
@@ -677,10 +764,20 @@ async def campaign(
     progress: Path | None = None,
     budget_s: float | None = None,
     services: tuple[str, ...] = SERVICES,
+    overlap: int = 2,
+    alongside: bool = True,
+    hold_until_recovered: bool = False,
 ) -> Report:
-    """The reference run, then the faulty run with ``faults_per_kind`` of every kind, then the comparison."""
+    """The fault-free run (alongside on servers of its own, or first on the same ones) and the faulty run
+    with ``faults_per_kind`` of every kind, then the comparison."""
     report = Report(
-        seed=seed, intervals=intervals, schedule="serial" if serial else "rounds", freeze_s=freeze_s
+        seed=seed,
+        intervals=intervals,
+        schedule="serial" if serial else "rounds",
+        freeze_s=freeze_s,
+        overlap=overlap,
+        hold_until_recovered=hold_until_recovered,
+        alongside=alongside,
     )
     rng = random.Random(seed)
     plan = [k for k in kinds for _ in range(faults_per_kind)]
@@ -692,13 +789,22 @@ async def campaign(
         db = Database(work / "pg")
         broker.start()
         db.start()
-        reference = Run("reference", broker, db, work, seed, names=services)
+        servers: list[Broker | Database] = [broker, db]
+        if alongside:  # the fault-free run on servers of its own: no fault of the other run reaches it
+            ref_broker, ref_db = Broker(work / "ref-broker"), Database(work / "ref-pg")
+            ref_broker.start()
+            ref_db.start()
+            servers += [ref_broker, ref_db]
+        else:
+            ref_broker, ref_db = broker, db
+        reference = Run("reference", ref_broker, ref_db, work, seed, names=services)
         faulty = Run("faulty", broker, db, work, seed, names=services)
         supervisors = [
             asyncio.create_task(reference.services.supervise()),
             asyncio.create_task(faulty.services.supervise()),
         ]
-        try:
+
+        async def fault_free() -> None:
             started = time.monotonic()
             await reference.start()
             reference.services.supervising = True
@@ -706,6 +812,13 @@ async def campaign(
             await reference.settle()
             report.reference_s = round(time.monotonic() - started, 1)
             reference.services.stop_all()
+
+        fault_free_run: asyncio.Task[None] | None = None
+        try:
+            if alongside:
+                fault_free_run = asyncio.create_task(fault_free())
+            else:
+                await fault_free()
 
             started = time.monotonic()
             async with Watcher(faulty) as watch:
@@ -720,13 +833,16 @@ async def campaign(
                     await _rounds(
                         faulty, broker, db, watch=watch, kinds=kinds, per_kind=faults_per_kind,
                         intervals=intervals, freeze_s=freeze_s, rng=rng, report=report,
-                        progress=progress, budget_s=budget_s,
+                        progress=progress, budget_s=budget_s, overlap=overlap,
+                        hold_until_recovered=hold_until_recovered,
                     )  # fmt: skip
                 await faulty.step_to(intervals)
                 await faulty.settle()
                 report.unrecovered = watch.unrecovered
             report.elapsed_s = round(time.monotonic() - started, 1)
             report.respawns = dict(faulty.services.respawns)
+            if fault_free_run is not None:
+                await fault_free_run
             month = "2025-06"
             ref_bills, got_bills = await reference_bills(reference, faulty, month)
             report.bills_compared = len(ref_bills)
@@ -741,10 +857,14 @@ async def campaign(
         finally:
             for task in supervisors:
                 task.cancel()
+            if fault_free_run is not None:
+                fault_free_run.cancel()
+                with contextlib.suppress(BaseException):
+                    await fault_free_run
             reference.services.stop_all()
             faulty.services.stop_all()
-            db.stop()
-            broker.stop()
+            for server in servers:
+                server.stop()
     return report
 
 
@@ -784,6 +904,9 @@ def summary(report: Report) -> dict[str, Any]:
         "intervals": report.intervals,
         "schedule": report.schedule,
         "freeze_s": report.freeze_s,
+        "overlap": report.overlap,
+        "hold_until_recovered": report.hold_until_recovered,
+        "reference_alongside": report.alongside,
         "faults": len(report.faults),
         "faults_by_kind": dict(sorted(Counter(f.kind for f in report.faults).items())),
         "recover_s_by_kind": {k: _stats(v) for k, v in sorted(recover.items())},
@@ -811,7 +934,16 @@ def write_results(report: Report, load: tuple[float, float, float], folder: Path
         "one fault at a time, each followed by a wait until all is stored"
         if report.schedule == "serial"
         else "rounds of one fault of every kind in a shuffled order, a second or two apart, windows in the "
-        "background: faults overlap"
+        f"background: faults overlap; {report.overlap} round(s) in flight at once; a component's next fault "
+        + (
+            "waits until it works again after the previous one"
+            if report.hold_until_recovered
+            else "waits for the previous one's end (it may land during its recovery)"
+        )
+    ) + (
+        "; the fault-free run alongside, on a broker and database of its own"
+        if report.alongside
+        else "; the fault-free run first, on the same servers"
     )
     lines = [
         "# Chaos campaign",
@@ -853,11 +985,26 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--intervals", type=int, default=600)
+    parser.add_argument("--intervals", type=int, default=300)
     parser.add_argument("--faults-per-kind", type=int, default=50)
     parser.add_argument("--freeze-s", type=float, default=30.0)
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated fault kinds")
     parser.add_argument("--serial", action="store_true", help="one fault at a time (slow)")
+    parser.add_argument(
+        "--reference-first",
+        action="store_true",
+        help="run the fault-free run before the faulty one on the same servers (default: alongside it, "
+        "on a broker and database of its own)",
+    )
+    parser.add_argument(
+        "--hold-until-recovered",
+        action="store_true",
+        help="a fault on a component waits until the component works again after the previous one "
+        "(default: until the previous fault has ended)",
+    )
+    parser.add_argument(
+        "--overlap", type=int, default=2, help="rounds in flight at once (1: each round settles first)"
+    )
     parser.add_argument(
         "--budget-s", type=float, help="start no new round after this many seconds of the faulty run"
     )
@@ -875,6 +1022,9 @@ def main() -> int:
             serial=args.serial,
             progress=args.results / "chaos.partial.json",
             budget_s=args.budget_s,
+            overlap=args.overlap,
+            alongside=not args.reference_first,
+            hold_until_recovered=args.hold_until_recovered,
         )
     )
     data = write_results(report, os.getloadavg(), args.results)
