@@ -25,7 +25,7 @@ from typing import Any
 import aiomqtt
 import psycopg
 import pytest
-from aggregator_world import T0, fetch, make_world, publish_clock, publish_interval
+from aggregator_world import T0, fetch, make_batch, make_world, publish_clock, publish_interval
 
 from gridsim.embedded import free_port, port_answers, start_postgres
 from gridsim_aggregator.__main__ import serve
@@ -415,3 +415,32 @@ async def test_batch_the_database_rejects_is_isolated_and_the_rest_stored(
             "CheckViolation: new row violates check constraint",
         )
     ]
+
+
+async def test_a_poison_batch_postgresql_itself_refuses_becomes_a_dead_letter(settings: Settings) -> None:
+    """No stand-in: a schema drift (a check constraint the readings do not meet) makes the real database
+    refuse one transformer's batch. It is set aside in dead_letters with PostgreSQL's reason, its
+    flush-mates are stored, and the interval closes. Before, ingest acknowledged it away without a trace."""
+    world = await make_world(settings)
+    async with await connect(settings.db.url, settings.db.schema_name, autocommit=True) as conn:
+        await conn.execute(
+            "alter table meter_data add constraint drift_small check (consumption_kwh is null or consumption_kwh < 100)"
+        )
+    tuning = AggregatorSettings(flush_ms=500, flush_rows=1000, close_after_s=0.5)
+
+    async def one(s: Settings, stop: asyncio.Event) -> None:
+        await serve(s, stop, tuning)
+
+    poison = make_batch(world, "t2", T0).model_copy(update={"consumption_kWh": [5000.0]})
+    async with Bus(settings.mqtt, "test") as bus, running(one, settings=settings):
+        await _wait_status(settings)
+        await bus.publish(channels.BATCH, make_batch(world, "t1", T0), world.path("t1"))
+        await bus.publish(channels.BATCH, poison, world.path("t2"))
+        await _wait_closed(settings, T0)
+    rows = await fetch(settings, "select count(*) from meter_data where ts = %s and not is_parent", T0)
+    assert rows == [(3,)]  # t1's three meters
+    letters = await fetch(settings, "select topic, reason from dead_letters")
+    assert len(letters) == 1
+    assert letters[0][0] == channels.BATCH.topic(settings.mqtt.base_topic, world.path("t2"))
+    assert letters[0][1].startswith("CheckViolation: ")
+    assert "drift_small" in letters[0][1]
