@@ -26,8 +26,12 @@ run: install ## start gridsim (broker, database and the six services); Ctrl-C st
 # share two cores with a real broker and database, and one timing-sensitive failure must not hide the rest
 # of the run. A test that fails three times fails the run. The 30 slowest tests are listed at the end, so a
 # CI log shows where the suite's time goes.
+# Most tests wait on something (the broker, the database, the processes they start) rather than compute,
+# so they run on more workers (pytest-xdist) than the machine has cores; each test has its own schema and
+# topic base, so workers cannot interfere. TEST_WORKERS=0 runs them in this one process.
+TEST_WORKERS ?= 4
 test: install ## run the tests (integration tests find or start their own broker and database)
-	uv run pytest --reruns 2 --reruns-delay 1 --durations=30
+	uv run pytest -n $(TEST_WORKERS) --dist worksteal --reruns 2 --reruns-delay 1 --durations=30
 
 # The fast tier: every test that needs neither a broker nor a database (domain, contracts, handlers on the
 # in-memory bus; `integration` is added at collection to every test that uses a server's fixture), with

@@ -205,7 +205,11 @@ async def test_clock_controls_through_the_gateway(settings: Settings) -> None:
 async def test_clock_commands_are_refused_while_a_long_step_runs(settings: Settings) -> None:
     """A step of many intervals holds the clock; commands meanwhile get a 409, not a queue and a 504."""
     await insert_world(settings)
-    # The longest step still answered in the request itself (a longer one becomes a job).
+    # The longest step still answered in the request itself (a longer one becomes a job): lowered from
+    # the default 1,440 so that the test takes seconds, still long enough for the four refused requests.
+    settings = settings.model_copy(
+        update={"gateway": settings.gateway.model_copy(update={"step_job_intervals": 400})}
+    )
     intervals = settings.gateway.step_job_intervals
     async with meter_sim(settings), gateway_client(create_app(settings)) as http:
         long_step = asyncio.create_task(http.post("/simulation/step", json={"intervals": intervals}))

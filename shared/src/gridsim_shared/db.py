@@ -28,6 +28,7 @@ __all__ = [
     "apply_migrations",
     "connect",
     "list_migrations",
+    "lock_in_schema",
     "open_pool",
     "timescale_available",
 ]
@@ -96,6 +97,15 @@ async def open_pool(settings: DbSettings, *, name: str = "gridsim") -> AsyncIter
         await pool.close()
 
 
+async def lock_in_schema(conn: psycopg.AsyncConnection[Any], name: str) -> None:
+    """Take the transaction advisory lock ``name`` of this connection's schema (held until commit).
+
+    Advisory locks are database-wide; keyed by the schema too, one deployment's (or one test's) lock never
+    waits on another's that shares the database.
+    """
+    await conn.execute("select pg_advisory_xact_lock(hashtext(%s || '@' || current_schema()))", (name,))
+
+
 async def timescale_available(conn: psycopg.AsyncConnection[Any]) -> bool:
     """True when the server can use the ``timescaledb`` extension: installed *and* preloaded.
 
@@ -149,7 +159,9 @@ async def apply_migrations(url: str, schema: str = "public", *, timescale: bool 
     """
     applied: list[str] = []
     async with await connect(url, schema, autocommit=True) as conn:
-        await conn.execute("select pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+        # Per schema: services starting together migrate one schema once, while schemas of other runs
+        # (parallel test workers, a second deployment) migrate side by side instead of in a queue.
+        await conn.execute("select pg_advisory_lock(%s, hashtext(%s))", (_MIGRATION_LOCK, schema))
         try:
             await conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
             await conn.execute(
@@ -163,7 +175,12 @@ async def apply_migrations(url: str, schema: str = "public", *, timescale: bool 
             if timescale:
                 # In public, whatever schema this run migrates: the extension is one per database, and a
                 # test schema dropped with cascade would take it (and every other schema's hypertables) along.
-                await conn.execute("create extension if not exists timescaledb with schema public")
+                # The extension is database-wide: created under the database-wide lock.
+                await conn.execute("select pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+                try:
+                    await conn.execute("create extension if not exists timescaledb with schema public")
+                finally:
+                    await conn.execute("select pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
             for migration in list_migrations():
                 if migration.name in done or (migration.timescale_only and not timescale):
                     continue
@@ -174,5 +191,5 @@ async def apply_migrations(url: str, schema: str = "public", *, timescale: bool 
                 _LOGGER.info("applied migration %s to schema %s", migration.name, schema)
             await apply_grants(conn, schema)
         finally:
-            await conn.execute("select pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+            await conn.execute("select pg_advisory_unlock(%s, hashtext(%s))", (_MIGRATION_LOCK, schema))
     return applied

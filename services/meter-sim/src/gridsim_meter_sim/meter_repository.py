@@ -22,6 +22,7 @@ from gridsim_meter_sim.repository import (
     find_er,
     link_production_factor,
 )
+from gridsim_shared.db import lock_in_schema
 from gridsim_shared.errors import ConflictError, InvalidError, NotFoundError
 from gridsim_shared.schemas.meters import (
     LinkRequest,
@@ -48,7 +49,7 @@ __all__ = [
 ]
 
 # Serialises re-parenting, so two concurrent moves cannot each pass the cycle check and close a loop.
-_TREE_LOCK = 0x6D65746572
+_TREE_LOCK = "meter-sim.tree"
 
 _METER_SELECT = """
 select m.id, m.code as meter_id, m.parent_id, m.load_factor_consumption, m.load_factor_production,
@@ -207,7 +208,7 @@ async def _new_parent(conn: Conn, meter: dict[str, Any], ref: MeterRef) -> dict[
     if parent["id"] == meter["id"]:
         msg = f"meter {meter['code']} cannot be its own parent"
         raise InvalidError(msg, field="parent_id")
-    await conn.execute("select pg_advisory_xact_lock(%s)", (_TREE_LOCK,))
+    await lock_in_schema(conn, _TREE_LOCK)
     below = await fetch_one(
         conn,
         "with recursive below(id) as (select id from meters where parent_id = %s"

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gridsim_meter_sim import grid_repository, meter_repository, repository
 from gridsim_meter_sim.settings import Settings
+from gridsim_shared.db import lock_in_schema
 from gridsim_shared.errors import GridsimError
 from gridsim_shared.schemas.meters import ErCreate, GridNodeCreate, LinkRequest, MeterCreate
 
@@ -35,7 +36,7 @@ __all__ = [
 _LOGGER = logging.getLogger(__name__)
 
 # Serialises the first-start check across meter-sim instances (shards) starting together.
-_WORLD_LOCK = 0x776F726C64
+_WORLD_LOCK = "meter-sim.world"
 
 
 class WorldMeter(MeterCreate):
@@ -153,7 +154,7 @@ async def load_demo_world(pool: AsyncConnectionPool, settings: Settings) -> Worl
 
     path = world_path(settings)
     async with pool.connection() as conn, conn.transaction():
-        await conn.execute("select pg_advisory_xact_lock(%s)", (_WORLD_LOCK,))
+        await lock_in_schema(conn, _WORLD_LOCK)
         if await repository.fetch_one(conn, "select 1 from grid_nodes limit 1") is not None:
             _LOGGER.info("the database already has a grid; the demo world is not loaded")
             return None

@@ -17,6 +17,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from gridsim_shared import climate as climate_model
+from gridsim_shared.db import lock_in_schema
 
 __all__ = [
     "FLEXIBLE_PROFILES",
@@ -293,7 +294,7 @@ async def enrolments(conn: Conn, program_id: int) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------------ events
 async def lock_events(conn: Conn) -> None:
     """Serialise event creation and changes (overlap checks must see each other's rows)."""
-    await conn.execute("select pg_advisory_xact_lock(%s)", (0x6472_6576,))  # "drev"
+    await lock_in_schema(conn, "utility.events")
 
 
 async def overlapping(
