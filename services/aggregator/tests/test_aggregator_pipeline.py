@@ -6,10 +6,12 @@ import asyncio
 from datetime import timedelta
 
 import numpy as np
+import psycopg
 import pytest
 from aggregator_world import T0, fetch, make_batch, make_world, publish_clock, publish_interval
 
 from gridsim import testing
+from gridsim_aggregator import repository
 from gridsim_aggregator.__main__ import serve
 from gridsim_aggregator.settings import AggregatorSettings
 from gridsim_shared import channels
@@ -212,6 +214,52 @@ async def test_a_window_closed_but_not_rolled_before_a_stop_is_rolled_at_the_nex
             "group by 1 order by 1",
         )
         assert rows == minutes, table
+
+
+async def test_a_recompute_cut_short_keeps_its_late_mark_and_is_done_again(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A late reading's recompute that fails (the database restarted under it) is retried: its mark leaves
+    ``late_intervals`` only with the recomputation. Before, the marks were deleted first and a failed
+    recompute left the reading out of the per-meter rollups and the bills for good (chaos campaign)."""
+    if testing.database_engine(settings.db.url) == "timescale":
+        pytest.skip("on TimescaleDB the recomputed rollups are continuous aggregates, refreshed elsewhere")
+    world = await make_world(settings)
+    late = T0 + timedelta(minutes=3)
+    failures = []
+    roll_minutes = repository.roll_minutes
+
+    async def cut_once(*args: object, **kwargs: object) -> None:
+        if not failures:
+            failures.append(1)
+            msg = "the database restarted (test)"
+            raise psycopg.OperationalError(msg)
+        await roll_minutes(*args, **kwargs)  # type: ignore[arg-type]
+
+    async with Bus(settings.mqtt, "test") as bus, running(_serve(), settings=settings):
+        marks = await Collector(bus, channels.WATERMARK).start()
+        for i in range(16):  # t2 (M4) misses minute 3; the clock closes it partial
+            ts = T0 + timedelta(minutes=i)
+            for t in world.leaves:
+                if not (t == "t2" and ts == late):
+                    await bus.publish(channels.BATCH, make_batch(world, t, ts), world.path(t))
+            await publish_clock(bus, ts)
+        await wait_watermark(marks, T0 + timedelta(minutes=15))
+        m4 = world.meters["M4"]
+        monkeypatch.setattr(repository, "roll_minutes", cut_once)
+        await bus.publish(channels.BATCH, make_batch(world, "t2", late), world.path("t2"))
+        async with asyncio.timeout(30):
+            while await fetch(
+                settings,
+                "select (select readings from meter_data_15m where meter_id = %s and bucket = %s), "
+                "(select readings from meter_data_1d where meter_id = %s)",
+                m4,
+                T0,
+                m4,
+            ) != [(15, 15)]:
+                await asyncio.sleep(0.05)
+    assert failures == [1]
+    assert await fetch(settings, "select count(*) from late_intervals") == [(0,)]
 
 
 async def test_time_rollups_add_new_windows_and_a_late_reading_recomputes_its_window(

@@ -231,9 +231,17 @@ class Closer:
                 if not recompute and state.committed_until is not None and ts <= state.committed_until:
                     return
                 closed = await self._close_in(conn, ts, recompute=recompute)
-                if not recompute:
+                if recompute:
+                    # The mark leaves the list with the recomputation, rollups included, in one
+                    # transaction: a recompute cut short (kill -9, the database restarted) keeps it, and
+                    # the late readings are not left out of the rollups for good. Rare: the longer lock
+                    # that holds off ingest meanwhile is worth it.
+                    await repository.forget_late(conn, ts)
+                    await self._roll_time(conn, ts, state.rolled_until, recompute=True)
+                else:
                     await repository.advance(conn, ts, closed.readings)
-            await self._roll_time(conn, ts, state.rolled_until, recompute=recompute)
+            if not recompute:
+                await self._roll_time(conn, ts, state.rolled_until, recompute=False)
 
         async def publish() -> None:
             await self._publish(closed, state.readings_committed + closed.readings, recompute=recompute)
@@ -251,7 +259,7 @@ class Closer:
     async def recompute_late(self) -> None:
         """Recompute intervals that received readings after they were closed."""
         async with self.pool.connection() as conn, conn.transaction():
-            late = await repository.take_late(conn)
+            late = await repository.late_intervals(conn)
         for ts in late:
             await self.close(ts, recompute=True)
 

@@ -423,10 +423,15 @@ async def advance(conn: Conn, ts: datetime, readings: int) -> None:
     )
 
 
-async def take_late(conn: Conn) -> list[datetime]:
-    """Intervals to recompute, removed from the list (in the caller's transaction)."""
-    cur = await conn.execute("delete from late_intervals returning ts")
-    return sorted(row[0] for row in await cur.fetchall())
+async def late_intervals(conn: Conn) -> list[datetime]:
+    """Intervals to recompute (each leaves the list in the transaction that recomputes it)."""
+    cur = await conn.execute("select ts from late_intervals order by ts")
+    return [row[0] for row in await cur.fetchall()]
+
+
+async def forget_late(conn: Conn, ts: datetime) -> None:
+    """``ts`` is recomputed: off the list, in the recomputing transaction (a recompute cut short keeps it)."""
+    await conn.execute("delete from late_intervals where ts = %s", (ts,))
 
 
 # ------------------------------------------------------------------------------------ time rollups
