@@ -139,14 +139,17 @@ async def apply_grants(conn: psycopg.AsyncConnection[Any], schema: str) -> bool:
                     await conn.execute(sql.SQL("create role {} nologin").format(sql.Identifier(role)))
             except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
                 pass  # another runner (another database on this server) made it meanwhile
+    # The schema's relations by kind, read once: the grants then name them, since PostgreSQL resolves
+    # "on all tables in schema" by scanning all of pg_class for each statement (seconds per migration
+    # where the catalog is large or bloated, as on a test server that creates and drops schemas all day).
     cur = await conn.execute(
-        "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
-        " where n.nspname = %s and c.relkind in ('r', 'p')",
+        "select c.relname, c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = %s and c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')",
         (schema,),
     )
-    tables = {r[0] for r in await cur.fetchall()}
+    relations = roles.SchemaRelations.of((name, str(kind)) for name, kind in await cur.fetchall())
     async with conn.transaction():
-        for statement in roles.grant_statements(schema, tables):
+        for statement in roles.grant_statements(schema, relations):
             await conn.execute(statement)
     return True
 

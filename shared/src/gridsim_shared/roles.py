@@ -8,6 +8,8 @@ after the migrations, so a new table gets its grants from the line added here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from psycopg import sql
@@ -17,6 +19,7 @@ __all__ = [
     "PUBLISHED",
     "ROLES",
     "SHARED_VIEWS",
+    "SchemaRelations",
     "enable_logins",
     "grant_statements",
     "read_env_file",
@@ -147,32 +150,61 @@ def writable(service: str) -> list[str]:
     return [table for table, owner in OWNERS.items() if owner == service]
 
 
-def grant_statements(schema: str, tables: set[str]) -> list[sql.Composed]:
+@dataclass(frozen=True)
+class SchemaRelations:
+    """What exists in a schema, by what the grants need: plain tables (writable by their owner),
+    everything readable (tables, views, materialized and foreign tables) and sequences."""
+
+    tables: frozenset[str]
+    readable: frozenset[str]
+    sequences: frozenset[str]
+
+    @classmethod
+    def of(cls, relations: Iterable[tuple[str, str]]) -> SchemaRelations:
+        """From ``(relname, relkind)`` rows of ``pg_class``."""
+        by_kind: dict[str, set[str]] = {}
+        for name, kind in relations:
+            by_kind.setdefault(kind, set()).add(name)
+        tables = by_kind.get("r", set()) | by_kind.get("p", set())
+        views = by_kind.get("v", set()) | by_kind.get("m", set()) | by_kind.get("f", set())
+        return cls(frozenset(tables), frozenset(tables | views), frozenset(by_kind.get("S", set())))
+
+
+def grant_statements(schema: str, relations: SchemaRelations) -> list[sql.Composed]:
     """The grants of every role on ``schema``: read everything, write what it owns.
 
-    ``tables`` are the plain tables that exist there (a TimescaleDB continuous aggregate is a view that
-    only its refresh writes; a table of a later migration not applied yet is skipped).
+    Only the plain tables that exist there are granted writes (a TimescaleDB continuous aggregate is a
+    view that only its refresh writes; a table of a later migration not applied yet is skipped). Every
+    relation is named rather than "all tables in schema", which PostgreSQL resolves with a scan of the
+    whole catalog per statement.
     """
-    statements = []
-    name = sql.Identifier(schema)
-    for service, role in ROLES.items():
-        ident = sql.Identifier(role)
+
+    def listed(names: Iterable[str]) -> sql.Composed:
+        return sql.SQL(", ").join(sql.Identifier(schema, name) for name in sorted(names))
+
+    every_role = sql.SQL(", ").join(sql.Identifier(role) for role in ROLES.values())
+    statements = [sql.SQL("grant usage on schema {} to {}").format(sql.Identifier(schema), every_role)]
+    if relations.readable:
+        readable = listed(relations.readable)
         statements += [
             # Revoked first: a schema migrated by an older gridsim granted cross-writes since removed.
-            sql.SQL("revoke insert, update, delete, truncate on all tables in schema {} from {}").format(
-                name, ident
-            ),
-            sql.SQL("grant usage on schema {} to {}").format(name, ident),
-            sql.SQL("grant select on all tables in schema {} to {}").format(name, ident),
-            sql.SQL("grant usage, select on all sequences in schema {} to {}").format(name, ident),
+            sql.SQL("revoke insert, update, delete, truncate on {} from {}").format(readable, every_role),
+            sql.SQL("grant select on {} to {}").format(readable, every_role),
         ]
-        for table in writable(service):
-            if table in tables:
-                statements.append(
-                    sql.SQL("grant insert, update, delete, truncate on {}.{} to {}").format(
-                        name, sql.Identifier(table), ident
-                    )
+    if relations.sequences:
+        statements.append(
+            sql.SQL("grant usage, select on sequence {} to {}").format(
+                listed(relations.sequences), every_role
+            )
+        )
+    for service, role in ROLES.items():
+        owned = [table for table in writable(service) if table in relations.tables]
+        if owned:
+            statements.append(
+                sql.SQL("grant insert, update, delete, truncate on {} to {}").format(
+                    listed(owned), sql.Identifier(role)
                 )
+            )
     return statements
 
 
