@@ -129,7 +129,7 @@ class Fault:
     kind: str
     at_tick: int
     recover_s: float  # until the component works again
-    settle_s: float = 0.0  # until everything stepped is stored and closed
+    settle_s: float = 0.0  # until everything stepped is stored, closed and rolled
     overlapped: bool = False
 
 
@@ -658,7 +658,7 @@ async def _serial(
         recover = await inject(kind, faulty, broker, db, freeze_s=freeze_s, watch=watch)
         ended = time.monotonic()
         await stepping
-        await faulty.settle()  # recovered: everything published is stored and closed
+        await faulty.settle()  # recovered: everything published is stored, closed and rolled
         report.faults.append(Fault(kind, at, round(recover, 2), round(time.monotonic() - ended, 2)))
 
 
@@ -920,10 +920,36 @@ def summary(report: Report) -> dict[str, Any]:
         "bills_compared": report.bills_compared,
         "differences": len(report.differences),
         "missing": report.missing,
-        "first_differences": report.differences[:20],
+        "differences_by_kind": dict(sorted(Counter(_difference_kind(d) for d in report.differences).items())),
+        "first_differences": _first_of_each_kind(report.differences, 5),
         "elapsed_s": report.elapsed_s,
         "reference_s": report.reference_s,
     }
+
+
+def _difference_kind(difference: str) -> str:
+    """What a difference is about: "reading", "rollup", "bill", "extra meter_data_15m row", ...
+    (the words before the row's key), so that a failed campaign says where to look."""
+    words = []
+    for word in difference.split(" "):
+        if word[:1] in "({[0123456789" or word.endswith(":"):
+            if word.endswith(":") and word[:1] not in "({[0123456789":
+                words.append(word[:-1])
+            break
+        words.append(word)
+    return " ".join(words)
+
+
+def _first_of_each_kind(differences: list[str], n: int) -> list[str]:
+    """The first ``n`` differences of each kind (a list cut at its first 20 showed only bills)."""
+    taken: Counter[str] = Counter()
+    first = []
+    for difference in differences:
+        kind = _difference_kind(difference)
+        if taken[kind] < n:
+            taken[kind] += 1
+            first.append(difference)
+    return first
 
 
 def write_results(report: Report, load: tuple[float, float, float], folder: Path = RESULTS) -> dict[str, Any]:
@@ -955,7 +981,8 @@ def write_results(report: Report, load: tuple[float, float, float], folder: Path
         f"- faults injected: {len(report.faults)}",
         f"- readings compared: {report.readings_compared:,}; grid rollups: {report.rollups_compared:,}; "
         f"per-meter rollups: {report.meter_rollups_compared:,}; bills: {report.bills_compared}",
-        f"- **differences: {len(report.differences)}**, missing: {report.missing}",
+        f"- **differences: {len(report.differences)}**, missing: {report.missing}"
+        + (f" (by kind: {summary(report)['differences_by_kind']})" if report.differences else ""),
         f"- faulty run {report.elapsed_s:.0f} s, fault-free run {report.reference_s:.0f} s"
         + (f"; **cut short**: {report.cut_short}" if report.cut_short else ""),
         f"- services that exited on their own and were started again: {report.respawns or 'none'}; "
@@ -964,7 +991,7 @@ def write_results(report: Report, load: tuple[float, float, float], folder: Path
         "Recover: from the fault's end (a restart done, a SIGCONT) until the component works again (a "
         "restarted service says `online`; after a broker fault every service has beaten again; after a "
         "database or aggregator fault the watermark moves). Settle: from the same moment until everything "
-        "stepped so far is stored and closed"
+        "stepped so far is stored, closed and rolled"
         + (" (at the end of the fault's round)." if report.schedule == "rounds" else "."),
         "",
         "| fault | count | recover median (s) | p90 | max | settle median (s) | p90 | max |",
