@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,34 @@ def _wait_healthy(launcher: Launcher) -> dict[str, Any]:
     pytest.fail(f"not healthy within {HEALTHY_WITHIN_S:.0f} s; last /health: {last}\n{launcher.log_tail()}")
 
 
+def _still_healthy_after_rolls(launcher: Launcher, simulated: timedelta = timedelta(minutes=35)) -> None:
+    """Run until the clock has passed ``simulated`` (two 15-minute windows rolled by the aggregator),
+    then the system must still be fully healthy, report no problem, and have logged no error: a task
+    that fails only at its first roll (the aggregator's BRIN summarize, once) shows only here."""
+    base = f"http://127.0.0.1:{launcher.http_port}"
+    start = datetime.fromisoformat(httpx.get(f"{base}/simulation-time", timeout=5).json()["current_datetime"])
+    deadline = time.monotonic() + HEALTHY_WITHIN_S
+    while True:
+        assert launcher.process.poll() is None, f"gridsim up exited:\n{launcher.log_tail()}"
+        now = datetime.fromisoformat(
+            httpx.get(f"{base}/simulation-time", timeout=5).json()["current_datetime"]
+        )
+        if now - start >= simulated:
+            break
+        assert time.monotonic() < deadline, f"the clock went only from {start} to {now}"
+        time.sleep(1)
+    time.sleep(3)  # the last roll's heartbeat
+    report = httpx.get(f"{base}/health", timeout=5).json()
+    assert _fully_healthy(report), report
+    assert report.get("problems", []) == [], report
+    errors = [
+        line
+        for line in launcher.log_path.read_text(errors="replace").splitlines()
+        if '"level":"error"' in line.replace(" ", "") or " ERROR " in line
+    ]
+    assert errors == [], "\n".join(errors[:10])
+
+
 def _assert_all_gone(processes: list[psutil.Process], timeout: float) -> None:
     _, alive = psutil.wait_procs(processes, timeout=timeout)
     orphans = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
@@ -126,6 +155,7 @@ def test_up_is_healthy_and_sigterm_stops_everything(launcher: Launcher) -> None:
     started = time.monotonic()
     report = _wait_healthy(launcher)
     print(f"healthy after {time.monotonic() - started:.1f} s: {report}")
+    _still_healthy_after_rolls(launcher)
     children = launcher.descendants()
     # six services, the broker and the postmaster at least
     assert len(children) >= len(SERVICES) + 2

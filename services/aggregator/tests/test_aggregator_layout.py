@@ -9,6 +9,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 
 from gridsim_aggregator import repository
@@ -112,3 +113,24 @@ async def test_retention_desummarizes_the_ranges_it_emptied(settings: Settings) 
         )
         read = sum(n.get("Lossy Heap Blocks", 0) + n.get("Exact Heap Blocks", 0) for n in _nodes(plan))
         assert 0 < read < day_pages / 2, (read, day_pages)
+
+
+async def test_the_aggregators_role_summarizes_and_retains_and_no_other_role_may(settings: Settings) -> None:
+    """PostgreSQL lets only an index's owner summarize it; the aggregator connects as its own role and
+    does it through the owner's functions (migration 1040), which no other service's role may call."""
+    async with await connect(settings.db.url, settings.db.schema_name, autocommit=True) as conn:
+        await _plain(conn)
+        cur = await conn.execute("select rolsuper from pg_roles where rolname = current_user")
+        row = await cur.fetchone()
+        if row is None or not row[0]:
+            pytest.skip("the test user may not create roles: services share its login")
+        await _day(conn, 0)
+        await conn.execute("set role gridsim_aggregator")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            await conn.execute("select brin_summarize_new_values('meter_data_ts_brin')")
+        assert await repository.summarize_new_ranges(conn)
+        assert await repository.apply_retention(conn, T0 + timedelta(hours=1)) == METERS * 60
+        await conn.execute("set role gridsim_billing")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            await conn.execute("select meter_data_brin_summarize()")
+        await conn.execute("reset role")

@@ -147,7 +147,13 @@ async def apply_grants(conn: psycopg.AsyncConnection[Any], schema: str) -> bool:
         " where n.nspname = %s and c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')",
         (schema,),
     )
-    relations = roles.SchemaRelations.of((name, str(kind)) for name, kind in await cur.fetchall())
+    found = [(name, str(kind)) for name, kind in await cur.fetchall()]
+    cur = await conn.execute(
+        "select p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')'"
+        " from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = %s",
+        (schema,),
+    )
+    relations = roles.SchemaRelations.of(found, (str(row[0]) for row in await cur.fetchall()))
     async with conn.transaction():
         for statement in roles.grant_statements(schema, relations):
             await conn.execute(statement)

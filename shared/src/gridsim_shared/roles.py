@@ -15,6 +15,7 @@ from pathlib import Path
 from psycopg import sql
 
 __all__ = [
+    "FUNCTIONS",
     "OWNERS",
     "PUBLISHED",
     "ROLES",
@@ -99,6 +100,13 @@ OWNERS: dict[str, str] = {
     "utility_bill_months": "utility",
 }
 
+# function (its identity signature) -> the only service whose role may execute it: functions that run as
+# their owner for what PostgreSQL lets only a relation's owner do (migration 1040). Revoked from public.
+FUNCTIONS: dict[str, str] = {
+    "meter_data_brin_summarize()": "aggregator",
+    "meter_data_brin_desummarize(block bigint)": "aggregator",
+}
+
 # owner -> what it publishes for the other services to read: its read model, a contract it versions in
 # migrations like any other (a column renamed there is a change for its readers). Everything else of the
 # owner is private: tests/test_ownership.py fails on SQL in another service that names it.
@@ -153,21 +161,28 @@ def writable(service: str) -> list[str]:
 @dataclass(frozen=True)
 class SchemaRelations:
     """What exists in a schema, by what the grants need: plain tables (writable by their owner),
-    everything readable (tables, views, materialized and foreign tables) and sequences."""
+    everything readable (tables, views, materialized and foreign tables), sequences and the functions
+    (by identity signature) that :data:`FUNCTIONS` grants."""
 
     tables: frozenset[str]
     readable: frozenset[str]
     sequences: frozenset[str]
+    functions: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, relations: Iterable[tuple[str, str]]) -> SchemaRelations:
-        """From ``(relname, relkind)`` rows of ``pg_class``."""
+    def of(cls, relations: Iterable[tuple[str, str]], functions: Iterable[str] = ()) -> SchemaRelations:
+        """From ``(relname, relkind)`` rows of ``pg_class`` and the schema's function signatures."""
         by_kind: dict[str, set[str]] = {}
         for name, kind in relations:
             by_kind.setdefault(kind, set()).add(name)
         tables = by_kind.get("r", set()) | by_kind.get("p", set())
         views = by_kind.get("v", set()) | by_kind.get("m", set()) | by_kind.get("f", set())
-        return cls(frozenset(tables), frozenset(tables | views), frozenset(by_kind.get("S", set())))
+        return cls(
+            frozenset(tables),
+            frozenset(tables | views),
+            frozenset(by_kind.get("S", set())),
+            frozenset(functions),
+        )
 
 
 def grant_statements(schema: str, relations: SchemaRelations) -> list[sql.Composed]:
@@ -203,6 +218,14 @@ def grant_statements(schema: str, relations: SchemaRelations) -> list[sql.Compos
             statements.append(
                 sql.SQL("grant insert, update, delete, truncate on {} to {}").format(
                     listed(owned), sql.Identifier(role)
+                )
+            )
+    for signature, service in FUNCTIONS.items():
+        if signature in relations.functions:
+            # The signature is this module's own text, not input: it is spliced as SQL.
+            statements.append(
+                sql.SQL("grant execute on function {}.{} to {}").format(
+                    sql.Identifier(schema), sql.SQL(signature), sql.Identifier(ROLES[service])
                 )
             )
     return statements

@@ -592,8 +592,9 @@ async def set_rolled(conn: Conn, until: datetime) -> None:
     )
 
 
-# meter_data's BRIN index on ts and its pages per range (migration 0240; plain PostgreSQL only).
-_TS_BRIN = "meter_data_ts_brin"
+# Pages per range of meter_data's BRIN index on ts (migration 0240; plain PostgreSQL only). The index is
+# summarized and desummarized through functions that run as its owner (migration 1040): PostgreSQL lets
+# only the owner do either, and the aggregator connects as its own role.
 _TS_BRIN_PAGES = 32
 
 
@@ -609,7 +610,7 @@ async def summarize_new_ranges(conn: Conn) -> bool:
     try:
         async with conn.transaction():
             await conn.execute("set local lock_timeout = '100ms'")
-            await conn.execute("select brin_summarize_new_values(%s::regclass)", (_TS_BRIN,))
+            await conn.execute("select meter_data_brin_summarize()")
     except psycopg.errors.LockNotAvailable:
         return False
     return True
@@ -626,8 +627,8 @@ async def apply_retention(conn: Conn, before: datetime) -> int:
         "with gone as (delete from meter_data where ts < %s returning ctid), "
         "ranges as (select distinct (ctid::text::point)[0]::bigint / %s * %s as block from gone) "
         "select (select count(*) from gone), "
-        "(select count(brin_desummarize_range(%s::regclass, block)) from ranges)",
-        (before, _TS_BRIN_PAGES, _TS_BRIN_PAGES, _TS_BRIN),
+        "(select count(meter_data_brin_desummarize(block)) from ranges)",
+        (before, _TS_BRIN_PAGES, _TS_BRIN_PAGES),
     )
     row = await cur.fetchone()
     deleted = int(row[0]) if row else 0
