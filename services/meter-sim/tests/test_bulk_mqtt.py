@@ -106,6 +106,19 @@ def test_packets_match_the_mqtt_layout() -> None:
     )
 
 
+def test_acknowledgements_are_taken_from_any_cut_of_the_stream() -> None:
+    """PUBACKs arrive in chunks the socket chooses: every cut leaves the incomplete rest for the next one,
+    and packets we never asked for (a PINGRESP, one with a multi-byte length) are skipped."""
+    other = b"\x30\xc8\x01" + b"y" * 200  # a 200-byte packet: a two-byte length
+    stream = b"\x40\x02\x00\x01" + b"\xd0\x00" + other + b"\x40\x02\x01\x02" + b"\x40\x02\xff\xff"
+    for cut in range(len(stream) + 1):
+        unacked = {1, 258, 65535, 7}
+        rest = BulkPublisher._parse(stream[:cut], unacked)
+        rest = BulkPublisher._parse(rest + stream[cut:], unacked)
+        assert rest == b""
+        assert unacked == {7}
+
+
 def _secure_broker_files(folder: Path, base: str) -> tuple[dict[str, str], BrokerAuth, BrokerTls]:
     """Every service's login, the ACL and a generated CA and server certificate (as compose has them)."""
     folder.chmod(0o755)

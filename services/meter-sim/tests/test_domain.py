@@ -7,16 +7,17 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridsim_meter_sim import domain, solar
 from gridsim_meter_sim.domain import DerRow, MeterRow
-from gridsim_meter_sim.publisher import encode_batches
+from gridsim_meter_sim.publisher import _columns, _layout, _meter_messages, encode_batches
 from gridsim_shared import weather
 from gridsim_shared.climate import climate_named
-from gridsim_shared.messages import ReadingBatch
+from gridsim_shared.messages import MeterReading, ReadingBatch
 
 SF = (37.7749, -122.4194)
 # (profile, base kWh/min, power factor) from the seed's chart and the catalogue
@@ -190,6 +191,38 @@ def test_a_batch_round_trips_through_the_message_model(spec: list[tuple], when: 
         for i, reading in zip(rows, batch.rows(), strict=True):
             assert reading.consumption_kWh == pytest.approx(r.consumption_kwh[i], abs=1e-6)
             assert (reading.production_kWh is None) == (not fleet.prosumer[i])
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(fleet_strategy, when_strategy, st.booleans())
+def test_per_meter_messages_are_each_meters_reading(
+    spec: list[tuple], when: datetime, registers: bool
+) -> None:  # type: ignore[type-arg]
+    fleet = build(spec)
+    r = domain.simulate(fleet, when, 60)
+    regs = (
+        {
+            "import_kWh": r.consumption_kwh * 7.0,
+            "export_kWh": np.zeros(len(fleet)),
+            "import_kVARh": r.reactive_kvar,
+        }
+        if registers
+        else None
+    )
+    layout = _layout(fleet, "base")
+    messages = _meter_messages(fleet, r, layout, regs)
+    rows = [i for i in range(len(fleet)) if r.active[i]]
+    assert [topic for topic, _ in messages] == [layout.meter_topics[i] for i in rows]
+    # The same bytes as one dict per meter through orjson (the encoding it replaced), null for NaN.
+    columns = _columns(r) | (regs or {})
+    for i, (_, payload) in zip(rows, messages, strict=True):
+        row = {"meter_id": int(fleet.meter_id[i]), "meter_code": fleet.meter_code[i]}
+        row |= {"timestamp": r.timestamp, "interval_s": r.interval_s}
+        row |= {name: None if math.isnan(v[i]) else float(v[i]) for name, v in columns.items()}
+        assert payload == orjson.dumps(row)
+        reading = MeterReading.model_validate_json(payload)
+        assert (reading.production_kWh is None) == (not fleet.prosumer[i])
+        assert (reading.import_kWh is not None) == registers
 
 
 # ------------------------------------------------------------------------------------------ the seed

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import struct
@@ -33,6 +34,7 @@ _CONNECT, _CONNACK, _PUBLISH_QOS1, _PUBACK, _PINGREQ, _PINGRESP = 0x10, 0x20, 0x
 _WINDOW = 16_384
 
 
+@functools.lru_cache(maxsize=4096)  # a fleet's messages have a few hundred distinct lengths
 def _remaining_length(n: int) -> bytes:
     """MQTT's variable-length integer."""
     out = bytearray()
@@ -48,10 +50,14 @@ def _string(value: str | bytes) -> bytes:
     return struct.pack(">H", len(raw)) + raw
 
 
+# Every packet identifier's two bytes, built once (one framing per message: ~1 µs saved on each).
+_PACKET_IDS = [i.to_bytes(2, "big") for i in range(65_536)]
+
+
 def publish_packet(topic: bytes, packet_id: int, payload: bytes) -> bytes:
     """A QoS 1 PUBLISH packet (``topic``: the UTF-8 name with its 2-byte length prefix)."""
     body = len(topic) + 2 + len(payload)
-    return b"".join((b"\x32", _remaining_length(body), topic, packet_id.to_bytes(2, "big"), payload))
+    return b"\x32%b%b%b%b" % (_remaining_length(body), topic, _PACKET_IDS[packet_id], payload)
 
 
 def connect_packet(client_id: str, username: str | None, password: str | None, keepalive_s: int) -> bytes:
@@ -106,30 +112,53 @@ class BulkPublisher:
         self._ping_task = asyncio.create_task(self._ping(writer), name=f"bulk-ping-{self.client_id}")
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
-        """PUBACKs (and PINGRESPs) until the connection ends."""
+        """PUBACKs (and PINGRESPs) until the connection ends.
+
+        Read in chunks and parsed from a buffer: two ``readexactly`` awaits per 4-byte PUBACK were ~5 %
+        of meter-sim's CPU with ``publish = both`` (10,000 PUBACKs an interval at 10k meters).
+        """
         unacked = self._unacked
+        buffer = b""
         try:
             while True:
-                head = await reader.readexactly(2)
-                kind, length = head[0] & 0xF0, head[1]
-                if length & 0x80:  # not a PUBACK or PINGRESP: skip a packet we never asked for
-                    shift, length = 7, length & 0x7F
-                    while True:
-                        b = (await reader.readexactly(1))[0]
-                        length |= (b & 0x7F) << shift
-                        shift += 7
-                        if not b & 0x80:
-                            break
-                body = await reader.readexactly(length) if length else b""
-                if kind == _PUBACK:
-                    unacked.discard(int.from_bytes(body[:2], "big"))
-                    if not unacked:
-                        self._drained.set()
-        except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
+                chunk = await reader.read(65_536)
+                if not chunk:
+                    msg = "the broker closed the connection"
+                    raise ConnectionError(msg)
+                buffer += chunk
+                buffer = self._parse(buffer, unacked)
+                if not unacked:
+                    self._drained.set()
+        except (ConnectionError, OSError) as exc:
             _LOGGER.warning("bulk publisher connection lost (%s)", exc)
         finally:
             self._lost.set()
             self._drained.set()  # wake the waiter: it sees the connection gone and publishes again
+
+    @staticmethod
+    def _parse(buffer: bytes, unacked: set[int]) -> bytes:
+        """Take the whole packets off ``buffer`` (PUBACKs acknowledge; any other packet is skipped);
+        return the incomplete rest."""
+        pos, end = 0, len(buffer)
+        while end - pos >= 2:
+            kind, length, head = buffer[pos] & 0xF0, buffer[pos + 1], 2
+            if length & 0x80:  # a longer packet than we ever ask for: its variable-length size
+                length, shift = length & 0x7F, 7
+                while True:
+                    if pos + head >= end:
+                        return buffer[pos:]
+                    b = buffer[pos + head]
+                    head += 1
+                    length |= (b & 0x7F) << shift
+                    shift += 7
+                    if not b & 0x80:
+                        break
+            if end - pos < head + length:
+                break
+            if kind == _PUBACK:
+                unacked.discard(int.from_bytes(buffer[pos + head : pos + head + 2], "big"))
+            pos += head + length
+        return buffer[pos:]
 
     async def _ping(self, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, OSError, RuntimeError):

@@ -12,7 +12,6 @@ once (:mod:`gridsim_meter_sim.bulk_mqtt`): one paho call per message was the bot
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -65,6 +64,7 @@ class _Layout:
 
     batch_topics: list[str]
     meter_topics: list[bytes]  # as a PUBLISH carries them (length-prefixed UTF-8)
+    meter_heads: list[bytes]  # b'{"meter_id":1,"meter_code":"M1",' per meter: each per-meter message's start
     # b'"meter_id":[...],"meter_code":[...]' per transformer, for the all-meters-active case.
     static_parts: list[bytes]
 
@@ -75,6 +75,10 @@ def _layout(fleet: Fleet, base: str) -> _Layout:
     ]
     meter_topics: list[bytes] = []
     static_parts: list[bytes] = []
+    meter_heads = [
+        orjson.dumps({"meter_id": i, "meter_code": c})[:-1] + b","
+        for i, c in zip(fleet.meter_id.tolist(), fleet.meter_code, strict=True)
+    ]
     for t, (u, f, tr) in enumerate(fleet.transformer_codes):
         start, stop = int(fleet.transformer_bounds[t]), int(fleet.transformer_bounds[t + 1])
         codes = fleet.meter_code[start:stop]
@@ -82,7 +86,7 @@ def _layout(fleet: Fleet, base: str) -> _Layout:
             encode_topic(channels.READING.topic(base, MeterPath(u, f, tr, slug(c)))) for c in codes
         )
         static_parts.append(_static(fleet.meter_id[start:stop], codes))
-    return _Layout(batch_topics, meter_topics, static_parts)
+    return _Layout(batch_topics, meter_topics, meter_heads, static_parts)
 
 
 def _static(ids: npt.NDArray[np.int64], codes: list[str]) -> bytes:
@@ -149,23 +153,34 @@ def _meter_messages(
     registers: dict[str, npt.NDArray[np.float64]] | None = None,
 ) -> list[tuple[bytes, bytes]]:
     """One :class:`MeterReading` JSON per active meter (for subscribers that want single meters), with
-    its encoded topic."""
+    its encoded topic.
+
+    Built column-wise: each column is encoded once by orjson (NaN → null, the same text as a Python float)
+    and split into its values, then each message is one ``%`` of a template with the meter's static head.
+    A dict and an ``orjson.dumps`` per meter cost ~7.5 µs a message (75 ms an interval at 10k meters, most
+    of meter-sim's CPU with ``publish = both``); this is ~2 µs, with the same bytes.
+    """
     columns = _columns(readings) | (registers or {})
-    names = list(columns)
-    lists = []
-    for values in columns.values():
-        listed: list[float | None] = values.tolist()
-        if np.isnan(values).any():  # NaN → null (consumers' production), once per column, not per value
-            listed = [None if v is None or math.isnan(v) else v for v in listed]
-        lists.append(listed)
-    common = {"timestamp": readings.timestamp, "interval_s": readings.interval_s}
-    ids = fleet.meter_id.tolist()
-    messages = []
-    for i in np.flatnonzero(readings.active).tolist():
-        row: dict[str, Any] = {"meter_id": ids[i], "meter_code": fleet.meter_code[i], **common}
-        row.update(zip(names, [values[i] for values in lists], strict=True))
-        messages.append((layout.meter_topics[i], orjson.dumps(row)))
-    return messages
+    rows = np.flatnonzero(readings.active)
+    if not len(rows):
+        return []
+    every = len(rows) == len(readings.active)
+    common = orjson.dumps({"timestamp": readings.timestamp, "interval_s": readings.interval_s})[1:-1]
+    template = (
+        b"%b"
+        + common.replace(b"%", b"%%")
+        + b"".join(b',"' + name.encode() + b'":%b' for name in columns)
+        + b"}"
+    )
+    # A column's values as JSON numbers (or null): none of them contains a comma.
+    values = [
+        orjson.dumps(column if every else column[rows], option=_OPTS)[1:-1].split(b",")
+        for column in columns.values()
+    ]
+    picked = rows.tolist()
+    heads = layout.meter_heads if every else [layout.meter_heads[i] for i in picked]
+    topics = layout.meter_topics if every else [layout.meter_topics[i] for i in picked]
+    return list(zip(topics, [template % fields for fields in zip(heads, *values, strict=True)], strict=True))
 
 
 @dataclass(frozen=True)
