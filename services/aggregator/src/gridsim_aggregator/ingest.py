@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 
 from gridsim_aggregator import domain, repository
+from gridsim_aggregator.batch_decode import decode_batch
 from gridsim_aggregator.domain import Readings, VoltageTracker
 from gridsim_aggregator.repository import BatchReceipt
 from gridsim_aggregator.settings import AggregatorSettings
@@ -122,24 +123,23 @@ class Ingestor:
         """Raw handler of the batch subscription."""
         self._seq += 1
         try:
-            batch, path = channels.BATCH.decode(self.base, topic, payload)
-            readings = domain.readings_from_batch(batch)
-        except (ValidationError, topics.TopicError, ValueError) as exc:
+            incoming = decode_batch(payload)
+            path = channels.BATCH.template.parse(self.base, topic)
+        except (
+            ValidationError,
+            topics.TopicError,
+            ValueError,
+            OverflowError,
+        ) as exc:  # overflow: an id past int64
             self.counters.malformed += 1
             _LOGGER.warning("malformed batch on %s (%s): %.200r", topic, exc, payload)
             if await self._dead_letter(topic, payload, f"malformed: {exc}"):
                 ack()
             return
+        readings, expected = incoming.readings, incoming.expected
         first = int(readings.meter_id.min()) if len(readings) else 0
         receipt = BatchReceipt(
-            readings.ts, path.transformer, first, domain.batch_totals(readings), batch.sent_at
-        )
-        expected = (
-            (batch.shard, batch.interval_batches, batch.interval_readings)
-            if batch.shard is not None
-            and batch.interval_batches is not None
-            and batch.interval_readings is not None
-            else None
+            readings.ts, path.transformer, first, domain.batch_totals(readings), incoming.sent_at
         )
         self._buffer.append(_Item(self._seq, readings, receipt, ack, topic, payload, expected))
         self._buffered_rows += len(readings)
