@@ -24,7 +24,7 @@ import psycopg
 from psycopg import sql
 
 from gridsim_meter_sim import domain
-from gridsim_meter_sim.fleet_repository import load_fleet_rows
+from gridsim_meter_sim.fleet_repository import load_fleet
 from gridsim_meter_sim.world import default_world_path, load_world, read_world
 from gridsim_shared.db import apply_migrations, open_pool
 from gridsim_shared.settings import DbSettings
@@ -41,8 +41,8 @@ async def run(url: str) -> dict[str, Any]:
         async with open_pool(DbSettings(url=url, schema_name=schema)) as pool:
             async with pool.connection() as conn, conn.transaction():
                 await load_world(conn, read_world(default_world_path()))
-            meters, ders = await load_fleet_rows(pool, 0, 1)
-        fleet = domain.build_fleet(42, meters, ders)
+            columns = await load_fleet(pool, 0, 1)
+        fleet = domain.build_fleet_from(42, columns)
         bounds = fleet.transformer_bounds
         names = [codes[2] for codes in fleet.transformer_codes]
         report: dict[str, Any] = {"meters": len(fleet), "days": {}}

@@ -35,7 +35,8 @@ from psycopg import sql
 
 from gridsim_meter_sim import domain as sim
 from gridsim_meter_sim import loads as load_model
-from gridsim_meter_sim.fleet_repository import load_fleet_rows
+from gridsim_meter_sim import shapes
+from gridsim_meter_sim.fleet_repository import load_fleet
 from gridsim_meter_sim.flex import FlexPlan, FlexRow
 from gridsim_meter_sim.world import default_world_path, load_world, read_world
 from gridsim_shared.db import apply_migrations, open_pool
@@ -54,29 +55,35 @@ LEVEL = 2
 EVENT_ID = 1
 
 
-async def _rows(url: str) -> tuple[list[sim.MeterRow], list[sim.DerRow]]:
+async def _rows(url: str) -> sim.FleetColumns:
     schema = f"bench_{secrets.token_hex(4)}"
     await apply_migrations(url, schema)
     try:
         async with open_pool(DbSettings(url=url, schema_name=schema)) as pool:
             async with pool.connection() as conn, conn.transaction():
                 await load_world(conn, read_world(default_world_path()))
-            return await load_fleet_rows(pool, 0, 1)
+            return await load_fleet(pool, 0, 1)
     finally:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             await conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
 
 
-def participants(meters: list[sim.MeterRow], ders: list[sim.DerRow]) -> dict[int, tuple[float, float]]:
+def participants(columns: sim.FleetColumns) -> dict[int, tuple[float, float]]:
     """Homes with flexible load: meter id -> (flexible kW, rated kW)."""
-    homes = {m.meter_id for m in meters if m.er_kind == "home"}
+    homes = set(columns.meter_id[columns.kind == shapes.KINDS.index("home")].tolist())
     out: dict[int, list[float]] = {}
-    for d in ders:
-        if d.er_meter_id not in homes or d.role != "consumption":
+    for meter, appliance, quantity in zip(
+        columns.der_meter_id.tolist(),
+        columns.der_appliance.tolist(),
+        columns.der_quantity.tolist(),
+        strict=True,
+    ):
+        a = columns.appliances[appliance]
+        if meter not in homes or a.role != "consumption":
             continue
-        kw = d.base_kwh_per_min * 60 * d.quantity
-        flex, rated = out.setdefault(d.er_meter_id, [0.0, 0.0])
-        out[d.er_meter_id] = [flex + (kw if d.profile in FLEXIBLE_PROFILES else 0.0), rated + kw]
+        kw = a.base_kwh_per_min * 60 * quantity
+        flex, rated = out.setdefault(meter, [0.0, 0.0])
+        out[meter] = [flex + (kw if a.profile in FLEXIBLE_PROFILES else 0.0), rated + kw]
     return {m: (f, r) for m, (f, r) in out.items() if f > 0}
 
 
@@ -104,9 +111,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--start-hour", type=int, default=17, help="local hour the event starts")
     args = parser.parse_args()
-    meters, ders = asyncio.run(_rows(DB_URL))
-    fleet = sim.build_fleet(args.seed, meters, ders)
-    flex = participants(meters, ders)
+    columns = asyncio.run(_rows(DB_URL))
+    fleet = sim.build_fleet_from(args.seed, columns)
+    flex = participants(columns)
     rows = {int(m): i for i, m in enumerate(fleet.meter_id.tolist())}
     start = EVENT_DAY + timedelta(hours=args.start_hour)
     end = start + timedelta(hours=1)
@@ -149,7 +156,7 @@ def main() -> None:
     result = {
         "seed": args.seed,
         "event": f"{start.isoformat()} to {end.isoformat()} (local {args.start_hour}:00-{args.start_hour + 1}:00)",
-        "homes": int(sum(1 for m in meters if m.er_kind == "home")),
+        "homes": int((columns.kind == shapes.KINDS.index("home")).sum()),
         "enrolled": len(flex),
         "responding": len(responders),
         "hvac_offset_C": offset_c,

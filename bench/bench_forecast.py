@@ -33,7 +33,7 @@ from psycopg import sql
 from gridsim_meter_sim import domain as sim
 from gridsim_meter_sim import loads as load_model
 from gridsim_meter_sim.domain import DerRow, MeterRow
-from gridsim_meter_sim.fleet_repository import load_fleet_rows
+from gridsim_meter_sim.fleet_repository import load_fleet
 from gridsim_meter_sim.world import default_world_path, load_world, read_world
 from gridsim_shared import climate as climate_model
 from gridsim_shared.db import apply_migrations, open_pool
@@ -63,8 +63,8 @@ async def demo_fleet(url: str, seed: int) -> sim.Fleet:
         async with open_pool(DbSettings(url=url, schema_name=schema)) as pool:
             async with pool.connection() as conn, conn.transaction():
                 await load_world(conn, read_world(default_world_path()))
-            meters, ders = await load_fleet_rows(pool, 0, 1)
-        return sim.build_fleet(seed, meters, ders)
+            columns = await load_fleet(pool, 0, 1)
+        return sim.build_fleet_from(seed, columns)
     finally:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
             await conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))

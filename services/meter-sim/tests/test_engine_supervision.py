@@ -187,7 +187,7 @@ async def test_a_fleet_load_slower_than_the_watchdog_is_not_a_stall(
     meters at load 16: no interval published)."""
     settings = settings.model_copy(update={"supervision": FAST.model_copy(update={"stall_after_s": 1.0})})
     await insert_world(settings)
-    real_build = domain.build_fleet
+    real_build = domain.build_fleet_from
     loads: list[int] = []
 
     def slow_build(*args: Any) -> Any:
@@ -195,7 +195,7 @@ async def test_a_fleet_load_slower_than_the_watchdog_is_not_a_stall(
         time.sleep(4.0)  # four stall periods
         return real_build(*args)
 
-    monkeypatch.setattr(domain, "build_fleet", slow_build)
+    monkeypatch.setattr(domain, "build_fleet_from", slow_build)
     async with meter_sim(settings) as bus:
         batches = await Collector(bus, channels.BATCH).start()
         statuses = await Collector(bus, channels.STATUS, service="meter-sim").start()

@@ -168,8 +168,8 @@ async def test_the_demo_world_keeps_its_voltage_standard_and_pv_at_unity_power_f
     demo = with_demo_world(settings)
     async with open_pool(demo.db) as pool:
         assert await load_demo_world(pool, demo) is not None
-        meters, ders = await fleet_repository.load_fleet_rows(pool, 0, 1)
-    fleet = domain.build_fleet(42, meters, ders)
+        columns = await fleet_repository.load_fleet(pool, 0, 1)
+    fleet = domain.build_fleet_from(42, columns)
     low, high = standards.band_at(37.77, -122.42)
     assert (low, high) == (228.0, 252.0)
     realistic_pv = fleet.prosumer & ~fleet.flat
@@ -185,3 +185,111 @@ async def test_the_demo_world_keeps_its_voltage_standard_and_pv_at_unity_power_f
             produced += float(np.nansum(r.production_kwh[realistic_pv]))
         per_kwp = produced / kwp.sum()
         assert 0.3 < per_kwp < 6.6  # a clear June day gives ~6 kWh/kWp, a dull December one much less
+
+
+# The fleet as it was read before the columnar read: one row per leaf meter and per DER (the oracle).
+_ROW_METERS = """
+select m.id as meter_id, m.code as meter_code, er.type as er_type, er.kind as er_kind, er.profile as er_profile,
+       m.load_factor_consumption, m.load_factor_production, m.status in ('online', 'tampered') as online,
+       coalesce(m.latitude, er.latitude, t.latitude, f.latitude, u.latitude, 0) as latitude,
+       coalesce(m.longitude, er.longitude, t.longitude, f.longitude, u.longitude, 0) as longitude,
+       t.id as transformer_id, t.code as transformer_code, t.capacity_kva as transformer_kva,
+       f.code as feeder_code, u.code as utility_code, f.id as feeder_id
+from meters m
+join energy_resources er on er.id = m.er_id
+left join meters parent on parent.id = m.parent_id
+join grid_nodes t on t.id = coalesce(m.transformer_id, parent.transformer_id) and t.level = 'transformer'
+join grid_nodes f on f.id = t.parent_id and f.level = 'feeder'
+join grid_nodes u on u.id = f.parent_id and u.level = 'utility'
+where not exists (select 1 from meters child where child.parent_id = m.id)
+"""
+_ROW_DERS = """
+select m.id as er_meter_id, a.profile, a.role, a.base_kwh_per_min, a.power_factor, d.quantity, d.capacity_kw,
+       a.name as appliance, d.tilt_deg, d.azimuth_deg
+from ders d join appliances a on a.id = d.appliance_id join meters m on m.er_id = d.er_id
+where d.switched_on and d.lifecycle = 'connected'
+order by m.id, d.id
+"""
+
+
+def _same_fleet(a: domain.Fleet, b: domain.Fleet) -> None:
+    for name in (
+        "meter_id",
+        "transformer",
+        "kind",
+        "flat",
+        "prosumer",
+        "online",
+        "k_consumption",
+        "k_production",
+        "latitude",
+        "longitude",
+        "seed_base_kwh_per_min",
+        "solar_kw",
+        "feeder",
+        "transformer_kva",
+        "transformer_bounds",
+        "nominal_v",
+        "voltage_offset",
+    ):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert a.meter_code == b.meter_code
+    assert a.transformer_codes == b.transformer_codes
+    np.testing.assert_array_equal(a.pv.row, b.pv.row)
+    np.testing.assert_array_equal(a.pv.kwp, b.pv.kwp)
+    assert [g.cls.name for g in a.loads.groups] == [g.cls.name for g in b.loads.groups]
+    for ga, gb in zip(a.loads.groups, b.loads.groups, strict=True):
+        for name in ("row", "rated_kw", "tan_phi", "keys", "shape"):
+            np.testing.assert_array_equal(
+                getattr(ga, name), getattr(gb, name), err_msg=f"{ga.cls.name}.{name}"
+            )
+    np.testing.assert_array_equal(a.loads.always_on_kw, b.loads.always_on_kw)
+
+
+@pytest.mark.integration
+async def test_the_fleet_read_as_columns_is_the_fleet_read_row_by_row(settings: Settings) -> None:
+    """The engine's columnar read (one bytea per column, joined in numpy) builds, for every shard, the same
+    fleet as the leaf meters and DERs read one row each (an apartment's child meters under its
+    transformer, offline meters, locations from the meter, its ER or its transformer, flat profiles, rated PV, tilted arrays, transformers without a rating)."""
+    demo = with_demo_world(settings)
+    async with open_pool(demo.db) as pool:
+        assert await load_demo_world(pool, demo) is not None
+        async with pool.connection() as conn:
+            await conn.execute("update meters set status = 'offline' where id % 17 = 3")
+            await conn.execute("update meters set latitude = null, longitude = null where id % 3 = 1")
+            await conn.execute(
+                "update energy_resources set latitude = null, longitude = null where id % 2 = 0"
+            )
+            await conn.execute("update energy_resources set profile = 'flat' where id % 13 = 5")
+            await conn.execute("update ders set capacity_kw = 3.5 + id % 3 where id % 5 = 0")
+            await conn.execute("update ders set tilt_deg = 30, azimuth_deg = 200 where id % 7 = 0")
+            await conn.execute("update ders set switched_on = false where id % 23 = 0")
+            await conn.execute(
+                "update grid_nodes set capacity_kva = null where id % 4 = 0 and level = 'transformer'"
+            )
+            cur = await conn.execute(_ROW_METERS)
+            names = [c.name for c in cur.description or []]
+            rows = [dict(zip(names, row, strict=True)) for row in await cur.fetchall()]
+            cur = await conn.execute(_ROW_DERS)
+            names = [c.name for c in cur.description or []]
+            ders = [domain.DerRow(**dict(zip(names, row, strict=True))) for row in await cur.fetchall()]
+            cur = await conn.execute("select id from grid_nodes where level = 'feeder' order by id")
+            feeders = [row[0] for row in await cur.fetchall()]
+            cur = await conn.execute(
+                "select code from meters where parent_id is not null and er_id is not null"
+            )
+            children = {row[0] for row in await cur.fetchall()}
+        assert children
+        assert children <= {row["meter_code"] for row in rows}
+        assert not all(row["online"] for row in rows)
+        for shard, shards in ((0, 1), (0, 2), (1, 2)):
+            mine = set(feeders[shard::shards])
+            meters = [
+                domain.MeterRow(**{k: v for k, v in row.items() if k != "feeder_id"})
+                for row in rows
+                if row["feeder_id"] in mine
+            ]
+            expected = domain.build_fleet(42, meters, ders)
+            got = domain.build_fleet_from(42, await fleet_repository.load_fleet(pool, shard, shards))
+            assert len(got) == len(meters) > 0
+            _same_fleet(got, expected)

@@ -24,11 +24,14 @@ from gridsim_shared import climate as climates_
 __all__ = [
     "NOMINAL_V",
     "Adjustment",
+    "ApplianceRow",
     "DerRow",
     "Fleet",
+    "FleetColumns",
     "MeterRow",
     "Readings",
     "build_fleet",
+    "build_fleet_from",
     "seed_consumption_kwh",
     "seed_current_a",
     "simulate",
@@ -95,6 +98,100 @@ class DerRow:
 
 
 @dataclass(frozen=True)
+class FleetColumns:
+    """The fleet as the repository reads it: one array per attribute rather than an object per meter
+    and per DER (a million-meter fleet is a million meters and four million DERs).
+
+    Meters: the leaf meters in any order, locations resolved (meter, else ER, else grid node).
+    Transformers: at least those the meters sit under. DERs: switched on and connected, in the order
+    a loop over them would take (meter id, then DER id); a DER of a meter not in the fleet is skipped.
+    """
+
+    meter_id: I64
+    meter_code: list[str]
+    transformer_id: I64  # per meter
+    kind: npt.NDArray[np.intp]  # per meter: position in shapes.KINDS (an unknown kind: 0)
+    prosumer: BOOL
+    flat: BOOL  # the ER's profile is the seed's flat formula
+    online: BOOL
+    k_consumption: F64
+    k_production: F64
+    latitude: F64
+    longitude: F64
+    transformer_ids: I64  # per transformer
+    transformer_codes: list[tuple[str, str, str]]  # per transformer: (utility, feeder, transformer)
+    transformer_kva: F64  # per transformer: NaN without a rating
+    der_meter_id: I64  # per DER: the meter its ER is linked to
+    der_appliance: npt.NDArray[np.intp]  # per DER: position in ``appliances``
+    der_quantity: I64
+    der_capacity_kw: F64  # NaN: none given
+    der_tilt_deg: F64  # NaN: the default (20°)
+    der_azimuth_deg: F64  # NaN: the default (facing the equator)
+    appliances: list[ApplianceRow]
+
+    @classmethod
+    def of(cls, meters: Sequence[MeterRow], ders: Sequence[DerRow]) -> FleetColumns:
+        """The columns of rows read one object each."""
+        transformers: dict[int, tuple[tuple[str, str, str], float | None]] = {}
+        for m in meters:
+            codes = (m.utility_code, m.feeder_code, m.transformer_code)
+            transformers.setdefault(m.transformer_id, (codes, m.transformer_kva))
+        kind_of = {k: i for i, k in enumerate(shapes.KINDS)}
+        appliances: dict[ApplianceRow, int] = {}
+        for d in ders:
+            appliances.setdefault(
+                ApplianceRow(d.appliance, d.profile, d.role, d.base_kwh_per_min, d.power_factor),
+                len(appliances),
+            )
+
+        def floats(values: list[float | None]) -> F64:
+            return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+        return cls(
+            meter_id=np.array([m.meter_id for m in meters], dtype=np.int64),
+            meter_code=[m.meter_code for m in meters],
+            transformer_id=np.array([m.transformer_id for m in meters], dtype=np.int64),
+            kind=np.array([kind_of.get(m.er_kind, 0) for m in meters], dtype=np.intp),
+            prosumer=np.array([m.er_type == "prosumer" for m in meters], dtype=bool),
+            flat=np.array([m.er_profile == "flat" for m in meters], dtype=bool),
+            online=np.array([m.online for m in meters], dtype=bool),
+            k_consumption=floats([m.load_factor_consumption for m in meters]),
+            k_production=floats([m.load_factor_production for m in meters]),
+            latitude=floats([m.latitude for m in meters]),
+            longitude=floats([m.longitude for m in meters]),
+            transformer_ids=np.array(list(transformers), dtype=np.int64),
+            transformer_codes=[codes for codes, _ in transformers.values()],
+            transformer_kva=floats([kva for _, kva in transformers.values()]),
+            der_meter_id=np.array([d.er_meter_id for d in ders], dtype=np.int64),
+            der_appliance=np.array(
+                [
+                    appliances[
+                        ApplianceRow(d.appliance, d.profile, d.role, d.base_kwh_per_min, d.power_factor)
+                    ]
+                    for d in ders
+                ],
+                dtype=np.intp,
+            ),
+            der_quantity=np.array([d.quantity for d in ders], dtype=np.int64),
+            der_capacity_kw=floats([d.capacity_kw for d in ders]),
+            der_tilt_deg=floats([d.tilt_deg for d in ders]),
+            der_azimuth_deg=floats([d.azimuth_deg for d in ders]),
+            appliances=list(appliances),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ApplianceRow:
+    """A catalogue appliance as the fleet needs it."""
+
+    name: str  # tells a kettle from a microwave (both profile "cooking")
+    profile: str
+    role: str  # consumption | production
+    base_kwh_per_min: float
+    power_factor: float
+
+
+@dataclass(frozen=True)
 class PvPlant:
     """Every PV array of the fleet, and the distinct *sites* whose output per kWp is computed each tick.
 
@@ -115,16 +212,16 @@ class PvPlant:
 
 
 def _pv_plant(
-    arrays: list[tuple[int, float, float, float]],
+    row: npt.NDArray[np.intp],
+    kwp: F64,
+    *,
+    tilt: F64,
+    azimuth: F64,
     cell_of: npt.NDArray[np.intp],
     climate_of: npt.NDArray[np.intp],
     cells: npt.NDArray[np.uint64],
 ) -> PvPlant:
-    """Group ``(row, kWp, tilt°, azimuth°)`` arrays into sites of one cell, climate and orientation."""
-    row = np.array([a[0] for a in arrays], dtype=np.intp)
-    kwp = np.array([a[1] for a in arrays], dtype=np.float64)
-    tilt = np.array([a[2] for a in arrays], dtype=np.float64)
-    azimuth = np.array([a[3] for a in arrays], dtype=np.float64)
+    """Group arrays (fleet ``row``, kWp, tilt°, azimuth°) into sites of one cell, climate and orientation."""
     keys = np.stack([cell_of[row], climate_of[row], np.round(tilt * 100), np.round(azimuth * 100)], axis=1)
     sites, first, site_of = np.unique(
         keys.reshape(len(row), 4), axis=0, return_index=True, return_inverse=True
@@ -252,60 +349,70 @@ def _stable_id(text: str) -> int:
 
 def build_fleet(seed: int, meters: Sequence[MeterRow], ders: Sequence[DerRow]) -> Fleet:
     """Arrays for ``meters`` (any order) and their DERs; rows are sorted by transformer, then meter id."""
-    order = sorted(meters, key=lambda m: (m.transformer_id, m.meter_id))
+    return build_fleet_from(seed, FleetColumns.of(meters, ders))
+
+
+def build_fleet_from(seed: int, columns: FleetColumns) -> Fleet:
+    """The fleet of ``columns``; rows are sorted by transformer, then meter id."""
+    c = columns
+    order = np.lexsort((c.meter_id, c.transformer_id))
+    in_order = bool((order == np.arange(len(order))).all())  # as the repository reads them
     n = len(order)
-    row_of = {m.meter_id: i for i, m in enumerate(order)}
-    meter_id = np.array([m.meter_id for m in order], dtype=np.int64)
+    meter_id = c.meter_id[order]
     key = randomness.meter_keys(seed, meter_id)
 
-    transformer_rows: dict[int, int] = {}
-    transformer_codes: list[tuple[str, str, str]] = []
-    transformer_kva: list[float | None] = []
-    transformer = np.empty(n, dtype=np.intp)
-    for i, m in enumerate(order):
-        t = transformer_rows.get(m.transformer_id)
-        if t is None:
-            t = transformer_rows[m.transformer_id] = len(transformer_codes)
-            transformer_codes.append((m.utility_code, m.feeder_code, m.transformer_code))
-            transformer_kva.append(m.transformer_kva)
-        transformer[i] = t
+    # Transformers in order of first appearance (the rows are sorted by transformer id).
+    ids, transformer = np.unique(c.transformer_id[order], return_inverse=True)
+    transformer = transformer.reshape(-1).astype(np.intp)
+    by_id = np.argsort(c.transformer_ids, kind="stable")
+    position = by_id[np.searchsorted(c.transformer_ids, ids, sorter=by_id)] if n else by_id[:0]
+    transformer_codes = [c.transformer_codes[int(p)] for p in position]
     # Feeders by their codes, hashed to a stable id (the same on every shard and after every reload).
-    feeder_names = [f"{m.utility_code}/{m.feeder_code}" for m in order]
-    feeder_codes, feeder_of = np.unique(np.array(feeder_names, dtype=object), return_inverse=True)
-    feeder_of = feeder_of.astype(np.intp)
-    feeder_ids = np.array([_stable_id(str(c)) for c in feeder_codes], dtype=np.int64)
-    counts = np.bincount(transformer, minlength=len(transformer_codes)) if n else np.zeros(0, np.int64)
+    feeder_names = np.array([f"{u}/{f}" for u, f, _ in transformer_codes], dtype=object)
+    feeder_codes, feeder_of_transformer = np.unique(feeder_names, return_inverse=True)
+    feeder_of = feeder_of_transformer.reshape(-1).astype(np.intp)[transformer]
+    feeder_ids = np.array([_stable_id(str(code)) for code in feeder_codes], dtype=np.int64)
+    counts = np.bincount(transformer, minlength=len(ids)).astype(np.int64)
     bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    kva = np.array(
-        [
-            v if v is not None else max(25.0, DEFAULT_KVA_PER_METER * c)
-            for v, c in zip(transformer_kva, counts, strict=True)
-        ],
-        dtype=np.float64,
-    )
+    rated_kva = c.transformer_kva[position]
+    kva = np.where(np.isnan(rated_kva), np.maximum(25.0, DEFAULT_KVA_PER_METER * counts), rated_kva)
 
-    latitude = np.array([m.latitude for m in order], dtype=np.float64)
-    longitude = np.array([m.longitude for m in order], dtype=np.float64)
-    seed_base = np.zeros(n)
-    solar_kw = np.zeros(n)
-    pv_rows: list[tuple[int, float, float, float]] = []  # (row, kWp, tilt, azimuth)
-    consumers: list[load_model.Der] = []
-    for d in ders:
-        row = row_of.get(d.er_meter_id)
-        if row is None:
-            continue
-        if d.role == "production":
-            rated = d.capacity_kw if d.capacity_kw is not None else d.base_kwh_per_min * 60.0
-            solar_kw[row] += rated * d.quantity
-            tilt = d.tilt_deg if d.tilt_deg is not None else solar.DEFAULT_TILT_DEG
-            azimuth = d.azimuth_deg if d.azimuth_deg is not None else solar.default_azimuth_deg(latitude[row])
-            if order[row].er_type == "prosumer" and order[row].er_profile != "flat":
-                pv_rows.append((row, rated * d.quantity, tilt, azimuth))
-            continue
-        seed_base[row] += d.base_kwh_per_min * d.quantity
-        consumers.append(
-            load_model.Der(row, d.appliance, d.profile, d.base_kwh_per_min * 60.0, d.power_factor, d.quantity)
-        )
+    latitude = c.latitude[order]
+    longitude = c.longitude[order]
+    flat = c.flat[order]
+    prosumer = c.prosumer[order]
+    kind = c.kind[order]
+
+    # Each DER's fleet row (DERs of meters outside the fleet are skipped), in the DERs' order.
+    by_meter = np.argsort(meter_id, kind="stable")
+    at = np.minimum(np.searchsorted(meter_id, c.der_meter_id, sorter=by_meter), max(n - 1, 0))
+    found = (meter_id[by_meter[at]] == c.der_meter_id) if n else np.zeros(len(c.der_meter_id), bool)
+    der_row = by_meter[at[found]].astype(np.intp)
+    appliance = c.der_appliance[found]
+    quantity = c.der_quantity[found]
+    base = np.array([a.base_kwh_per_min for a in c.appliances], dtype=np.float64)[appliance]
+    production = np.array([a.role == "production" for a in c.appliances], dtype=bool)[appliance]
+
+    # Production: rated PV power per meter; arrays of realistic prosumers go to the PV plant.
+    capacity = c.der_capacity_kw[found]
+    rated = np.where(np.isnan(capacity), base * 60.0, capacity)
+    solar_kw = _per_row(der_row[production], (rated * quantity)[production], n)
+    pv = production & prosumer[der_row] & ~flat[der_row]
+    tilt = c.der_tilt_deg[found]
+    azimuth = c.der_azimuth_deg[found]
+    pv_row = der_row[pv]
+    pv_tilt = np.where(np.isnan(tilt[pv]), solar.DEFAULT_TILT_DEG, tilt[pv])
+    equator = np.where(latitude[pv_row] >= 0, 180.0, 0.0)  # solar.default_azimuth_deg, per array
+    pv_azimuth = np.where(np.isnan(azimuth[pv]), equator, azimuth[pv])
+    # Consumption: the seed's base kWh per meter, and the loads model's DERs.
+    consumption = ~production
+    seed_base = _per_row(der_row[consumption], (base * quantity)[consumption], n)
+    consumers = load_model.Ders(
+        row=der_row[consumption],
+        appliance=appliance[consumption],
+        quantity=quantity[consumption],
+        appliances=[(a.name, a.profile, a.base_kwh_per_min * 60.0, a.power_factor) for a in c.appliances],
+    )
 
     nearest = climates_.nearest_climate_index(latitude, longitude)
     used, climate_of = np.unique(nearest, return_inverse=True)
@@ -313,26 +420,31 @@ def build_fleet(seed: int, meters: Sequence[MeterRow], ders: Sequence[DerRow]) -
     all_cells = solar.cloud_cells(latitude, longitude)
     cells, first, cell_of = np.unique(all_cells, return_index=True, return_inverse=True)
     cell_of = cell_of.astype(np.intp)
-    pv = _pv_plant(pv_rows, cell_of, climate_of.astype(np.intp), cells)
-    kind_of = {k: i for i, k in enumerate(shapes.KINDS)}
-    kind = np.array([kind_of.get(m.er_kind, 0) for m in order], dtype=np.intp)
-    flat = np.array([m.er_profile == "flat" for m in order], dtype=bool)
+    pv_plant = _pv_plant(
+        pv_row,
+        (rated * quantity)[pv],
+        tilt=pv_tilt,
+        azimuth=pv_azimuth,
+        cell_of=cell_of,
+        climate_of=climate_of.astype(np.intp),
+        cells=cells,
+    )
     return Fleet(
         meter_id=meter_id,
-        meter_code=[m.meter_code for m in order],
+        meter_code=c.meter_code if in_order else [c.meter_code[int(i)] for i in order],
         key=key,
         transformer=transformer,
         kind=kind,
         flat=flat,
-        prosumer=np.array([m.er_type == "prosumer" for m in order], dtype=bool),
-        online=np.array([m.online for m in order], dtype=bool),
-        k_consumption=np.array([m.load_factor_consumption for m in order], dtype=np.float64),
-        k_production=np.array([m.load_factor_production for m in order], dtype=np.float64),
+        prosumer=prosumer,
+        online=c.online[order],
+        k_consumption=c.k_consumption[order],
+        k_production=c.k_production[order],
         latitude=latitude,
         longitude=longitude,
         seed_base_kwh_per_min=seed_base,
         solar_kw=solar_kw,
-        pv=pv,
+        pv=pv_plant,
         climates=climates,
         climate_of=climate_of.astype(np.intp),
         loads=load_model.build(
@@ -347,7 +459,7 @@ def build_fleet(seed: int, meters: Sequence[MeterRow], ders: Sequence[DerRow]) -
         cloud_cells=cells,
         cloud_cell_of=cell_of,
         voltage_offset=(randomness.uniform(key, _S_VOLT, 0) - 0.5) * 2.0 * METER_SPREAD,
-        nominal_v=np.array([climates[i].nominal_v for i in climate_of], dtype=np.float64),
+        nominal_v=np.array([climate.nominal_v for climate in climates], dtype=np.float64)[climate_of],
         feeder=feeder_of,
         feeder_key=randomness.meter_keys(seed, feeder_ids),
         line_position=0.3 + 0.7 * randomness.uniform(key, _S_POSITION, 0),
@@ -357,6 +469,11 @@ def build_fleet(seed: int, meters: Sequence[MeterRow], ders: Sequence[DerRow]) -
         seed=seed,
         sky=solar.CloudSky(seed, cells, longitude[first], climates, climate_of[first].astype(np.intp)),
     )
+
+
+def _per_row(rows: npt.NDArray[np.intp], values: F64, n: int) -> F64:
+    """``values`` summed per fleet row, in their order (as a loop adding them one by one would)."""
+    return np.asarray(np.bincount(rows, weights=values, minlength=n), dtype=np.float64)
 
 
 def _consumption_kwh_per_min(fleet: Fleet, when: datetime) -> tuple[F64, F64]:

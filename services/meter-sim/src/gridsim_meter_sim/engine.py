@@ -326,10 +326,10 @@ class Engine:
         return self.fleet
 
     async def _load_fleet(self) -> None:
-        meters, ders = await fleet_repository.load_fleet_rows(self.pool, self.shard, self.shards)
+        columns = await fleet_repository.load_fleet(self.pool, self.shard, self.shards)
         spikes = await control_repository.load_spikes(self.pool)
         windows = await flex_repository.load_flex(self.pool)
-        self.fleet = await asyncio.to_thread(domain.build_fleet, self.settings.sim.seed, meters, ders)
+        self.fleet = await asyncio.to_thread(domain.build_fleet_from, self.settings.sim.seed, columns)
         self.spikes = SpikePlan(self.fleet, spikes)
         self.flex = FlexPlan(self.fleet.meter_id, windows)
         _LOGGER.info("fleet loaded: %d meters (shard %d/%d)", len(self.fleet), self.shard, self.shards)

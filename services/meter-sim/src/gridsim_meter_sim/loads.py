@@ -64,6 +64,7 @@ from gridsim_shared import climate as climate_model
 __all__ = [
     "CLASSES",
     "ApplianceClass",
+    "Ders",
     "Flex",
     "Loads",
     "build",
@@ -394,16 +395,29 @@ class Loads:
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
-class Der:
-    """One consumption DER as the load model needs it (a fleet row, not a meter id)."""
+@dataclass(frozen=True)
+class Ders:
+    """A fleet's consumption DERs as the load model needs them: one entry per DER (an appliance ×
+    quantity) as arrays, and the appliances they are. Arrays rather than an object per DER: a
+    million-meter fleet has four million DERs."""
 
-    row: int
-    appliance: str
-    profile: str
-    rated_kw: float
-    power_factor: float
-    quantity: int
+    row: IDX  # per DER: the fleet row (meter), not a meter id
+    appliance: IDX  # per DER: position in ``appliances``
+    quantity: I64  # per DER
+    # Per appliance: (catalogue name, profile, rated kW, power factor). The name tells a kettle from a
+    # microwave (both profile "cooking").
+    appliances: list[tuple[str, str, float, float]]
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+
+def _instances(count: I64) -> tuple[IDX, I64]:
+    """For entries standing for ``count`` instances each: the entry of every instance, and its unit
+    number within the entry (0, 1, ... count - 1)."""
+    entry = np.repeat(np.arange(len(count), dtype=np.intp), count)
+    starts = np.cumsum(count) - count
+    return entry, np.arange(len(entry), dtype=np.int64) - starts[entry]
 
 
 def _instance_keys(meter_keys: U64, cls_index: int, unit: I64) -> U64:
@@ -428,61 +442,93 @@ def build(
     climates: list[climate_model.Climate],
     climate_of: IDX,
     modelled: BOOL,
-    ders: Sequence[Der],
+    ders: Ders,
 ) -> Loads:
     """The load model of a fleet: ``keys``/``kind``/climate per row; ``modelled`` rows (realistic
     profile) get loads, others none (the flat profile is the seed's formula, not a model)."""
     n = len(keys)
     business = kind != _HOME
+    row, quantity = ders.row, ders.quantity
+    # Classified once per appliance, not per DER; businesses run some classes continuously.
+    home_cls = [classify(name, profile) for name, profile, _, _ in ders.appliances]
+    business_cls = [
+        ("motor" if c == "pump" else "constant_business") if c in _BUSINESS_CONTINUOUS else c
+        for c in home_cls
+    ]
+
+    def per_der(values: list[float] | list[bool] | list[int], dtype: type) -> npt.NDArray[np.generic]:
+        return np.array(values, dtype=dtype)[ders.appliance]
+
+    def weighted_sum(rows: IDX, weights: F64) -> F64:  # per fleet row, added in DER order
+        return np.asarray(np.bincount(rows, weights=weights, minlength=n), dtype=np.float64)
+
+    rated_kw: F64 = np.asarray(per_der([a[2] for a in ders.appliances], np.float64), dtype=np.float64)
     # Always-on: homes lognormal (median 110 W + standby below), businesses ~5 % of their non-thermal
-    # rating (emergency lighting, network, standby), apartment common areas likewise.
-    rated_by_row = np.zeros(n)
-    standby = np.zeros(n)
-    for d in ders:
-        cls = CLASSES[classify(d.appliance, d.profile)]
-        if cls.mode in ("continuous", "cycle") and cls.name != "elevator":  # what runs for hours
-            rated_by_row[d.row] += d.rated_kw * d.quantity
-        standby[d.row] += cls.standby_w / 1000.0 * min(d.quantity, _MAX_INSTANCES)
+    # rating (emergency lighting, network, standby), apartment common areas likewise. (bincount adds in
+    # DER order, as a loop over the DERs would.)
+    runs_for_hours = per_der(
+        [CLASSES[c].mode in ("continuous", "cycle") and CLASSES[c].name != "elevator" for c in home_cls], bool
+    )
+    rated_by_row = weighted_sum(row, np.where(runs_for_hours, rated_kw * quantity, 0.0))
+    standby_kw = np.asarray(
+        per_der([CLASSES[c].standby_w / 1000.0 for c in home_cls], np.float64), np.float64
+    )
+    standby = weighted_sum(row, standby_kw * np.minimum(quantity, _MAX_INSTANCES))
     home_base = _lognormal(keys, 1, 0.110, 0.4)
     business_base = np.maximum(0.1, 0.05 * rated_by_row) * _lognormal(keys, 2, 1.0, 0.25)
     always_on = np.where(business, business_base, home_base) + standby
     # A meter whose ER has no appliance switched on (a generator's meter, a vacant home) draws nothing.
     equipped = np.zeros(n, dtype=bool)
-    equipped[[d.row for d in ders if d.quantity > 0]] = True
+    equipped[row[quantity > 0]] = True
     always_on = np.where(modelled & equipped, always_on, 0.0)
 
     shift = np.where(
         business, (_u(keys, 1) * 30 - 15).astype(np.int64), (_u(keys, 1) * 120 - 60).astype(np.int64)
     )
 
-    per_class: dict[str, list[tuple[int, float, float, int, int]]] = {}
-    for d in ders:
-        if not modelled[d.row] or d.quantity <= 0 or d.rated_kw <= 0:
+    # Each modelled DER's class. Continuous loads (lighting, motors) are one share of their total
+    # rating; the rest are instances (up to _MAX_INSTANCES, each standing for quantity / count units).
+    class_names = sorted(set(home_cls) | set(business_cls))
+    index = {c: i for i, c in enumerate(class_names)}
+    cls_of = np.where(
+        business[row],
+        per_der([index[c] for c in business_cls], np.intp),
+        per_der([index[c] for c in home_cls], np.intp),
+    )
+    continuous = np.array(
+        [CLASSES.get(c, CLASSES["constant"]).mode == "continuous" for c in class_names], bool
+    )
+    tan_phi = np.asarray(
+        per_der([math.tan(math.acos(min(max(a[3], 0.01), 1.0))) for a in ders.appliances], np.float64),
+        np.float64,
+    )
+    modelled_der = modelled[row] & (quantity > 0) & (rated_kw > 0)
+    # Per class its instances in DER order, then unit: (row, rated kW × the units it stands for, tan φ, unit).
+    per_class: dict[str, tuple[IDX, F64, F64, I64]] = {}
+    for i, cls_name in enumerate(class_names):
+        selected = np.flatnonzero(modelled_der & (cls_of == i))
+        if not len(selected):
             continue
-        cls_name = classify(d.appliance, d.profile)
-        if business[d.row] and cls_name in _BUSINESS_CONTINUOUS:
-            cls_name = "motor" if cls_name == "pump" else "constant_business"
-        # Continuous loads (lighting, motors) are one share of their total rating; the rest are instances.
-        continuous = CLASSES.get(cls_name, CLASSES["constant"]).mode == "continuous"
-        count = 1 if continuous else min(d.quantity, _MAX_INSTANCES)
-        scale = d.quantity / count
-        tan = math.tan(math.acos(min(max(d.power_factor, 0.01), 1.0)))
-        per_class.setdefault(cls_name, []).extend(
-            (d.row, d.rated_kw * scale, tan, unit, d.quantity) for unit in range(count)
+        count = (
+            np.ones(len(selected), np.int64)
+            if continuous[i]
+            else np.minimum(quantity[selected], _MAX_INSTANCES)
         )
+        entry, unit = _instances(count)
+        picked = selected[entry]
+        scaled = rated_kw[selected] * (quantity[selected] / count)
+        per_class[cls_name] = (row[picked], scaled[entry], tan_phi[picked], unit)
     # Internal gains of businesses: the heat of their non-thermal equipment when open.
     hvac_units = np.zeros(n)
     for name in ("hvac", "heat_pump", "ac", "heater"):
-        for entry in per_class.get(name, []):
-            hvac_units[entry[0]] += 1
+        if name in per_class:
+            hvac_units += np.bincount(per_class[name][0], minlength=n)
 
     groups = []
     names = list(CLASSES)
     for cls_name in sorted(per_class):
-        entries = per_class[cls_name]
+        row, rated, tan, unit = per_class[cls_name]
         cls = CLASSES["constant"] if cls_name == "constant_business" else CLASSES[cls_name]
-        row = np.array([e[0] for e in entries], dtype=np.intp)
-        unit = np.array([e[3] for e in entries], dtype=np.int64)
         ikeys = _instance_keys(keys[row], names.index(cls.name) + (100 if cls_name != cls.name else 0), unit)
         shape_name = cls.shape
         if cls_name == "constant_business":
@@ -490,16 +536,18 @@ def build(
         if shape_name not in shapes.PROFILES:
             shape_name = "constant"
         # A compressor keeps its own rhythm in any building; everything else follows the building.
-        shape = np.array(
-            [_SHAPES.ids[(_HOME if cls.mode == "cycle" else int(kind[r]), shape_name)] for r in row],
-            dtype=np.intp,
-        )
-        rated = np.array([e[1] for e in entries])
+        if cls.mode == "cycle":
+            shape = np.full(len(row), _SHAPES.ids[(_HOME, shape_name)], dtype=np.intp)
+        else:
+            by_kind = np.array(
+                [_SHAPES.ids[(k, shape_name)] for k in range(len(shapes.KINDS))], dtype=np.intp
+            )
+            shape = by_kind[kind[row]]
         group = _Group(
             cls=cls,
             row=row,
             rated_kw=rated,
-            tan_phi=np.array([e[2] for e in entries]),
+            tan_phi=tan,
             keys=ikeys,
             shape=shape,
             business=business[row],
