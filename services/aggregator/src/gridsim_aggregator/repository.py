@@ -9,7 +9,7 @@ redelivered readings change nothing and first deliveries pay no merge.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -114,6 +114,16 @@ async def insert_readings(conn: Conn, payload: bytes) -> set[tuple[datetime, int
     return inserted
 
 
+def float_array(values: Iterable[float]) -> str:
+    """A ``float8[]`` literal of ``values`` (a parameter cast with ``::float8[]``).
+
+    ``repr`` of a float is the shortest text that reads back to the same double, so PostgreSQL stores the
+    same bits; psycopg's list dumping, element by element in Python, cost ~3x as much (~5 % of the
+    aggregator's CPU at 10k meters, py-spy: a flush's receipts and an interval's grid rollups).
+    """
+    return "{" + ",".join(map(repr, map(float, values))) + "}"
+
+
 def readings_payload(batches: Sequence[Readings]) -> bytes:
     """One binary COPY stream for several batches."""
     ts = np.concatenate([np.full(len(b), timestamps_us(b.ts), dtype=np.int64) for b in batches])
@@ -135,7 +145,7 @@ async def record_batches(conn: Conn, receipts: Sequence[BatchReceipt], instance:
         key = (r.ts, r.transformer_code, r.first_meter_id)
         merged[key] = r if key not in merged else _added(merged[key], r)
     receipts = list(merged.values())
-    cols = {name: [float(getattr(r.totals, name)[0]) for r in receipts] for name in SUM_FIELDS}
+    cols = {name: float_array(getattr(r.totals, name)[0] for r in receipts) for name in SUM_FIELDS}
     await conn.execute(
         "insert into ingest_batches (ts, transformer_code, first_meter_id, readings, producers, "
         + ", ".join(SUM_FIELDS)
@@ -332,8 +342,8 @@ async def upsert_grid(conn: Conn, ts: datetime, rollups: Sequence[NodeRollup], h
     if not rollups:
         return
 
-    def col(name: str) -> list[float]:
-        return [float(getattr(r.totals, name)[0]) for r in rollups]
+    def col(name: str) -> str:
+        return float_array(getattr(r.totals, name)[0] for r in rollups)
 
     await conn.execute(
         "insert into grid_rollups (ts, node_id, level, consumption_kwh, production_kwh, consumption_kvah, "
