@@ -16,20 +16,23 @@ meter to the nearest transformer is loaded the ordinary way (:func:`load_any_wor
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
-from collections.abc import Callable
-from datetime import UTC, datetime
+import tempfile
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import TypeAdapter, ValidationError
 
 from gridsim_meter_sim import grid_repository, repository
 from gridsim_meter_sim.world import WorldFile, WorldMeter, WorldSummary, load_world, read_world
 from gridsim_shared.errors import ConflictError, InvalidError, NotFoundError
 from gridsim_shared.ids import slug
-from gridsim_shared.schemas.meters import GridNodeCreate
+from gridsim_shared.schemas.meters import ApplianceCount, GridNodeCreate
 
 __all__ = ["BULK_FROM_METERS", "generate_world", "load_any_world", "load_world_bulk"]
 
@@ -112,14 +115,36 @@ def generate_world(
     return {"meters": meters, "transformers": transformers, "feeders": feeders}
 
 
-def _meters_of(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _meters_of(data: bytes, path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The file's header (name, description, grid) and its raw meter entries."""
-    raw = orjson.loads(path.read_bytes())
+    raw = orjson.loads(data)
     meters = raw.pop("meters", None)
     if not isinstance(meters, list):
         msg = f"world file {path}: meters: a list is required"
         raise ValueError(msg)
     return raw, meters
+
+
+_APPLIANCE_LIST = TypeAdapter(list[ApplianceCount])
+
+
+def _with_appliances(raw: Any, validated: dict[bytes, list[ApplianceCount] | None]) -> Any:
+    """``raw`` with its ER's appliance list as models, validated once per distinct list.
+
+    Appliance lists repeat (a generated world has a few dozen) and were half of a meter's validation;
+    the meter's own validation takes the models as they are. An invalid list is left raw, so that the
+    meter's validation reports it where it is."""
+    er = raw.get("er") if isinstance(raw, dict) else None
+    if not isinstance(er, dict) or not isinstance(er.get("appliances"), list):
+        return raw
+    key = orjson.dumps(er["appliances"])
+    if key not in validated:
+        try:
+            validated[key] = _APPLIANCE_LIST.validate_python(er["appliances"])
+        except ValidationError:
+            validated[key] = None
+    models = validated[key]
+    return raw if models is None else {**raw, "er": {**er, "appliances": models}}
 
 
 def _needs_ordinary_load(meters: list[dict[str, Any]]) -> bool:
@@ -128,12 +153,73 @@ def _needs_ordinary_load(meters: list[dict[str, Any]]) -> bool:
     )
 
 
+# The layout ``generate_world`` writes: the header and grid, then this, then one meter per line.
+_METERS_START = b'\n], "meters": [\n'
+_METERS_END = b"\n]}"
+# An entry's ER: the key "er" with an object (a quote inside a JSON string is escaped, so this is a key).
+_ER_KEY = re.compile(rb'"er"\s*:\s*\{')
+
+
+class _NotBulk(Exception):
+    """The file is not a meter per line after all, or a meter needs the ordinary load."""
+
+
+def _by_line(data: bytes) -> tuple[dict[str, Any], int, int, Iterator[Any]] | None:
+    """A file in ``generate_world``'s layout as (header, meters, ERs at most, the entries one line at a time),
+    parsed as they are consumed so that a world of millions never sits in memory as objects; None for
+    any other layout. A line that is not one JSON value raises :class:`_NotBulk` when it is reached."""
+    start = data.find(_METERS_START)
+    end = data.rfind(_METERS_END)
+    if start < 0 or end < start or data[end + len(_METERS_END) :].strip():
+        return None
+    try:
+        header = orjson.loads(data[:start] + b"\n]}")
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(header, dict) or "meters" in header:
+        return None
+    first = start + len(_METERS_START)
+    count = data.count(b",\n", first, end) + 1
+    ers = sum(1 for _ in _ER_KEY.finditer(data, first, end))
+    view = memoryview(data)
+
+    def entries() -> Iterator[Any]:
+        at = first
+        while at <= end:
+            stop = data.find(b",\n", at, end)
+            stop = end if stop < 0 else stop
+            try:
+                yield orjson.loads(view[at:stop])
+            except orjson.JSONDecodeError as exc:
+                raise _NotBulk from exc
+            at = stop + 2
+
+    return header, count, ers, entries()
+
+
 async def load_any_world(conn: repository.Conn, path: Path) -> WorldSummary:
     """Load ``path`` in bulk when it is big and every meter names its place, else the ordinary way."""
     try:
-        header, meters = _meters_of(path)
-    except (OSError, orjson.JSONDecodeError):
+        data = await asyncio.to_thread(path.read_bytes)
+    except OSError:
+        return await load_world(conn, read_world(path))  # read_world names the file and the problem
+    by_line = _by_line(data)
+    if by_line is not None and by_line[1] >= BULK_FROM_METERS:
+        # Tried in a savepoint: a file that is not one meter per line after all, or whose meter needs the
+        # ordinary load, leaves nothing behind (but the ids the attempt reserved: a gap, as any rollback).
+        await conn.execute("savepoint world_by_line")
+        try:
+            summary = await _load_bulk(conn, *by_line)
+        except _NotBulk:
+            await conn.execute("rollback to savepoint world_by_line")
+        else:
+            await conn.execute("release savepoint world_by_line")
+            return summary
+    try:
+        header, meters = _meters_of(data, path)
+    except orjson.JSONDecodeError:
         header, meters = {}, []  # read_world names the file and the problem
+    del data
     if _needs_ordinary_load(meters):
         return await load_world(conn, read_world(path))
     return await load_world_bulk(conn, header, meters)
@@ -143,6 +229,18 @@ async def load_world_bulk(
     conn: repository.Conn, header: dict[str, Any], meters: list[dict[str, Any]]
 ) -> WorldSummary:
     """Create the world inside the caller's transaction: nodes one by one, the rest with ``COPY``."""
+    ers = sum(1 for m in meters if isinstance(m, dict) and m.get("er"))
+    return await _load_bulk(conn, header, len(meters), ers, iter(meters))
+
+
+async def _load_bulk(
+    conn: repository.Conn, header: dict[str, Any], count: int, max_ers: int, meters: Iterator[Any]
+) -> WorldSummary:
+    """:func:`load_world_bulk` of ``count`` raw entries with at most ``max_ers`` ERs, consumed once.
+
+    The COPY text is written to temporary files as the entries go by (a few hundred bytes a meter), so
+    memory holds one entry at a time and each meter's code, id and transformer.
+    """
     world = WorldFile.model_validate({**header, "meters": []})
     await _create_grid_nodes(conn, world.grid)
     known = await repository.catalogue(conn)
@@ -151,142 +249,128 @@ async def load_world_bulk(
         for row in await repository.fetch_all(conn, "select id, code, level from grid_nodes")
     }
     taken = {row["code"].lower() for row in await repository.fetch_all(conn, "select code from meters")}
-    first_meter = await _reserve(conn, "meters", len(meters))
-    first_er = await _reserve(
-        conn, "energy_resources", sum(1 for m in meters if isinstance(m, dict) and m.get("er"))
-    )
-    now = datetime.now(UTC).isoformat()  # as COPY reads it, formatted once rather than per row
+    first_meter = await _reserve(conn, "meters", count)
+    first_er = await _reserve(conn, "energy_resources", max_ers)
+    # created_at and updated_at are the tables' default, now(): the transaction's time, as in the ordinary
+    # load; linked_at is that time too, formatted once (not parsed and printed per row).
+    row = await repository.fetch_one(conn, "select now()::text as now")
+    assert row is not None
+    now = str(row["now"])
     by_code: dict[str, tuple[int, int, bool]] = {}  # lower(code) -> (id, transformer id, linked)
-    ers: list[tuple[Any, ...]] = []
-    ders: list[str] = []  # COPY text lines: an ER's DERs differ from another's with its set only by er_id
-    rows: list[tuple[Any, ...]] = []
-    prosumers = 0
     resolved: dict[bytes, list[str]] = {}  # appliance set -> its DER lines after the er_id
-    for index, raw in enumerate(meters):
-        where = f"meters[{index}] ({raw.get('meter_id') if isinstance(raw, dict) else '?'})"
-        try:
-            item = WorldMeter.model_validate(raw)
-            code = item.meter_id.lower()
-            if code in taken or code in by_code:
-                msg = f"meter_id: a meter with code {item.meter_id!r} already exists"
-                raise ConflictError(msg, field="meter_id")
-            parent = None
-            if item.parent_id is not None:
-                parent = by_code.get(str(item.parent_id).lower())
-                if parent is None:
-                    msg = f"parent_id: no meter {item.parent_id!r} before this one in the file"
-                    raise NotFoundError(msg, field="parent_id")
-                if parent[2]:
-                    msg = f"parent_id: meter {item.parent_id!r} is linked to an energy resource; it cannot have children"
-                    raise ConflictError(msg, field="parent_id")
-            if item.transformer_id is not None:
-                found = transformers.get(str(item.transformer_id).lower())
-                if found is None or found[1] != "transformer":
-                    msg = f"transformer_id: no transformer {item.transformer_id!r}"
-                    raise NotFoundError(msg, field="transformer_id")
-                transformer = found[0]
-                if parent is not None and parent[1] != transformer:
-                    msg = "transformer_id: a child meter hangs from its parent's transformer"
-                    raise InvalidError(msg, field="transformer_id")
-            else:
-                assert parent is not None  # _needs_ordinary_load sent the others the ordinary way
-                transformer = parent[1]
-            meter_id = first_meter + index
-            er_id = None
-            consumption = item.consumption_factor
-            production = item.load_factor_production or 0.0
-            if item.er is not None:
-                er = item.er
-                er_id = first_er + len(ers)
-                # A generated world repeats a few appliance sets: each distinct one is resolved once.
-                key = orjson.dumps([raw["er"].get("appliance_type"), raw["er"].get("appliances")])
-                der_lines = resolved.get(key)
-                if der_lines is None:
-                    groups = repository.resolve_appliances(known, er.appliance_type, er.appliances)
-                    der_lines = [
-                        "\t"
-                        + _line(
-                            (g.appliance_id, g.quantity, g.switched_on, g.tilt_deg, g.azimuth_deg, now, now)
-                        )
-                        for g in groups
-                    ]
-                    resolved[key] = der_lines
-                ers.append(
-                    (
-                        er_id,
-                        er.name,
-                        er.type,
-                        er.kind,
-                        er.profile,
-                        er.city,
-                        er.state,
-                        er.latitude,
-                        er.longitude,
-                        now,
-                        now,
+    validated: dict[bytes, list[ApplianceCount] | None] = {}  # appliance list -> its models (None: invalid)
+    ers = prosumers = 0
+    with _Spool() as er_text, _Spool() as der_text, _Spool() as meter_text:
+        for index, raw in enumerate(meters):
+            where = f"meters[{index}] ({raw.get('meter_id') if isinstance(raw, dict) else '?'})"
+            try:
+                item = WorldMeter.model_validate(_with_appliances(raw, validated))
+                code = item.meter_id.lower()
+                if code in taken or code in by_code:
+                    msg = f"meter_id: a meter with code {item.meter_id!r} already exists"
+                    raise ConflictError(msg, field="meter_id")
+                parent = None
+                if item.parent_id is not None:
+                    parent = by_code.get(str(item.parent_id).lower())
+                    if parent is None:
+                        msg = f"parent_id: no meter {item.parent_id!r} before this one in the file"
+                        raise NotFoundError(msg, field="parent_id")
+                    if parent[2]:
+                        msg = f"parent_id: meter {item.parent_id!r} is linked to an energy resource; it cannot have children"
+                        raise ConflictError(msg, field="parent_id")
+                if item.transformer_id is not None:
+                    found = transformers.get(str(item.transformer_id).lower())
+                    if found is None or found[1] != "transformer":
+                        msg = f"transformer_id: no transformer {item.transformer_id!r}"
+                        raise NotFoundError(msg, field="transformer_id")
+                    transformer = found[0]
+                    if parent is not None and parent[1] != transformer:
+                        msg = "transformer_id: a child meter hangs from its parent's transformer"
+                        raise InvalidError(msg, field="transformer_id")
+                elif parent is None:
+                    raise _NotBulk  # placed by its coordinates: the ordinary load's work
+                else:
+                    transformer = parent[1]
+                meter_id = first_meter + index
+                er_id = None
+                consumption = item.consumption_factor
+                production = item.load_factor_production or 0.0
+                if item.er is not None:
+                    er = item.er
+                    if ers == max_ers:
+                        raise _NotBulk  # more ERs than the file's text showed: ids were not reserved
+                    er_id = first_er + ers
+                    ers += 1
+                    # A generated world repeats a few appliance sets: each distinct one is resolved once.
+                    key = orjson.dumps([raw["er"].get("appliance_type"), raw["er"].get("appliances")])
+                    der_lines = resolved.get(key)
+                    if der_lines is None:
+                        groups = repository.resolve_appliances(known, er.appliance_type, er.appliances)
+                        der_lines = [
+                            "\t"
+                            + _line(
+                                (
+                                    g.appliance_id,
+                                    g.quantity,
+                                    g.switched_on,
+                                    g.tilt_deg,
+                                    g.azimuth_deg,
+                                )
+                            )
+                            for g in groups
+                        ]
+                        resolved[key] = der_lines
+                    er_text.add(
+                        f"{er_id}\t{_escaped(er.name)}\t{er.type}\t{er.kind}\t{er.profile}\t{_opt(er.city)}\t"
+                        f"{_opt(er.state)}\t{_num(er.latitude)}\t{_num(er.longitude)}\n"
                     )
+                    er_prefix = str(er_id)
+                    der_text.add("".join([er_prefix + line for line in der_lines]))
+                    if item.link_load_factor_consumption is not None:
+                        consumption = item.link_load_factor_consumption
+                    production = (
+                        item.link_load_factor_production
+                        if item.link_load_factor_production is not None
+                        else repository.link_production_factor(er.type)
+                    )
+                    prosumers += er.type == "prosumer"
+                meter_text.add(
+                    f"{meter_id}\t{_escaped(item.meter_id)}\t{_num(None if parent is None else parent[0])}\t"
+                    f"{transformer}\t{_num(er_id)}\t{consumption!r}\t{production!r}\t{item.meter_type}\t"
+                    f"{_opt(item.city)}\t{_opt(item.state)}\t{_num(item.latitude)}\t{_num(item.longitude)}\t"
+                    f"{_opt(item.pincode)}\t{_num(item.max_capacity_kW)}\t{now if er_id is not None else _NULL}\n"
                 )
-                er_text = str(er_id)
-                ders.extend(er_text + line for line in der_lines)
-                if item.link_load_factor_consumption is not None:
-                    consumption = item.link_load_factor_consumption
-                production = (
-                    item.link_load_factor_production
-                    if item.link_load_factor_production is not None
-                    else repository.link_production_factor(er.type)
-                )
-                prosumers += er.type == "prosumer"
-            rows.append(
-                (
-                    meter_id,
-                    item.meter_id,
-                    None if parent is None else parent[0],
-                    transformer,
-                    er_id,
-                    consumption,
-                    production,
-                    item.meter_type,
-                    item.city,
-                    item.state,
-                    item.latitude,
-                    item.longitude,
-                    item.pincode,
-                    item.max_capacity_kW,
-                    now if er_id is not None else None,
-                    now,
-                    now,
-                )
-            )
-            by_code[code] = (meter_id, transformer, er_id is not None)
-        except Exception as exc:
-            raise _located(exc, where) from exc
-    checks_off = await _foreign_key_checks_off(conn)
-    await _copy(
-        conn,
-        "energy_resources (id, name, type, kind, profile, city, state, latitude, longitude, created_at, updated_at)",
-        ers,
-    )
-    await _copy(
-        conn,
-        "ders (er_id, appliance_id, quantity, switched_on, tilt_deg, azimuth_deg, created_at, updated_at)",
-        ders,
-        encoded=True,
-    )
-    await _copy(
-        conn,
-        "meters (id, code, parent_id, transformer_id, er_id, load_factor_consumption, load_factor_production,"
-        " meter_type, city, state, latitude, longitude, pincode, max_capacity_kw, linked_at, created_at,"
-        " updated_at)",
-        rows,
-    )
+                by_code[code] = (meter_id, transformer, er_id is not None)
+            except _NotBulk:
+                raise
+            except Exception as exc:
+                raise _located(exc, where) from exc
+        checks_off = await _foreign_key_checks_off(conn)
+        await er_text.copy(
+            conn,
+            "energy_resources (id, name, type, kind, profile, city, state, latitude, longitude)",
+        )
+        await der_text.copy(
+            conn,
+            "ders (er_id, appliance_id, quantity, switched_on, tilt_deg, azimuth_deg)",
+        )
+        await meter_text.copy(
+            conn,
+            "meters (id, code, parent_id, transformer_id, er_id, load_factor_consumption, load_factor_production,"
+            " meter_type, city, state, latitude, longitude, pincode, max_capacity_kw, linked_at)",
+        )
     if checks_off:
         await conn.execute("select set_config('session_replication_role', 'origin', true)")
+    # Statistics for the rows just written: without them the planner takes the tables for empty, and the
+    # engine's first fleet read joined a million meters to a million ERs by nested loops (62 s at 100k
+    # meters on a fresh database). A role that does not own the tables is only warned and skips it.
+    await conn.execute("analyze energy_resources, ders, meters")
     return WorldSummary(
         name=world.name,
         grid_nodes=len(world.grid),
         transformers=sum(1 for node in world.grid if node.level == "transformer"),
-        meters=len(rows),
-        energy_resources=len(ers),
+        meters=count,
+        energy_resources=ers,
         prosumers=prosumers,
     )
 
@@ -422,18 +506,38 @@ async def _reserve(conn: repository.Conn, table: str, n: int) -> int:
     return first
 
 
-async def _copy(
-    conn: repository.Conn, target: str, rows: list[tuple[Any, ...]] | list[str], *, encoded: bool = False
-) -> None:
-    """``COPY`` the rows in text format, encoded here (psycopg's ``write_row`` cost ~50 µs a row);
-    ``encoded``: the rows are lines already."""
-    if not rows:
-        return
-    async with conn.cursor() as cur, cur.copy(f"copy {target} from stdin") as copy:
-        for start in range(0, len(rows), 10_000):
-            chunk = rows[start : start + 10_000]
-            text = "".join(chunk) if encoded else "".join(map(_line, chunk))  # type: ignore[arg-type]
-            await copy.write(text.encode())
+class _Spool:
+    """One table's COPY text, written to a temporary file as it is made and sent to COPY in large blocks:
+    a few hundred bytes a meter would be gigabytes of memory at millions of meters."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by __exit__
+        self._pending: list[str] = []
+
+    def __enter__(self) -> _Spool:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._file.close()
+
+    def add(self, text: str) -> None:
+        self._pending.append(text)
+        if len(self._pending) >= 10_000:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._file.write("".join(self._pending).encode())
+        self._pending.clear()
+
+    async def copy(self, conn: repository.Conn, target: str) -> None:
+        """``COPY target FROM STDIN`` with everything added (nothing when nothing was)."""
+        self._flush()
+        if not self._file.tell():
+            return
+        self._file.seek(0)
+        async with conn.cursor() as cur, cur.copy(f"copy {target} from stdin") as copy:
+            while block := self._file.read(1 << 20):
+                await copy.write(block)
 
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -456,6 +560,19 @@ _ENCODE: dict[type, Callable[[Any], str]] = {
     float: repr,
     datetime: datetime.isoformat,
 }
+
+
+_NULL = "\\N"
+
+
+def _opt(value: str | None) -> str:
+    """An optional string in COPY's text format."""
+    return _NULL if value is None else _escaped(value)
+
+
+def _num(value: float | None) -> str:
+    """An optional number (int or float) in COPY's text format."""
+    return _NULL if value is None else repr(value)
 
 
 def _text(value: Any) -> str:
