@@ -184,6 +184,28 @@ def test_the_engines_slot_memo_gives_the_uncached_figures_through_jumps_and_dayl
     assert ticks.std(axis=0).min() > 0  # every home's load moves: the memo is exercised, not bypassed
 
 
+def test_the_engines_memos_step_minute_by_minute_exactly_as_a_cold_start() -> None:
+    # Stepping to the next minute, the memos take shortcuts: only the slot bucket starting now is redrawn
+    # (events, continuous drift) and each unit's place in its cycle is carried forward by one minute
+    # instead of a floating-point modulo (refrigerators, thermostats, water-heater standby). Each tick
+    # must equal the same instant computed with every memo forgotten, through hours of steps, the
+    # spring-forward hour and jumps back and forth.
+    appliances = [("Refrigerator", 1), ("Heat Pump (3 kW)", 1), ("Air Conditioner (1.5 Ton)", 1),
+                  ("Electric Geyser", 1), ("Electric Kettle", 2), ("Television (LED)", 1), ("LED Bulb", 6)]  # fmt: skip
+    warm = _fleet(appliances, 60, PHOENIX)
+    cold = _fleet(appliances, 60, PHOENIX)
+    t0 = int(datetime(2025, 3, 9, 1, 0, tzinfo=ZoneInfo("America/Los_Angeles")).timestamp())
+    minutes = np.concatenate(
+        [t0 + 60 * np.arange(600), t0 + 60 * np.arange(590, 200, -11), t0 + 60 * np.arange(200, 500)]
+    )
+    for t in minutes.tolist():
+        cold.loads.caches.clear()
+        cold.loads.positions.clear()
+        np.testing.assert_array_equal(loads.power(warm.loads, t), loads.power(cold.loads, t))
+    assert warm.loads.positions
+    assert all(p.minute == minutes[-1] // 60 for p in warm.loads.positions.values())
+
+
 # --------------------------------------------------------------------------- demand response (Flex)
 def test_flex_curtails_during_the_window_and_rebounds_after() -> None:
     fleet = _fleet([("Heat Pump (3 kW)", 1), ("Electric Geyser", 1), ("EV Charger (7.2 kW)", 1)], 120, SF)

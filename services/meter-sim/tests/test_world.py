@@ -239,7 +239,7 @@ def _same_fleet(a: domain.Fleet, b: domain.Fleet) -> None:
     np.testing.assert_array_equal(a.pv.kwp, b.pv.kwp)
     assert [g.cls.name for g in a.loads.groups] == [g.cls.name for g in b.loads.groups]
     for ga, gb in zip(a.loads.groups, b.loads.groups, strict=True):
-        for name in ("row", "rated_kw", "tan_phi", "keys", "shape"):
+        for name in ("row", "rated_kw", "tan_phi", "keys", "week_row", "week_row_own"):
             np.testing.assert_array_equal(
                 getattr(ga, name), getattr(gb, name), err_msg=f"{ga.cls.name}.{name}"
             )

@@ -44,6 +44,11 @@ def mix64(x: U64) -> U64:
         z = (z ^ (z >> _S30)) * _M1
         z = (z ^ (z >> _S27)) * _M2
         return z ^ (z >> _S31)
+    return _mix_in_place(z)
+
+
+def _mix_in_place(z: U64) -> U64:
+    """:func:`mix64` of ``z - golden`` (the golden ratio already added), overwriting ``z``."""
     t = z >> _S30
     z ^= t
     z *= _M1
@@ -78,9 +83,16 @@ def stream_keys(keys: U64, stream: int) -> U64:
 def uniform_from(keyed: U64, counter: U64 | np.uint64 | int) -> F64:
     """:func:`uniform` from :func:`stream_keys`."""
     counters = np.asarray(counter, dtype=np.uint64)
-    bits = mix64(keyed + counters * _GOLDEN)
+    bits = keyed + counters * _GOLDEN
+    if bits.ndim == 0:
+        bits = mix64(bits)
+    else:  # mix64 on the one fresh array (wrap-around: adding the golden ratio here is mix64's first step)
+        bits += _GOLDEN
+        bits = _mix_in_place(bits)
     bits >>= _S11
-    return bits.astype(np.float64) * _TO_UNIT
+    unit = bits.astype(np.float64)
+    unit *= _TO_UNIT
+    return unit
 
 
 def uniform(keys: U64, stream: int, counter: U64 | np.uint64 | int) -> F64:
@@ -97,8 +109,18 @@ def normal_from(keyed: tuple[U64, U64], counter: U64 | np.uint64 | int) -> F64:
     """:func:`normal` from :func:`normal_streams`."""
     u1 = uniform_from(keyed[0], counter)
     u2 = uniform_from(keyed[1], counter)
-    radius = np.sqrt(-2.0 * np.log1p(-u1))  # 1 - u1 is in (0, 1]: log never sees 0
-    return radius * np.cos(2.0 * np.pi * u2)
+    if u1.ndim == 0:
+        radius = np.sqrt(-2.0 * np.log1p(-u1))  # 1 - u1 is in (0, 1]: log never sees 0
+        out: F64 = radius * np.cos(2.0 * np.pi * u2)
+        return out
+    # The same operations in place on the two fresh arrays (a tick draws hundreds of thousands).
+    radius = np.negative(u1, out=u1)
+    np.log1p(radius, out=radius)
+    radius *= -2.0
+    np.sqrt(radius, out=radius)
+    angle = np.multiply(u2, 2.0 * np.pi, out=u2)
+    radius *= np.cos(angle, out=angle)
+    return radius
 
 
 def normal(keys: U64, stream: int, counter: U64 | np.uint64 | int) -> F64:

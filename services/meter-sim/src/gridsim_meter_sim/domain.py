@@ -285,6 +285,30 @@ class Fleet:
         return randomness.stream_keys(self.key, _S_PF)
 
     @cached_property
+    def producers(self) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """Rows of prosumers, and of those the flat (seed formula) ones."""
+        rows = np.flatnonzero(self.prosumer)
+        return rows, rows[self.flat[rows]]
+
+    @cached_property
+    def no_production(self) -> F64:
+        """Production before the sun: 0 for prosumers, NaN (null) for consumers (read-only)."""
+        out = np.where(self.prosumer, 0.0, np.nan)
+        out.setflags(write=False)
+        return out
+
+    @cached_property
+    def reporting(self) -> BOOL:
+        """Rows that send a reading: online, and K ≠ 0 on a side they have (read-only)."""
+        out: BOOL = self.online & ~((self.k_consumption == 0) & ((self.k_production == 0) | ~self.prosumer))
+        out.setflags(write=False)
+        return out
+
+    @cached_property
+    def all_reporting(self) -> bool:
+        return bool(self.reporting.all())
+
+    @cached_property
     def voltage_noise_keys(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
         return randomness.normal_streams(self.key, _S_VOLT_NOISE)
 
@@ -489,14 +513,12 @@ def _production_kwh(fleet: Fleet, when: datetime, interval_s: int) -> F64:
     clouds and its climate's air temperature and atmosphere, summed per meter. Flat: the seed's formula,
     base kWh per minute × a time-of-day multiplier in [0, 1] (the clear-sky sun, Haurwitz), no clouds.
     """
-    out = np.full(len(fleet), np.nan)
-    rows = np.flatnonzero(fleet.prosumer)
+    rows, flat_rows = fleet.producers
+    out = fleet.no_production.copy()
     if not len(rows):
         return out
     mid_s = when.timestamp() + interval_s / 2.0
     hours = interval_s / 3600.0
-    flat_rows = rows[fleet.flat[rows]]
-    out[rows] = 0.0
     if len(flat_rows):
         sun = solar.sun_position(mid_s, fleet.latitude[flat_rows], fleet.longitude[flat_rows])
         multiplier = np.clip(solar.haurwitz_ghi(sun.cos_zenith) / 1000.0, 0.0, 1.0)
@@ -507,7 +529,7 @@ def _production_kwh(fleet: Fleet, when: datetime, interval_s: int) -> F64:
         out += np.bincount(
             plant.row, weights=plant.kwp * per_kwp[plant.site_of] * hours, minlength=len(fleet)
         )
-    out[rows] *= fleet.k_production[rows]
+    out *= fleet.k_production  # (consumers' NaN stays NaN)
     return out
 
 
@@ -533,7 +555,7 @@ def simulate(fleet: Fleet, when: datetime, interval_s: int, adjust: Adjustment |
     tick = np.uint64(int(when.timestamp()) // interval_s)
     minutes = interval_s / 60.0
     hours = interval_s / 3600.0
-    active = fleet.online & ~((fleet.k_consumption == 0) & ((fleet.k_production == 0) | ~fleet.prosumer))
+    active = fleet.reporting
 
     # Flat (the seed's formula) or realistic per row; most fleets are all one or the other, and then only
     # that side is computed (np.where of both would give the same numbers at twice the work).
@@ -567,8 +589,11 @@ def simulate(fleet: Fleet, when: datetime, interval_s: int, adjust: Adjustment |
         throughput_kvah = consumption_kvah + np.nan_to_num(production_kvah)
         return np.sqrt(np.maximum(throughput_kvah * throughput_kvah - throughput_kwh * throughput_kwh, 0.0))
 
-    def load_kvar() -> F64:
-        return np.sqrt(np.maximum(consumption_kvah * consumption_kvah - consumption * consumption, 0.0))
+    def load_kvar() -> F64:  # (in place on one temporary: the same operations)
+        kvar = consumption_kvah * consumption_kvah
+        kvar -= consumption * consumption
+        np.maximum(kvar, 0.0, out=kvar)
+        return np.sqrt(kvar, out=kvar)
 
     kvar = pick(seed_kvar, load_kvar)
 
@@ -576,7 +601,10 @@ def simulate(fleet: Fleet, when: datetime, interval_s: int, adjust: Adjustment |
     p_net = (consumption - produced) / hours
     q = pick(lambda: (consumption - produced) * np.sqrt(1.0 / (pf * pf) - 1.0), lambda: kvar) / hours
     apparent_kva = np.hypot(p_net, q)
-    voltage = _voltage(fleet, p_net * active, q * active, tick, pick)
+    # (× active is × 1.0 when every row reports: the same numbers)
+    voltage = _voltage(
+        fleet, *((p_net, q) if fleet.all_reporting else (p_net * active, q * active)), tick, pick
+    )
     current = apparent_kva * 1000.0 / voltage
     return Readings(
         timestamp=when,
@@ -629,12 +657,11 @@ def _voltage(fleet: Fleet, p_kw: F64, q_kvar: F64, tick: np.uint64, pick: _Pick 
         load_kva = np.bincount(fleet.transformer, weights=drop_kva, minlength=len(fleet.transformer_kva))
         loading = load_kva / fleet.transformer_kva
         noise = randomness.normal_from(fleet.voltage_noise_keys, tick)
+        # Per feeder and per transformer first, then per meter (the same operations in the same order).
         v = fleet.nominal_v * (
-            1.0
-            + SET_POINT_RISE
-            + _feeder_swing(fleet, tick)
+            (1.0 + SET_POINT_RISE + _feeder_swing(fleet, tick))[fleet.feeder]
             + fleet.voltage_offset
-            - SAG_AT_FULL_LOAD * loading[fleet.transformer] * fleet.line_position
+            - (SAG_AT_FULL_LOAD * loading)[fleet.transformer] * fleet.line_position
             + 0.0012 * noise
         )
         return np.maximum(v, 1.0)
@@ -649,11 +676,11 @@ _FEEDER_BLOCK_TICKS = 15  # the feeder swing is drawn every 15 intervals and int
 
 
 def _feeder_swing(fleet: Fleet, tick: np.uint64) -> F64:
-    """Each row's feeder-wide voltage deviation (per unit): shared by every meter under the feeder."""
+    """Each feeder's voltage deviation (per unit), shared by every meter under it."""
     block, into = divmod(int(tick), _FEEDER_BLOCK_TICKS)
     w = into / _FEEDER_BLOCK_TICKS
     now = randomness.normal(fleet.feeder_key, _S_FEEDER, np.uint64(block))
     after = randomness.normal(fleet.feeder_key, _S_FEEDER, np.uint64(block + 1))
     # The substation regulator's bandwidth bounds the swing: at most ±2σ.
     swing: F64 = FEEDER_SIGMA * np.clip((1.0 - w) * now + w * after, -2.0, 2.0)
-    return swing[fleet.feeder]
+    return swing

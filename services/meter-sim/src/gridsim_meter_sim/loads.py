@@ -251,9 +251,12 @@ def _kind_days(kind: int) -> F64:
 
 @dataclass(frozen=True, slots=True)
 class _Shapes:
-    """Every time-of-day table, flat: [shape id × minutes of a week + local minute of the week (Monday 0)].
+    """Every time-of-day table, flat: [shape id × _WEEK_STRIDE + _PAD + local minute of the week (Monday 0)].
 
-    A week-long table costs one modulo per lookup (no day-type arithmetic on every tick)."""
+    A week-long table needs no day-type arithmetic on every tick, and each week is padded on both sides
+    with a day of its neighbours (the end and the start of the same week), so an instance's minute
+    (its climate's minute of the week, reduced once per climate, plus its own offset within ±_PAD: its
+    schedule shift, minutes back to its slot's start) indexes it without a modulo per instance."""
 
     start_rate: F64  # relative start rate of events (a weekday's mean is 1 for homes)
     share: F64  # share of rating of continuous loads, in [0, 1]
@@ -292,12 +295,18 @@ def _build_shapes() -> _Shapes:
         active.append(days)
         present.append(days)
 
-    def week(days: list[F64]) -> F64:  # (shapes, 3, 1440) → Monday..Sunday, flat
-        return np.array(days)[:, [0, 0, 0, 0, 0, 1, 2], :].ravel()
+    def week(days: list[F64]) -> F64:  # (shapes, 3, 1440) → [Sunday, Monday..Sunday, Monday] per shape, flat
+        monday_to_sunday = np.array(days)[:, [0, 0, 0, 0, 0, 1, 2], :].reshape(len(days), _WEEK_MIN)
+        return np.concatenate(
+            [monday_to_sunday[:, -_PAD:], monday_to_sunday, monday_to_sunday[:, :_PAD]], axis=1
+        ).ravel()
 
     return _Shapes(week(rates), week(shares), week(active), week(present), ids)
 
 
+_WEEK_MIN = 7 * 1440
+_PAD = 1440  # a day each side of a week (see _Shapes): more than any offset a lookup adds
+_WEEK_STRIDE = _WEEK_MIN + 2 * _PAD
 _SHAPES = _build_shapes()
 
 
@@ -310,15 +319,18 @@ class _Group:
     row: IDX  # the fleet row (meter) of each instance
     rated_kw: F64  # per instance, × the units it stands for
     tan_phi: F64
+    tan_phi_all: float | None  # the one tan φ of every instance, if they share it (a scalar is cheaper)
     keys: U64  # the instance's stream key (a hash of meter key, class and unit)
-    shape: IDX  # shape id (kind × home shape)
     business: BOOL
-    shift_min: I64  # the building's schedule shift (minutes): households are not synchronised
     phase_min: I64  # slot phase / cycle phase (minutes)
     period_min: F64  # cycle period (cycling and thermal units)
     dense: bool  # one instance per fleet row, in row order (sums are plain additions)
     starts_per_day: F64  # events: runs a day (the class's home or business rate)
     climate: IDX  # the climate (Loads.climates position) of each instance's row
+    # Where the instance's shape (kind × home shape) starts in the _SHAPES tables, and the same on its
+    # building's own clock (minus its schedule shift: households are not synchronised).
+    week_row: IDX
+    week_row_own: IDX
     # Thermal units only (else empty)
     ua_kw_per_k: F64 = field(default_factory=lambda: np.zeros(0))
     gains_kw: F64 = field(default_factory=lambda: np.zeros(0))
@@ -339,6 +351,7 @@ class Flex:
         self.hvac_offset_c = np.zeros(n)
         self.defer_water = np.zeros(n, dtype=bool)
         self.defer_ev = np.zeros(n, dtype=bool)
+        self._any = False  # whether some row has an event (kept by curtail/clear: asked every tick)
 
     def curtail(
         self,
@@ -363,6 +376,7 @@ class Flex:
         self.hvac_offset_c[idx] = hvac_offset_c
         self.defer_water[idx] = defer_water
         self.defer_ev[idx] = defer_ev
+        self._any = True
 
     def clear(self, rows: npt.ArrayLike | None = None) -> None:
         """Forget the event of ``rows`` (every row when None)."""
@@ -372,11 +386,12 @@ class Flex:
         self.hvac_offset_c[idx] = 0.0
         self.defer_water[idx] = False
         self.defer_ev[idx] = False
+        self._any = rows is not None and bool((self.end_s > 0).any())
 
     @property
     def any(self) -> bool:
         """Whether any row has an event (so the common case skips the flex arithmetic)."""
-        return bool((self.end_s > 0).any())
+        return self._any
 
 
 @dataclass(frozen=True)
@@ -392,6 +407,8 @@ class Loads:
     flex: Flex
     # The engine's tick-by-tick memo of per-slot values (see _SlotCache), one per group that has one.
     caches: dict[int, _SlotCache] = field(default_factory=dict, compare=False, repr=False)
+    # ... and of cycling units' positions in their cycles (see _CyclePosition), one per such group.
+    positions: dict[int, _CyclePosition] = field(default_factory=dict, compare=False, repr=False)
     lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
 
@@ -548,15 +565,16 @@ def build(
             row=row,
             rated_kw=rated,
             tan_phi=tan,
+            tan_phi_all=float(tan[0]) if len(tan) and bool((tan == tan[0]).all()) else None,
             keys=ikeys,
-            shape=shape,
             business=business[row],
-            shift_min=shift[row],
             phase_min=(randomness.mix64(ikeys) % np.uint64(1440)).astype(np.int64),
             period_min=_period(cls, ikeys),
             dense=len(row) == n and bool((row == np.arange(n)).all()),
             starts_per_day=np.where(business[row], cls.business_starts, cls.starts_per_day),
             climate=climate_of[row],
+            week_row=shape * _WEEK_STRIDE + _PAD,
+            week_row_own=shape * _WEEK_STRIDE + _PAD - shift[row],
         )
         if cls.mode == "thermal":
             group = _thermal(group, rated_by_row, hvac_units)
@@ -628,6 +646,7 @@ class _Tick:
     epoch_min: I64
     offset_min: I64  # UTC offset of each climate (minutes, daylight saving included)
     local_min: I64  # local epoch minutes per climate
+    week_min: I64  # local minute of the week per climate (Monday 00:00 is 0)
     t_eff: F64  # outdoor temperature through the building mass (°C), per climate
     t_mains: F64  # mains water temperature (°C), per climate
     sun: F64  # solar-gain shape in [0, 1], per climate (local clock)
@@ -652,17 +671,19 @@ def _unit(bits: U64, shift: int) -> F64:
     return ((bits >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.float64) / 65536.0
 
 
-_WEEK_MIN = 7 * 1440
-
-
-def _week_index(shape: IDX, local_min: I64) -> I64:
-    # 1970-01-01 (local minute 0) was a Thursday, three days after a Monday.
-    index: I64 = shape * _WEEK_MIN + np.mod(local_min + 3 * 1440, _WEEK_MIN)
+def _week_index(
+    tick: _Tick, g: _Group, offset: I64 | None = None, idx: IDX | None = None, *, own: bool = True
+) -> I64:
+    """Each instance's position in the _SHAPES tables: its climate's minute of the week + ``offset``
+    (minutes, within ±_PAD), on its building's own clock (``own``: its schedule shift) or the plain one.
+    ``idx``: only those instances."""
+    row = g.week_row_own if own else g.week_row
+    if idx is not None:
+        row = row[idx]
+    index: I64 = row + _at(tick.week_min, tick, g, idx)
+    if offset is not None:
+        index += offset
     return index
-
-
-def _lookup(table: F64, shape: IDX, local_min: I64) -> F64:
-    return table[_week_index(shape, local_min)]
 
 
 def mains_temperature_c(climate: climate_model.Climate, epoch_s: I64) -> F64:
@@ -717,7 +738,8 @@ def _tick(loads: Loads, epoch_s: I64) -> _Tick:
     hour = np.mod(local_min, 1440) / 60.0
     sun = np.clip(np.sin(np.pi * (hour - 7.0) / 12.0), 0.0, 1.0)  # solar gains, lagging the sun a little
     single = len(loads.climates) == 1
-    return _Tick(epoch_s, epoch_min, offset, local_min, now[..., 1], now[..., 2], sun, single)
+    week_min = np.mod(local_min + 3 * 1440, _WEEK_MIN)  # 1970-01-01 was a Thursday, 3 days after a Monday
+    return _Tick(epoch_s, epoch_min, offset, local_min, week_min, now[..., 1], now[..., 2], sun, single)
 
 
 def power(loads: Loads, epoch_s: int | I64, only: str | None = None) -> tuple[F64, F64]:
@@ -741,28 +763,34 @@ def power(loads: Loads, epoch_s: int | I64, only: str | None = None) -> tuple[F6
     flex = loads.flex if loads.flex.any else None
     with loads.lock:  # the slot caches are shared state (the engine ticks in a worker thread)
         for g in groups:
-            kw = _group_kw(loads, g, tick, flex, series)
+            if g.cls.mode == "event" and not series:
+                running, kw = _event_cached(g, tick, _event_cache(loads, g))
+                if running is not None:  # only the instances running now; the others add 0
+                    _scatter_some(p, g, running, kw)
+                    _scatter_some(q, g, running, kw * g.tan_phi[running])
+                    continue
+            else:
+                kw = _group_kw(loads, g, tick, flex, series)
             kw = np.broadcast_to(kw, np.broadcast_shapes(kw.shape, g.row.shape))
             _scatter(p, g.row, kw, g.dense)
-            _scatter(q, g.row, kw * g.tan_phi, g.dense)
+            _scatter(q, g.row, kw * (g.tan_phi if g.tan_phi_all is None else g.tan_phi_all), g.dense)
     return p, q
 
 
 def _group_kw(loads: Loads, g: _Group, tick: _Tick, flex: Flex | None, series: bool) -> F64:
     mode = g.cls.mode
-    if mode == "event":
-        if series:
-            return _event(g, tick)
-        return _event_cached(g, tick, _cache(loads, g))
-    if mode == "cycle":
-        return _cycle(g, tick)
+    if mode == "event":  # a series (one instant: power() asks _event_cached)
+        return _event(g, tick)
     if mode == "continuous":
         return _continuous(g, tick, None if series else _cache(loads, g))
+    if mode == "ev":
+        return _ev(g, tick, flex)
+    memo = None if series else loads.positions.setdefault(id(g), _CyclePosition())
+    if mode == "cycle":
+        return _cycle(g, tick, memo)
     if mode == "thermal":
-        return _thermal_kw(g, tick, flex)
-    if mode == "water":
-        return _water(g, tick, flex)
-    return _ev(g, tick, flex)
+        return _thermal_kw(g, tick, flex, memo)
+    return _water(g, tick, flex, memo)
 
 
 def _event(g: _Group, tick: _Tick) -> F64:
@@ -774,9 +802,8 @@ def _event(g: _Group, tick: _Tick) -> F64:
     t = tick.epoch_min + g.phase_min
     slot = t // slot_len
     position = t - slot * slot_len
-    local_start = _at(tick.local_min, tick, g) - position - g.shift_min
-    rate = g.starts_per_day
-    p_start = rate * slot_len / 1440.0 * _lookup(_SHAPES.start_rate, g.shape, local_start)
+    rate = g.starts_per_day  # at the slot's start on the building's clock
+    p_start = rate * slot_len / 1440.0 * _SHAPES.start_rate[_week_index(tick, g, -position)]
     bits = _bits(g.keys, slot)
     start = (bits & np.uint64(0xFFFF)).astype(np.int64) % (slot_len - length + 1)
     into = position - start
@@ -795,66 +822,121 @@ class _SlotCache:
     outside the minutes [begin, begin + slot) its entry holds (any jump, forward or back), and every instance when
     a climate's UTC offset changes (the start rate follows the local clock), so a reading is bit for bit
     the uncached formula's (tests/test_loads.py compares them).
+
+    The engine's usual step is the next minute: when every entry was current at the minute before, the
+    stale ones are exactly those whose slot starts now ((minute + phase) % slot == 0), kept in buckets by
+    that residue, so a step reads one bucket instead of comparing every instance.
     """
 
     NEVER = -(1 << 62)  # "no run in this slot": far enough back that tick − NEVER never overflows
 
-    def __init__(self, n: int, kind: type[np.generic], slot_len: int) -> None:
+    def __init__(self, kind: type[np.generic], slot_len: int, phase_min: I64) -> None:
+        n = len(phase_min)
         self.slot_len = np.uint64(slot_len)
         # Epoch minute each entry's slot begins; NEVER (as for no run) is never within a slot of a tick.
         self.begin = np.full(n, self.NEVER, dtype=np.int64)
         self.value = np.zeros(n, dtype=kind)
         self.offsets: tuple[int, ...] = ()
+        self.current_at: int | None = None  # the minute every entry was last made current at
+        # Instances by the residue of minute (mod slot) at which their slot starts: -phase mod slot.
+        starts = np.mod(-phase_min, slot_len)
+        self.by_start = np.argsort(starts, kind="stable")
+        self.bucket = np.searchsorted(starts[self.by_start], np.arange(slot_len + 1))
 
     def stale(self, epoch_min: int, offsets: tuple[int, ...]) -> IDX:
-        """The instances to redraw at ``epoch_min`` (every one of them when the offsets moved)."""
+        """The instances to redraw at ``epoch_min`` (every one of them when the offsets moved); the caller
+        redraws them and :meth:`store` s what they drew."""
         if offsets != self.offsets:
             self.offsets = offsets
+            self.current_at = None
             return np.arange(len(self.begin))
+        if self.current_at == epoch_min - 1:
+            r = epoch_min % int(self.slot_len)
+            return self.by_start[self.bucket[r] : self.bucket[r + 1]]
         # Outside [begin, begin + slot): before begin wraps to a huge unsigned number (one comparison).
         return np.flatnonzero((epoch_min - self.begin).view(np.uint64) >= self.slot_len)
 
+    def store(self, epoch_min: int, idx: IDX, begin: I64, value: npt.NDArray[np.generic]) -> None:
+        """What the instances :meth:`stale` gave drew at ``epoch_min``: every entry is current now."""
+        self.begin[idx] = begin
+        self.value[idx] = value
+        self.current_at = epoch_min
+
+    def unchanged(self, epoch_min: int) -> None:
+        """:meth:`stale` gave no instance at ``epoch_min``: every entry is current now."""
+        self.current_at = epoch_min
+
+
+class _EventCache(_SlotCache):
+    """An event group's memo: each instance's run start (epoch minute) in its current slot, or NEVER, and
+    which instances have a run in their slot (``scheduled``: the only ones that can be running)."""
+
+    def __init__(self, slot_len: int, phase_min: I64) -> None:
+        super().__init__(np.int64, slot_len, phase_min)
+        self.scheduled = np.zeros(len(phase_min), dtype=bool)
+
+    def store(self, epoch_min: int, idx: IDX, begin: I64, value: npt.NDArray[np.generic]) -> None:
+        super().store(epoch_min, idx, begin, value)
+        self.scheduled[idx] = value != self.NEVER
+
 
 def _cache(loads: Loads, g: _Group) -> _SlotCache:
-    key = id(g)
-    cache = loads.caches.get(key)
+    """A continuous group's memo of its drift."""
+    cache = loads.caches.get(id(g))
     if cache is None:
-        if g.cls.mode == "event":
-            cache = _SlotCache(len(g.row), np.int64, 2 * len(g.cls.cycle))
-        else:
-            cache = _SlotCache(len(g.row), np.float64, _DRIFT_SLOT_MIN)
-        loads.caches[key] = cache
+        cache = loads.caches[id(g)] = _SlotCache(np.float64, _DRIFT_SLOT_MIN, g.phase_min)
     return cache
 
 
-def _event_cached(g: _Group, tick: _Tick, cache: _SlotCache) -> F64:
+def _event_cache(loads: Loads, g: _Group) -> _EventCache:
+    cache = loads.caches.get(id(g))
+    if not isinstance(cache, _EventCache):
+        cache = _EventCache(2 * len(g.cls.cycle), g.phase_min)
+        loads.caches[id(g)] = cache
+    return cache
+
+
+# Above this share of an event group's instances with a run in their slot (a television in the evening),
+# computing every instance costs less than picking the running ones.
+_SPARSE_EVENTS = 0.125
+
+
+def _event_cached(g: _Group, tick: _Tick, cache: _EventCache) -> tuple[IDX | None, F64]:
     """:func:`_event` at one instant, redrawing only the instances whose slot changed.
 
-    The cache holds each instance's run start (epoch minute) in its current slot, or NEVER."""
+    Returns the instances running now (ascending) and their power (kW), every other instance drawing
+    nothing; or, when many have a run in their slot, None and every instance's power."""
     length = len(g.cls.cycle)
     slot_len = 2 * length
     now = int(tick.epoch_min)
     idx = cache.stale(now, tuple(int(o) for o in tick.offset_min))
-    if len(idx):
+    if not len(idx):
+        cache.unchanged(now)
+    else:
         phase = g.phase_min[idx]
         t = now + phase
         slot = t // slot_len
         position = t - slot * slot_len
-        local_start = _at(tick.local_min, tick, g, idx) - position - g.shift_min[idx]
-        rate = g.starts_per_day[idx]
-        p_start = rate * slot_len / 1440.0 * _lookup(_SHAPES.start_rate, g.shape[idx], local_start)
+        rate = g.starts_per_day[idx]  # at the slot's start on the building's clock
+        p_start = rate * slot_len / 1440.0 * _SHAPES.start_rate[_week_index(tick, g, -position, idx)]
         bits = _bits(g.keys[idx], slot)
         start = (bits & np.uint64(0xFFFF)).astype(np.int64) % (slot_len - length + 1)
         begin = slot * slot_len - phase
-        cache.begin[idx] = begin
-        cache.value[idx] = np.where(_unit(bits, 16) < p_start, begin + start, _SlotCache.NEVER)
+        cache.store(now, idx, begin, np.where(_unit(bits, 16) < p_start, begin + start, _SlotCache.NEVER))
     # Minutes into the run; before its start (negative) wraps to a huge unsigned number, which like
-    # "past the end" picks the 0.0 appended to the cycle.
-    into = (now - cache.value).view(np.uint64)
+    # "past the end" is not running (the 0.0 appended to the cycle). The table is indexed with int64
+    # views of the (small) minutes: numpy converts an unsigned index array first, at three times the cost.
     profile = _cycle_table(g.cls.cycle)
-    share = profile[np.minimum(into, np.uint64(length))]
-    out: F64 = g.rated_kw * share
-    return out
+    if np.count_nonzero(cache.scheduled) > _SPARSE_EVENTS * len(g.row):
+        into = (now - cache.value).view(np.uint64)
+        out: F64 = g.rated_kw * profile[np.minimum(into, np.uint64(length)).view(np.int64)]
+        return None, out
+    scheduled = np.flatnonzero(cache.scheduled)
+    into = (now - cache.value[scheduled]).view(np.uint64)
+    on = into < np.uint64(length)
+    running = scheduled[on]
+    kw: F64 = g.rated_kw[running] * profile[into[on].view(np.int64)]
+    return running, kw
 
 
 @lru_cache(maxsize=64)
@@ -863,16 +945,51 @@ def _cycle_table(cycle: tuple[float, ...]) -> F64:
     return np.array([*cycle, 0.0])
 
 
-def _cycle(g: _Group, tick: _Tick) -> F64:
-    duty = _lookup(_SHAPES.share, g.shape, _at(tick.local_min, tick, g))
-    on = np.mod(tick.epoch_min + g.phase_min, g.period_min) < duty * g.period_min
+class _CyclePosition:
+    """Where each unit of a cycling group (compressors, thermostats) is in its own cycle at one minute:
+    (epoch minute + phase) mod period, kept from one engine tick to the next.
+
+    A step to the next minute adds one (and wraps past the period) instead of a floating-point modulo per
+    unit. Both are exact: fmod's result is exact, and with periods ≥ 2 minutes r + 1 (below the period)
+    and (r − period) + 1 (once r + 1 reaches it) are representable in the period's precision, so the units
+    switch exactly as :func:`np.mod` has them (tests/test_loads.py compares them). Any other step, or the
+    first, recomputes every position."""
+
+    def __init__(self) -> None:
+        self.minute: int | None = None
+        self.value: F64 = np.zeros(0)
+
+    def at(self, epoch_min: int, phase_min: I64, period_min: F64) -> F64:
+        if self.minute == epoch_min:
+            return self.value
+        if self.minute == epoch_min - 1:
+            r = self.value
+            value = r + 1.0
+            wrap = np.flatnonzero(value >= period_min)  # one minute in a period: a few per cent
+            value[wrap] = (r[wrap] - period_min[wrap]) + 1.0
+        else:
+            value = np.mod(epoch_min + phase_min, period_min)
+        self.minute, self.value = epoch_min, value
+        return value
+
+
+def _in_cycle(g: _Group, tick: _Tick, memo: _CyclePosition | None) -> F64:
+    """Each unit's minute within its cycle: from ``memo`` at one instant (the engine), else computed."""
+    if memo is None:
+        out: F64 = np.mod(tick.epoch_min + g.phase_min, g.period_min)
+        return out
+    return memo.at(int(tick.epoch_min), g.phase_min, g.period_min)
+
+
+def _cycle(g: _Group, tick: _Tick, memo: _CyclePosition | None = None) -> F64:
+    duty = _SHAPES.share[_week_index(tick, g, own=False)]
+    on = _in_cycle(g, tick, memo) < duty * g.period_min
     kw: F64 = g.rated_kw * on
     return kw
 
 
 def _continuous(g: _Group, tick: _Tick, cache: _SlotCache | None = None) -> F64:
-    local = _at(tick.local_min, tick, g) - g.shift_min
-    share = _lookup(_SHAPES.share, g.shape, local)
+    share = _SHAPES.share[_week_index(tick, g)]
     if g.cls.name == "fan":  # ceiling fans only when it is warm
         share = share * np.clip((_at(tick.t_eff, tick, g) - 20.0) / 8.0, 0.0, 1.0)
     if cache is None:
@@ -880,13 +997,19 @@ def _continuous(g: _Group, tick: _Tick, cache: _SlotCache | None = None) -> F64:
     else:  # one instant: the drift of the instances whose 10-minute slot changed (see _SlotCache)
         now = int(tick.epoch_min)
         idx = cache.stale(now, cache.offsets)  # the drift does not follow the local clock
-        if len(idx):
+        if not len(idx):
+            cache.unchanged(now)
+        else:
             phase = g.phase_min[idx]
             slot = (now + phase) // _DRIFT_SLOT_MIN
-            cache.begin[idx] = slot * _DRIFT_SLOT_MIN - phase
-            cache.value[idx] = 0.8 + 0.4 * _unit(_bits(g.keys[idx], slot), 0)
+            cache.store(
+                now, idx, slot * _DRIFT_SLOT_MIN - phase, 0.8 + 0.4 * _unit(_bits(g.keys[idx], slot), 0)
+            )
         drift = cache.value
-    return g.rated_kw * np.clip(share * drift * g.cls.share_scale, 0.0, 1.0)
+    share = share * drift
+    if g.cls.share_scale != 1.0:  # (× 1.0 changes nothing)
+        share *= g.cls.share_scale
+    return np.clip(share, 0.0, 1.0, out=share) * g.rated_kw
 
 
 def _scatter(out: F64, row: IDX, values: F64, dense: bool) -> None:
@@ -901,6 +1024,15 @@ def _scatter(out: F64, row: IDX, values: F64, dense: bool) -> None:
         out += np.bincount(flat, weights=values.ravel(), minlength=t * n).reshape(t, n)
 
 
+def _scatter_some(out: F64, g: _Group, idx: IDX, values: F64) -> None:
+    """out[row] += values for the instances ``idx`` (ascending) of ``g``: :func:`_scatter` with every other
+    instance's value 0, the same sums (adding 0.0 changes nothing)."""
+    if g.dense:  # one instance per row, in row order: the rows are ``idx``, distinct
+        out[idx] += values
+    else:
+        out += np.bincount(g.row[idx], weights=values, minlength=out.shape[-1])
+
+
 def _window(flex: Flex | None, row: IDX, epoch_s: I64) -> tuple[BOOL, F64]:
     """Whether each instance's row is inside its flex window, and minutes since the window ended."""
     if flex is None:
@@ -911,9 +1043,9 @@ def _window(flex: Flex | None, row: IDX, epoch_s: I64) -> tuple[BOOL, F64]:
     return inside, since
 
 
-def _thermal_kw(g: _Group, tick: _Tick, flex: Flex | None) -> F64:
+def _thermal_kw(g: _Group, tick: _Tick, flex: Flex | None, memo: _CyclePosition | None = None) -> F64:
     """ETP balance → duty → thermostat cycling (on for duty × period of each period)."""
-    index = _week_index(g.shape, _at(tick.local_min, tick, g) - g.shift_min)
+    index = _week_index(tick, g)
     active = _SHAPES.active[index]
     present = _SHAPES.present[index]  # a business's presence is its activity
     heat_set = g.heat_set_c[0] + g.heat_set_c[1] * active
@@ -942,7 +1074,7 @@ def _thermal_kw(g: _Group, tick: _Tick, flex: Flex | None) -> F64:
             need = g.ua_kw_per_k * (t_out - cool_set) + gains
             duty += np.clip((need + rebound * (need > 0)) / capacity, 0.0, 1.0)
     duty = np.minimum(duty, 1.0)
-    on = np.mod(tick.epoch_min + g.phase_min, g.period_min) < duty * g.period_min
+    on = _in_cycle(g, tick, memo) < duty * g.period_min
     kw = g.rated_kw * on
     if g.cls.name == "hvac":  # the supply fan runs while a business is open (~12 % of the unit's rating)
         kw = kw + 0.12 * g.rated_kw * (active > 0.5) * ~on
@@ -976,7 +1108,7 @@ _TANK_LOSS_KW = 0.05  # ~1.2 kWh/day standby loss of a 190 L tank
 _WATER_SLOT_MIN = 120
 
 
-def _water(g: _Group, tick: _Tick, flex: Flex | None) -> F64:
+def _water(g: _Group, tick: _Tick, flex: Flex | None, memo: _CyclePosition | None = None) -> F64:
     """Draws (CREST/NREL) recovered at full power; standby reheats; deferral with recovery afterwards."""
     t_mains = _at(tick.t_mains, tick, g)
     day_kwh = g.litres_per_day * 4.186 * (_WATER_SET_C - t_mains) / 3600.0 / 0.98
@@ -984,15 +1116,14 @@ def _water(g: _Group, tick: _Tick, flex: Flex | None) -> F64:
     t = tick.epoch_min + g.phase_min
     slot = t // _WATER_SLOT_MIN
     position = t - slot * _WATER_SLOT_MIN
-    local_start = _at(tick.local_min, tick, g) - position - g.shift_min
-    p_start = rate * _WATER_SLOT_MIN / 1440.0 * _lookup(_SHAPES.start_rate, g.shape, local_start)
+    p_start = rate * _WATER_SLOT_MIN / 1440.0 * _SHAPES.start_rate[_week_index(tick, g, -position)]
     bits = _bits(g.keys, slot)
     minutes = day_kwh / rate / g.rated_kw * 60.0 * (0.4 + 1.2 * _unit(bits, 32))
     length = np.clip(np.round(minutes), 1, 90).astype(np.int64)
     start = (bits & np.uint64(0xFFFF)).astype(np.int64) % (_WATER_SLOT_MIN - length + 1)
     into = position - start
     draw = (_unit(bits, 16) < p_start) & (into >= 0) & (into < length)
-    standby = np.mod(t, g.period_min) < _TANK_LOSS_KW / g.rated_kw * g.period_min
+    standby = _in_cycle(g, tick, memo) < _TANK_LOSS_KW / g.rated_kw * g.period_min
     on = draw | standby
     if flex is not None:
         inside, since = _window(flex, g.row, tick.epoch_s)
