@@ -21,12 +21,11 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg import sql
 
 from gridsim_meter_sim import domain
 from gridsim_meter_sim.fleet_repository import load_fleet
 from gridsim_meter_sim.world import default_world_path, load_world, read_world
-from gridsim_shared.db import apply_migrations, open_pool
+from gridsim_shared.db import apply_migrations, drop_schemas, open_pool
 from gridsim_shared.settings import DbSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -77,7 +76,7 @@ async def run(url: str) -> dict[str, Any]:
         return report
     finally:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            await conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
+            await conn.execute(drop_schemas(schema))
 
 
 def markdown(report: dict[str, Any]) -> str:

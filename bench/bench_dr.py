@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
-from psycopg import sql
 
 from gridsim_meter_sim import domain as sim
 from gridsim_meter_sim import loads as load_model
@@ -39,7 +38,7 @@ from gridsim_meter_sim import shapes
 from gridsim_meter_sim.fleet_repository import load_fleet
 from gridsim_meter_sim.flex import FlexPlan, FlexRow
 from gridsim_meter_sim.world import default_world_path, load_world, read_world
-from gridsim_shared.db import apply_migrations, open_pool
+from gridsim_shared.db import apply_migrations, drop_schemas, open_pool
 from gridsim_shared.settings import DbSettings
 from gridsim_utility import domain
 from gridsim_utility.repository import FLEXIBLE_PROFILES
@@ -65,7 +64,7 @@ async def _rows(url: str) -> sim.FleetColumns:
             return await load_fleet(pool, 0, 1)
     finally:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            await conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
+            await conn.execute(drop_schemas(schema))
 
 
 def participants(columns: sim.FleetColumns) -> dict[int, tuple[float, float]]:

@@ -35,7 +35,7 @@ from gridsim_feasibility.__main__ import serve as serve_feasibility
 from gridsim_gateway.main import create_app
 from gridsim_shared.bus import Bus
 from gridsim_shared.commands import feasibility
-from gridsim_shared.db import apply_migrations, connect, open_pool
+from gridsim_shared.db import apply_migrations, connect, drop_schemas, open_pool
 from gridsim_shared.settings import DbSettings, MqttSettings, Settings, SimSettings
 from gridsim_shared.testing import gateway_client, running
 
@@ -205,7 +205,7 @@ async def bench_live(
         return results
     finally:
         async with await connect(db_url, autocommit=True) as conn:
-            await conn.execute(f"drop schema if exists {schema} cascade")
+            await conn.execute(drop_schemas(schema))
 
 
 def main() -> None:

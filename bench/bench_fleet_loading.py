@@ -35,7 +35,7 @@ from psycopg.rows import dict_row
 from gridsim_meter_sim import domain
 from gridsim_meter_sim.domain import DerRow, MeterRow
 from gridsim_meter_sim.fleet_repository import load_fleet
-from gridsim_shared.db import apply_migrations, connect, open_pool
+from gridsim_shared.db import apply_migrations, connect, drop_schemas, open_pool
 from gridsim_shared.settings import DbSettings
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -169,7 +169,7 @@ async def bench(meters: int, shards: int) -> dict[str, Any]:
         }
     finally:
         async with await connect(DB_URL, "public", autocommit=True) as conn:
-            await conn.execute(f"drop schema if exists {schema} cascade")
+            await conn.execute(drop_schemas(schema))
 
 
 def write(results: list[dict[str, Any]]) -> None:

@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg import sql
 
 from gridsim_meter_sim import domain as sim
 from gridsim_meter_sim import loads as load_model
@@ -36,7 +35,7 @@ from gridsim_meter_sim.domain import DerRow, MeterRow
 from gridsim_meter_sim.fleet_repository import load_fleet
 from gridsim_meter_sim.world import default_world_path, load_world, read_world
 from gridsim_shared import climate as climate_model
-from gridsim_shared.db import apply_migrations, open_pool
+from gridsim_shared.db import apply_migrations, drop_schemas, open_pool
 from gridsim_shared.settings import DbSettings
 from gridsim_utility import domain, weather
 
@@ -67,7 +66,7 @@ async def demo_fleet(url: str, seed: int) -> sim.Fleet:
         return sim.build_fleet_from(seed, columns)
     finally:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-            await conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
+            await conn.execute(drop_schemas(schema))
 
 
 def synthetic_fleet(n: int, seed: int, per_transformer: int = 100) -> sim.Fleet:

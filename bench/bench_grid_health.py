@@ -41,7 +41,7 @@ from gridsim_meter_sim.registers import Registers
 from gridsim_meter_sim.supply import OutageRow, SupplyPlan
 from gridsim_shared.bus import Bus
 from gridsim_shared.commands import meter_sim
-from gridsim_shared.db import apply_migrations, connect
+from gridsim_shared.db import apply_migrations, connect, drop_schemas
 from gridsim_shared.settings import DbSettings, MqttSettings, Settings, SimSettings
 from gridsim_shared.testing import gateway_client, running
 
@@ -134,7 +134,7 @@ async def bench_read(reads: int) -> dict[str, Any]:
                 response.raise_for_status()
     finally:
         async with await connect(DB_URL, "public", autocommit=True) as conn:
-            await conn.execute(f'drop schema if exists "{schema}" cascade')
+            await conn.execute(drop_schemas(schema))
 
     def stats(values: list[float]) -> dict[str, float]:
         ordered = sorted(values)

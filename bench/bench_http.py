@@ -45,7 +45,7 @@ from typing import Any
 from gridsim.embedded import free_port
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
-from gridsim_shared.db import apply_migrations, connect
+from gridsim_shared.db import apply_migrations, connect, drop_schemas
 from gridsim_shared.ids import TransformerPath
 from gridsim_shared.messages import ClockState, ReadingBatch, Watermark
 from gridsim_shared.settings import MqttSettings
@@ -209,7 +209,7 @@ def _driver(schema: str, base: str) -> tuple[threading.Thread, threading.Event]:
 
 async def _drop(schema: str) -> None:
     async with await connect(DB_URL, "public", autocommit=True) as conn:
-        await conn.execute(f"drop schema if exists {schema} cascade")
+        await conn.execute(drop_schemas(schema))
 
 
 def run(seconds: int) -> dict[str, Any]:

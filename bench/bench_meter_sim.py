@@ -37,7 +37,7 @@ from gridsim_meter_sim.engine import Engine
 from gridsim_meter_sim.publisher import encode_batches
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
-from gridsim_shared.db import apply_migrations, connect, open_pool
+from gridsim_shared.db import apply_migrations, connect, drop_schemas, open_pool
 from gridsim_shared.settings import DbSettings, MqttSettings, Settings, SimSettings
 
 RESULTS = Path(__file__).parent / "results"
@@ -232,7 +232,7 @@ async def bench_publish(meters: int, per_transformer: int, intervals: int) -> di
         return row
     finally:
         async with await connect(DB_URL, "public") as conn:
-            await conn.execute(f"drop schema if exists {schema} cascade")
+            await conn.execute(drop_schemas(schema))
             await conn.commit()
 
 

@@ -51,7 +51,7 @@ from gridsim.embedded import free_port, start_broker, start_postgres
 from gridsim_aggregator.copy_binary import encode_readings, timestamps_us
 from gridsim_meter_sim.engine import Engine
 from gridsim_shared.bus import Bus
-from gridsim_shared.db import apply_migrations, connect, open_pool
+from gridsim_shared.db import apply_migrations, connect, drop_schemas, open_pool
 from gridsim_shared.readiness import wait_ready
 from gridsim_shared.settings import DbSettings, MqttSettings, Settings, SimSettings
 
@@ -90,7 +90,7 @@ async def scratch_schema(prefix: str, code: Path | None = None) -> AsyncIterator
         yield schema
     finally:
         async with await connect(DB_URL, "public", autocommit=True) as conn:
-            await conn.execute(f"drop schema if exists {schema} cascade")
+            await conn.execute(drop_schemas(schema))
 
 
 @contextlib.contextmanager

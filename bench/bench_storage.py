@@ -47,7 +47,7 @@ from psycopg import sql
 
 from gridsim_aggregator import repository
 from gridsim_aggregator.copy_binary import encode_readings, timestamps_us
-from gridsim_shared.db import apply_migrations, connect
+from gridsim_shared.db import apply_migrations, connect, drop_schemas
 
 URL = os.environ.get("GRIDSIM_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5433/test")
 RESULTS = Path(__file__).parent / "results"
@@ -130,8 +130,8 @@ async def _relation_bytes(conn: Conn, name: str, timescale: bool) -> int:
         cur = await conn.execute(
             "select materialization_hypertable_schema || '.' || materialization_hypertable_name "
             "from timescaledb_information.continuous_aggregates "
-            "where view_schema = current_schema() and view_name = %s",
-            (f"{name}_agg",),
+            "where view_name = %s and to_regclass(format('%%I.%%I', view_schema, view_name)) = to_regclass(%s)",
+            (f"{name}_agg", f"{name}_agg"),
         )
         row = await cur.fetchone()
         target = row[0] if row else name
@@ -150,7 +150,8 @@ async def _analyzed(conn: Conn, timescale: bool) -> list[str]:
         return RAW + ROLLUPS
     cur = await conn.execute(
         "select materialization_hypertable_schema || '.' || materialization_hypertable_name "
-        "from timescaledb_information.continuous_aggregates where view_schema = current_schema()"
+        "from timescaledb_information.continuous_aggregates "
+        "where to_regclass(format('%I.%I', view_schema, view_name)) = to_regclass(view_name)"
     )
     return RAW + [row[0] for row in await cur.fetchall()]
 
@@ -232,7 +233,7 @@ async def _engine(timescale: bool, meters: int, days: int, *, compare_uncompress
                 result["queries_compressed"] = await _queries(conn, meters, days)
     finally:
         async with await connect(URL, autocommit=True) as conn:
-            await conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
+            await conn.execute(drop_schemas(schema))
     return result
 
 

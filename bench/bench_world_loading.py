@@ -28,7 +28,7 @@ from typing import Any
 from gridsim_meter_sim.domain import build_fleet_from
 from gridsim_meter_sim.fleet_repository import load_fleet
 from gridsim_meter_sim.world_bulk import generate_world, load_any_world
-from gridsim_shared.db import apply_migrations, connect, open_pool
+from gridsim_shared.db import apply_migrations, connect, drop_schemas, open_pool
 from gridsim_shared.settings import DbSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -108,7 +108,7 @@ async def run(url: str, meters: int) -> dict[str, Any]:
                 del columns, fleet
         finally:
             async with await connect(url, "public", autocommit=True) as conn:
-                await conn.execute(f"drop schema if exists {schema} cascade")
+                await conn.execute(drop_schemas(schema))
     out["peak_rss_mb"] = round(_peak_mb())
     out["load_average"] = round(os.getloadavg()[0], 1)
     out["at"] = datetime.now(UTC).isoformat(timespec="seconds")

@@ -77,7 +77,7 @@ from gridsim.embedded import EmbeddedServer, free_port, make_conninfo_url, port_
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.commands import billing, meter_sim
-from gridsim_shared.db import apply_migrations
+from gridsim_shared.db import apply_migrations, session_options
 from gridsim_shared.errors import GridsimError
 from gridsim_shared.messages import ClockState, ServiceStatus, Watermark
 from gridsim_shared.settings import MqttSettings
@@ -383,10 +383,10 @@ class Run:
         """The aggregator's ``committed_until`` (intervals closed) and ``rolled_until`` (15-minute windows
         rolled into the per-meter and grid time rollups); (None, None) while the database is away."""
         with contextlib.suppress(psycopg.Error):
-            with psycopg.connect(self.db.url, connect_timeout=3) as conn:
-                row = conn.execute(
-                    f"select committed_until, rolled_until from {self.schema}.aggregator_state"
-                ).fetchone()
+            with psycopg.connect(
+                self.db.url, connect_timeout=3, options=session_options(self.schema)
+            ) as conn:
+                row = conn.execute("select committed_until, rolled_until from aggregator_state").fetchone()
                 if row:
                     return row[0], row[1]
         return None, None
@@ -442,16 +442,16 @@ def _rolled(rolled: datetime | None, whole: datetime | None, last: datetime) -> 
     return whole <= (rolled if rolled is not None else _floor(last, timedelta(days=1)))
 
 
-def _rows(url: str, query: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url) as conn:
+def _rows(run: Run, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(run.db.url, options=session_options(run.schema)) as conn:
         return conn.execute(query).fetchall()
 
 
 def compare(reference: Run, faulty: Run, report: Report) -> None:
     """Readings bit for bit, rollups to 1e-9 relative, bills exactly; counts what is missing."""
-    readings = "select * from {s}.meter_data order by ts, meter_id"
-    ref = _rows(reference.db.url, readings.format(s=reference.schema))
-    got = _rows(faulty.db.url, readings.format(s=faulty.schema))
+    readings = "select * from meter_data order by ts, meter_id"
+    ref = _rows(reference, readings)
+    got = _rows(faulty, readings)
     report.readings_compared = len(ref)
     report.missing += max(0, len(ref) - len(got))
     ref_by_key = {(r[0], r[1]): r for r in ref}
@@ -462,10 +462,10 @@ def compare(reference: Run, faulty: Run, report: Report) -> None:
     report.differences.extend(f"extra reading {key}" for key in got_by_key.keys() - ref_by_key.keys())
     rollups = (
         "select ts, node_id, consumption_kwh, production_kwh, consumption_kvah, production_kvah, kvarh, "
-        "meters_reporting, partial from {s}.grid_rollups order by ts, node_id"
+        "meters_reporting, partial from grid_rollups order by ts, node_id"
     )
-    ref_rollups = _rows(reference.db.url, rollups.format(s=reference.schema))
-    got_rollups = {(r[0], r[1]): r for r in _rows(faulty.db.url, rollups.format(s=faulty.schema))}
+    ref_rollups = _rows(reference, rollups)
+    got_rollups = {(r[0], r[1]): r for r in _rows(faulty, rollups)}
     report.rollups_compared = len(ref_rollups)
     for row in ref_rollups:
         other = got_rollups.get((row[0], row[1]))
@@ -480,10 +480,10 @@ def compare(reference: Run, faulty: Run, report: Report) -> None:
     for table in ("meter_data_15m", "meter_data_1h", "meter_data_1d"):
         query = (
             "select bucket, meter_id, consumption_kwh, production_kwh, consumption_kvah, production_kvah, "
-            f"kvarh, readings from {{s}}.{table} order by bucket, meter_id"
+            f"kvarh, readings from {table} order by bucket, meter_id"
         )
-        ref_rows = _rows(reference.db.url, query.format(s=reference.schema))
-        got_by = {(r[0], r[1]): r for r in _rows(faulty.db.url, query.format(s=faulty.schema))}
+        ref_rows = _rows(reference, query)
+        got_by = {(r[0], r[1]): r for r in _rows(faulty, query)}
         report.meter_rollups_compared += len(ref_rows)
         for row in ref_rows:
             other = got_by.get((row[0], row[1]))

@@ -12,6 +12,7 @@ import pytest
 from gridsim_meter_sim.__main__ import serve as serve_meter_sim
 from gridsim_shared.bus import Bus
 from gridsim_shared.commands import meter_sim
+from gridsim_shared.db import session_options
 from gridsim_shared.errors import RemoteError
 from gridsim_shared.schemas.bookings import BookConnection
 from gridsim_shared.settings import Settings
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 async def _sql(settings: Settings, query: str) -> list[tuple[Any, ...]]:
     async with await psycopg.AsyncConnection.connect(
-        settings.db.url, autocommit=True, options=f"-c search_path={settings.db.schema_name}"
+        settings.db.url, autocommit=True, options=session_options(settings.db.schema_name)
     ) as conn:
         return await (await conn.execute(query.encode())).fetchall()
 

@@ -19,6 +19,7 @@ from gridsim_meter_sim.__main__ import serve as serve_meter_sim
 from gridsim_shared import commands
 from gridsim_shared.bus import Bus
 from gridsim_shared.commands import meter_sim
+from gridsim_shared.db import session_options
 from gridsim_shared.schemas import world
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import rollup_table, running, with_tiny_world
@@ -34,7 +35,7 @@ async def _seed_old_world(settings: Settings) -> None:
     """Rows the old world left in the aggregator's and feasibility's tables."""
     rollup = await rollup_table(settings, "meter_data_1h")
     async with await psycopg.AsyncConnection.connect(
-        settings.db.url, autocommit=True, options=f"-c search_path={settings.db.schema_name}"
+        settings.db.url, autocommit=True, options=session_options(settings.db.schema_name)
     ) as conn:
         meter = await (await conn.execute("select id from meters")).fetchone()
         assert meter is not None
@@ -61,7 +62,7 @@ async def _seed_old_world(settings: Settings) -> None:
 async def _counts(settings: Settings) -> dict[str, Any]:
     rollup = await rollup_table(settings, "meter_data_1h")
     async with await psycopg.AsyncConnection.connect(
-        settings.db.url, autocommit=True, options=f"-c search_path={settings.db.schema_name}"
+        settings.db.url, autocommit=True, options=session_options(settings.db.schema_name)
     ) as conn:
         found: dict[str, Any] = {}
         for table in ("meter_data", rollup, "transformer_thermal", "connections", "meters"):

@@ -260,10 +260,11 @@ class IsolatedSettings(Settings):
 
 def _drop_schema(database_url: str, schema: str) -> None:
     import psycopg
-    from psycopg import sql
+
+    from gridsim_shared.db import drop_schemas
 
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
+        conn.execute(drop_schemas(schema))
 
 
 @contextlib.contextmanager
@@ -362,7 +363,9 @@ def fill_meter_data(database_url: str, schema: str, meters: int, intervals: int)
     """Insert ``meters`` meters and ``intervals`` one-minute readings of each (seeded, server-side)."""
     import psycopg
 
-    with psycopg.connect(database_url, options=f"-c search_path={schema},public -c timezone=UTC") as conn:
+    from gridsim_shared.db import session_options
+
+    with psycopg.connect(database_url, options=session_options(schema)) as conn:
         conn.execute(
             "insert into meters (code) select 'SYN-' || lpad(m::text, 6, '0') from generate_series(1, %s) m",
             (meters,),

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from gridsim_aggregator import repository
+from gridsim_shared import roles
 from gridsim_shared.db import connect
 from gridsim_shared.settings import Settings
 
@@ -57,8 +58,9 @@ async def test_per_meter_reads_use_the_key_and_time_reads_the_brin_index(setting
     async with await connect(settings.db.url, settings.db.schema_name, autocommit=True) as conn:
         await _plain(conn)
         cur = await conn.execute(
-            "select indexname, indexdef from pg_indexes where schemaname = current_schema() "
-            "and tablename = 'meter_data' order by 1"
+            "select indexname, indexdef from pg_indexes where schemaname = %s "
+            "and tablename = 'meter_data' order by 1",
+            (roles.schema_of(settings.db.schema_name, "aggregator"),),
         )
         indexes = dict(await cur.fetchall())
         assert set(indexes) == {"meter_data_pkey", "meter_data_ts_brin"}

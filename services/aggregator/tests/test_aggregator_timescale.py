@@ -11,7 +11,8 @@ import pytest
 
 from gridsim_aggregator import repository
 from gridsim_aggregator.close_plan import time_rollup_plan
-from gridsim_shared.db import connect, list_migrations
+from gridsim_shared import roles
+from gridsim_shared.db import connect, drop_schemas, list_migrations
 from gridsim_shared.settings import Settings
 
 T = datetime(2025, 6, 20, 23, 44, tzinfo=UTC)
@@ -103,9 +104,9 @@ def test_the_migration_puts_an_aggregate_behind_every_rollup_name() -> None:
 async def _columns(conn: Any, name: str) -> list[tuple[str, str]]:
     cur = await conn.execute(
         "select column_name, data_type from information_schema.columns "
-        "where table_name = %s and table_schema in (current_schema(), pg_my_temp_schema()::regnamespace::text) "
+        "where table_name = %s and to_regclass(format('%%I.%%I', table_schema, table_name)) = to_regclass(%s) "
         "order by ordinal_position",
-        (name,),
+        (name, name),
     )
     return list(await cur.fetchall())
 
@@ -239,7 +240,7 @@ async def test_moving_from_plain_postgresql_keeps_every_row_and_rollup(timescale
             assert await cur.fetchone() == (4,)
     finally:
         async with await connect(url, autocommit=True) as conn:
-            await conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
+            await conn.execute(drop_schemas(schema))
 
 
 @pytest.mark.integration
@@ -301,7 +302,8 @@ async def test_retention_and_compression_in_simulated_time_keep_the_rollups(
         assert await cur.fetchone() == (t0 + DAY, 2 * 1440 - 1)
         cur = await conn.execute(
             "select range_start, is_compressed from timescaledb_information.chunks "
-            "where hypertable_schema = current_schema() and hypertable_name = 'meter_data' order by 1"
+            "where hypertable_schema = %s and hypertable_name = 'meter_data' order by 1",
+            (roles.schema_of(settings.db.schema_name, "aggregator"),),
         )
         assert await cur.fetchall() == [(t0 + DAY, True), (t0 + 2 * DAY, False)]
         cur = await conn.execute("select bucket, readings from meter_data_1d order by 1")

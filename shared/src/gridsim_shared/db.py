@@ -4,6 +4,12 @@ Migrations are the numbered ``migrations/NNNN_name.sql`` files of this package, 
 its own transaction, recorded in ``schema_migrations``. A file named ``NNNN_name.timescale.sql`` is applied
 only where the ``timescaledb`` extension is available (hypertables, compression, continuous aggregates);
 everything else is SQL that plain PostgreSQL 15 runs.
+
+A deployment is a set of schemas (:func:`gridsim_shared.roles.schemas`): its own, ``<base>``, and one per
+service that owns data. Migrations name relations unqualified: they create them in ``<base>`` (first on
+the search path) and find existing ones wherever they are; after the migrations the runner moves each new
+relation to its owner's schema and grants the roles (:mod:`gridsim_shared.roles`). So a migration must
+not look a relation up by ``current_schema()`` (that is ``<base>``), only by its name.
 """
 
 from __future__ import annotations
@@ -27,9 +33,12 @@ __all__ = [
     "apply_grants",
     "apply_migrations",
     "connect",
+    "drop_schemas",
     "list_migrations",
     "lock_in_schema",
     "open_pool",
+    "place_relations",
+    "session_options",
     "timescale_available",
 ]
 
@@ -65,17 +74,30 @@ def list_migrations() -> list[Migration]:
     return found
 
 
-def _connect_kwargs(schema: str) -> dict[str, Any]:
-    # The schema is first on the search path, so unqualified names in migrations and queries land there.
+def session_options(schema: str) -> str:
+    """libpq ``options`` of every session of the deployment ``schema`` (sync clients pass it themselves)."""
+    # The deployment's schema, then each owner's: unqualified names in queries resolve wherever their owner
+    # keeps them, and what a migration creates lands in the deployment's schema (moved by the runner).
     # Sessions run in UTC: simulated time is UTC, and timestamps read back (then floored to hours and days
     # by the aggregator and billing) must not depend on the server's default time zone.
-    return {"options": f"-c search_path={schema},public -c timezone=UTC"}
+    return f"-c search_path={','.join(roles.search_path(schema))} -c timezone=UTC"
+
+
+def _connect_kwargs(schema: str) -> dict[str, Any]:
+    return {"options": session_options(schema)}
+
+
+def drop_schemas(schema: str) -> sql.Composed:
+    """The statement that drops the deployment ``schema`` with every owner's schema (a test's teardown)."""
+    return sql.SQL("drop schema if exists {} cascade").format(
+        sql.SQL(", ").join(sql.Identifier(name) for name in roles.schemas(schema))
+    )
 
 
 async def connect(
     url: str, schema: str = "public", *, autocommit: bool = False
 ) -> psycopg.AsyncConnection[Any]:
-    """One connection to ``url`` with ``schema`` on the search path."""
+    """One connection to ``url`` with the deployment ``schema``'s schemas on the search path."""
     return await psycopg.AsyncConnection.connect(url, autocommit=autocommit, **_connect_kwargs(schema))
 
 
@@ -120,8 +142,44 @@ async def timescale_available(conn: psycopg.AsyncConnection[Any]) -> bool:
     return await cur.fetchone() is not None
 
 
+async def _relations(
+    conn: psycopg.AsyncConnection[Any], schemas: list[str]
+) -> dict[str, tuple[list[tuple[str, str]], list[str]]]:
+    """Schema -> its ``(relname, relkind)`` rows and function signatures, read once for all ``schemas``:
+    the statements then name them, since PostgreSQL resolves "on all tables in schema" by scanning all of
+    pg_class for each statement (seconds per migration where the catalog is large or bloated, as on a
+    test server that creates and drops schemas all day)."""
+    found: dict[str, tuple[list[tuple[str, str]], list[str]]] = {schema: ([], []) for schema in schemas}
+    cur = await conn.execute(
+        "select n.nspname, c.relname, c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = any(%s) and c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')",
+        (schemas,),
+    )
+    for schema, name, kind in await cur.fetchall():
+        found[schema][0].append((name, str(kind)))
+    cur = await conn.execute(
+        "select n.nspname, p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')'"
+        " from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = any(%s)",
+        (schemas,),
+    )
+    for schema, signature in await cur.fetchall():
+        found[schema][1].append(str(signature))
+    return found
+
+
+async def place_relations(conn: psycopg.AsyncConnection[Any], schema: str) -> int:
+    """Move what the migrations created in the deployment ``schema`` to its owners' schemas; the number of
+    relations and functions moved (none once a deployment is placed, until a migration adds some)."""
+    relations, functions = (await _relations(conn, [schema]))[schema]
+    statements = roles.placement_statements(schema, relations, functions)
+    async with conn.transaction():
+        for statement in statements:
+            await conn.execute(statement)
+    return len(statements)
+
+
 async def apply_grants(conn: psycopg.AsyncConnection[Any], schema: str) -> bool:
-    """Create the services' roles (no login) and grant them ``schema`` as :mod:`roles` says.
+    """Create the services' roles (no login) and grant them the deployment ``schema`` as :mod:`roles` says.
 
     False (and nothing changed) when the connected user may not create roles: a configured database whose
     owner is not a superuser keeps one login for every service (docs/security.md).
@@ -139,23 +197,12 @@ async def apply_grants(conn: psycopg.AsyncConnection[Any], schema: str) -> bool:
                     await conn.execute(sql.SQL("create role {} nologin").format(sql.Identifier(role)))
             except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
                 pass  # another runner (another database on this server) made it meanwhile
-    # The schema's relations by kind, read once: the grants then name them, since PostgreSQL resolves
-    # "on all tables in schema" by scanning all of pg_class for each statement (seconds per migration
-    # where the catalog is large or bloated, as on a test server that creates and drops schemas all day).
-    cur = await conn.execute(
-        "select c.relname, c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace"
-        " where n.nspname = %s and c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')",
-        (schema,),
-    )
-    found = [(name, str(kind)) for name, kind in await cur.fetchall()]
-    cur = await conn.execute(
-        "select p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')'"
-        " from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = %s",
-        (schema,),
-    )
-    relations = roles.SchemaRelations.of(found, (str(row[0]) for row in await cur.fetchall()))
+    found = {
+        name: roles.SchemaRelations.of(relations, functions)
+        for name, (relations, functions) in (await _relations(conn, roles.schemas(schema))).items()
+    }
     async with conn.transaction():
-        for statement in roles.grant_statements(schema, relations):
+        for statement in roles.grant_statements(schema, found):
             await conn.execute(statement)
     return True
 
@@ -172,7 +219,8 @@ async def apply_migrations(url: str, schema: str = "public", *, timescale: bool 
         # (parallel test workers, a second deployment) migrate side by side instead of in a queue.
         await conn.execute("select pg_advisory_lock(%s, hashtext(%s))", (_MIGRATION_LOCK, schema))
         try:
-            await conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+            for name in roles.schemas(schema):
+                await conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(name)))
             await conn.execute(
                 "create table if not exists schema_migrations ("
                 " name text primary key, applied_at timestamptz not null default now())"
@@ -198,6 +246,9 @@ async def apply_migrations(url: str, schema: str = "public", *, timescale: bool 
                     await conn.execute("insert into schema_migrations (name) values (%s)", (migration.name,))
                 applied.append(migration.name)
                 _LOGGER.info("applied migration %s to schema %s", migration.name, schema)
+            moved = await place_relations(conn, schema)
+            if moved:
+                _LOGGER.info("moved %d relations and functions of schema %s to their owners'", moved, schema)
             await apply_grants(conn, schema)
         finally:
             await conn.execute("select pg_advisory_unlock(%s, hashtext(%s))", (_MIGRATION_LOCK, schema))

@@ -1,9 +1,15 @@
-"""Which service owns which table, as database roles (docs/security.md).
+"""Which service owns which relation, as database schemas and roles (docs/security.md).
 
-Each service connects as its own role (``gridsim_meter_sim``, ...). Every role may read every table of
-the schema (the gateway answers from all of them); a role may write only the tables its service owns.
-A write that belongs to another service is a command to it or an event it handles (docs/architecture.md). :func:`grant_statements` turns this module into SQL; the migration runner applies it
-after the migrations, so a new table gets its grants from the line added here.
+Each service with data has a schema of its own in the deployment, ``<base>_<service>`` beside the
+deployment's schema ``<base>`` (``settings.db.schema_name``), and connects as its own role
+(``gridsim_meter_sim``, ...). A role may write only the tables of its own schema, and read only its own
+relations and what the other owners publish (:data:`PUBLISHED`). ``<base>`` itself keeps the migration
+record and what several owners share (:data:`SHARED_VIEWS`, :data:`SHARED_SEQUENCES`). A write that
+belongs to another service is a command to it or an event it handles (docs/architecture.md).
+
+Migrations create relations unqualified in ``<base>``; the runner then moves each to its owner's schema
+(:func:`placement_statements`) and grants what this module says (:func:`grant_statements`), so a new
+relation gets its schema and its grants from the line added here.
 """
 
 from __future__ import annotations
@@ -19,13 +25,18 @@ __all__ = [
     "OWNERS",
     "PUBLISHED",
     "ROLES",
+    "SHARED_SEQUENCES",
     "SHARED_VIEWS",
     "SchemaRelations",
     "enable_logins",
     "grant_statements",
+    "owning_services",
+    "placement_statements",
     "read_env_file",
     "role_of",
-    "writable",
+    "schema_of",
+    "schemas",
+    "search_path",
 ]
 
 # service -> its database role
@@ -38,7 +49,8 @@ ROLES: dict[str, str] = {
     "gateway": "gridsim_gateway",
 }
 
-# table -> the service that owns it (writes it; the others read it)
+# relation (table, view, continuous aggregate) -> the service that owns it: it lives in that service's
+# schema, which only its role writes
 OWNERS: dict[str, str] = {
     "grid_nodes": "meter-sim",
     "appliances": "meter-sim",
@@ -71,6 +83,13 @@ OWNERS: dict[str, str] = {
     "meter_data_15m_history": "aggregator",
     "meter_data_1h_history": "aggregator",
     "meter_data_1d_history": "aggregator",
+    # TimescaleDB: the continuous aggregates behind those views (0201), refreshed by the aggregator only
+    "meter_data_15m_agg": "aggregator",
+    "meter_data_1h_agg": "aggregator",
+    "meter_data_1d_agg": "aggregator",
+    "grid_rollups_15m_agg": "aggregator",
+    "grid_rollups_1h_agg": "aggregator",
+    "grid_rollups_1d_agg": "aggregator",
     "grid_rollups_15m_history": "aggregator",
     "grid_rollups_1h_history": "aggregator",
     "grid_rollups_1d_history": "aggregator",
@@ -100,11 +119,14 @@ OWNERS: dict[str, str] = {
     "utility_bill_months": "utility",
 }
 
-# function (its identity signature) -> the only service whose role may execute it: functions that run as
-# their owner for what PostgreSQL lets only a relation's owner do (migration 1040). Revoked from public.
+# function (its identity signature) -> the service that owns it: it lives in that service's schema, and
+# that service's role is granted execute. The security-definer ones (run as the migrations' user for what
+# PostgreSQL lets only a relation's owner do, migrations 1040 and 1050) revoke execute from public, so
+# their owner's role alone may call them.
 FUNCTIONS: dict[str, str] = {
     "meter_data_brin_summarize()": "aggregator",
     "meter_data_brin_desummarize(block bigint)": "aggregator",
+    "bump_grid_version()": "meter-sim",  # grid_nodes' trigger (1010)
 }
 
 # owner -> what it publishes for the other services to read: its read model, a contract it versions in
@@ -145,17 +167,40 @@ PUBLISHED: dict[str, frozenset[str]] = {
 }
 
 # Views over the rows of several owners, each owner writing only its own table below (migration 1020).
+# They live in the deployment's schema, and every role reads them.
 SHARED_VIEWS: dict[str, tuple[str, ...]] = {"events": ("aggregator_events", "meter_sim_events")}
+
+# Sequences in the deployment's schema -> the services that draw ids from them: one id space for the tables
+# of a shared view, each writer using it for its own table (1020, 1050).
+SHARED_SEQUENCES: dict[str, tuple[str, ...]] = {"event_ids": ("aggregator", "meter-sim")}
+
+
+def owning_services() -> list[str]:
+    """The services that own relations, hence have a schema (the gateway has none), in :data:`ROLES`'s order."""
+    owners = set(OWNERS.values())
+    return [service for service in ROLES if service in owners]
+
+
+def schema_of(base: str, service: str) -> str:
+    """The schema of ``service``'s relations in the deployment whose schema is ``base``."""
+    return f"{base}_{service.replace('-', '_')}"
+
+
+def schemas(base: str) -> list[str]:
+    """Every schema of the deployment ``base``: its own, then each owner's (what a test creates and drops)."""
+    return [base, *(schema_of(base, service) for service in owning_services())]
+
+
+def search_path(base: str) -> list[str]:
+    """Every connection's search path: unqualified names resolve in whichever schema owns them (relation
+    names are unique across owners), ``current_schema()`` is the deployment's, and a schema the connected
+    role may not use is skipped by PostgreSQL."""
+    return [*schemas(base), "public"]
 
 
 def role_of(service: str) -> str:
     """The database role of ``service``."""
     return ROLES[service]
-
-
-def writable(service: str) -> list[str]:
-    """Tables ``service`` may write: the ones it owns, and no other (issue 13: no cross-writes)."""
-    return [table for table, owner in OWNERS.items() if owner == service]
 
 
 @dataclass(frozen=True)
@@ -185,49 +230,118 @@ class SchemaRelations:
         )
 
 
-def grant_statements(schema: str, relations: SchemaRelations) -> list[sql.Composed]:
-    """The grants of every role on ``schema``: read everything, write what it owns.
+def placement_statements(
+    base: str, relations: Iterable[tuple[str, str]], functions: Iterable[str] = ()
+) -> list[sql.Composed]:
+    """Move what migrations created in ``base`` to its owner's schema: the ``(relname, relkind)`` rows and
+    function signatures found in ``base`` that :data:`OWNERS` and :data:`FUNCTIONS` name.
 
-    Only the plain tables that exist there are granted writes (a TimescaleDB continuous aggregate is a
-    view that only its refresh writes; a table of a later migration not applied yet is skipped). Every
-    relation is named rather than "all tables in schema", which PostgreSQL resolves with a scan of the
-    whole catalog per statement.
+    A table takes its indexes, constraints, triggers and owned (serial) sequences along; views and
+    foreign keys refer to relations by oid, so they follow. ``alter table`` moves every kind of relation
+    (PostgreSQL accepts it for views too), and TimescaleDB 2.25 updates its catalogue for a hypertable or a
+    continuous aggregate moved so, where ``alter view`` refuses a continuous aggregate (its chunks and
+    materialization stay in TimescaleDB's own schemas).
     """
-
-    def listed(names: Iterable[str]) -> sql.Composed:
-        return sql.SQL(", ").join(sql.Identifier(schema, name) for name in sorted(names))
-
-    every_role = sql.SQL(", ").join(sql.Identifier(role) for role in ROLES.values())
-    statements = [sql.SQL("grant usage on schema {} to {}").format(sql.Identifier(schema), every_role)]
-    if relations.readable:
-        readable = listed(relations.readable)
-        statements += [
-            # Revoked first: a schema migrated by an older gridsim granted cross-writes since removed.
-            sql.SQL("revoke insert, update, delete, truncate on {} from {}").format(readable, every_role),
-            sql.SQL("grant select on {} to {}").format(readable, every_role),
-        ]
-    if relations.sequences:
-        statements.append(
-            sql.SQL("grant usage, select on sequence {} to {}").format(
-                listed(relations.sequences), every_role
-            )
-        )
-    for service, role in ROLES.items():
-        owned = [table for table in writable(service) if table in relations.tables]
-        if owned:
+    statements = []
+    for name, kind in sorted(relations):
+        if name in OWNERS and kind in {"r", "p", "v", "m", "f"}:
             statements.append(
-                sql.SQL("grant insert, update, delete, truncate on {} to {}").format(
-                    listed(owned), sql.Identifier(role)
+                sql.SQL("alter table {} set schema {}").format(
+                    sql.Identifier(base, name),
+                    sql.Identifier(schema_of(base, OWNERS[name])),
                 )
             )
-    for signature, service in FUNCTIONS.items():
-        if signature in relations.functions:
+    for signature in sorted(functions):
+        if signature in FUNCTIONS:
             # The signature is this module's own text, not input: it is spliced as SQL.
             statements.append(
-                sql.SQL("grant execute on function {}.{} to {}").format(
-                    sql.Identifier(schema), sql.SQL(signature), sql.Identifier(ROLES[service])
+                sql.SQL("alter function {}.{} set schema {}").format(
+                    sql.Identifier(base),
+                    sql.SQL(signature),
+                    sql.Identifier(schema_of(base, FUNCTIONS[signature])),
                 )
             )
+    return statements
+
+
+def grant_statements(base: str, found: dict[str, SchemaRelations]) -> list[sql.Composed]:
+    """The grants of every role on the deployment ``base``, from what ``found`` in each of its schemas.
+
+    Each owner's role uses and reads everything of its schema and writes its plain tables (a TimescaleDB
+    continuous aggregate is a view that only its refresh writes); the other roles read only what the owner
+    publishes. Every role reads the shared views of ``base``, and the writers of their tables draw ids from
+    the shared sequences. Whatever a role held before is revoked first (a schema migrated by an older
+    gridsim granted every role every table). Every relation is named rather than "all tables in schema",
+    which PostgreSQL resolves with a scan of the whole catalog per statement.
+    """
+
+    def listed(schema: str, names: Iterable[str]) -> sql.Composed:
+        return sql.SQL(", ").join(sql.Identifier(schema, name) for name in sorted(names))
+
+    def to(*services: str) -> sql.Composed:
+        return sql.SQL(", ").join(sql.Identifier(ROLES[service]) for service in services)
+
+    everyone = list(ROLES)
+    nothing = SchemaRelations(frozenset(), frozenset(), frozenset())
+    statements = []
+    for schema in schemas(base):
+        statements.append(
+            sql.SQL("grant usage on schema {} to {}").format(sql.Identifier(schema), to(*everyone))
+        )
+        relations = found.get(schema, nothing)
+        if relations.readable:
+            statements.append(
+                sql.SQL("revoke all on {} from {}").format(listed(schema, relations.readable), to(*everyone))
+            )
+        if relations.sequences:
+            statements.append(
+                sql.SQL("revoke all on sequence {} from {}").format(
+                    listed(schema, relations.sequences), to(*everyone)
+                )
+            )
+    shared = found.get(base, nothing)
+    views = shared.readable & set(SHARED_VIEWS)
+    if views:
+        statements.append(sql.SQL("grant select on {} to {}").format(listed(base, views), to(*everyone)))
+    for sequence in sorted(shared.sequences & set(SHARED_SEQUENCES)):
+        statements.append(
+            sql.SQL("grant usage, select on sequence {} to {}").format(
+                sql.Identifier(base, sequence), to(*SHARED_SEQUENCES[sequence])
+            )
+        )
+    for service in owning_services():
+        schema = schema_of(base, service)
+        relations = found.get(schema, nothing)
+        if relations.readable:
+            statements.append(
+                sql.SQL("grant select on {} to {}").format(listed(schema, relations.readable), to(service))
+            )
+        published = relations.readable & PUBLISHED[service]
+        others = [other for other in everyone if other != service]
+        if published:
+            statements.append(
+                sql.SQL("grant select on {} to {}").format(listed(schema, published), to(*others))
+            )
+        if relations.tables:
+            statements.append(
+                sql.SQL("grant insert, update, delete, truncate on {} to {}").format(
+                    listed(schema, relations.tables), to(service)
+                )
+            )
+        if relations.sequences:
+            statements.append(
+                sql.SQL("grant usage, select on sequence {} to {}").format(
+                    listed(schema, relations.sequences), to(service)
+                )
+            )
+        for signature in sorted(relations.functions):
+            if FUNCTIONS.get(signature) == service:
+                # The signature is this module's own text, not input: it is spliced as SQL.
+                statements.append(
+                    sql.SQL("grant execute on function {}.{} to {}").format(
+                        sql.Identifier(schema), sql.SQL(signature), to(service)
+                    )
+                )
     return statements
 
 

@@ -97,8 +97,10 @@ class DbSettings(BaseModel):
     """The PostgreSQL (or TimescaleDB) database."""
 
     url: str = "postgresql://postgres@127.0.0.1:5432/gridsim"
-    # Every table lives in this schema; tests give each test its own.
-    schema_name: str = Field(default="public", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    # The deployment's schema; each service's tables live in ``<schema_name>_<service>`` beside it (roles.py),
+    # so it leaves room for the longest suffix (``_feasibility``) in PostgreSQL's 63 characters. Tests give
+    # each test its own.
+    schema_name: str = Field(default="public", pattern=r"^[a-z_][a-z0-9_]{0,50}$")
     pool_min: int = Field(default=1, ge=1)
     pool_max: int = Field(default=8, ge=1)
     # Raw minute readings older than this are dropped (rollups are kept). 0 keeps them for ever.

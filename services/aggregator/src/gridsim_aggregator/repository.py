@@ -661,14 +661,17 @@ _COMPRESSED = ("meter_data", "grid_rollups", "meter_data_15m_agg", "grid_rollups
 
 
 async def timescale_enabled(conn: Conn) -> bool:
-    """True when ``meter_data`` in this schema is a TimescaleDB hypertable (migration 0201 applied)."""
+    """True when this deployment's ``meter_data`` (the one on the search path) is a TimescaleDB hypertable
+    (migration 0201 applied)."""
     cur = await conn.execute("select exists (select 1 from pg_extension where extname = 'timescaledb')")
     row = await cur.fetchone()
     if row is None or not row[0]:
         return False  # the catalogue below does not exist without the extension
     cur = await conn.execute(
-        "select exists (select 1 from timescaledb_information.hypertables "
-        "where hypertable_schema = current_schema() and hypertable_name = 'meter_data')"
+        "select exists (select 1 from timescaledb_information.hypertables h"
+        " join pg_namespace n on n.nspname = h.hypertable_schema"
+        " join pg_class c on c.relnamespace = n.oid and c.relname = h.hypertable_name"
+        " where c.oid = to_regclass('meter_data'))"
     )
     row = await cur.fetchone()
     return bool(row and row[0])
