@@ -11,7 +11,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from gridsim_shared import roles
+from gridsim_shared.settings import DbSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("meter-sim", "aggregator", "billing", "feasibility", "utility", "gateway")
@@ -70,6 +74,20 @@ def test_published_tables_and_shared_views_name_real_owned_tables() -> None:
     for view, parts in roles.SHARED_VIEWS.items():
         assert view not in roles.OWNERS
         assert all(part in roles.OWNERS for part in parts), view
+    for sequence, users in roles.SHARED_SEQUENCES.items():
+        assert sequence not in roles.OWNERS
+        assert set(users) <= set(roles.owning_services()), sequence
+
+
+def test_every_owners_schema_fits_beside_the_longest_deployment_schema() -> None:
+    """PostgreSQL cuts names at 63 bytes: settings allow a deployment schema of 51 characters, which leaves
+    room for every owner's suffix, and no two services' schemas are the same."""
+    base = "x" * 51
+    assert DbSettings(schema_name=base).schema_name == base
+    with pytest.raises(ValidationError):
+        DbSettings(schema_name=base + "x")
+    assert max(len(name) for name in roles.schemas(base)) <= 63
+    assert len(set(roles.schemas(base))) == 1 + len(roles.owning_services())
 
 
 def test_the_scan_sees_sql_it_must_catch() -> None:
