@@ -40,7 +40,7 @@ from gridsim.launcher import SERVICES
 from gridsim_meter_sim.world_bulk import generate_world
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
-from gridsim_shared.db import apply_migrations, connect
+from gridsim_shared.db import apply_migrations, connect, drop_schemas
 from gridsim_shared.messages import ClockState, Watermark
 from gridsim_shared.settings import MqttSettings
 from gridsim_shared.topics import NoPath
@@ -255,7 +255,7 @@ async def one_run(
                     out["log_tail"] = (Path(tmp) / "meter-sim.log").read_text()[-2000:]
     finally:
         async with await connect(db_url, "public", autocommit=True) as conn:
-            await conn.execute(f"drop schema if exists {schema} cascade")
+            await conn.execute(drop_schemas(schema))
     out["samples"] = samples
     out["at"] = datetime.now(UTC).isoformat(timespec="seconds")
     out["summary"] = summarise(samples, args.interval_s * 1.0 / args.speed, list(base_cpu))
