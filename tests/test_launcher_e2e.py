@@ -116,10 +116,13 @@ def _assert_all_gone(processes: list[psutil.Process], timeout: float) -> None:
 
 @pytest.fixture
 def launcher() -> Iterator[Launcher]:
-    """``gridsim up --embedded`` in a fresh data dir, with an environment free of GRIDSIM_* settings."""
+    """``gridsim up --embedded`` in a fresh data dir, with an environment free of GRIDSIM_* settings but
+    a free OpenADR port."""
     work = Path(tempfile.mkdtemp(prefix="gridsim-e2e-"))
     work.chmod(0o755)  # the embedded PostgreSQL runs as nobody when the tests run as root
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("GRIDSIM_")}
+    # The OpenADR VTN's port (8181 by default) may be held by another gridsim on this machine.
+    env["GRIDSIM_UTILITY__OPENADR_PORT"] = str(free_port())
     port = free_port()
     log_path = work / "gridsim-up.log"
     with log_path.open("wb") as log_file:
