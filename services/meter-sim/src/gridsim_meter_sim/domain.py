@@ -462,7 +462,7 @@ def build_fleet_from(seed: int, columns: FleetColumns) -> Fleet:
         flat=flat,
         prosumer=prosumer,
         online=c.online[order],
-        k_consumption=c.k_consumption[order],
+        k_consumption=load_model.compact(c.k_consumption[order]),
         k_production=c.k_production[order],
         latitude=latitude,
         longitude=longitude,
@@ -483,7 +483,9 @@ def build_fleet_from(seed: int, columns: FleetColumns) -> Fleet:
         cloud_cells=cells,
         cloud_cell_of=cell_of,
         voltage_offset=(randomness.uniform(key, _S_VOLT, 0) - 0.5) * 2.0 * METER_SPREAD,
-        nominal_v=np.array([climate.nominal_v for climate in climates], dtype=np.float64)[climate_of],
+        nominal_v=load_model.compact(
+            np.array([climate.nominal_v for climate in climates], dtype=np.float64)[climate_of]
+        ),
         feeder=feeder_of,
         feeder_key=randomness.meter_keys(seed, feeder_ids),
         line_position=0.3 + 0.7 * randomness.uniform(key, _S_POSITION, 0),

@@ -69,6 +69,7 @@ __all__ = [
     "Loads",
     "build",
     "classify",
+    "compact",
     "mains_temperature_c",
     "power",
 ]
@@ -80,6 +81,7 @@ IDX = npt.NDArray[np.intp]
 BOOL = npt.NDArray[np.bool_]
 
 _A = TypeVar("_A", F64, I64)
+_V = TypeVar("_V", bound=npt.NDArray[np.generic])
 
 Mode = Literal["event", "cycle", "continuous", "thermal", "water", "ev"]
 
@@ -319,7 +321,6 @@ class _Group:
     row: IDX  # the fleet row (meter) of each instance
     rated_kw: F64  # per instance, × the units it stands for
     tan_phi: F64
-    tan_phi_all: float | None  # the one tan φ of every instance, if they share it (a scalar is cheaper)
     keys: U64  # the instance's stream key (a hash of meter key, class and unit)
     business: BOOL
     phase_min: I64  # slot phase / cycle phase (minutes)
@@ -333,10 +334,12 @@ class _Group:
     week_row_own: IDX
     # Thermal units only (else empty)
     ua_kw_per_k: F64 = field(default_factory=lambda: np.zeros(0))
+    capacity_kw: F64 = field(default_factory=lambda: np.zeros(0))  # heat moved at full power (rated × COP)
     gains_kw: F64 = field(default_factory=lambda: np.zeros(0))
     solar_kw: F64 = field(default_factory=lambda: np.zeros(0))
-    heat_set_c: F64 = field(default_factory=lambda: np.zeros(0))  # (2, units): at no / full activity
-    cool_set_c: F64 = field(default_factory=lambda: np.zeros(0))
+    # Setpoints at no activity and per unit of activity (°C)
+    heat_set_c: tuple[F64, F64] = field(default_factory=lambda: (np.zeros(0), np.zeros(0)))
+    cool_set_c: tuple[F64, F64] = field(default_factory=lambda: (np.zeros(0), np.zeros(0)))
     # Water heaters: daily hot water (litres); EVs: timer users
     litres_per_day: F64 = field(default_factory=lambda: np.zeros(0))
     timer: BOOL = field(default_factory=lambda: np.zeros(0, dtype=bool))
@@ -563,17 +566,16 @@ def build(
         group = _Group(
             cls=cls,
             row=row,
-            rated_kw=rated,
-            tan_phi=tan,
-            tan_phi_all=float(tan[0]) if len(tan) and bool((tan == tan[0]).all()) else None,
+            rated_kw=compact(rated),
+            tan_phi=compact(tan),
             keys=ikeys,
             business=business[row],
             phase_min=(randomness.mix64(ikeys) % np.uint64(1440)).astype(np.int64),
             period_min=_period(cls, ikeys),
             dense=len(row) == n and bool((row == np.arange(n)).all()),
-            starts_per_day=np.where(business[row], cls.business_starts, cls.starts_per_day),
-            climate=climate_of[row],
-            week_row=shape * _WEEK_STRIDE + _PAD,
+            starts_per_day=compact(np.where(business[row], cls.business_starts, cls.starts_per_day)),
+            climate=compact(climate_of[row]),
+            week_row=compact(shape * _WEEK_STRIDE + _PAD),
             week_row_own=shape * _WEEK_STRIDE + _PAD - shift[row],
         )
         if cls.mode == "thermal":
@@ -585,6 +587,16 @@ def build(
             group = replace(group, timer=_u(ikeys, 4) < _EV_TIMER_SHARE)
         groups.append(group)
     return Loads(n, seed, always_on, climates, climate_of, groups, Flex(n))
+
+
+def compact(values: _V) -> _V:  # (public: the fleet's per-meter constants use it too)
+    """``values``, as a read-only view of its first element when every instance has the same (a home
+    fleet's one rating of an appliance, its tan φ, start rate, climate...): arithmetic then reads one
+    number instead of streaming another array of the group's size through the cache every tick."""
+    if len(values) > 1 and bool((values == values[0]).all()):
+        view: _V = np.broadcast_to(values[:1], values.shape)  # type: ignore[assignment]
+        return view
+    return values
 
 
 def _period(cls: ApplianceClass, keys: U64) -> F64:
@@ -627,10 +639,11 @@ def _thermal(group: _Group, rated_by_row: F64, hvac_units: F64) -> _Group:
     return replace(
         group,
         ua_kw_per_k=np.where(b, business_ua, home_ua),
-        gains_kw=np.where(b, business_gains, home_gains),
+        capacity_kw=compact(group.rated_kw * group.cls.cop),
+        gains_kw=compact(np.where(b, business_gains, home_gains)),
         solar_kw=np.where(b, business_solar, home_solar),
-        heat_set_c=np.stack([np.where(in_business, 13.0, 16.5) + shift, np.where(in_business, 8.0, 4.0)]),
-        cool_set_c=np.stack([np.where(in_business, 29.5, 27.0) + shift, np.where(in_business, -6.5, -2.5)]),
+        heat_set_c=(np.where(in_business, 13.0, 16.5) + shift, compact(np.where(in_business, 8.0, 4.0))),
+        cool_set_c=(np.where(in_business, 29.5, 27.0) + shift, compact(np.where(in_business, -6.5, -2.5))),
     )
 
 
@@ -773,7 +786,7 @@ def power(loads: Loads, epoch_s: int | I64, only: str | None = None) -> tuple[F6
                 kw = _group_kw(loads, g, tick, flex, series)
             kw = np.broadcast_to(kw, np.broadcast_shapes(kw.shape, g.row.shape))
             _scatter(p, g.row, kw, g.dense)
-            _scatter(q, g.row, kw * (g.tan_phi if g.tan_phi_all is None else g.tan_phi_all), g.dense)
+            _scatter(q, g.row, kw * g.tan_phi, g.dense)
     return p, q
 
 
@@ -1055,7 +1068,7 @@ def _thermal_kw(g: _Group, tick: _Tick, flex: Flex | None, memo: _CyclePosition 
     t_out = _at(tick.t_eff, tick, g)
     gains = g.gains_kw * (0.3 + 0.7 * active)
     gains += g.solar_kw * _at(tick.sun, tick, g)
-    capacity = g.rated_kw * g.cls.cop
+    capacity = g.capacity_kw
     if (
         flex is None
     ):  # the common case, in place: the same numbers with fewer arrays (the tick's largest cost)
