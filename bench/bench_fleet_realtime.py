@@ -167,7 +167,12 @@ async def one_run(
     await apply_migrations(db_url, schema)
     interval = timedelta(seconds=args.interval_s)
     samples: list[dict[str, Any]] = []
-    out: dict[str, Any] = {"meters": args.meters, "interval_s": args.interval_s, "speed": args.speed}
+    out: dict[str, Any] = {
+        "meters": args.meters,
+        "interval_s": args.interval_s,
+        "speed": args.speed,
+        "services": args.services,
+    }
     try:
         with (
             project_broker() as (mqtt_url, _log, _conf),
@@ -291,8 +296,10 @@ def write(result: dict[str, Any], stem: str) -> None:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{stem}.json"
     runs = json.loads(path.read_text())["runs"] if path.exists() else []
-    key = (result["meters"], result["interval_s"], result["speed"])
-    runs = [r for r in runs if (r["meters"], r["interval_s"], r["speed"]) != key] + [result]
+    key = (result["meters"], result["interval_s"], result["speed"], result["services"])
+    runs = [r for r in runs if (r["meters"], r["interval_s"], r["speed"], r.get("services")) != key] + [
+        result
+    ]
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "postgres": result.get("postgres")}
     path.write_text(json.dumps({"machine": machine, "runs": runs}, indent=1) + "\n")
     names = [
@@ -317,11 +324,11 @@ def write(result: dict[str, Any], stem: str) -> None:
         "interval published minus the aggregator's watermark, in intervals (first and last ten minutes, "
         "max). CPU: share of one core over the run; RSS: peak MB.",
         "",
-        "| meters | interval s | speed | simulated min | start: world / published / stored s | lag first / last "
+        "| meters | services | interval s | speed | simulated min | start: world / published / stored s | lag first / last "
         "10 min / max | flat | dropped | "
         + " | ".join(f"{n} CPU, RSS MB" for n in names)
         + " | load avg | at |",
-        "|" + "---:|" * (8 + len(names)) + "---:|---|",
+        "|---:|---|" + "---:|" * (7 + len(names)) + "---:|---|",
     ]
     for r in sorted(runs, key=lambda r: (r["meters"], r["interval_s"])):
         s = r["summary"]
@@ -333,7 +340,8 @@ def write(result: dict[str, Any], stem: str) -> None:
                 cells.append("–")
         simulated = r["minutes_simulated"]
         lines.append(
-            f"| {r['meters']:,} | {r['interval_s']} | {r['speed']:g} | {simulated:g} | {r['world_committed_s']} / "
+            f"| {r['meters']:,} | {'all' if r['services'] == ','.join(SERVICES) else r['services']} | "
+            f"{r['interval_s']} | {r['speed']:g} | {simulated:g} | {r['world_committed_s']} / "
             f"{r['first_published_s']} / {r['first_stored_s']} | {s['lag_first_10min_max']} / "
             f"{s['lag_last_10min_max']} / {s['lag_max']} | {'yes' if s['flat'] else 'no'} | "
             f"{s['dropped_intervals']} | " + " | ".join(cells) + f" | {s['load_mean']} | {r['at']} |"
@@ -376,6 +384,11 @@ async def main() -> None:
         "--shared-postgres", action="store_true", help=f"use {SHARED_DB} instead of a private one"
     )
     parser.add_argument("--stem", default="fleet_realtime")
+    parser.add_argument(
+        "--services",
+        default=",".join(SERVICES),
+        help="the services to run (default all six; meter-sim,aggregator: the ingest pipeline alone)",
+    )
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gridsim-fleet-")))

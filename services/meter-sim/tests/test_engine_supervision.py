@@ -18,7 +18,7 @@ import pytest
 from test_engine import insert_world, meter_sim
 
 from gridsim.embedded import free_port, start_postgres
-from gridsim_meter_sim import domain, fleet_repository
+from gridsim_meter_sim import domain, fleet_repository, publisher
 from gridsim_shared import channels
 from gridsim_shared.commands import meter_sim as commands
 from gridsim_shared.db import apply_migrations
@@ -207,3 +207,31 @@ async def test_a_fleet_load_slower_than_the_watchdog_is_not_a_stall(
     # see a slow interval counted as a stall, so the stall counter itself is not asserted).
     assert len(loads) == 1
     assert status.detail["intervals_published"] >= 3
+
+
+async def test_an_interval_published_for_longer_than_the_watchdog_is_not_a_stall(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A million meters' interval is ten thousand batches: more than ``stall_after_s`` to publish on a
+    loaded machine. While the broker acknowledges them the clock is making progress; before, the watchdog
+    restarted the tick loop in the middle of every such interval (1M meters at load 15: every interval)."""
+    settings = settings.model_copy(update={"supervision": FAST.model_copy(update={"stall_after_s": 1.0})})
+    await insert_world(settings, feeders=3)  # three transformers: three batches an interval
+    monkeypatch.setattr(publisher, "_IN_FLIGHT", 1)  # one batch a chunk: progress after each
+    real_publish = aiomqtt.Client.publish
+
+    async def slow_publish(self: aiomqtt.Client, topic: str, *args: Any, **kwargs: Any) -> None:
+        if "/batch/" in topic:
+            await asyncio.sleep(0.6)  # an interval: 1.8 s, each batch well within the watchdog's 1 s
+        await real_publish(self, topic, *args, **kwargs)
+
+    monkeypatch.setattr(aiomqtt.Client, "publish", slow_publish)
+    async with meter_sim(settings) as bus:
+        batches = await Collector(bus, channels.BATCH).start()
+        statuses = await Collector(bus, channels.STATUS, service="meter-sim").start()
+        await _clock_running(bus)
+        await _batches_until(batches, 3)
+        await bus.call(commands.PAUSE)
+        status = await _status_until(statuses, lambda s: s.detail["clock_state"] == "paused")
+    assert status.detail["intervals_published"] >= 3
+    assert status.detail["tasks"]["clock"]["stalls"] == 0

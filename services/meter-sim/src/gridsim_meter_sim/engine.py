@@ -395,11 +395,15 @@ class Engine:
         """Simulate and publish the clock's current interval, then move the clock one interval on."""
         assert self.clock is not None
         prepared = await self._compute(self.clock.current, self.clock.interval_s)
-        count = await self.publisher.send(prepared)
+        count = await self.publisher.send(prepared, self._progress)
         self._mark_published(self.clock.current)
         if publish_status:
             await self.bus.publish_status()
         return count
+
+    def _progress(self) -> None:
+        """Part of an interval was acknowledged by the broker: progress, for the clock's watchdog."""
+        self.supervisor.beat(_TASK)
 
     def _mark_published(self, when: datetime) -> None:
         assert self.clock is not None
@@ -542,7 +546,7 @@ class Engine:
         )
 
     async def _send_and_tick(self, prepared: Prepared, when: datetime) -> int:
-        count = await self.publisher.send(prepared)
+        count = await self.publisher.send(prepared, self._progress)
         self._mark_published(when)
         self.lag_s = 0.0
         await self._publish_clock()
@@ -630,7 +634,7 @@ class Engine:
         published = False
         while clock.current < target.current_datetime:
             prepared = await self._compute(clock.current, clock.interval_s)
-            await self.publisher.send(prepared)
+            await self.publisher.send(prepared, self._progress)
             self._mark_published(clock.current)
             published = True
         clock.tick = target.tick

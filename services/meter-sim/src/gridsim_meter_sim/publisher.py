@@ -12,7 +12,7 @@ once (:mod:`gridsim_meter_sim.bulk_mqtt`): one paho call per message was the bot
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -223,8 +223,12 @@ class Publisher:
         singles = _meter_messages(fleet, readings, layout, registers) if self.per_meter else []
         return Prepared(messages, readings.count, singles)
 
-    async def send(self, prepared: Prepared) -> int:
-        """Publish an encoded interval at QoS 1; return its reading count once the broker acknowledged all."""
+    async def send(self, prepared: Prepared, progress: Callable[[], None] | None = None) -> int:
+        """Publish an encoded interval at QoS 1; return its reading count once the broker acknowledged all.
+
+        ``progress`` is called as each chunk of batches is acknowledged: a million meters' interval is ten
+        thousand batches, more than a minute's work on a loaded machine, and the clock's watchdog must
+        tell that from a stall."""
         qos = channels.BATCH.qos
         messages = prepared.messages
         # Per-meter copies (10k per interval at 10k meters) go out on the bulk connection while the
@@ -236,6 +240,8 @@ class Publisher:
                 for topic, payload in messages[start : start + _IN_FLIGHT]
             ]
             await asyncio.gather(*chunk)
+            if progress is not None:
+                progress()
         if singles is not None:
             await singles
         self.messages_published += len(prepared.messages) + len(prepared.singles)
