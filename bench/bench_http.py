@@ -13,7 +13,9 @@ Then ``wrk`` (2 threads, 8 connections) against:
   (``GRIDSIM_GATEWAY__LATEST_READINGS_METERS=0``: two indexed queries per request, as before);
 - ``GET /meter/stream`` without ``limit`` (the latest 100, from the database);
 - the ceilings, on uvicorn in other processes started the same way, measured in the same run: a trivial
-  ``async def`` FastAPI route returning a constant, and a bare ASGI app (no framework at all).
+  ``async def`` FastAPI route returning a constant, and a bare ASGI app (no framework at all); and under
+  them a raw asyncio protocol on uvloop answering every request with a fixed response, no HTTP parsing
+  (what any Python HTTP server on this machine stays below).
 
 Each figure is given as req/s, p50/p99 latency and a ratio to each ceiling; the load average is printed
 with each. ``wrk`` is a benchmark tool only (``apt-get install -y wrk``); no test needs it.
@@ -88,6 +90,36 @@ async def app(scope, receive, send):
 
 
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_config=None, access_log=False, lifespan="off")
+"""
+# The floor under any HTTP server in Python on this machine: one uvloop protocol answering every request
+# (counted by its blank line) with a fixed response; no parser, no ASGI, no framework.
+_RAW_ASYNCIO = """
+import asyncio
+import sys
+import uvloop
+
+RESPONSE = b"HTTP/1.1 200 OK\\r\\ncontent-length: 11\\r\\ncontent-type: application/json\\r\\n\\r\\n{\\"ok\\":true}"
+
+
+class Responder(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+        self.pending = b""
+
+    def data_received(self, data):
+        data = self.pending + data
+        requests = data.count(b"\\r\\n\\r\\n")
+        self.pending = data[data.rfind(b"\\r\\n\\r\\n") + 4 :] if requests else data
+        if requests:
+            self.transport.write(RESPONSE * requests)
+
+
+async def main():
+    server = await asyncio.get_running_loop().create_server(Responder, "127.0.0.1", int(sys.argv[1]))
+    await server.serve_forever()
+
+
+uvloop.run(main())
 """
 DRIVER_METERS = 100
 
@@ -207,6 +239,22 @@ def _driver(schema: str, base: str) -> tuple[threading.Thread, threading.Event]:
     return thread, stop
 
 
+def _server() -> str:
+    """What the gateway's uvicorn runs with: ``loop``/``http`` are left at "auto", which pick uvloop and
+    httptools when installed (uvicorn[standard]); access log off (``gridsim_gateway.__main__``)."""
+    import httptools
+    import uvicorn
+    import uvloop
+    from uvicorn.loops.auto import auto_loop_factory
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    loop = auto_loop_factory()().__class__
+    return (
+        f"uvicorn {uvicorn.__version__}, loop {loop.__module__}.{loop.__name__} (uvloop {uvloop.__version__}), "
+        f"http {AutoHTTPProtocol.__name__} (httptools {httptools.__version__}), access log off"
+    )
+
+
 async def _drop(schema: str) -> None:
     async with await connect(DB_URL, "public", autocommit=True) as conn:
         await conn.execute(drop_schemas(schema))
@@ -215,7 +263,8 @@ async def _drop(schema: str) -> None:
 def run(seconds: int) -> dict[str, Any]:
     schema = f"bench_http_{secrets.token_hex(4)}"
     base = f"bench-http-{secrets.token_hex(4)}"
-    gateway_port, db_gateway_port, trivial_port, bare_port = (
+    gateway_port, db_gateway_port, trivial_port, bare_port, raw_port = (
+        free_port(),
         free_port(),
         free_port(),
         free_port(),
@@ -244,13 +293,16 @@ def run(seconds: int) -> dict[str, Any]:
         processes.append(subprocess.Popen([sys.executable, "-m", "gridsim_gateway"], env=db_env))
         processes.append(subprocess.Popen([sys.executable, "-c", _TRIVIAL_APP, str(trivial_port)]))
         processes.append(subprocess.Popen([sys.executable, "-c", _BARE_APP, str(bare_port)]))
+        processes.append(subprocess.Popen([sys.executable, "-c", _RAW_ASYNCIO, str(raw_port)]))
         gateway = f"http://127.0.0.1:{gateway_port}"
         db_gateway = f"http://127.0.0.1:{db_gateway_port}"
         _wait_http(f"{gateway}/simulation-time")
         _wait_http(f"{db_gateway}/simulation-time")
         _wait_http(f"http://127.0.0.1:{trivial_port}/ping")
         _wait_http(f"http://127.0.0.1:{bare_port}/")
+        _wait_http(f"http://127.0.0.1:{raw_port}/")
         urls = {
+            "raw asyncio responder on uvloop (floor)": f"http://127.0.0.1:{raw_port}/",
             "bare ASGI app (ceiling)": f"http://127.0.0.1:{bare_port}/",
             "trivial FastAPI route (ceiling)": f"http://127.0.0.1:{trivial_port}/ping",
             "GET /simulation-time": f"{gateway}/simulation-time",
@@ -262,18 +314,31 @@ def run(seconds: int) -> dict[str, Any]:
             _wrk(url, 1)
         rows = {name: _wrk(url, seconds) for name, url in urls.items()}
         # the ceilings again at the end: the machine's load moves; take the better of the two
-        for name in ("bare ASGI app (ceiling)", "trivial FastAPI route (ceiling)"):
+        for name in (
+            "raw asyncio responder on uvloop (floor)",
+            "bare ASGI app (ceiling)",
+            "trivial FastAPI route (ceiling)",
+        ):
             again = _wrk(urls[name], seconds)
             if again["req_s"] > rows[name]["req_s"]:
                 rows[name] = again
+        raw = rows["raw asyncio responder on uvloop (floor)"]["req_s"]
         bare = rows["bare ASGI app (ceiling)"]["req_s"]
         fastapi = rows["trivial FastAPI route (ceiling)"]["req_s"]
         for row in rows.values():
             row["ratio_to_ceiling"] = round(row["req_s"] / fastapi, 2)
             row["ratio_to_bare"] = round(row["req_s"] / bare, 2)
+            row["ratio_to_raw"] = round(row["req_s"] / raw, 2)
         with urllib.request.urlopen(urls["GET /meter/stream?limit=1 (memory)"], timeout=5) as response:
             latest = json.loads(response.read())
-        return {"ceiling_req_s": fastapi, "bare_req_s": bare, "rows": rows, "latest_served": latest}
+        return {
+            "ceiling_req_s": fastapi,
+            "bare_req_s": bare,
+            "raw_req_s": raw,
+            "server": _server(),
+            "rows": rows,
+            "latest_served": latest,
+        }
     finally:
         if driver is not None:
             driver[1].set()
@@ -298,19 +363,30 @@ def write(label: str, result: dict[str, Any], seconds: int) -> None:
         f"Machine: {machine['cpus']} CPUs, {machine['platform']} (shared; load average per row). "
         "`uv run python bench/bench_http.py --label <name>`. Ratio = req/s ÷ a trivial FastAPI route's "
         "req/s on uvicorn measured in the same run; bare = ÷ a bare ASGI app's (no framework) on uvicorn, "
-        "same run (runs before the bare ceiling existed show -). Since the run 'fast reads' the clock is "
+        "same run (runs before the bare ceiling existed show -); raw = ÷ a raw asyncio protocol on uvloop "
+        "answering a fixed response without parsing (the floor under any Python HTTP server here; runs "
+        "before it existed show -). Since the run 'fast reads' the clock is "
         "running during the measurement (a batch, a stored row and a watermark each second).",
         "",
-        "| run | route | req/s | p50 ms | p99 ms | ratio to FastAPI ceiling | ratio to bare | non-2xx | load avg |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| run | route | req/s | p50 ms | p99 ms | ratio to FastAPI ceiling | ratio to bare | ratio to raw "
+        "| non-2xx | load avg |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, run_ in runs.items():
         for route, row in run_["rows"].items():
             lines.append(
                 f"| {name} ({run_['at']}) | {route} | {row['req_s']:,} | {row['p50_ms']:.2f} | "
                 f"{row['p99_ms']:.2f} | {row['ratio_to_ceiling']} | {row.get('ratio_to_bare', '-')} | "
-                f"{row['non_2xx']} | {row['load_average']:.1f} |"
+                f"{row.get('ratio_to_raw', '-')} | {row['non_2xx']} | {row['load_average']:.1f} |"
             )
+    servers = [f"- {name}: {run_['server']}" for name, run_ in runs.items() if "server" in run_]
+    if servers:
+        lines += [
+            "",
+            "The gateway's server in each run (uvicorn's 'auto' loop and http, as installed):",
+            "",
+            *servers,
+        ]
     (RESULTS / "http.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
