@@ -42,7 +42,12 @@ end of the fault's round, so it includes the faults that overlapped it).
 
     uv run python bench/chaos.py [--faults-per-kind 50] [--intervals 300] [--seed 42] [--freeze-s 30]
                                  [--serial] [--overlap 2] [--reference-first] [--budget-s S]
-                                 [--kinds kill_aggregator,broker_stall]
+                                 [--kinds kill_aggregator,broker_stall] [--work DIR] [--probe-timeout-s 600]
+
+A recovery probe that gives up prints, and the results keep (``gave_up``), what each side held then: the
+driver's view, what the broker keeps retained (read by a fresh client), the database's watermark and the
+clock's answer. ``--work`` keeps the servers' data and every service's log (``<work>/faulty/<service>.log``;
+``GRIDSIM_CHAOS_LOG_LEVEL=INFO`` logs what each did).
 
 ``make chaos`` runs it with the defaults above; the test suite runs a short campaign
 (``tests/test_chaos.py``).
@@ -63,7 +68,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -149,7 +154,8 @@ class Report:
     schedule: str = "rounds"
     freeze_s: float = 0.0
     respawns: dict[str, int] = field(default_factory=dict)  # services that exited on their own
-    unrecovered: int = 0  # recovery probes that gave up after 10 minutes
+    unrecovered: int = 0  # recovery probes that gave up (after ``probe_timeout_s``)
+    gave_up: list[str] = field(default_factory=list)  # each, with what every side held then
     cut_short: str = ""  # why fewer rounds than asked ran (``--budget-s``)
     overlap: int = 1  # rounds in flight at once
     hold_until_recovered: bool = False  # a component's next fault waits for its recovery, not its end
@@ -321,7 +327,8 @@ class Run:
             "GRIDSIM_SIM__STEP_ACK_TIMEOUT_S": "5",
             "GRIDSIM_SUPERVISION__HEARTBEAT_S": "1",
             "GRIDSIM_LOG__FORMAT": "json",
-            "GRIDSIM_LOG__LEVEL": "WARNING",
+            # INFO (GRIDSIM_CHAOS_LOG_LEVEL) says what each service did: connections, leadership, closes.
+            "GRIDSIM_LOG__LEVEL": os.environ.get("GRIDSIM_CHAOS_LOG_LEVEL", "WARNING"),
             "GRIDSIM_GATEWAY__PORT": str(free_port()),
             "GRIDSIM_UTILITY__OPENADR_PORT": str(free_port()),
         }
@@ -397,6 +404,8 @@ class Run:
         run stopped between the two, as the fault-free one was right after this wait, billed one window
         short)."""
         clock = await self.clock()
+        # None only when nothing was ever published: a restarted meter-sim remembers it (it forgot it once,
+        # and this wait then passed at once while the probes, waiting for the same clock, gave up).
         raw = clock["last_published"]
         last = datetime.fromisoformat(raw.replace("Z", "+00:00")) if raw else None
         whole = _floor(last + timedelta(seconds=int(clock["interval_s"])), QUARTER) if last else None
@@ -514,12 +523,14 @@ def _close(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
 class Watcher:
     """What the driver sees on the bus: each service's retained status, the clock and the watermark."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, probe_timeout_s: float = 600.0) -> None:
         self.run = run
         self.status: dict[str, ServiceStatus] = {}
         self.clock: ClockState | None = None
         self.mark: Watermark | None = None
         self.unrecovered = 0  # probes that timed out
+        self.gave_up: list[str] = []  # each with what every side held when it gave up (diagnose)
+        self.probe_timeout_s = probe_timeout_s
         self._bus = Bus(run.mqtt, "chaos-watch")
 
     async def __aenter__(self) -> Watcher:
@@ -574,13 +585,46 @@ class Watcher:
         last = self.clock.last_published if self.clock is not None else None
         return last is not None and now >= last
 
-    async def until(self, done: Any, timeout: float = 600.0) -> None:
-        deadline = time.monotonic() + timeout
+    async def until(self, done: Any, what: str) -> None:
+        deadline = time.monotonic() + self.probe_timeout_s
         while not done():
             if time.monotonic() > deadline:  # counted and reported; the settle that follows still waits
                 self.unrecovered += 1
+                seen = await self.diagnose()
+                self.gave_up.append(f"{what}: {seen}")
+                print(f"probe gave up: {what}: {seen}", flush=True)
                 return
             await asyncio.sleep(0.1)
+
+    async def diagnose(self) -> str:
+        """What each side holds when a probe gives up: this watcher's view, what the broker keeps retained
+        (read by a fresh client), the database's watermark and meter-sim's clock as it answers."""
+        fresh: dict[str, Any] = {}
+
+        def keep(name: str) -> Callable[[Any, Any], Awaitable[None]]:
+            async def on(msg: Any, _path: Any) -> None:
+                fresh[name] = msg
+
+            return on
+
+        with contextlib.suppress(GridsimError, ConnectionError, TimeoutError, OSError):
+            async with Bus(self.run.mqtt, "chaos-diagnose", announce=False) as bus:
+                await bus.subscribe(channels.WATERMARK, keep("mark"))
+                await bus.subscribe(channels.CLOCK, keep("clock"))
+                await asyncio.sleep(1.0)
+        db_mark, _rolled = await asyncio.to_thread(self.run.watermark)
+        answer: dict[str, Any] | None = None
+        with contextlib.suppress(GridsimError, ConnectionError, TimeoutError, OSError):
+            answer = await self.run.clock(timeout=10)
+        fresh_mark, fresh_clock = fresh.get("mark"), fresh.get("clock")
+        return (
+            f"watcher mark {self.committed()} clock last_published "
+            f"{self.clock.last_published if self.clock else None} tick {self.clock.tick if self.clock else None}"
+            f"; broker retained mark {fresh_mark.committed_until if fresh_mark else None} clock last_published "
+            f"{fresh_clock.last_published if fresh_clock else None}"
+            f"; database committed_until {db_mark}; clock answer last_published "
+            f"{answer.get('last_published') if answer else None} tick {answer.get('tick') if answer else None}"
+        )
 
 
 async def inject(
@@ -605,7 +649,7 @@ async def inject(
         if on_end is not None:
             on_end()
         if watch is not None:
-            await watch.until(lambda: watch.back(name, since))
+            await watch.until(lambda: watch.back(name, since), f"{kind} back online")
         return time.monotonic() - ended
     if kind == "broker_restart":
         await asyncio.to_thread(broker.stop)
@@ -638,10 +682,10 @@ async def inject(
         on_end()
     if watch is not None:
         if kind.startswith("broker_"):
-            await watch.until(lambda: watch.all_beating(ended_at))
+            await watch.until(lambda: watch.all_beating(ended_at), f"{kind}: every service beating")
         else:
             mark = watch.committed()
-            await watch.until(lambda: watch.flowing(mark))
+            await watch.until(lambda: watch.flowing(mark), f"{kind}: watermark past {mark}")
     return time.monotonic() - ended
 
 
@@ -767,6 +811,8 @@ async def campaign(
     overlap: int = 2,
     alongside: bool = True,
     hold_until_recovered: bool = False,
+    work_dir: Path | None = None,
+    probe_timeout_s: float = 600.0,
 ) -> Report:
     """The fault-free run (alongside on servers of its own, or first on the same ones) and the faulty run
     with ``faults_per_kind`` of every kind, then the comparison."""
@@ -782,9 +828,13 @@ async def campaign(
     rng = random.Random(seed)
     plan = [k for k in kinds for _ in range(faults_per_kind)]
     rng.shuffle(plan)
-    with tempfile.TemporaryDirectory(prefix="gridsim-chaos-") as tmp:
-        work = Path(tmp)
-        os.chmod(tmp, 0o755)  # searchable by the servers' own users
+    with contextlib.ExitStack() as stack:
+        if work_dir is None:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gridsim-chaos-")))
+        else:  # kept: the services' logs (<work>/<run>/<service>.log) and the broker's, for reading
+            work = work_dir
+            work.mkdir(parents=True, exist_ok=True)
+        os.chmod(work, 0o755)  # searchable by the servers' own users
         broker = Broker(work / "broker")
         db = Database(work / "pg")
         broker.start()
@@ -821,7 +871,7 @@ async def campaign(
                 await fault_free()
 
             started = time.monotonic()
-            async with Watcher(faulty) as watch:
+            async with Watcher(faulty, probe_timeout_s) as watch:
                 await faulty.start()
                 faulty.services.supervising = True
                 if serial:
@@ -839,6 +889,7 @@ async def campaign(
                 await faulty.step_to(intervals)
                 await faulty.settle()
                 report.unrecovered = watch.unrecovered
+                report.gave_up = watch.gave_up
             report.elapsed_s = round(time.monotonic() - started, 1)
             report.respawns = dict(faulty.services.respawns)
             if fault_free_run is not None:
@@ -913,6 +964,7 @@ def summary(report: Report) -> dict[str, Any]:
         "settle_s_by_kind": {k: _stats(v) for k, v in sorted(settle.items())},
         "respawns": report.respawns,
         "unrecovered": report.unrecovered,
+        "gave_up": report.gave_up,
         "cut_short": report.cut_short,
         "readings_compared": report.readings_compared,
         "rollups_compared": report.rollups_compared,
@@ -1036,6 +1088,14 @@ def main() -> int:
         "--budget-s", type=float, help="start no new round after this many seconds of the faulty run"
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder of chaos.{json,md}")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        help="keep the servers' data and the services' logs here (default: a temporary folder)",
+    )
+    parser.add_argument(
+        "--probe-timeout-s", type=float, default=600.0, help="a recovery probe gives up after this long"
+    )
     args = parser.parse_args()
     kinds = tuple(k for k in args.kinds.split(",") if k)
     args.results.mkdir(parents=True, exist_ok=True)  # the progress file is written after each round
@@ -1052,6 +1112,8 @@ def main() -> int:
             overlap=args.overlap,
             alongside=not args.reference_first,
             hold_until_recovered=args.hold_until_recovered,
+            work_dir=args.work,
+            probe_timeout_s=args.probe_timeout_s,
         )
     )
     data = write_results(report, os.getloadavg(), args.results)

@@ -246,6 +246,25 @@ async def test_the_clock_resumes_where_it_stopped(settings: Settings) -> None:
         assert result["first_interval"] == "2025-06-20T00:05:00Z"
 
 
+async def test_a_restarted_clock_still_says_what_was_published(settings: Settings) -> None:
+    """``last_published`` survives a restart, in the clock's answer and in its retained message. It was
+    forgotten (null until the next interval): whoever compares the watermark with it waited for ever once
+    the clock stood still (the chaos campaign's recovery probes after its final step), and a follower shard
+    took the restarted owner's clock for a jump (not published through) instead of catching up."""
+    await insert_world(settings)
+    async with meter_sim(settings) as bus:
+        await step(bus, 3)
+    async with meter_sim(settings) as bus:
+        answer = (await bus.call(commands.CLOCK)).model_dump(mode="json")
+        assert answer["tick"] == 3
+        assert answer["last_published"] == "2025-06-20T00:02:00Z"
+        retained = await Collector(bus, channels.CLOCK).start()  # a late subscriber: what the broker keeps
+        clock, _path = (await retained.wait_for(1))[-1]
+        assert isinstance(clock, ClockState)
+        assert clock.tick == 3
+        assert clock.last_published == START + timedelta(minutes=2)
+
+
 async def test_two_shards_share_the_feeders_and_one_owns_the_clock(settings: Settings) -> None:
     await insert_world(settings, feeders=2)
     owner = settings.model_copy(

@@ -178,7 +178,16 @@ class Engine:
         if row is not None:
             state: Literal["running", "paused"] = "running" if row.state == "running" else "paused"
             clock = _Clock(row.current_datetime.astimezone(UTC), row.tick, row.speed, row.interval_s, state)
-            _LOGGER.info("clock resumed at %s (tick %d, %s)", clock.current, clock.tick, clock.state)
+            # What was published before the restart is still published: the clock says so from its
+            # first message (a null here read as "nothing yet" until the next interval went out).
+            self.last_published = row.last_published.astimezone(UTC) if row.last_published else None
+            _LOGGER.info(
+                "clock resumed at %s (tick %d, %s, last published %s)",
+                clock.current,
+                clock.tick,
+                clock.state,
+                self.last_published,
+            )
             return clock
         sim = self.settings.sim
         start = sim.start if sim.start.tzinfo else sim.start.replace(tzinfo=UTC)
@@ -668,7 +677,9 @@ class Engine:
         await self.bus.publish(channels.CLOCK, self.clock_state(), NoPath())
 
     def _row(self, clock: _Clock) -> ClockRow:
-        return ClockRow(clock.current, clock.tick, clock.speed, clock.interval_s, clock.state)
+        return ClockRow(
+            clock.current, clock.tick, clock.speed, clock.interval_s, clock.state, self.last_published
+        )
 
     async def _persist(self, *, force: bool = False) -> None:
         if self.clock is None or not self.owner:

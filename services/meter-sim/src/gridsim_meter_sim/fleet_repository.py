@@ -213,12 +213,16 @@ class ClockRow:
     speed: float
     interval_s: int
     state: str
+    # The last interval whose readings were all published: a restart resumes it with the clock.
+    last_published: datetime | None = None
 
 
 async def load_clock(pool: AsyncConnectionPool) -> ClockRow | None:
     """The clock row, or None on a fresh database."""
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("select current_datetime, tick, speed, interval_s, state from simulation_clock")
+        await cur.execute(
+            "select current_datetime, tick, speed, interval_s, state, last_published from simulation_clock"
+        )
         row = await cur.fetchone()
     return ClockRow(**row) if row else None
 
@@ -228,11 +232,16 @@ async def save_clock(pool: AsyncConnectionPool, clock: ClockRow) -> None:
     async with pool.connection() as conn:
         await conn.execute(
             """
-            insert into simulation_clock (id, current_datetime, tick, speed, interval_s, state, updated_at)
-            values (true, %(current_datetime)s, %(tick)s, %(speed)s, %(interval_s)s, %(state)s, now())
+            insert into simulation_clock
+                (id, current_datetime, tick, speed, interval_s, state, last_published, updated_at)
+            values (
+                true, %(current_datetime)s, %(tick)s, %(speed)s, %(interval_s)s, %(state)s, %(last_published)s,
+                now()
+            )
             on conflict (id) do update set
                 current_datetime = excluded.current_datetime, tick = excluded.tick, speed = excluded.speed,
-                interval_s = excluded.interval_s, state = excluded.state, updated_at = now()
+                interval_s = excluded.interval_s, state = excluded.state,
+                last_published = excluded.last_published, updated_at = now()
             """,
             {
                 "current_datetime": clock.current_datetime,
@@ -240,5 +249,6 @@ async def save_clock(pool: AsyncConnectionPool, clock: ClockRow) -> None:
                 "speed": clock.speed,
                 "interval_s": clock.interval_s,
                 "state": clock.state,
+                "last_published": clock.last_published,
             },
         )
