@@ -12,11 +12,13 @@ from typing import Any
 import pytest
 
 from gridsim_gateway.main import create_app
+from gridsim_meter_sim import fleet_repository
 from gridsim_meter_sim.__main__ import serve
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.commands import meter_sim as commands
 from gridsim_shared.db import open_pool
+from gridsim_shared.errors import RemoteError
 from gridsim_shared.messages import ClockState, MeterReading, ReadingBatch
 from gridsim_shared.settings import Settings
 from gridsim_shared.testing import Collector, gateway_client, running
@@ -230,6 +232,35 @@ async def test_clock_commands_are_refused_while_a_long_step_runs(settings: Setti
         assert stepped.status_code == 200, stepped.text
         assert stepped.json()["intervals"] == intervals
         assert (await http.post("/simulation/pause")).status_code == 200  # free again
+
+
+async def test_a_step_asked_while_another_still_holds_the_clock_is_refused_not_queued(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step ends by writing the clock row; while the database is slow (frozen, restarting) the step
+    still holds the clock. A step asked meanwhile (a client whose request timed out asks again) passed
+    the refusal and queued behind it, then ran too: the chaos campaign's faulty run stepped 10 intervals
+    past its target while PostgreSQL was frozen. It is refused (409) until the first one is done."""
+    await insert_world(settings)
+    written, release = asyncio.Event(), asyncio.Event()
+    save_clock = fleet_repository.save_clock
+
+    async def slow_save(pool: Any, row: fleet_repository.ClockRow) -> None:
+        written.set()
+        await release.wait()  # the database answers once the second request was answered
+        await save_clock(pool, row)
+
+    async with meter_sim(settings) as bus:
+        monkeypatch.setattr(fleet_repository, "save_clock", slow_save)
+        first = asyncio.create_task(step(bus, 2))
+        await asyncio.wait_for(written.wait(), 30)  # stepped, now writing the clock row
+        with pytest.raises(RemoteError) as refused:  # queued, it would time out here
+            await bus.call(commands.STEP, commands.STEP.build(intervals=2), timeout=10)
+        assert refused.value.status == 409
+        assert "while a step of 2 intervals is running" in str(refused.value)
+        release.set()
+        assert (await first)["intervals"] == 2
+        assert (await bus.call(commands.CLOCK)).tick == 2  # not 4
 
 
 async def test_the_clock_resumes_where_it_stopped(settings: Settings) -> None:

@@ -515,33 +515,38 @@ class Engine:
         """
         started = time.monotonic()
         self._refuse_while_stepping("step")
-        async with self._lock:
-            clock = self._require_owner()
-            first = clock.current
-            readings = 0
-            sending: asyncio.Task[int] | None = None
-            when = clock.current
-            self._stepping = (intervals, 0)
-            try:
-                for done in range(intervals):
-                    if self._over_window(when):  # a step always waits for the aggregator, it never drops
-                        self.flow_waits += 1
-                        await self._hold_back(when, interruptible=False)
-                    prepared = await self._compute(when, clock.interval_s)
+        # Claimed before waiting for the clock and held until its row is written: a step asked meanwhile
+        # (a client whose request timed out while a slow database held this one up asks again) is
+        # refused, never queued behind this one to run the clock twice as far as the client wanted.
+        self._stepping = (intervals, 0)
+        try:
+            async with self._lock:
+                clock = self._require_owner()
+                first = clock.current
+                readings = 0
+                sending: asyncio.Task[int] | None = None
+                when = clock.current
+                try:
+                    for done in range(intervals):
+                        if self._over_window(when):  # a step always waits for the aggregator, never drops
+                            self.flow_waits += 1
+                            await self._hold_back(when, interruptible=False)
+                        prepared = await self._compute(when, clock.interval_s)
+                        if sending is not None:
+                            readings += await sending
+                        sending = asyncio.create_task(self._send_and_tick(prepared, when))
+                        when += clock.interval
+                        self._stepping = (intervals, done)
                     if sending is not None:
                         readings += await sending
-                    sending = asyncio.create_task(self._send_and_tick(prepared, when))
-                    when += clock.interval
-                    self._stepping = (intervals, done)
-                if sending is not None:
-                    readings += await sending
-            finally:
-                self._stepping = None
-                if sending is not None and not sending.done():
-                    sending.cancel()
-                self._wake.set()
-                await self._persist(force=True)
-            last = self.last_published
+                finally:
+                    if sending is not None and not sending.done():
+                        sending.cancel()
+                    self._wake.set()
+                    await self._persist(force=True)
+                last = self.last_published
+        finally:
+            self._stepping = None
         stored, caught_up = await self._wait_downstream(last, readings)
         return StepResult(
             intervals=intervals,
