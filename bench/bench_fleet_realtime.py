@@ -184,7 +184,7 @@ async def one_run(
                 name: service_env(
                     name, mqtt_url=mqtt_url, base=base, db_url=db_url, schema=schema, world=world, args=args
                 )
-                for name in SERVICES
+                for name in args.services.split(",")
             }
             watch = Watch()
             async with (

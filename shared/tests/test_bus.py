@@ -136,6 +136,25 @@ async def test_publish_nowait_delivers_in_order_before_a_later_awaited_publish(m
         assert [m.meter_id for m, _ in received] == list(range(1, 201))
 
 
+async def test_until_unacknowledged_bounds_what_the_client_holds(mqtt_url: str) -> None:
+    """A fan-out handed over in parts: after each wait at most ``pending`` messages are unacknowledged
+    (paho scans them all on every PUBACK), and everything still arrives in order."""
+    settings = _mqtt(mqtt_url)
+    async with Bus(settings, "dashboard") as consumer, Bus(settings, "aggregator") as producer:
+        collector = await Collector(consumer, channels.READING).start()
+        held = []
+        for i in range(1, 901):  # under a stock broker's queue of 1,000 for the consumer
+            assert producer.publish_nowait(channels.READING, _reading(i), PATH)
+            if i % 300 == 0:
+                await producer.until_unacknowledged(50)
+                assert producer._client is not None
+                held.append(len(producer._client._client._out_messages))
+        assert max(held) <= 50
+        received = await collector.wait_for(900)
+        assert [m.meter_id for m, _ in received] == list(range(1, 901))
+    await Bus(settings, "aggregator").until_unacknowledged(0)  # never connected: returns at once
+
+
 async def test_status_is_retained_online_then_offline(mqtt_url: str) -> None:
     settings = _mqtt(mqtt_url)
     service = Bus(settings, "billing", "7")

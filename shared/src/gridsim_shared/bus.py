@@ -403,6 +403,19 @@ class Bus:
         info = client._client.publish(topic, payload, qos=qos, retain=retain)
         return info.rc == paho.MQTT_ERR_SUCCESS
 
+    async def until_unacknowledged(self, pending: int) -> None:
+        """Wait until at most ``pending`` messages handed over with :meth:`publish_nowait` await their PUBACK
+        (at once when not connected: those wait for the connection anyway).
+
+        paho goes through every unacknowledged message on each PUBACK: a fan-out handed over at once is
+        quadratic to acknowledge (an interval of a million meters is 10,200 grid-node messages: 27 % of the
+        aggregator's CPU went to paho's ``_update_inflight``). Waiting every few hundred keeps it linear."""
+        while True:
+            client = self._client
+            if client is None or not self._connected.is_set() or len(client._client._out_messages) <= pending:
+                return
+            await asyncio.sleep(0.002)
+
     async def publish_raw(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
         """Publish bytes on a topic, waiting for the connection when it is down."""
         while True:

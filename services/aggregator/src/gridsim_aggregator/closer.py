@@ -54,6 +54,8 @@ from gridsim_shared.messages import ClockState, MeterReading, Rollup, Watermark
 __all__ = ["Closer"]
 
 _LOGGER = logging.getLogger(__name__)
+# An interval's messages are handed to the client this many at a time (Bus.until_unacknowledged).
+_SETTLE_EVERY = 500
 # TimescaleDB: at most this many intervals closed before their aggregates are refreshed and they are
 # published (a day of one-minute intervals is 1,440: the watermark still moves every few seconds).
 _BURST = 60
@@ -415,7 +417,9 @@ class Closer:
         """
         bus = self.bus
         sent = [bus.publish_nowait(channels.READING, reading, path) for path, reading in closed.parents]
-        for r in closed.rollups:
+        for i, r in enumerate(closed.rollups):
+            if i % _SETTLE_EVERY == _SETTLE_EVERY - 1:
+                await bus.until_unacknowledged(_SETTLE_EVERY)  # 10,200 grid nodes at 1M meters: see there
             channel, msg, path = _rollup_message(
                 closed.topo,
                 r=r,
