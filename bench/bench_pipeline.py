@@ -126,6 +126,13 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 # The private PostgreSQL's postmaster (--private-postgres): then only its processes count.
 PRIVATE_POSTMASTER: int | None = None
+# The bench's own Mosquitto (always private): its CPU is the broker's share of the pipeline.
+BROKER_PID: int | None = None
+
+
+def broker_cpu_s() -> float:
+    """CPU seconds of the bench's Mosquitto (0 when it is not known)."""
+    return process_cpu_s(BROKER_PID) if BROKER_PID is not None else 0.0
 
 
 def postgres_cpu_s() -> float:
@@ -213,7 +220,7 @@ async def bench_pipeline(
                 await engine._ensure_fleet()
                 # The aggregator serves, and its retained status has reached the engine (same bus).
                 await wait_ready(bus, "aggregator", timeout=60)
-                cpu0 = (postgres_cpu_s(), process_cpu_s(aggregator.pid), own_cpu_s())
+                cpu0 = (postgres_cpu_s(), process_cpu_s(aggregator.pid), own_cpu_s(), broker_cpu_s())
                 t0 = time.perf_counter()
                 stepping = asyncio.create_task(engine.step(intervals))
                 rows_done_s = None
@@ -222,14 +229,16 @@ async def bench_pipeline(
                     row = await cur.fetchone()
                     if rows_done_s is None and row and row[0] >= meters * intervals:
                         rows_done_s = time.perf_counter() - t0
-                    await asyncio.sleep(0.05)
+                    # Every 0.25 s, not 0.05: the poll is a scan of ingest_batches that PostgreSQL's CPU
+                    # figure counts (~0.4 CPU-s per 1M readings at 0.05 s, pg_stat_statements).
+                    await asyncio.sleep(0.25)
                 result = stepping.result()
                 last = result.last_interval
                 assert last is not None
                 while (await committed_until(conn) or START) < last:
                     await asyncio.sleep(0.01)
                 elapsed = time.perf_counter() - t0
-                cpu1 = (postgres_cpu_s(), process_cpu_s(aggregator.pid), own_cpu_s())
+                cpu1 = (postgres_cpu_s(), process_cpu_s(aggregator.pid), own_cpu_s(), broker_cpu_s())
                 await engine.publisher.aclose()
                 cur = await conn.execute("select count(*) from meter_data where not is_parent")
                 row = await cur.fetchone()
@@ -252,6 +261,7 @@ async def bench_pipeline(
                 "postgres": round((cpu1[0] - cpu0[0]) * per_million, 2),
                 "aggregator": round((cpu1[1] - cpu0[1]) * per_million, 2),
                 "meter_sim": round((cpu1[2] - cpu0[2]) * per_million, 2),
+                "mosquitto": round((cpu1[3] - cpu0[3]) * per_million, 2),
             },
             "load_average_before": load_before,
             "load_average_after": round(os.getloadavg()[0], 2),
@@ -643,18 +653,24 @@ async def bench_http_day(meters: int) -> dict[str, Any] | None:
 
 
 # ------------------------------------------------------------------------------------ A/B
-async def bench_ab(mqtt_url: str, baseline: Path, intervals: int) -> dict[str, Any]:
-    """The 10k-meter batch pipeline and COPY into its table, old code (A) and this tree (B), interleaved
+async def bench_ab(
+    mqtt_url: str,
+    baseline: Path,
+    intervals: int,
+    baseline_layout: Literal["current", "before_0240"] = "current",
+) -> dict[str, Any]:
+    """The 10k-meter pipeline and COPY into its table, old code (A) and this tree (B), interleaved
     A B B A so that a load that drifts during the run weighs on both alike; each pipeline rate is given
-    as a ratio to the COPY ceiling of its own layout measured in the same run."""
+    as a ratio to the COPY ceiling of its own layout measured in the same run (``baseline_layout``: the
+    layout A's migrations leave, when it differs from this tree's)."""
     runs: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
     copies: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
     for variant in ("A", "B", "B", "A"):
         code = baseline if variant == "A" else None
         runs[variant].append(await bench_pipeline(mqtt_url, 10_000, intervals, "batch", code))
-        layout: Literal["current", "before_0240"] = "before_0240" if variant == "A" else "current"
+        layout = baseline_layout if variant == "A" else "current"
         copies[variant].append(await bench_copy(10_000, intervals, layout=layout))
-    out: dict[str, Any] = {"intervals": intervals}
+    out: dict[str, Any] = {"intervals": intervals, "baseline_layout": baseline_layout}
     for variant in ("A", "B"):
         rates = [r["durable_readings_per_s"] for r in runs[variant]]
         ceilings = [c["rows_per_s"] for c in copies[variant]]
@@ -733,42 +749,39 @@ async def bench_meter_reads(meters: int, days: int) -> dict[str, Any]:
     return out
 
 
-NOTES = """## Against the issue-19 targets (run 2026-12-03 ~20:20-20:50 UTC, machine shared by several engineers)
+NOTES = """## Against the issue-19 targets (notes of 2026-12-04; the figures of this run are in the tables above)
 
-Load 8-24 during the run (the A/B pairs at 8-17), so absolute rates are a fraction of a quiet machine's
-(2026-11-26: 162k durable readings/s, COPY 292k rows/s, load ~1). What carries over: the A/B pairs, run
-back to back in one run, and the CPU-s per 1M readings (private PostgreSQL: its own processes only).
-In this run A was main at 8641283 and B the two ingest commits on top of it (learn bands once, layout
-0240), taken before they were rebased onto later main.
+The machine is shared (other engineers' tests and a chaos campaign), so absolute rates say how busy it
+was; what carries over is the CPU-s per 1M readings of each process and the ratios measured in one run.
+The CPU budget table turns them into what the pipeline could do with the two cores to itself.
 
-- **Storage layout (migration 0240, plain PostgreSQL)**: `meter_data` keyed `(meter_id, ts)` with a BRIN
-  index on `ts` instead of the key `(ts, meter_id)` plus a b-tree `(meter_id, ts)` (docs/data.md,
-  "meter_data's layout"). COPY of 1M readings into it: 60k-107k rows/s at 4.45-4.94 PostgreSQL CPU-s per
-  1M, against 46k-115k rows/s at 5.53-6.72 into the old layout in the same run (about -25 % of
-  PostgreSQL's CPU per reading). In the A/B pipeline PostgreSQL's share went 12.59 / 10.37 -> 9.44 / 8.41
-  CPU-s per 1M. Per-meter reads stay on a b-tree: 10k meters x 30 days of 15-minute readings (28.8M rows),
-  latest 100 readings of a meter 0.94 ms median, a day of one meter 1.57 ms (warm, load 3). TimescaleDB
-  keeps its layout (one-day chunks); both engines' aggregator suites pass.
-- **Aggregator**: the voltage-band lookup ran once per flush that brought a new transformer and loaded
-  every meter to do it (14.6 % of the aggregator's running samples under py-spy, 10k meters x 40
-  intervals); now once. The aggregator is still the largest CPU share (11.7-12.3 CPU-s per 1M in the A/B
-  at load 9-14; ~4.2 on a quiet machine): per batch message (100 readings) it pays MQTT receive (paho,
-  ~25 % of its running samples), JSON validation (~10 %; orjson alone parses a 16 KB batch in ~110 us
-  against pydantic's ~335 us with numpy conversion, so a JSON fast path would save at most ~20 %: a binary
-  batch format would be the real lever, a wire-contract change not attempted), the closer (~20 %).
-- **Durable ingest vs raw COPY (>= 80 %, >= 240k/s)**: not met. Ratios in this run: A 27-28 %, B 20-29 %
-  (the faster table raises the ceiling as much as the pipeline). The pipeline spends ~23-26 CPU-s per 1M
-  readings across processes at this load against ~4.5 for COPY alone; on two cores that ratio cannot reach
-  80 % while the aggregator (Python, per-message) and meter-sim cost what they do. PostgreSQL's pipeline
-  work beyond COPY is mostly the 15-minute roll (a statement log at 10k meters: ~260 ms per window, 3.1 s
-  of 23 s of statement time, against 7.8 s of COPY): 10k rows each into `_15m`, `_1h` and `_1d` per window.
-  Not done: rollups from the batches in memory (they would save the window's read, not those writes).
-- **Real time at 1440x, 10,000 meters**: not met: 21,567 readings/s published of the 240,000 scheduled,
-  meter-sim dropped 1,316 intervals to keep the schedule; the watermark lag stayed at 232 intervals
-  (median, both halves; max 240): flat because meter-sim sheds load, not because the pipeline keeps up.
-- **Per-meter topics (`both`)**: 3,925 durable readings/s at load 24 (target 60,000); not worked on here.
-  The broker's own QoS 1 rate with `mosquitto_pub` in this run: 97,223 messages/s; meter-sim's bulk
-  connection alone 44,437.
+- **Where the CPU goes (py-spy, 10k meters x 100 intervals, `batch`)**: the aggregator's samples split
+  into batch receipt (decode, sums: ~23 %), flushes (COPY building, the transaction's statements,
+  receipts: ~21 %), the closer (per interval: transformer sums, thermal state, grid rollups stored and
+  published per node: ~22 %), paho's socket reads and writes (~15 %). No single hot spot is left: the cost
+  is Python per message (a 100-meter batch costs the aggregator ~0.6 ms). PostgreSQL's share beyond its
+  COPY is mostly the 15-minute roll (10k rows each into `meter_data_15m`, `_1h`, `_1d` per window: ~0.21
+  CPU-s per window of 150k readings in a replay, ~1.4 CPU-s per 1M readings; the updates of `_1h`/`_1d`
+  are already HOT, so a lower fillfactor gains nothing, measured). Computing the rollups from the batches
+  in memory would save the window's scan and grouping (about a third of the roll in EXPLAIN ANALYZE), not
+  the 30k row writes, and needs the late-reading and restart cases the re-read handles: not done.
+- **Changes measured this session** (A/B before/after on the same load, interleaved A B B A):
+  per-meter messages built column-wise (one orjson encode per column, a template per message, the same
+  bytes) and meter-sim's bulk connection reading PUBACKs in chunks: meter-sim 13.6 / 12.7 -> 7.5 / 7.5
+  CPU-s per 1M readings with `both` (load 8-10); the aggregator decodes batches of meter-sim's exact shape
+  with orjson straight to columns (the ReadingBatch model still decides everything else; ~190 -> ~120 us
+  per batch) and sends float sums as `float8[]` literals (~120 -> ~40 us per 100 values). The aggregator's
+  two changes are ~10 % of its CPU by the profile and micro-benchmarks; the pipeline A/B at load 6-12
+  cannot resolve 10 % (its pairs differ by more than that from the load alone).
+- **Durable ingest vs raw COPY (>= 80 %, >= 240k/s)** and **real time at 1440x with 10k meters** (240k
+  readings/s): not met, and not reachable on two cores with this design: the budget table shows the
+  CPU-s per 1M readings of every process together against what 240k/s allows (2 cores / 240k = 8.3 CPU-s
+  per 1M for everything), while COPY alone costs PostgreSQL ~2 and the aggregator alone ~6. The ratio to
+  COPY compares a 4-process pipeline on 2 cores with one PostgreSQL backend on one core.
+- **Per-meter topics (`both`, >= 60,000/s)**: meter-sim's CPU per reading with `both` is down ~44 %; the budget
+  table shows the rate the measured CPU allows on the machine alone against 60,000/s. Publishing
+  per-meter copies only where someone subscribes was not done: Mosquitto does not tell a publisher about
+  subscriptions, and the design card promises the stream to any dashboard.
 - Ingest commits run with `synchronous_commit = on` (an acknowledged reading is on disk); unchanged.
 """
 
@@ -814,6 +827,38 @@ def ratio_lines(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def budget_lines(results: dict[str, Any]) -> list[str]:
+    """What each case's CPU per reading allows on this machine's cores, against its target rate.
+
+    A rate on a shared machine says how busy the others were; the CPU-seconds per 1M readings (every
+    process of the pipeline, counted from /proc) say what the pipeline itself costs, so
+    ``cores / (CPU-s per reading)`` is the most it could do with the machine to itself, and
+    ``target × CPU-s per reading`` the cores the target needs."""
+    cores = results["machine"]["cpus"] or 2
+    targets = {("batch", 10_000): 240_000, ("both", 10_000): 60_000}
+    out = [
+        f"CPU budget on {cores} cores (all processes of the pipeline, CPU-s per 1M readings from this run):",
+        "",
+        "| case | CPU-s/1M, all processes | most readings/s it allows on the machine alone | target | "
+        "cores the target needs |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in results["pipeline"]:
+        total = sum(v for v in r["cpu_s_per_million"].values() if v is not None)
+        target = targets.get((r["publish"], r["meters"]))
+        needs = f"{total * target / 1e6:.1f}" if target else ""
+        out.append(
+            f"| pipeline, {r['meters']:,} meters, `{r['publish']}` | {total:.2f} | {cores * 1e6 / total:,.0f} | "
+            f"{f'{target:,}' if target else ''} | {needs} |"
+        )
+    c = results["copy_ceiling"]
+    out.append(
+        f"| raw binary COPY alone (PostgreSQL, one connection) | {c['postgres_cpu_s_per_million']} | "
+        f"{1e6 / c['postgres_cpu_s_per_million']:,.0f} (one core) | | |"
+    )
+    return out
+
+
 def write(results: dict[str, Any]) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "pipeline.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
@@ -838,7 +883,7 @@ def write(results: dict[str, Any]) -> None:
         )
         + "; meter-sim: the bench process running its engine).",
         "",
-        "| case | readings | seconds | durable readings/s | × naive | CPU-s/1M: PostgreSQL, aggregator, meter-sim | load before |",
+        "| case | readings | seconds | durable readings/s | × naive | CPU-s/1M: PostgreSQL, aggregator, meter-sim, Mosquitto | load before |",
         "|---|---:|---:|---:|---:|---|---:|",
     ]
     for r in results["pipeline"]:
@@ -846,7 +891,8 @@ def write(results: dict[str, Any]) -> None:
         lines.append(
             f"| pipeline, {r['meters']:,} meters, publish `{r['publish']}` | {r['readings_stored']:,} | "
             f"{r['seconds']} | {r['durable_readings_per_s']:,} | {r['durable_readings_per_s'] / naive:.0f}× | "
-            f"{cpu['postgres']}, {cpu['aggregator']}, {cpu['meter_sim']} | {r['load_average_before']} |"
+            f"{cpu['postgres']}, {cpu['aggregator']}, {cpu['meter_sim']}, {cpu.get('mosquitto', '')} | "
+            f"{r['load_average_before']} |"
         )
     c = results["copy_ceiling"]
     lines.append(
@@ -860,7 +906,7 @@ def write(results: dict[str, Any]) -> None:
     lines.append(
         f"| naive: message + INSERT per reading | {n['readings']:,} | {n['seconds']} | {naive:,} | 1× | | |"
     )
-    lines += ["", *ratio_lines(results)]
+    lines += ["", *ratio_lines(results), "", *budget_lines(results)]
     rt = results.get("realtime")
     if rt:
         lines += [
@@ -896,17 +942,20 @@ def write(results: dict[str, Any]) -> None:
     if ab:
         lines += [
             "",
-            f"A/B, 10k meters × {ab['intervals']} intervals, `batch`, run A B B A (A: the code before migration "
-            "0240 and its layout; B: this tree), each beside COPY into its own layout in the same round:",
+            f"A/B, 10k meters × {ab['intervals']} intervals, `batch`, run A B B A (A: the aggregator and "
+            f"migrations of the `--baseline` tree, COPY into the {ab.get('baseline_layout', 'before_0240')} layout; "
+            "B: this tree; meter-sim runs from this tree in both), each beside COPY into its own layout in the "
+            "same round:",
             "",
-            "| | durable readings/s | COPY rows/s | ratio | CPU-s/1M: PostgreSQL, aggregator, meter-sim | "
-            "COPY: PostgreSQL CPU-s/1M | load |",
+            "| | durable readings/s | COPY rows/s | ratio | CPU-s/1M: PostgreSQL, aggregator, meter-sim, "
+            "Mosquitto | COPY: PostgreSQL CPU-s/1M | load |",
             "|---|---|---|---|---|---|---|",
         ]
         for variant in ("A", "B"):
             v = ab[variant]
             cpu = " / ".join(
-                f"{c['postgres']}, {c['aggregator']}, {c['meter_sim']}" for c in v["cpu_s_per_million"]
+                f"{c['postgres']}, {c['aggregator']}, {c['meter_sim']}, {c.get('mosquitto', '')}"
+                for c in v["cpu_s_per_million"]
             )
             lines.append(
                 f"| {variant} | {' / '.join(f'{x:,}' for x in v['durable_readings_per_s'])} | "
@@ -920,7 +969,7 @@ def write(results: dict[str, Any]) -> None:
 
 
 async def main() -> None:
-    global DB_URL, PRIVATE_POSTMASTER
+    global DB_URL, PRIVATE_POSTMASTER, BROKER_PID  # noqa: PLW0603 (set once, before any case runs)
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test of the script)")
     parser.add_argument("--realtime-s", type=float, default=30.0)
@@ -935,6 +984,12 @@ async def main() -> None:
         type=Path,
         help="a source tree of the old code (git archive main | tar -x -C DIR): A/B of the 10k-meter "
         "batch pipeline and of COPY into its table, back to back",
+    )
+    parser.add_argument(
+        "--baseline-layout",
+        choices=["current", "before_0240"],
+        default="current",
+        help="meter_data's layout under the baseline's migrations, for its COPY ceiling (default: this tree's)",
     )
     parser.add_argument(
         "--meter-reads-days",
@@ -962,6 +1017,7 @@ async def main() -> None:
             "private, " if args.private_postgres else "shared, "
         ) + await _pg_version()
         broker = start_broker(tmp / "broker", free_port(), kind="mosquitto")
+        BROKER_PID = broker.pid
         try:
             cases: list[tuple[int, int, Literal["batch", "both"]]] = [
                 (1000, 60 if args.quick else 300, "batch"),
@@ -974,7 +1030,9 @@ async def main() -> None:
                 10_000, 10 if args.quick else 100, layout="before_0240"
             )
             if baseline is not None:
-                results["ab"] = await bench_ab(broker.url, baseline, 10 if args.quick else 100)
+                results["ab"] = await bench_ab(
+                    broker.url, baseline, 10 if args.quick else 100, args.baseline_layout
+                )
             results["per_meter"] = await bench_per_meter_ceiling(
                 broker.url, 20_000 if args.quick else 100_000
             )
