@@ -186,3 +186,44 @@ async def test_on_a_cold_start_the_second_interval_waits_for_the_first_to_close(
         await _aggregator_at(bus, START + 2 * MINUTE, START + 2 * MINUTE)
         result = await step
     assert result.intervals == 3
+
+
+async def test_the_clock_keeps_going_after_its_schedule_skips_more_than_the_window(
+    settings: Settings,
+) -> None:
+    """The running clock falls behind and skips intervals to keep its schedule (more than the message
+    window holds); the aggregator closes everything published. Before, the skipped intervals counted
+    against the window as if queued, and the clock waited for ever for a watermark past intervals that were
+    never published (bench_pipeline's real-time run at 1440x: one interval in 300 s)."""
+    settings = _windowed(settings, max_ahead_intervals=240, max_ahead_messages=3)  # 1 batch an interval
+    await insert_world(settings)
+    async with meter_sim(settings) as bus:
+        batches = await Collector(bus, channels.BATCH).start()
+        statuses = await Collector(bus, channels.STATUS, service="meter-sim").start()
+        await _aggregator_at(bus, START - MINUTE, START - MINUTE)
+        stop = asyncio.Event()
+
+        async def aggregator() -> None:  # closes every interval as soon as its batch arrives
+            closed = None
+            while not stop.is_set():
+                latest = max((b.timestamp for b, _ in batches.messages), default=None)
+                if latest is not None and latest != closed:
+                    closed = latest
+                    await _aggregator_at(bus, latest, latest)
+                await asyncio.sleep(0.02)
+
+        closing = asyncio.create_task(aggregator())
+        try:
+            # A minute of simulated time every millisecond: every interval takes longer than its slot.
+            await bus.call(commands.SET_SPEED, commands.SET_SPEED.build(speed=60_000))
+            await bus.call(commands.RESUME)
+            skipped = await _status_until(statuses, lambda d: d["dropped_intervals"] >= 5)
+            detail = await _status_until(
+                statuses, lambda d: d["intervals_published"] >= skipped["intervals_published"] + 10
+            )
+            await bus.call(commands.PAUSE)
+        finally:
+            stop.set()
+            await closing
+    assert detail["flow_dropped"] == 0  # the `wait` policy: skips are the schedule's, not the window's
+    assert detail["dropped_intervals"] >= 5

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -111,6 +112,9 @@ class Engine:
         self._batches_per_interval = 1
         self.last_published: datetime | None = None
         self.intervals_published = 0
+        # The latest intervals handed to the publisher (the flow-control window counts those after its
+        # base): a step computes the next interval while the previous one is still being sent.
+        self._offered: deque[datetime] = deque(maxlen=settings.sim.max_ahead_intervals + 1)
         self._lock = asyncio.Lock()  # one interval (or one command) at a time
         # (intervals asked, intervals done) while a step runs: clock commands are refused meanwhile rather
         # than queued behind a step that may take minutes (a month of intervals).
@@ -285,13 +289,21 @@ class Engine:
         base = self._window_base()
         if base is None or self.clock is None:
             return False
-        ahead = int((upcoming - base) / self.clock.interval)  # counting ``upcoming``
-        if ahead <= 1:
-            # Everything before ``upcoming`` is closed: one interval may always go, even one with more
-            # batches than the window (it would otherwise wait for ever); see _batches_measured.
+        # What the broker's queue would hold: the intervals published after the base, and ``upcoming``.
+        # Intervals the schedule skipped to keep up were never published and hold nothing; counting them
+        # (as the time span from the base did) stalled the clock for good after a wide skip, since the
+        # watermark never passes an interval that was not published (bench_pipeline's real-time run at
+        # 1440x: one interval published in 300 s after a skip of 15).
+        pending = 1 + sum(1 for t in self._offered if base < t < upcoming)
+        if pending == 1:
+            # Everything published before ``upcoming`` is closed: one interval may always go, even one
+            # with more batches than the window (it would otherwise wait for ever); see _batches_measured.
             return False
         sim = self.settings.sim
-        return ahead > sim.max_ahead_intervals or ahead * self._batches_per_interval > sim.max_ahead_messages
+        ahead = int((upcoming - base) / self.clock.interval)  # counting ``upcoming``
+        return (
+            ahead > sim.max_ahead_intervals or pending * self._batches_per_interval > sim.max_ahead_messages
+        )
 
     async def _hold_back(self, upcoming: datetime, *, interruptible: bool = True) -> None:
         """Wait until the aggregator's watermark leaves room for ``upcoming`` in the window (or, when
@@ -384,6 +396,7 @@ class Engine:
             prepared = self._prepare(fleet, when, interval_s)
         # What one interval puts in the broker's queue for the aggregator (its batches), for the window.
         self._batches_measured(max(1, len(prepared.messages)))
+        self._offered.append(when)  # every caller publishes what it computed
         return prepared
 
     def _batches_measured(self, batches: int) -> None:
