@@ -35,7 +35,7 @@ from gridsim_shared import channels
 from gridsim_shared.bus import Bus
 from gridsim_shared.db import apply_migrations, connect
 from gridsim_shared.ids import TransformerPath
-from gridsim_shared.messages import ReadingBatch
+from gridsim_shared.messages import ReadingBatch, Watermark
 from gridsim_shared.settings import DbSettings, MqttSettings, Settings
 from gridsim_shared.testing import running
 
@@ -289,6 +289,53 @@ async def test_broker_restart_mid_run_loses_nothing(
         expected = await _publish_all(bus, ids, restart)
         await _wait_committed(s)
     await _check(s, expected)
+
+
+async def _retained_watermark(settings: Settings, timeout: float) -> Watermark | None:
+    """The watermark the broker keeps retained, as a client that subscribes now receives it."""
+    got: list[Watermark] = []
+
+    async def on(msg: Watermark, _path: object) -> None:
+        got.append(msg)
+
+    async with Bus(settings.mqtt, "watermark-reader", announce=False) as reader:
+        await reader.subscribe(channels.WATERMARK, on)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while not got:
+                    await asyncio.sleep(0.05)
+    return got[-1] if got else None
+
+
+async def test_a_broker_that_lost_its_retained_watermark_gets_it_back_on_reconnect(
+    settings: Settings, broker: Broker
+) -> None:
+    """A broker restarted without its retained messages (its persistence lost in a crash, or none) no
+    longer holds the watermark. With the clock stood still, nothing new is committed to publish it again,
+    so a gateway or meter-sim subscribing saw none until the next close. The aggregator publishes its
+    latest mark on every new connection."""
+    s = _settings(settings, broker.url)
+    ids = await _world(s)
+    last = T0 + timedelta(minutes=2)
+    async with running(_serve, settings=s), Bus(s.mqtt, "meter-sim-test") as bus:
+        await _wait_status(s)
+        for i in range(3):
+            for t, meters in enumerate(ids):
+                await bus.publish(channels.BATCH, _batch(meters, i), TransformerPath("u1", "f1", f"t{t}"))
+        await publish_clock(bus, last)
+        await _wait_closed(s, last)
+        before = await _retained_watermark(s, DEADLINE_S)
+        assert before is not None
+        assert before.committed_until == last
+
+        await asyncio.to_thread(broker.stop)
+        (broker.dir / "mosquitto.db").unlink()  # the retained messages are gone with it
+        await asyncio.to_thread(broker.start)
+
+        after = await _retained_watermark(s, 30)
+        assert after is not None, "the restarted broker holds no watermark"
+        assert after.committed_until == last
+        assert after.readings_committed == 3 * TRANSFORMERS * METERS
 
 
 @contextlib.asynccontextmanager

@@ -185,6 +185,16 @@ class Closer:
                     await repository.refresh_all_timescale(conn)
                 self._refresh_all = False
             state = await repository.read_state(conn)
+            if self.watermark.latest is None and state.committed_until is not None:
+                # A new closer (a restart, a takeover) publishes the mark committed before it: a broker
+                # that lost its retained copy meanwhile gets it back without waiting for the next close.
+                self.watermark.advance(
+                    Watermark(
+                        committed_until=state.committed_until,
+                        readings_committed=state.readings_committed,
+                        received_until=state.committed_until - timedelta(seconds=self.interval_s),
+                    )
+                )
             pending = await repository.pending_intervals(conn, state.committed_until)
             clocked_until = await repository.live_clock_progress(conn, self.tuning.instance_live_s)
             self._received(clocked_until)

@@ -3,6 +3,12 @@
 Closing sets the watermark after each interval's commit; publishing it may fail while the broker is away.
 The publisher keeps the latest mark and publishes it on the next try (retained: only the latest matters),
 so a broker outage delays the watermark but never loses or reorders it.
+
+A broker that restarted without its retained messages (a crash before its persistence was saved, none
+configured, a new broker behind the same address) no longer holds the mark; with the clock stood still,
+nothing would be committed to publish it again, and a gateway or meter-sim subscribing would see none. So
+the latest mark is published again on every new connection: the bus's reconnect count is part of
+"published".
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ class WatermarkPublisher:
         self.bus = bus
         self.latest: Watermark | None = None
         self.published: Watermark | None = None
+        self._published_on = -1  # the bus connection (its reconnect count) ``published`` went out on
 
     def advance(self, mark: Watermark) -> None:
         """An interval was committed: ``mark`` is the watermark to publish."""
@@ -40,12 +47,15 @@ class WatermarkPublisher:
             self.latest = self.latest.model_copy(update={"received_until": until})
 
     async def publish(self) -> None:
-        """Publish the latest mark if it was not yet; a broker error keeps it for the next call."""
+        """Publish the latest mark if it was not yet on this connection; a broker error keeps it for the
+        next call."""
         mark = self.latest
-        if mark is None or mark == self.published:
+        connection = self.bus.reconnects
+        if mark is None or (mark == self.published and connection == self._published_on):
             return
         try:
             await self.bus.publish(channels.WATERMARK, mark, topics.NoPath())
-            self.published = mark
+            # Counted before the publish: a connection lost meanwhile publishes it again on the next one.
+            self.published, self._published_on = mark, connection
         except aiomqtt.MqttError as exc:
             _LOGGER.warning("watermark %s not published yet (%s)", mark.committed_until, exc)
