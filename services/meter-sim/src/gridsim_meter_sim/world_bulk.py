@@ -262,6 +262,9 @@ async def _load_bulk(
     ers = prosumers = 0
     with _Spool() as er_text, _Spool() as der_text, _Spool() as meter_text:
         for index, raw in enumerate(meters):
+            if index % 10_000 == 9_999:
+                # Seconds of CPU a million: let the service's bus keep its connection (keepalive) meanwhile.
+                await asyncio.sleep(0)
             where = f"meters[{index}] ({raw.get('meter_id') if isinstance(raw, dict) else '?'})"
             try:
                 item = WorldMeter.model_validate(_with_appliances(raw, validated))
