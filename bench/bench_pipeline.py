@@ -294,7 +294,7 @@ def _rows(meters: int, intervals: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
 # meter_data's layout before migration 0240: key (ts, meter_id) and a b-tree (meter_id, ts).
 _LAYOUT_BEFORE_0240 = (
     "alter table meter_data drop constraint meter_data_pkey",
-    "drop index meter_data_ts_brin",
+    "drop index meter_data_ts_brin cascade",  # with the owner functions that summarize it (migration 1040)
     "alter table meter_data add primary key (ts, meter_id)",
     "create index meter_data_meter_ts on meter_data (meter_id, ts)",
 )
