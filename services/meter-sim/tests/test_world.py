@@ -247,10 +247,15 @@ def _same_fleet(a: domain.Fleet, b: domain.Fleet) -> None:
 
 
 @pytest.mark.integration
-async def test_the_fleet_read_as_columns_is_the_fleet_read_row_by_row(settings: Settings) -> None:
+@pytest.mark.parametrize("block", [None, 7])
+async def test_the_fleet_read_as_columns_is_the_fleet_read_row_by_row(
+    settings: Settings, block: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The engine's columnar read (one bytea per column, joined in numpy) builds, for every shard, the same
     fleet as the leaf meters and DERs read one row each (an apartment's child meters under its
     transformer, offline meters, locations from the meter, its ER or its transformer, flat profiles, rated PV, tilted arrays, transformers without a rating)."""
+    if block is not None:  # ids read in blocks of 7 rows (a block is a million at 5M meters)
+        monkeypatch.setattr(fleet_repository, "_BLOCK", block)
     demo = with_demo_world(settings)
     async with open_pool(demo.db) as pool:
         assert await load_demo_world(pool, demo) is not None

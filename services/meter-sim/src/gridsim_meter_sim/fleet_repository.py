@@ -22,9 +22,12 @@ __all__ = ["ClockRow", "load_clock", "load_fleet", "save_clock"]
 # the meters to the grid chain let the planner estimate the grid side at one row (correlated level/parent
 # filters) and loop every transformer over every meter: quadratic in the fleet (128 s at 100k meters).
 #
-# Meters and DERs come back as one row of columns, each column one bytea of the values' binary forms
+# Meters and DERs come back as rows of columns, each column one bytea of the values' binary forms
 # (``int8send`` and the like, concatenated by ``string_agg``) that numpy reads as it is: no Python object
-# per meter or per DER (a row per meter through psycopg was 85 s of a million-meter fleet's start).
+# per meter or per DER (a row per meter through psycopg was 85 s of a million-meter fleet's start). A row
+# holds a block of ids (_BLOCK): PostgreSQL's 1 GB limit on a value and a row was reached by the DERs of
+# 5M meters (20.5M DERs, 7 columns of 164 MB) in one row.
+_BLOCK = 1 << 20
 
 # Transformers under a feeder under a utility, with the location a meter falls back to, ordered by feeder
 # id so the shard's feeders (index % shards == shard) are picked in Python.
@@ -67,6 +70,7 @@ from (
 join energy_resources er on er.id = m.er_id
 where m.under is not null
   and not exists (select 1 from meters child where child.parent_id = m.id)
+group by m.id / {block}
 """
 
 # Every switched-on, connected DER (by its ER; the meters read above say which are this fleet's).
@@ -81,6 +85,7 @@ select count(*) as n,
        string_agg(float8send(coalesce(d.azimuth_deg, 'NaN')), '') as azimuth_deg
 from ders d
 where d.switched_on and d.lifecycle = 'connected'
+group by d.id / {block}
 """
 _APPLIANCES = "select id, name, profile, role, base_kwh_per_min, power_factor from appliances order by id"
 
@@ -105,18 +110,20 @@ _DTYPES: dict[str, str] = {
 }
 
 
-def _columns(row: dict[str, Any]) -> dict[str, npt.NDArray[Any]]:
-    """The row's bytea columns as native numpy arrays (``n`` values each)."""
-    n = int(row["n"])
+def _columns(rows: list[dict[str, Any]], names: list[str]) -> dict[str, npt.NDArray[Any]]:
+    """The rows' bytea columns ``names`` as native numpy arrays, the blocks one after the other (no row:
+    nothing matched)."""
+    n = sum(int(row["n"]) for row in rows)
     out: dict[str, npt.NDArray[Any]] = {}
-    for name, dtype in _DTYPES.items():
-        if name in row:
-            raw = row[name] or b""
-            values = np.frombuffer(raw, dtype=np.dtype(dtype))
-            if len(values) != n:  # a NULL in a column would shift every value after it
-                msg = f"fleet read: column {name} has {len(values)} values for {n} rows"
-                raise RuntimeError(msg)
-            out[name] = values.astype(np.dtype(dtype).newbyteorder("="))
+    for name in names:
+        if name not in _DTYPES:
+            continue
+        dtype = np.dtype(_DTYPES[name])
+        values = np.frombuffer(b"".join(row[name] or b"" for row in rows), dtype=dtype)
+        if len(values) != n:  # a NULL in a column would shift every value after it
+            msg = f"fleet read: column {name} has {len(values)} values for {n} rows"
+            raise RuntimeError(msg)
+        out[name] = values.astype(dtype.newbyteorder("="))
     return out
 
 
@@ -137,16 +144,17 @@ async def load_fleet(pool: AsyncConnectionPool, shard: int, shards: int) -> Flee
         await cur.execute(_TRANSFORMERS)
         nodes = [row for row in await cur.fetchall() if row["feeder_id"] in feeders]
         kinds = sql.Literal(list(shapes.KINDS))
-        await cur.execute(sql.SQL(_METERS).format(kinds=kinds))
-        meter_row = await cur.fetchone()
-        await cur.execute(_DERS)
-        der_row = await cur.fetchone()
+        block = sql.Literal(_BLOCK)
+        await cur.execute(sql.SQL(_METERS).format(kinds=kinds, block=block))
+        meter_rows = await cur.fetchall()
+        meter_names = [c.name for c in cur.description or []]
+        await cur.execute(sql.SQL(_DERS).format(block=block))
+        der_rows = await cur.fetchall()
+        der_names = [c.name for c in cur.description or []]
         await cur.execute(_APPLIANCES)
         appliance_rows = await cur.fetchall()
-    assert meter_row is not None  # an aggregate always returns a row
-    assert der_row is not None
-    meters = _columns(meter_row)
-    codes = meter_row["meter_code"].split(" ") if meter_row["n"] else []
+    meters = _columns(meter_rows, meter_names)
+    codes = " ".join(row["meter_code"] for row in meter_rows).split(" ") if meter_rows else []
 
     # The shard's meters (under a complete utility → feeder → transformer chain), by transformer then id.
     node_ids = np.array([row["transformer_id"] for row in nodes], dtype=np.int64)
@@ -160,7 +168,7 @@ async def load_fleet(pool: AsyncConnectionPool, shard: int, shards: int) -> Flee
         m[axis] = np.where(np.isnan(m[axis]), fallback, m[axis])
 
     # Their DERs, ordered by meter then DER id (what a loop over the fleet's DERs would meet).
-    ders = _columns(der_row)
+    ders = _columns(der_rows, der_names)
     by_er = np.argsort(m["er_id"], kind="stable")
     at = np.minimum(np.searchsorted(m["er_id"], ders["er_id"], sorter=by_er), max(len(mine) - 1, 0))
     linked = m["er_id"][by_er[at]] == ders["er_id"] if len(mine) else np.zeros(len(ders["er_id"]), bool)
