@@ -413,6 +413,9 @@ async def main() -> None:
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gridsim-fleet-")))
+        # Reachable by the server's user (nobody, as root): else start_postgres keeps its data in a
+        # /tmp fallback made to survive restarts, which this folder's removal would leave behind.
+        os.chmod(tmp, 0o755)
         world = args.world
         if world is None:
             world = tmp / "world.json"

@@ -1010,6 +1010,9 @@ async def main() -> None:
     }
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gridsim-bench-")))
+        # Reachable by the server's user (nobody, as root): else start_postgres keeps its data in a
+        # /tmp fallback made to survive restarts, which this folder's removal would leave behind.
+        os.chmod(tmp, 0o755)
         if args.private_postgres:
             pg = stack.enter_context(start_postgres(tmp / "pg", free_port(), database="test"))
             DB_URL, PRIVATE_POSTMASTER = pg.url, pg.pid
