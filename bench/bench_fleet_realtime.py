@@ -401,9 +401,8 @@ async def main() -> None:
     parser.add_argument(
         "--close-after-s",
         type=float,
-        help="the aggregator's bounded wait (GRIDSIM_AGGREGATOR__CLOSE_AFTER_S; default 5 s): a million "
-        "readings take longer than that to arrive on a loaded machine, and an interval closed partial is "
-        "recomputed (its 10,200 grid-node messages published twice)",
+        help="the aggregator's bounded wait (GRIDSIM_AGGREGATOR__CLOSE_AFTER_S; default 5 s, counted from an "
+        "interval's latest batch)",
     )
     parser.add_argument(
         "--services",

@@ -150,6 +150,27 @@ async def test_missing_child_closes_partial_after_bounded_wait_then_late_reading
     assert t2 == [(1, False)]
 
 
+async def test_an_interval_still_arriving_is_not_closed_by_the_bounded_wait(settings: Settings) -> None:
+    """The bounded wait counts from the interval's latest batch, not its first: a million meters' interval
+    (10,000 batches) takes longer than the wait to arrive and closed partial every minute when it counted
+    from the first (recomputed when the rest came: the aggregator fell further behind each interval)."""
+    world = await make_world(settings)
+    async with Bus(settings.mqtt, "test") as bus, running(_serve(), settings=settings):
+        marks = await Collector(bus, channels.WATERMARK).start()
+        # t1's readings in three chunks, 1 s apart: 2 s from the first to the last, over the 1.5 s wait.
+        for code in ("M1", "M2", "M3"):
+            await bus.publish(channels.BATCH, make_batch(world, "t1", T0, codes=[code]), world.path("t1"))
+            await asyncio.sleep(1.0)
+        assert marks.messages == []  # nothing closed while batches kept coming
+        await bus.publish(channels.BATCH, make_batch(world, "t2", T0), world.path("t2"))
+        mark = await wait_watermark(marks, T0, timeout=10)
+    assert mark.readings_committed == 4
+    partial = await fetch(settings, "select count(*) from meter_data where ts = %s and partial", T0)
+    assert partial == [(0,)]
+    late = await fetch(settings, "select count(*) from late_intervals")
+    assert late == [(0,)]
+
+
 async def test_time_rollups_sum_the_minutes(settings: Settings) -> None:
     world = await make_world(settings)
     async with Bus(settings.mqtt, "test") as bus, running(_serve(), settings=settings):

@@ -8,7 +8,8 @@ The closing rule for interval T (oldest first, never out of order):
    to report (linked, online, K > 0) has a batch committed for T; or
 2. *clocked*: meter-sim's clock said ``last_published >= T`` and every live aggregator instance has
    committed every message it received before that clock message; or
-3. *bounded wait*: ``close_after_s`` has passed since T's first batch was committed.
+3. *bounded wait*: ``close_after_s`` has passed since T's latest batch was committed (no progress: an
+   interval whose batches are still arriving is not given up on, however many there are).
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ def intervals_to_close(
         contiguous = previous is None or ts - previous <= timedelta(seconds=interval_s)
         complete = contiguous and p is not None and expected_transformers <= p.transformers
         clocked = clocked_until is not None and ts <= clocked_until
-        age = p.age_s if p is not None else now - marks[ts]
-        if not (complete or clocked or age >= close_after_s):
+        idle = p.idle_s if p is not None else now - marks[ts]
+        if not (complete or clocked or idle >= close_after_s):
             break
         ready.append(ts)
         previous = ts

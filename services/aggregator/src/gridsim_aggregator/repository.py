@@ -62,7 +62,7 @@ class PendingInterval:
 
     ts: datetime
     transformers: frozenset[str]
-    age_s: float  # since its first batch was committed
+    idle_s: float  # since its latest batch was committed
 
 
 # ------------------------------------------------------------------------------------ ingest
@@ -259,11 +259,11 @@ async def read_state(conn: Conn) -> State:
 async def pending_intervals(conn: Conn, after: datetime | None, limit: int = 2000) -> list[PendingInterval]:
     """Intervals after ``after`` that have committed batches, oldest first."""
     cur = await conn.execute(
-        "select ts, array_agg(distinct transformer_code), extract(epoch from now() - min(committed_at)) "
+        "select ts, array_agg(distinct transformer_code), extract(epoch from now() - max(committed_at)) "
         "from ingest_batches where %s::timestamptz is null or ts > %s group by ts order by ts limit %s",
         (after, after, limit),
     )
-    return [PendingInterval(ts, frozenset(codes), float(age)) for ts, codes, age in await cur.fetchall()]
+    return [PendingInterval(ts, frozenset(codes), float(idle)) for ts, codes, idle in await cur.fetchall()]
 
 
 async def live_clock_progress(conn: Conn, live_s: float) -> datetime | None:

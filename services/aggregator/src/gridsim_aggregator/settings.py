@@ -25,8 +25,9 @@ class AggregatorSettings(BaseSettings):
     flush_ms: float = Field(default=100.0, gt=0)
     # Concurrent COPY transactions (PostgreSQL ingests ~1.6x faster over two connections).
     copy_connections: int = Field(default=2, ge=1, le=8)
-    # The bounded wait: an interval whose readings are still incomplete this long after its first batch
-    # was committed is closed anyway and marked partial.
+    # The bounded wait: an interval whose readings are still incomplete and none of whose batches was
+    # committed for this long is closed anyway and marked partial. Counted from its latest batch, not its
+    # first: a million meters' interval takes longer than this to arrive, and is not stuck while it does.
     close_after_s: float = Field(default=5.0, gt=0)
     # An instance that has not written its heartbeat for this long no longer holds intervals open.
     instance_live_s: float = Field(default=10.0, gt=0)
