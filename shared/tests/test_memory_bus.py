@@ -86,6 +86,28 @@ async def test_wildcards_match_as_on_the_broker_and_invalid_messages_are_dropped
         assert consumer.received == 3  # what matched a subscription; the other topic never reached it
 
 
+async def test_a_subscription_not_wanted_acknowledges_its_messages_unread() -> None:
+    broker = MemoryBroker()
+    wanted = False
+    got: list[int] = []
+
+    async def keep(msg: MeterReading, _path: MeterPath) -> None:
+        got.append(msg.meter_id)
+
+    async with broker.bus("gateway") as consumer, broker.bus("meter-sim") as producer:
+        await consumer.subscribe_while(lambda: wanted, channels.READING, keep)
+        path = MeterPath("u", "f1", "t", "m-1")
+        await producer.publish(channels.READING, _reading(1), path)
+        await producer.publish_raw(f"{broker.base_topic}/v1/reading/u/f1/t/m-1", b"{not json")
+        await broker.settle()
+        assert (got, consumer.dropped) == ([], 0)  # not decoded: not even the malformed one was seen
+        wanted = True
+        await producer.publish(channels.READING, _reading(2), path)
+        await producer.publish_raw(f"{broker.base_topic}/v1/reading/u/f1/t/m-1", b"{not json")
+        await broker.settle()
+        assert (got, consumer.dropped) == ([2], 1)
+
+
 async def test_retained_messages_reach_later_subscribers_until_cleared() -> None:
     broker = MemoryBroker()
     async with broker.bus("gateway") as late, broker.bus("billing", "7") as service:

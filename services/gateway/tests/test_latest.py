@@ -45,7 +45,11 @@ def _clock(minutes: int, world_version: int = 0) -> ClockState:
 
 async def test_only_the_reading_at_the_watermark_is_served() -> None:
     latest = LatestReadings(capacity=10, depth=3)
+    assert not latest.tracking()  # the batches are not even decoded yet
+    latest.track((1, "M2", True, True))  # a parent is never tracked
+    assert not latest.tracking()
     latest.track((1, "M1", True, False))
+    assert latest.tracking()
     for minute in range(4):
         await latest.on_batch(_batch(T0 + timedelta(minutes=minute), [1, 2], kwh=minute + 0.25), NoPath())
     assert latest.answer("1", None) is None  # no watermark yet: nothing is known to be stored

@@ -73,11 +73,13 @@ class LatestReadings:
         return len(self._meters)
 
     # ------------------------------------------------------------------ what the bus tells
+    def tracking(self) -> bool:
+        """Whether any meter is tracked: the batches are not even decoded until one is."""
+        return bool(self._meters)
+
     async def on_batch(self, batch: ReadingBatch, _path: object) -> None:
         """Keep the batch's readings of the tracked meters."""
         meters = self._meters
-        if not meters:
-            return
         for i, meter_id in enumerate(batch.meter_id):
             if meter_id in meters:
                 self.keep(meter_id, ReadingPoint.of(batch.row(i)))

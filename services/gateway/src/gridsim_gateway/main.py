@@ -91,7 +91,7 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
             await bus.subscribe(channels.ROLLUP_TRANSFORMER, live.on_transformer_rollup)
             await bus.subscribe(channels.CLOCK, latest.on_clock)
             if settings.gateway.latest_readings_meters:
-                await bus.subscribe(channels.BATCH, latest.on_batch)
+                await bus.subscribe_while(latest.tracking, channels.BATCH, latest.on_batch)
             supervisor.attach(bus)
             watching = asyncio.create_task(_watch(supervisor, on_fatal))
             job_runner = JobRunner(bus, settings)
