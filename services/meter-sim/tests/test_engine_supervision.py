@@ -209,6 +209,35 @@ async def test_a_fleet_load_slower_than_the_watchdog_is_not_a_stall(
     assert status.detail["intervals_published"] >= 3
 
 
+async def test_the_fleet_is_loaded_while_the_first_interval_runs_not_after_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 1x the first interval ends a real minute after the clock starts: the fleet is read and built
+    during that minute, not at its end (a million meters' first interval went out ~14 s late)."""
+    settings = settings.model_copy(update={"supervision": FAST})
+    await insert_world(settings)
+    real_build = domain.build_fleet_from
+    built: list[float] = []
+
+    def timed_build(*args: Any) -> Any:
+        built.append(time.monotonic())
+        return real_build(*args)
+
+    monkeypatch.setattr(domain, "build_fleet_from", timed_build)
+    async with meter_sim(settings) as bus:
+        batches = await Collector(bus, channels.BATCH).start()
+        await bus.call(commands.SET_SPEED, commands.SET_SPEED.build(speed=1))  # an interval a minute
+        resumed = time.monotonic()
+        await bus.call(commands.RESUME)
+        async with asyncio.timeout(20):
+            while not built:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        assert batches.messages == []  # the interval has not ended: nothing published yet
+        await bus.call(commands.PAUSE)
+    assert built[0] - resumed < 20
+
+
 async def test_an_interval_published_for_longer_than_the_watchdog_is_not_a_stall(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -222,6 +222,12 @@ class Engine:
             deadline = anchor + (done + 1) * period  # when the current interval ends in real time
             wait = deadline - time.monotonic()
             if wait > 0:
+                if self._fleet_stale():
+                    # Read and build a new fleet while the interval runs, not at its end: at 1x a million
+                    # meters' first interval went out ~14 s late (read, build, registers at the deadline).
+                    async with self._lock:
+                        await self._ensure_fleet()
+                    continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._idle_s(wait))
                 continue
@@ -336,6 +342,10 @@ class Engine:
         await self._persist()
 
     # ------------------------------------------------------------------ one interval
+    def _fleet_stale(self) -> bool:
+        """Whether the next interval must first (re)load the fleet or its supply plan."""
+        return self._world_dirty or self.fleet is None or self.health.dirty
+
     async def _ensure_fleet(self) -> Fleet:
         new_fleet = self._world_dirty or self.fleet is None
         if new_fleet:
