@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from gridsim.embedded import free_port, start_postgres
 from gridsim.launcher import SERVICES
@@ -162,6 +165,38 @@ async def _exists(conn: Any, query: str) -> bool:
     return bool(row and row[0])
 
 
+async def probe_http(port: int, conn: Any, repeats: int = 20) -> dict[str, dict[str, float]]:
+    """What a dashboard asks of the gateway at this fleet size: median and p95 ms of each question (issue 19:
+    the grid API stays usable, paged tree and search, at a utility's size)."""
+    cur = await conn.execute("select code from grid_nodes where parent_id is null limit 1")
+    utility = (await cur.fetchone())[0]
+    cur = await conn.execute("select code from meters order by id desc limit 1")
+    meter = (await cur.fetchone())[0]
+    questions = {
+        "GET /health": "/health",
+        "GET /grid/children (a utility's feeders, 200 a page)": f"/grid/children?node={utility}&limit=200",
+        "GET /grid/search (a meter code prefix, 20)": f"/grid/search?q={meter[:-2]}&limit=20",
+        "GET /meter/stream (latest reading)": f"/meter/stream?meter_id={meter}&limit=1",
+        "GET /meter/stream (latest 60 readings)": f"/meter/stream?meter_id={meter}&limit=60",
+    }
+    out: dict[str, dict[str, float]] = {}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        for name, url in questions.items():
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                response = await client.get(url)
+                times.append((time.perf_counter() - t0) * 1000)
+                response.raise_for_status()
+            times.sort()
+            out[name] = {
+                "median_ms": round(statistics.median(times), 2),
+                "p95_ms": round(times[int(0.95 * (len(times) - 1))], 2),
+                "bytes": len(response.content),
+            }
+    return out
+
+
 async def one_run(
     args: argparse.Namespace, world: Path, db_url: str, postmaster: int | None
 ) -> dict[str, Any]:
@@ -260,6 +295,8 @@ async def one_run(
                             break
                         await asyncio.sleep(args.sample_s)
                     out["run_s"] = round(time.monotonic() - started, 1)
+                    if "gateway" in envs:
+                        out["http"] = await probe_http(int(envs["gateway"]["GRIDSIM_GATEWAY__PORT"]), conn)
                     out["log_tail"] = (Path(tmp) / "meter-sim.log").read_text()[-2000:]
     finally:
         async with await connect(db_url, "public", autocommit=True) as conn:
@@ -361,6 +398,17 @@ def write(result: dict[str, Any], stem: str) -> None:
             f"{s['dropped_intervals']} | " + " | ".join(cells) + f" | {s['load_mean']} | {r['at']} |"
         )
     latest = result["samples"]
+    if result.get("http"):
+        lines += [
+            "",
+            f"Latest run ({result['meters']:,} meters): the gateway's answers at the end of the run, clock "
+            "running (20 requests each, one client).",
+            "",
+            "| request | median ms | p95 ms | bytes |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, t in result["http"].items():
+            lines.append(f"| {name} | {t['median_ms']} | {t['p95_ms']} | {t['bytes']:,} |")
     step = max(1, len(latest) // 24)
     lines += [
         "",
