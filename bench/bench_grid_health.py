@@ -62,7 +62,7 @@ def run(meters: int, intervals: int, *, per_meter: bool) -> dict[str, Any]:
     outage = OutageRow(1, "fault", start, None, True, tuple(ids[: meters // 10]))
     health = GridHealth(None, None)  # type: ignore[arg-type]  # apply() does no I/O
     health.plan = SupplyPlan(fleet, [outage], ids[meters // 10 : meters // 10 + meters // 100])
-    health.registers = Registers.for_fleet(fleet, None, {})
+    health.registers = Registers.for_fleet(fleet, None, None)
 
     def baseline(when: datetime) -> None:
         publisher.prepare(fleet, domain.simulate(fleet, when, 60))

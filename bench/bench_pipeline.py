@@ -48,9 +48,9 @@ import numpy as np
 import psycopg
 
 from gridsim.embedded import free_port, start_broker, start_postgres
-from gridsim_aggregator.copy_binary import encode_readings, timestamps_us
 from gridsim_meter_sim.engine import Engine
 from gridsim_shared.bus import Bus
+from gridsim_shared.copy_binary import encode_readings, timestamps_us
 from gridsim_shared.db import apply_migrations, connect, drop_schemas, open_pool
 from gridsim_shared.readiness import wait_ready
 from gridsim_shared.settings import DbSettings, MqttSettings, Settings, SimSettings

@@ -46,7 +46,7 @@ import psycopg
 from psycopg import sql
 
 from gridsim_aggregator import repository
-from gridsim_aggregator.copy_binary import encode_readings, timestamps_us
+from gridsim_shared.copy_binary import encode_readings, timestamps_us
 from gridsim_shared.db import apply_migrations, connect, drop_schemas
 
 URL = os.environ.get("GRIDSIM_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5433/test")

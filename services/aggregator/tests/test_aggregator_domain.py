@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from gridsim_aggregator import domain
-from gridsim_aggregator.copy_binary import HEADER, TRAILER, encode_readings
 from gridsim_aggregator.domain import Readings, ThermalParams, ThermalState
+from gridsim_shared.copy_binary import HEADER, TRAILER, encode_readings
 from gridsim_shared.messages import ReadingBatch
 
 TS = datetime(2025, 6, 20, tzinfo=UTC)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from gridsim_meter_sim import domain, solar
 from gridsim_meter_sim.domain import DerRow, MeterRow
 from gridsim_meter_sim.publisher import _columns, _layout, _meter_messages, encode_batches
+from gridsim_meter_sim.registers import Registers
 from gridsim_shared import weather
 from gridsim_shared.climate import climate_named
 from gridsim_shared.messages import MeterReading, ReadingBatch
@@ -430,3 +431,25 @@ def test_same_seed_and_world_give_the_same_readings_bit_for_bit_in_any_order_or_
     assert _by_id(whole, domain.simulate(whole, when, 60)) == expected
     other_seed = domain.build_fleet(10, meters, ders)
     assert _by_id(other_seed, domain.simulate(other_seed, when, 60)) != expected
+
+
+def test_registers_for_a_new_fleet_come_from_the_old_fleet_then_the_saved_ones_then_zero() -> None:
+    fleet = domain.build_fleet(
+        1, [meter(i) for i in (5, 1, 3, 9)], [d for i in (5, 1, 3, 9) for d in home_ders(i)]
+    )
+
+    def regs(ids: list[int], base: float) -> Registers:
+        n = len(ids)
+        return Registers(
+            np.array(ids, dtype=np.int64), np.full(n, base), np.full(n, base + 1), np.full(n, base + 2)
+        )
+
+    carried = regs([3, 7, 5], 100.0)  # the fleet before (7 is gone now)
+    stored = regs([9, 5, 1, 2], 10.0)  # as last saved (5's saved value is older than the carried one)
+    got = Registers.for_fleet(fleet, carried, stored)
+    assert got.meter_id.tolist() == [1, 3, 5, 9]  # the fleet's rows (by meter id)
+    assert got.import_kwh.tolist() == [10.0, 100.0, 100.0, 10.0]
+    assert got.import_kvarh.tolist() == [12.0, 102.0, 102.0, 12.0]
+    fresh = Registers.for_fleet(fleet, None, None)
+    assert fresh.export_kwh.tolist() == [0.0] * 4  # a new meter starts at zero
+    assert Registers.for_fleet(fleet, regs([], 0.0), regs([1], 1.0)).import_kwh.tolist() == [1, 0, 0, 0]

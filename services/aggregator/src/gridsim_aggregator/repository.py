@@ -19,9 +19,9 @@ import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg.types.json import Jsonb
 
-from gridsim_aggregator.copy_binary import encode_readings, timestamps_us
 from gridsim_aggregator.domain import COLUMNS, SUM_FIELDS, Readings, ThermalState, Totals
 from gridsim_aggregator.topology import GridNode, MeterRow, NodeRollup
+from gridsim_shared.copy_binary import encode_readings, timestamps_us
 from gridsim_shared.events import GridEvent
 
 __all__ = [

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
 
+import numpy as np
 from psycopg_pool import AsyncConnectionPool
 
 from gridsim_meter_sim import outage_repository, supply
@@ -72,9 +73,12 @@ class GridHealth:
         """Reload the supply plan (and, for a new fleet, carry the registers over to its rows)."""
         if new_fleet or self.registers is None:
             carried = self.registers
-            known = set(carried.meter_id.tolist()) if carried is not None else set()
-            missing = [m for m in fleet.meter_id.tolist() if m not in known]
-            stored = await outage_repository.load_registers(self.pool, missing) if missing else {}
+            stored: Registers | None
+            if carried is None:  # the first fleet: every meter's saved registers
+                stored = await outage_repository.load_registers(self.pool, None)
+            else:  # a new fleet: the saved registers of the meters it did not have
+                missing = fleet.meter_id[~np.isin(fleet.meter_id, carried.meter_id)]
+                stored = await outage_repository.load_registers(self.pool, missing) if len(missing) else None
             self.registers = Registers.for_fleet(fleet, carried, stored)
             self.last = None
         if new_fleet or self.dirty or self.plan is None:

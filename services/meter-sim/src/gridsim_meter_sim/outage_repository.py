@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -18,6 +19,7 @@ from gridsim_meter_sim import grid_repository, supply
 from gridsim_meter_sim.registers import Registers
 from gridsim_meter_sim.repository import Conn, fetch_all, fetch_one
 from gridsim_meter_sim.supply import OutageRow, RepairTime
+from gridsim_shared.copy_binary import decode_rows, encode_rows
 from gridsim_shared.errors import ConflictError, InvalidError, NotFoundError
 from gridsim_shared.events import GridEvent
 from gridsim_shared.schemas.health import Outage, OutageListRequest
@@ -294,33 +296,42 @@ async def feeder_outages(
     return out
 
 
-async def load_registers(
-    pool: AsyncConnectionPool, meter_ids: Sequence[int]
-) -> dict[int, tuple[float, float, float]]:
-    """Saved registers of these meters."""
-    async with pool.connection() as conn:
-        rows = await fetch_all(
-            conn,
-            "select meter_id, import_kwh, export_kwh, import_kvarh from meter_registers where meter_id = any(%s)",
-            (list(meter_ids),),
-        )
-    return {r["meter_id"]: (r["import_kwh"], r["export_kwh"], r["import_kvarh"]) for r in rows}
+async def load_registers(pool: AsyncConnectionPool, meter_ids: npt.NDArray[np.int64] | None) -> Registers:
+    """Saved registers of these meters (None: of every meter), read as one binary COPY."""
+    query = "select meter_id, import_kwh, export_kwh, import_kvarh from meter_registers"
+    if meter_ids is not None:  # integers from an int64 array: a literal is safe (COPY takes no parameters)
+        query += " where meter_id = any('" + "{" + ",".join(map(str, meter_ids.tolist())) + "}'::bigint[])"
+    payload = bytearray()
+    async with (
+        pool.connection() as conn,
+        conn.cursor().copy(f"copy ({query}) to stdout (format binary)") as cp,
+    ):
+        async for chunk in cp:
+            payload += chunk
+    (ids,), values = decode_rows(bytes(payload), keys=1, values=3)
+    return Registers(ids, values[:, 0].copy(), values[:, 1].copy(), values[:, 2].copy())
 
 
 async def save_registers(pool: AsyncConnectionPool, registers: Registers, as_of: datetime) -> None:
-    """Save every row's registers (one statement; meters deleted meanwhile are skipped)."""
-    async with pool.connection() as conn:
+    """Save every row's registers (meters deleted meanwhile are skipped).
+
+    A binary COPY of the arrays into a staging table, then one upsert: at a million meters the same
+    statement with four array parameters spent ~7 % of a core dumping 4M Python floats (py-spy, 1x).
+    """
+    values = np.column_stack([registers.import_kwh, registers.export_kwh, registers.import_kvarh])
+    payload = encode_rows([registers.meter_id.astype(np.int64)], values.astype(np.float64))
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute(
+            "create temp table if not exists meter_registers_stage"
+            " (meter_id bigint, import_kwh float8, export_kwh float8, import_kvarh float8) on commit delete rows"
+        )
+        async with conn.cursor().copy("copy meter_registers_stage from stdin (format binary)") as copy:
+            await copy.write(payload)
         await conn.execute(
             "insert into meter_registers (meter_id, import_kwh, export_kwh, import_kvarh, as_of)"
-            " select u.m, u.i, u.e, u.q, %s from unnest(%s::bigint[], %s::float8[], %s::float8[], %s::float8[])"
-            "   as u(m, i, e, q) join meters on meters.id = u.m"
+            " select s.meter_id, s.import_kwh, s.export_kwh, s.import_kvarh, %s"
+            " from meter_registers_stage s join meters on meters.id = s.meter_id"
             " on conflict (meter_id) do update set import_kwh = excluded.import_kwh,"
             " export_kwh = excluded.export_kwh, import_kvarh = excluded.import_kvarh, as_of = excluded.as_of",
-            (
-                as_of,
-                registers.meter_id.tolist(),
-                np.asarray(registers.import_kwh).tolist(),
-                np.asarray(registers.export_kwh).tolist(),
-                np.asarray(registers.import_kvarh).tolist(),
-            ),
+            (as_of,),
         )
