@@ -30,6 +30,7 @@ from gridsim_gateway.main import create_app
 from gridsim_meter_sim.__main__ import serve as serve_meter_sim
 from gridsim_shared import channels
 from gridsim_shared.bus import Bus
+from gridsim_shared.climate import climate_for, outdoor_temperature_c
 from gridsim_shared.commands import meter_sim
 from gridsim_shared.db import open_pool
 from gridsim_shared.settings import HealthSettings, Settings
@@ -65,6 +66,14 @@ def test_loss_of_life_and_health_index() -> None:
     afternoon, dawn = datetime(2025, 7, 20, 23, tzinfo=UTC), datetime(2025, 7, 20, 13, tzinfo=UTC)
     assert ambient_c(*sf, afternoon) > ambient_c(*sf, dawn)
     assert ambient_c(*sf, afternoon) > ambient_c(*sf, datetime(2025, 1, 20, 23, tzinfo=UTC))
+    # Remembered per place and instant (asked for every transformer every interval), never mixed up: the
+    # same value as computed afresh, for each place, time and seed.
+    phoenix = (33.45, -112.07)
+    for place, when, seed in [(sf, afternoon, 1), (sf, afternoon, 2), (phoenix, afternoon, 1), (sf, dawn, 1)]:
+        fresh = float(outdoor_temperature_c(climate_for(*place), [int(when.timestamp())], seed)[0])
+        assert ambient_c(*place, when, seed) == fresh
+        assert ambient_c(*place, when, seed) == fresh  # the remembered one
+    assert ambient_c(*phoenix, afternoon, 1) > ambient_c(*sf, afternoon, 1) + 10
 
 
 # ------------------------------------------------------------------------------------ integration

@@ -13,11 +13,12 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from datetime import datetime
+from functools import lru_cache
 
 import numpy as np
 
 from gridsim_aggregator.domain import ThermalState
-from gridsim_shared.climate import climate_for, outdoor_temperature_c
+from gridsim_shared.climate import Climate, climate_for, outdoor_temperature_c
 
 __all__ = [
     "AGING_B",
@@ -75,6 +76,17 @@ def ambient_c(latitude: float, longitude: float, when: datetime, seed: int = DEF
     cells and thermal loads see with the same seed. San Francisco's transformers see about 11 °C in
     January and 17 °C in July on average; Phoenix's 35 °C in July.
     """
-    climate = climate_for(latitude, longitude)
-    epoch = np.array([int(when.timestamp())], dtype=np.int64)
-    return float(outdoor_temperature_c(climate, epoch, seed)[0])
+    return _outdoor_c(_climate_at(latitude, longitude), int(when.timestamp()), seed)
+
+
+# Every transformer's ambient is asked every interval: 10,000 transformers cost 1.5 CPU-s an interval
+# uncached (150 µs each: the nearest climate, then its weather). A place's climate never changes, and the
+# transformers of one climate share its air at one instant, so each is computed once.
+@lru_cache(maxsize=1 << 16)
+def _climate_at(latitude: float, longitude: float) -> Climate:
+    return climate_for(latitude, longitude)
+
+
+@lru_cache(maxsize=1 << 10)
+def _outdoor_c(climate: Climate, epoch_s: int, seed: int) -> float:
+    return float(outdoor_temperature_c(climate, np.array([epoch_s], dtype=np.int64), seed)[0])
