@@ -361,6 +361,7 @@ class Engine:
         spikes = await control_repository.load_spikes(self.pool)
         windows = await flex_repository.load_flex(self.pool)
         self.fleet = await asyncio.to_thread(domain.build_fleet_from, self.settings.sim.seed, columns)
+        await asyncio.to_thread(self.publisher.warm, self.fleet)
         self.spikes = SpikePlan(self.fleet, spikes)
         self.flex = FlexPlan(self.fleet.meter_id, windows)
         _LOGGER.info("fleet loaded: %d meters (shard %d/%d)", len(self.fleet), self.shard, self.shards)

@@ -212,6 +212,11 @@ class Publisher:
         self.readings_published = 0
         self._bulk: BulkPublisher | None = None
 
+    def warm(self, fleet: Fleet) -> None:
+        """Build ``fleet``'s layout now (CPU only, a worker thread may run it) rather than in its first
+        interval: 10,000 transformers' topics and JSON, and with ``publish = both`` a million meters'."""
+        self._layout_for(fleet)
+
     def _layout_for(self, fleet: Fleet) -> _Layout:
         if self._fleet is not fleet or self._layout is None:
             self._layout = _layout(fleet, self.bus.base, per_meter=self.per_meter)
