@@ -13,6 +13,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -33,6 +34,7 @@ __all__ = [
     "caiso_baseline",
     "complies",
     "day_types",
+    "earliest_target",
     "forecast",
     "hvac_offset_c",
     "local_hour",
@@ -105,6 +107,12 @@ class Inputs:
     temperature: dict[int, F64] = field(default_factory=dict)
     clear_sky: dict[int, F64] = field(default_factory=dict)
 
+    @cached_property
+    def cell(self) -> npt.NDArray[np.intp]:
+        """Each hour's calendar cell (:func:`_cells`), computed once: the utility forecasts every node of
+        the grid from the same inputs (10,201 nodes at a million meters)."""
+        return _cells(self)
+
 
 _CELLS = 96
 
@@ -159,7 +167,7 @@ def regression(series: F64, target: int, horizon_h: int, inputs: Inputs) -> floa
     """
     issue = target - horizon_h  # hours [.., issue) are known
     lo = max(0, issue - TRAIN_DAYS * 24)
-    cell = _cells(inputs)
+    cell = inputs.cell
     train = np.arange(lo, issue)
     y = series[lo:issue]
     ok = ~np.isnan(y)
@@ -223,6 +231,21 @@ def solar(production: F64, target: int, horizon_h: int, inputs: Inputs) -> float
     spread = float(np.var(kk))
     slope = float(np.mean((kk - kk.mean()) * (y - mean))) / spread if spread > 0 else 0.0
     return max(0.0, mean + slope * (float(k[target]) - float(kk.mean())))
+
+
+def earliest_target(model: Model, load: F64, horizon_h: int) -> int | None:
+    """The first hour ``model`` can forecast ``horizon_h`` ahead from ``load`` (None: no hour is known).
+
+    Before it :func:`forecast` can only answer NaN: the regression needs a known hour before the issue
+    time, the seasonal-naive model the same hour a week before. Skipping those hours matters at a
+    utility's size: a new world's whole scoring window (168 hours, two horizons, two models) is otherwise
+    tried again every hour for each of its 10,201 nodes at a million meters, ~100 CPU-s an hour.
+    """
+    known = np.flatnonzero(np.isfinite(load))
+    if not len(known):
+        return None
+    first = int(known[0])
+    return first + (WEEK_H if model == "seasonal-naive" else horizon_h + 1)
 
 
 def forecast(

@@ -192,9 +192,14 @@ async def refresh(deps: Deps) -> bool:
         history = await forecaster.load_history(
             conn, all_nodes, issue_at, u.score_window_days + _HISTORY_EXTRA_DAYS, seed=deps.settings.sim.seed
         )
-        window_start = issue_at - timedelta(days=u.score_window_days)
-        done = await repo.forecast_targets(conn, window_start, issue_at + 25 * HOUR)
-        issued = await asyncio.to_thread(forecaster.issue, history, all_nodes, issue_at, done, window_start)
+        # The scoring window's missing forecasts are made once, by the first refresh after a start; later
+        # ones need only the issue times since the last. A forecast one could not make then (too little
+        # history) cannot be made now either: it may use only what was known at its issue time.
+        backfill_from = issue_at - timedelta(days=u.score_window_days)
+        if deps.live.issued_until is not None:
+            backfill_from = max(backfill_from, deps.live.issued_until + HOUR)
+        done = await repo.forecast_targets(conn, backfill_from, issue_at + 25 * HOUR)
+        issued = await asyncio.to_thread(forecaster.issue, history, all_nodes, issue_at, done, backfill_from)
         async with conn.transaction():
             await repo.insert_forecasts(
                 conn,
@@ -222,13 +227,15 @@ async def _publish(
     cpp: list[dict[str, Any]],
 ) -> None:
     params = price_params(deps.settings)
+    stored_by_node = forecaster.by_node(stored)
     for node in nodes:
+        mine = stored_by_node.get(node.id, [])
         for horizon in domain.HORIZONS:
             for model in domain.MODELS:
                 points = [
                     ForecastPoint(timestamp=r["target"], load_kWh=round(r["load_kwh"], 4),
                                   net_load_kWh=round(r["net_load_kwh"], 4))
-                    for r in stored
+                    for r in mine
                     if r["node_id"] == node.id and r["horizon"] == horizon and r["model"] == model
                     and r["target"] >= issue_at
                 ]  # fmt: skip
@@ -247,7 +254,7 @@ async def _publish(
                     channels.FORECAST, msg, ForecastPath(model, horizon, node.level, node.code)
                 )
         if node.level in ("utility", "feeder"):
-            signal = _signal(deps, params, history, node, stored=stored, issue_at=issue_at, cpp=cpp)
+            signal = _signal(deps, params, history, node, stored=mine, issue_at=issue_at, cpp=cpp)
             await deps.bus.publish(channels.PRICE, signal, NodePath(node.level, node.code))
 
 
@@ -417,10 +424,10 @@ async def forecast_scores(query: ScoreQuery, deps: Deps) -> list[ScoreRow]:
         history = await forecaster.load_history(
             conn, nodes, end, u.score_window_days, seed=deps.settings.sim.seed
         )
-        stored = await repo.forecasts(conn, [n.id for n in nodes], None, start, end)
+        stored = forecaster.by_node(await repo.forecasts(conn, [n.id for n in nodes], None, start, end))
     out = []
     for node in nodes:
-        for quantity, horizon, model, s in forecaster.scores(history, stored, node, start):
+        for quantity, horizon, model, s in forecaster.scores(history, stored.get(node.id, []), node, start):
             out.append(
                 ScoreRow(
                     node_code=node.code,
