@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -38,7 +39,7 @@ from typing import Any
 
 import httpx
 
-from gridsim.embedded import free_port, start_postgres
+from gridsim.embedded import free_port, parent_death_signal, start_postgres
 from gridsim.launcher import SERVICES
 from gridsim_meter_sim.world_bulk import generate_world
 from gridsim_shared import channels
@@ -131,8 +132,13 @@ def services(envs: dict[str, dict[str, str]], logs: Path) -> Iterator[dict[str, 
     try:
         for name, env in envs.items():
             with (logs / f"{name}.log").open("wb") as log:
+                # Gone with the bench, however it ends (a killed bench left its services running).
                 procs[name] = subprocess.Popen(
-                    [sys.executable, "-m", SERVICES[name]], env=env, stdout=log, stderr=subprocess.STDOUT
+                    [sys.executable, "-m", SERVICES[name]],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=parent_death_signal(signal.SIGTERM),
                 )
         yield procs
     finally:
@@ -478,5 +484,12 @@ async def main() -> None:
         write(result, args.stem)
 
 
+def _stop(signum: int, _frame: object) -> None:
+    """``kill`` stops the run as Ctrl-C does: its broker, database and temporary folder go with it (the
+    services also have a parent-death signal; the broker drops to its own user, which clears its own)."""
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _stop)
     asyncio.run(main())
