@@ -176,11 +176,19 @@ async def probe_http(port: int, conn: Any, repeats: int = 20) -> dict[str, dict[
     the grid API stays usable, paged tree and search, at a utility's size)."""
     cur = await conn.execute("select code from grid_nodes where parent_id is null limit 1")
     utility = (await cur.fetchone())[0]
+    cur = await conn.execute(
+        "select code from grid_nodes where level = 'transformer' order by id desc limit 1"
+    )
+    transformer = (await cur.fetchone())[0]
     cur = await conn.execute("select code from meters order by id desc limit 1")
     meter = (await cur.fetchone())[0]
     questions = {
         "GET /health": "/health",
+        # The dashboard's tree on a grid too big for one (docs/dashboard.md): the nodes without meters, then
+        # a transformer's meters when it is unfolded.
+        "GET /grid?meters=false (every grid node, no meters)": "/grid?meters=false",
         "GET /grid/children (a utility's feeders, 200 a page)": f"/grid/children?node={utility}&limit=200",
+        "GET /grid/children (a transformer's meters, 200 a page)": f"/grid/children?node={transformer}&limit=200",
         "GET /grid/search (a meter code prefix, 20)": f"/grid/search?q={meter[:-2]}&limit=20",
         "GET /meter/stream (latest reading)": f"/meter/stream?meter_id={meter}&limit=1",
         "GET /meter/stream (latest 60 readings)": f"/meter/stream?meter_id={meter}&limit=60",
