@@ -25,6 +25,7 @@ def _close(
     committed: datetime | None = T0,
     clocked: datetime | None = None,
     now: float = 100.0,
+    resumed_at: float | None = None,
 ) -> list[datetime]:
     return intervals_to_close(
         pending,
@@ -35,6 +36,7 @@ def _close(
         interval_s=60,
         close_after_s=5.0,
         now=now,
+        resumed_at=resumed_at,
     )
 
 
@@ -62,6 +64,19 @@ def test_clock_marks_without_batches_close_after_the_wait_and_closed_ones_are_ig
     marks = {T0: 0.0, T0 + MINUTE: 90.0, T0 + 2 * MINUTE: 99.0}  # first seen at these monotonic times
     assert _close([], marks, now=100.0) == [T0 + MINUTE]  # waited 10 s; the next only 1 s
     assert _close([], marks, clocked=T0 + 2 * MINUTE, now=100.0) == [T0 + MINUTE, T0 + 2 * MINUTE]
+
+
+def test_the_wait_does_not_count_while_the_closer_held_ingest() -> None:
+    # The closer loaded a million meters' topology on the event loop for 20 s: the interval's latest batch
+    # is 20 s old, but its other batches waited in the broker. The wait counts from the load's end.
+    arriving = [PendingInterval(T0 + MINUTE, frozenset({"t1"}), 20.0)]
+    assert _close(arriving, now=100.0, resumed_at=99.5) == []
+    assert _close(arriving, now=105.0, resumed_at=99.5) == [T0 + MINUTE]
+    assert _close(arriving, now=100.0, resumed_at=None) == [T0 + MINUTE]
+    # Complete and clocked intervals close whatever the pause.
+    assert _close([PendingInterval(T0 + MINUTE, EXPECTED, 20.0)], resumed_at=100.0) == [T0 + MINUTE]
+    marks = {T0 + MINUTE: 80.0}
+    assert _close([], marks, now=100.0, resumed_at=98.0) == []
 
 
 def _rollup(kva: float, node: GridNode | None = None) -> NodeRollup:

@@ -9,7 +9,9 @@ The closing rule for interval T (oldest first, never out of order):
 2. *clocked*: meter-sim's clock said ``last_published >= T`` and every live aggregator instance has
    committed every message it received before that clock message; or
 3. *bounded wait*: ``close_after_s`` has passed since T's latest batch was committed (no progress: an
-   interval whose batches are still arriving is not given up on, however many there are).
+   interval whose batches are still arriving is not given up on, however many there are), counted from no
+   earlier than the closer's own pause ended (``resumed_at``): loading a world of a million meters holds
+   ingest for ~20 s, and the batches waiting in the broker meanwhile are not "no progress".
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ def intervals_to_close(
     interval_s: int,
     close_after_s: float,
     now: float,
+    resumed_at: float | None = None,
 ) -> list[datetime]:
     """The intervals the rule lets close now, oldest first: the run up to the first that must wait.
 
     ``pending`` are the intervals with committed batches; ``clock_marks`` the intervals meter-sim's clock
     announced as published, each with when (monotonic seconds) it was first seen, for the bounded wait of
-    an interval no batch of which was committed.
+    an interval no batch of which was committed. ``resumed_at`` (monotonic seconds): when the aggregator
+    last went back to ingesting after holding it (a topology load); no wait counts from before it.
     """
     candidates = {p.ts: p for p in pending}
     marks = {ts: seen for ts, seen in clock_marks.items() if committed_until is None or ts > committed_until}
@@ -56,6 +60,8 @@ def intervals_to_close(
         complete = contiguous and p is not None and expected_transformers <= p.transformers
         clocked = clocked_until is not None and ts <= clocked_until
         idle = p.idle_s if p is not None else now - marks[ts]
+        if resumed_at is not None:
+            idle = min(idle, now - resumed_at)
         if not (complete or clocked or idle >= close_after_s):
             break
         ready.append(ts)

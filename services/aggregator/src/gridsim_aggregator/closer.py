@@ -98,6 +98,7 @@ class Closer:
         self._clock_marks: dict[datetime, float] = {}  # clock-announced interval → when first seen
         self._world_version: int | None = None
         self._topology: Topology | None = None
+        self._resumed_at: float | None = None  # when ingest last resumed after a topology load (monotonic)
         self.thermals = TransformerThermals(self.thermal, self.seed)
         # Called with "YYYY-MM" when the first interval of the next month is closed (SLA breach events).
         self.on_month_closed: Callable[[str], None] | None = None
@@ -175,6 +176,9 @@ class Closer:
         if self._topology is None:
             nodes, meters = await repository.load_topology_rows(conn)
             self._topology = build_topology(nodes, meters)
+            # Ingest waited meanwhile (at a million meters, ~20 s on this event loop): the bounded wait
+            # counts from now, or every interval arriving during the load would close partial.
+            self._resumed_at = time.monotonic()
         return self._topology
 
     async def close_ready(self) -> int:
@@ -223,6 +227,7 @@ class Closer:
             interval_s=self.interval_s,
             close_after_s=self.tuning.close_after_s,
             now=time.monotonic(),
+            resumed_at=self._resumed_at,
         )
         count = 0
         for ts in ready:
