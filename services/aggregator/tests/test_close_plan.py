@@ -67,8 +67,8 @@ def test_clock_marks_without_batches_close_after_the_wait_and_closed_ones_are_ig
 
 
 def test_the_wait_does_not_count_while_the_closer_held_ingest() -> None:
-    # The closer loaded a million meters' topology on the event loop for 20 s: the interval's latest batch
-    # is 20 s old, but its other batches waited in the broker. The wait counts from the load's end.
+    # The closer held ingest 20 s loading a topology (five million meters: ~17 s): the interval's latest
+    # batch is 20 s old, but its other batches waited in the broker. The wait counts from the load's end.
     arriving = [PendingInterval(T0 + MINUTE, frozenset({"t1"}), 20.0)]
     assert _close(arriving, now=100.0, resumed_at=99.5) == []
     assert _close(arriving, now=105.0, resumed_at=99.5) == [T0 + MINUTE]

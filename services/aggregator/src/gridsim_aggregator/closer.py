@@ -176,7 +176,7 @@ class Closer:
         if self._topology is None:
             nodes, meters = await repository.load_topology_rows(conn)
             self._topology = build_topology(nodes, meters)
-            # Ingest waited meanwhile (at a million meters, ~20 s on this event loop): the bounded wait
+            # Ingest waited meanwhile (measured: 3.4 s at a million meters, so ~17 s at five): the bounded wait
             # counts from now, or every interval arriving during the load would close partial.
             self._resumed_at = time.monotonic()
         return self._topology
