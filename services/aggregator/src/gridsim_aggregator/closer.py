@@ -286,9 +286,9 @@ class Closer:
             await publish()
 
     async def recompute_late(self) -> None:
-        """Recompute intervals that received readings after they were closed."""
+        """Recompute intervals that received readings after they were closed, once those stopped arriving."""
         async with self.pool.connection() as conn, conn.transaction():
-            late = await repository.late_intervals(conn)
+            late = await repository.late_intervals(conn, self.tuning.late_settle_s)
         for ts in late:
             await self.close(ts, recompute=True)
 

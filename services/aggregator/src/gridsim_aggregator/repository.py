@@ -433,9 +433,14 @@ async def advance(conn: Conn, ts: datetime, readings: int) -> None:
     )
 
 
-async def late_intervals(conn: Conn) -> list[datetime]:
-    """Intervals to recompute (each leaves the list in the transaction that recomputes it)."""
-    cur = await conn.execute("select ts from late_intervals order by ts")
+async def late_intervals(conn: Conn, settled_s: float = 0.0) -> list[datetime]:
+    """Intervals to recompute (each leaves the list in the transaction that recomputes it): those none of whose
+    batches was committed in the last ``settled_s`` seconds."""
+    cur = await conn.execute(
+        "select l.ts from late_intervals l where not exists (select from ingest_batches b where b.ts = l.ts"
+        " and b.committed_at > now() - make_interval(secs => %s)) order by l.ts",
+        (settled_s,),
+    )
     return [row[0] for row in await cur.fetchall()]
 
 
