@@ -380,7 +380,7 @@ def write(result: dict[str, Any], stem: str) -> None:
     lines = [
         "# A utility-sized fleet at real time",
         "",
-        f"Machine: {machine['cpus']} CPUs, {machine['platform']} (shared with other engineers' runs). "
+        f"Machine: {machine['cpus']} CPUs, {machine['platform']} (load average per row). "
         "`uv run python bench/bench_fleet_realtime.py --meters N --interval-s S --speed X --minutes M`: the six "
         "services as processes, a private Mosquitto with the project's limits, a private PostgreSQL unless "
         "noted; meter-sim loads the `gridsim world generate` file itself (empty schema, "
@@ -411,36 +411,45 @@ def write(result: dict[str, Any], stem: str) -> None:
             f"{s['lag_last_10min_max']} / {s['lag_max']} | {'yes' if s['flat'] else 'no'} | "
             f"{s['dropped_intervals']} | " + " | ".join(cells) + f" | {s['load_mean']} | {r['at']} |"
         )
-    latest = result["samples"]
-    if result.get("http"):
+    for run in sorted(runs, key=lambda r: (r["meters"], r["interval_s"])):
+        lines += _run_details(run)
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _run_details(run: dict[str, Any]) -> list[str]:
+    """A run's gateway answers (when probed) and its lag over time (24 samples at most)."""
+    head = f"{run['meters']:,} meters, {run['interval_s']} s intervals, speed {run['speed']:g}, {_label(run)}"
+    lines: list[str] = []
+    if run.get("http"):
         lines += [
             "",
-            f"Latest run ({result['meters']:,} meters): the gateway's answers at the end of the run, clock "
-            "running (20 requests each, one client).",
+            f"### {head}: the gateway's answers at the end of the run",
+            "",
+            "Clock running; 20 requests each, one client.",
             "",
             "| request | median ms | p95 ms | bytes |",
             "|---|---:|---:|---:|",
         ]
-        for name, t in result["http"].items():
+        for name, t in run["http"].items():
             lines.append(f"| {name} | {t['median_ms']} | {t['p95_ms']} | {t['bytes']:,} |")
-    step = max(1, len(latest) // 24)
+    samples = run["samples"]
+    step = max(1, len(samples) // 24)
     lines += [
         "",
-        f"Latest run ({result['meters']:,} meters, {result['interval_s']} s intervals, speed {result['speed']:g}): "
-        "lag over time.",
+        f"### {head}: lag over time",
         "",
         "| t s | tick | lag (intervals) | clock lag s | meter-sim CPU s, RSS MB | aggregator CPU s, RSS MB "
         "| postgres CPU s | load |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for s in latest[::step] + ([latest[-1]] if latest and (len(latest) - 1) % step else []):
+    for s in samples[::step] + ([samples[-1]] if samples and (len(samples) - 1) % step else []):
         lines.append(
             f"| {s['t_s']} | {s['tick']} | {s['lag_intervals']} | {s['clock_lag_s']} | "
             f"{s.get('meter-sim_cpu_s')}, {s.get('meter-sim_rss_mb')} | {s.get('aggregator_cpu_s')}, "
             f"{s.get('aggregator_rss_mb')} | {s.get('postgres_cpu_s', '–')} | {s['load']} |"
         )
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return lines
 
 
 async def main() -> None:
