@@ -18,7 +18,7 @@ import pytest
 from test_engine import insert_world, meter_sim
 
 from gridsim.embedded import free_port, start_postgres
-from gridsim_meter_sim import domain, fleet_repository, publisher
+from gridsim_meter_sim import domain, fleet_repository, outage_repository, publisher
 from gridsim_shared import channels
 from gridsim_shared.commands import meter_sim as commands
 from gridsim_shared.db import apply_migrations
@@ -263,4 +263,33 @@ async def test_an_interval_published_for_longer_than_the_watchdog_is_not_a_stall
         await bus.call(commands.PAUSE)
         status = await _status_until(statuses, lambda s: s.detail["clock_state"] == "paused")
     assert status.detail["intervals_published"] >= 3
+    assert status.detail["tasks"]["clock"]["stalls"] == 0
+
+
+async def test_a_registers_save_slower_than_the_watchdog_is_not_a_stall(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five million meters' registers upsert took 55-100 s while the aggregator rolled up its interval.
+    Before, the watchdog cancelled the save (the registers were never saved) and restarted the clock at
+    every interval."""
+    settings = settings.model_copy(update={"supervision": FAST.model_copy(update={"stall_after_s": 1.0})})
+    await insert_world(settings)
+    real_save = outage_repository.save_registers
+    saves: list[str] = []
+
+    async def slow_save(*args: Any) -> None:
+        saves.append("started")
+        await asyncio.sleep(2.5)  # two and a half stall periods
+        await real_save(*args)
+        saves.append("saved")
+
+    monkeypatch.setattr(outage_repository, "save_registers", slow_save)
+    async with meter_sim(settings) as bus:
+        batches = await Collector(bus, channels.BATCH).start()
+        statuses = await Collector(bus, channels.STATUS, service="meter-sim").start()
+        await _clock_running(bus)
+        await _batches_until(batches, 3)
+        await bus.call(commands.PAUSE)
+        status = await _status_until(statuses, lambda s: s.detail["clock_state"] == "paused")
+    assert "saved" in saves
     assert status.detail["tasks"]["clock"]["stalls"] == 0
