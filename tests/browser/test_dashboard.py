@@ -376,3 +376,59 @@ async def test_dashboard_shows_the_worlds_local_time_and_a_bounded_chart(
             assert int(await page.get_attribute("#chart", "data-points") or 0) <= 25
         finally:
             await browser.close()
+
+
+async def test_dashboard_pages_a_grid_too_big_for_one_tree(chromium: Path, demo_settings: Settings) -> None:
+    """Above the tree's limits (GET /grid answers 422) the tree is paged level by level: the utilities first,
+    a node's children when it is unfolded (GET /grid/children), and the filter searches (GET /grid/search);
+    nothing asks for the whole tree, with or without meters (five million meters are 51,000 nodes)."""
+    from playwright.async_api import async_playwright
+
+    settings = demo_settings.model_copy(
+        update={"gateway": demo_settings.gateway.model_copy(update={"grid_tree_max_meters": 100})}
+    )
+    async with (
+        running(serve_meter_sim, settings=settings),
+        serving_gateway(settings) as base,
+        httpx.AsyncClient(base_url=base, timeout=120) as api,
+        async_playwright() as pw,
+    ):
+        await _until(lambda: _clock_ready(api), what="the simulation clock")
+        assert (await api.get("/grid")).status_code == 422
+        browser = await pw.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 900})
+            asked: list[str] = []
+            page.on("request", lambda request: asked.append(httpx.URL(request.url).path))
+            await page.goto(base + "/")
+            utility = page.locator('#tree .node[data-level="utility"]')
+            await utility.wait_for()
+            assert await utility.locator(".meta").text_content() == "3 feeders"
+            assert await page.locator('#tree .node[data-level="feeder"]').count() == 0  # not loaded yet
+
+            await utility.click()
+            feeder = page.locator('#tree .node[data-level="feeder"]').first
+            await feeder.wait_for()
+            assert await page.locator('#tree .node[data-level="feeder"]').count() == 3
+            assert await feeder.locator(".meta").text_content() == "5 transformers"
+            await feeder.click()
+            transformer = page.locator('#tree .node[data-level="transformer"]').first
+            await transformer.wait_for()
+            assert await page.locator('#tree .node[data-level="transformer"]').count() == 5
+            await transformer.click()
+            meter = page.locator('#tree .node[data-level="meter"]').first
+            await meter.wait_for()
+            code = await meter.get_attribute("data-code")
+            await meter.click()
+            assert await page.text_content("#chart-title") == f"Meter {code}"
+
+            await page.fill("#tree-filter", (code or "")[:-1])
+            await page.locator("#tree-results .node").first.wait_for()
+            assert code in await page.locator("#tree-results").inner_text()
+            assert "/grid/children" in asked
+            assert "/grid/search" in asked
+            assert asked.count("/grid") == 1  # the refused whole tree, never asked again without meters
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=str(SCREENSHOTS / "dashboard-paged.png"))
+        finally:
+            await browser.close()

@@ -121,3 +121,14 @@ async def test_the_whole_tree_is_refused_above_its_limit(settings: Settings) -> 
         assert refused.status_code == 422
         assert refused.json()["error"]["field"] == "meters"
         assert "/grid/children" in refused.json()["error"]["message"]
+
+        # Without meters the nodes alone are counted: five here, one more than allowed.
+        few_nodes = settings.model_copy(
+            update={"gateway": settings.gateway.model_copy(update={"grid_tree_max_nodes": 4})}
+        )
+    async with gateway_client(create_app(few_nodes)) as client:
+        refused = await client.get("/grid", params={"meters": "false"})
+        assert refused.status_code == 422
+        assert refused.json()["error"]["field"] == "meters"
+        assert "more than 4 grid nodes" in refused.json()["error"]["message"]
+        assert "/grid/children" in refused.json()["error"]["message"]

@@ -197,8 +197,11 @@ class GatewaySettings(BaseModel):
     # asked for most recently; 1.8 KB each with three readings, tracemalloc); 0 turns it off (every
     # request reads the database).
     latest_readings_meters: int = Field(default=10_000, ge=0)
-    # GET /grid with meters answers 422 above this many meters (page with /grid/children, /grid/search).
+    # GET /grid answers 422 above this many meters (with meters) or grid nodes (page with /grid/children,
+    # /grid/search): 20,000 meters are ~3 MB of JSON; 51,000 nodes (5M meters) 18 MB, more than the
+    # meter-sim round trip's 10 s allow while it ticks five million meters.
     grid_tree_max_meters: int = Field(default=20_000, ge=0)
+    grid_tree_max_nodes: int = Field(default=20_000, ge=0)
 
     @field_validator("api_keys")
     @classmethod

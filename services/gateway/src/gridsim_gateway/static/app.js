@@ -17,7 +17,7 @@ const state = {
   clock: null,
   stepping: false,         // a step request is in flight (the clock refuses other commands meanwhile)
   grid: null,
-  paged: false,  // the grid is too big for one tree: meters are paged and the filter searches
+  paged: false,  // the grid is too big for one tree: every level is paged and the filter searches
   nodes: new Map(),        // "level:id" -> {level, id, code, name, node}
   meterByCode: new Map(),  // lower-case code -> meter tree node
   rollups: new Map(),      // transformer code -> latest Rollup
@@ -270,25 +270,37 @@ function meterItem(m) {
   return li;
 }
 
-// A big grid (GET /grid refuses its whole tree) is paged: a transformer's meters are fetched when it is
-// unfolded, a page at a time (GET /grid/children), and the filter box searches (GET /grid/search).
+// A big grid (GET /grid refuses its whole tree) is paged: the utilities first, then each node's children
+// when it is unfolded, a page at a time (GET /grid/children), whatever the grid's size (five million meters
+// are 51,000 nodes, 18 MB as one tree); the filter box searches (GET /grid/search).
 function pagedMeter(item) {
   return { id: item.id, meter_id: item.code, er_type: item.er_type, children: [], childCount: item.children };
 }
 
-async function loadMeterPage(code, group, after) {
-  const params = new URLSearchParams({ node: code, limit: "200" });
+function pagedNode(item) {
+  return { id: item.id, code: item.code, name: item.name, level: item.level, children: [], meters: [], childCount: item.children };
+}
+
+async function loadChildPage(code, group, after) {
+  const params = new URLSearchParams({ limit: "200" });
+  if (code) params.set("node", code);
   if (after) params.set("after", after);
   const page = await api("GET", `/grid/children?${params}`);
   for (const item of page.items) {
-    const m = pagedMeter(item);
-    state.meterByCode.set(m.meter_id.toLowerCase(), m);
-    group.append(meterItem(m));
+    if (item.kind === "meter") {
+      const m = pagedMeter(item);
+      state.meterByCode.set(m.meter_id.toLowerCase(), m);
+      group.append(meterItem(m));
+    } else {
+      const n = pagedNode(item);
+      state.nodes.set(`${n.level}:${n.id}`, n);
+      group.append(nodeItem(n));
+    }
   }
   if (page.next_after) {
     const more = el("li", { role: "treeitem" }, el("button", {
-      class: "node more", type: "button", text: "more meters…",
-      onclick: () => { more.remove(); loadMeterPage(code, group, page.next_after); },
+      class: "node more", type: "button", text: "more…",
+      onclick: () => { more.remove(); loadChildPage(code, group, page.next_after); },
     }));
     group.append(more);
   }
@@ -296,15 +308,15 @@ async function loadMeterPage(code, group, after) {
 
 function nodeItem(n) {
   const isTx = n.level === "transformer";
-  const lazy = isTx && state.paged;
+  const lazy = state.paged && n.childCount > 0;
   const kids = isTx ? (n.meters || []) : (n.children || []);
-  const open = !isTx;  // transformers start folded: a demo world has many meters
+  const open = !isTx && !state.paged;  // transformers start folded: a demo world has many meters
   const group = el("ul", { role: "group", class: open ? "" : "hidden" },
     isTx ? kids.map(meterItem) : kids.map(nodeItem));
   const twisty = el("span", { class: "twisty", text: kids.length || lazy ? (open ? "▾" : "▸") : "" });
   let loaded = !lazy;
   const toggle = () => {
-    if (!loaded) { loaded = true; loadMeterPage(n.code, group, null); }
+    if (!loaded) { loaded = true; loadChildPage(n.code, group, null); }
     group.classList.toggle("hidden");
     twisty.textContent = group.classList.contains("hidden") ? "▸" : "▾";
   };
@@ -313,14 +325,14 @@ function nodeItem(n) {
     "aria-expanded": String(open),
     onclick: (e) => {
       // The arrow folds; the row selects the node for the chart (and unfolds a folded transformer).
-      if (e.target === twisty || (isTx && group.classList.contains("hidden"))) toggle();
+      if (e.target === twisty || ((isTx || lazy) && group.classList.contains("hidden"))) toggle();
       if (e.target === twisty) return;
       const title = { utility: "Utility", feeder: "Feeder", transformer: "Transformer" }[n.level];
       select({ kind: "node", level: n.level, id: n.id, code: n.code, label: `${title} ${n.name}` });
     },
   }, twisty, icon(n.level), el("span", { class: "name", text: n.name }));
   if (isTx) button.append(loadBar(n.code));
-  else button.append(el("span", { class: "meta", text: metaOf(n) }));
+  else button.append(el("span", { class: "meta", text: state.paged ? `${n.childCount} ${n.level === "utility" ? "feeders" : "transformers"}` : metaOf(n) }));
   return el("li", { role: "treeitem" }, button, group);
 }
 
@@ -343,14 +355,24 @@ async function loadGrid() {
       grid = await api("GET", "/grid");
       state.paged = false;
     } catch (err) {
-      // Too many meters for one tree (422 naming `meters`): the nodes only, meters paged on demand.
+      // Too big for one tree (422 naming `meters`): every level paged on demand.
       if (!(err instanceof ApiError) || err.status !== 422) throw err;
-      grid = await api("GET", "/grid?meters=false");
       state.paged = true;
+    }
+    const tree = $("#tree");
+    if (state.paged) {
+      state.grid = null;
+      state.nodes.clear();
+      state.meterByCode.clear();
+      const top = el("ul", { role: "group" });
+      tree.replaceChildren(top);
+      $("#tree-summary").textContent = "a large grid: unfold to browse, type a code or a name to search";
+      await loadChildPage(null, top, null);
+      applyFilter();
+      return;
     }
     state.grid = grid;
     indexGrid(grid);
-    const tree = $("#tree");
     tree.replaceChildren(grid.utilities.length
       ? el("ul", { role: "group" }, grid.utilities.map(nodeItem))
       : el("p", { class: "muted", text: "The grid is empty: create nodes and meters through the API (see /docs)." }));
