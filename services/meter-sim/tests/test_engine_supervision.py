@@ -53,6 +53,17 @@ async def _status_until(statuses: Collector, predicate: Any, timeout: float = 30
             await asyncio.sleep(0.05)
 
 
+async def _three_intervals_then_paused(settings: Settings) -> ServiceStatus:
+    """Run meter-sim until three intervals are published, pause it: its status once paused."""
+    async with meter_sim(settings) as bus:
+        batches = await Collector(bus, channels.BATCH).start()
+        statuses = await Collector(bus, channels.STATUS, service="meter-sim").start()
+        await _clock_running(bus)
+        await _batches_until(batches, 3)
+        await bus.call(commands.PAUSE)
+        return await _status_until(statuses, lambda s: s.detail["clock_state"] == "paused")
+
+
 def _none_lost(status: ServiceStatus, batches: list[ReadingBatch]) -> None:
     """Every tick of the clock was published or counted as dropped (the schedule's catch-up policy)."""
     detail = status.detail
@@ -196,13 +207,7 @@ async def test_a_fleet_load_slower_than_the_watchdog_is_not_a_stall(
         return real_build(*args)
 
     monkeypatch.setattr(domain, "build_fleet_from", slow_build)
-    async with meter_sim(settings) as bus:
-        batches = await Collector(bus, channels.BATCH).start()
-        statuses = await Collector(bus, channels.STATUS, service="meter-sim").start()
-        await _clock_running(bus)
-        await _batches_until(batches, 3)
-        await bus.call(commands.PAUSE)
-        status = await _status_until(statuses, lambda s: s.detail["clock_state"] == "paused")
+    status = await _three_intervals_then_paused(settings)
     # Loaded once: the load was not cancelled as a stall and begun again (a loaded machine may still
     # see a slow interval counted as a stall, so the stall counter itself is not asserted).
     assert len(loads) == 1
@@ -255,13 +260,7 @@ async def test_an_interval_published_for_longer_than_the_watchdog_is_not_a_stall
         await real_publish(self, topic, *args, **kwargs)
 
     monkeypatch.setattr(aiomqtt.Client, "publish", slow_publish)
-    async with meter_sim(settings) as bus:
-        batches = await Collector(bus, channels.BATCH).start()
-        statuses = await Collector(bus, channels.STATUS, service="meter-sim").start()
-        await _clock_running(bus)
-        await _batches_until(batches, 3)
-        await bus.call(commands.PAUSE)
-        status = await _status_until(statuses, lambda s: s.detail["clock_state"] == "paused")
+    status = await _three_intervals_then_paused(settings)
     assert status.detail["intervals_published"] >= 3
     assert status.detail["tasks"]["clock"]["stalls"] == 0
 
@@ -284,12 +283,6 @@ async def test_a_registers_save_slower_than_the_watchdog_is_not_a_stall(
         saves.append("saved")
 
     monkeypatch.setattr(outage_repository, "save_registers", slow_save)
-    async with meter_sim(settings) as bus:
-        batches = await Collector(bus, channels.BATCH).start()
-        statuses = await Collector(bus, channels.STATUS, service="meter-sim").start()
-        await _clock_running(bus)
-        await _batches_until(batches, 3)
-        await bus.call(commands.PAUSE)
-        status = await _status_until(statuses, lambda s: s.detail["clock_state"] == "paused")
+    status = await _three_intervals_then_paused(settings)
     assert "saved" in saves
     assert status.detail["tasks"]["clock"]["stalls"] == 0
