@@ -132,3 +132,12 @@ async def test_the_whole_tree_is_refused_above_its_limit(settings: Settings) -> 
         assert refused.json()["error"]["field"] == "meters"
         assert "more than 4 grid nodes" in refused.json()["error"]["message"]
         assert "/grid/children" in refused.json()["error"]["message"]
+
+    # Both over: the nodes' refusal, not the meters' (which suggests meters=false, refused as well).
+    both = few_nodes.model_copy(
+        update={"gateway": few_nodes.gateway.model_copy(update={"grid_tree_max_meters": 100})}
+    )
+    async with gateway_client(create_app(both)) as client:
+        refused = await client.get("/grid")
+        assert refused.status_code == 422
+        assert "more than 4 grid nodes" in refused.json()["error"]["message"]

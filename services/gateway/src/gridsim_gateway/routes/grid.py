@@ -1,8 +1,9 @@
 """The grid as a tree: utility → feeder → transformer → meter → child meters.
 
 ``GET /grid`` is the whole tree (for small worlds: it is refused above
-``GRIDSIM_GATEWAY__GRID_TREE_MAX_METERS`` or ``GRIDSIM_GATEWAY__GRID_TREE_MAX_NODES``); ``GET /grid/children`` pages one node's or meter's children and
-``GET /grid/search`` finds nodes and meters by prefix, each a few indexed rows whatever the grid's size.
+``GRIDSIM_GATEWAY__GRID_TREE_MAX_METERS`` or ``GRIDSIM_GATEWAY__GRID_TREE_MAX_NODES``);
+``GET /grid/children`` pages one node's or meter's children and ``GET /grid/search`` finds nodes and
+meters by prefix, each a few indexed rows whatever the grid's size.
 They read meter-sim's tables (read-only), as ``/meter/stream`` resolves a meter.
 """
 
@@ -59,18 +60,20 @@ async def grid(
     """
     gateway = settings.gateway
     async with pool.connection() as conn:
-        if meters and await _more_than(conn, "meters", gateway.grid_tree_max_meters):
-            msg = (
-                f"meters: the grid has more than {gateway.grid_tree_max_meters:,} meters "
-                "(GRIDSIM_GATEWAY__GRID_TREE_MAX_METERS), too many for one tree; page it with GET /grid/children, "
-                "find meters with GET /grid/search, or ask meters=false"
-            )
-            raise InvalidError(msg, field="meters")
+        # The nodes first: above their limit meters=false is refused too, so the meters' answer (which
+        # suggests it) would send the caller to a second refusal.
         if await _more_than(conn, "grid_nodes", gateway.grid_tree_max_nodes):
             msg = (
                 f"meters: the grid has more than {gateway.grid_tree_max_nodes:,} grid nodes "
                 "(GRIDSIM_GATEWAY__GRID_TREE_MAX_NODES), too many for one tree even without meters; page it "
                 "with GET /grid/children and find nodes and meters with GET /grid/search"
+            )
+            raise InvalidError(msg, field="meters")
+        if meters and await _more_than(conn, "meters", gateway.grid_tree_max_meters):
+            msg = (
+                f"meters: the grid has more than {gateway.grid_tree_max_meters:,} meters "
+                "(GRIDSIM_GATEWAY__GRID_TREE_MAX_METERS), too many for one tree; page it with GET /grid/children, "
+                "find meters with GET /grid/search, or ask meters=false"
             )
             raise InvalidError(msg, field="meters")
     return await bus.call(meter_sim.GRID_TREE, meter_sim.GRID_TREE.build(meters=meters))
