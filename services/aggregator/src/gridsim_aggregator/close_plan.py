@@ -25,8 +25,6 @@ from gridsim_aggregator.repository import PendingInterval
 
 __all__ = ["RollupPlan", "intervals_to_close", "time_rollup_plan"]
 
-_QUARTER = timedelta(minutes=15)
-
 
 def intervals_to_close(
     pending: list[PendingInterval],
@@ -92,7 +90,7 @@ def windows_left_unrolled(
     """
     if committed_until is None:
         return False
-    end = domain.bucket_start(committed_until + timedelta(seconds=interval_s), _QUARTER)
+    end = domain.bucket_start(committed_until + timedelta(seconds=interval_s), repository.ROLLUP_WINDOW)
     start = (
         rolled_until if rolled_until is not None else domain.bucket_start(committed_until, timedelta(days=1))
     )
@@ -114,13 +112,13 @@ def time_rollup_plan(
     Windows strictly before the one holding the next interval are complete. Retention and compression run
     when a closing crosses midnight, in simulated time (``end`` minus the configured days).
     """
-    window = domain.bucket_start(ts, _QUARTER)
+    window = domain.bucket_start(ts, repository.ROLLUP_WINDOW)
     if recompute:
         if rolled is None or window >= rolled:
             return None  # not rolled yet: the normal roll will include it
-        start, end = window, window + _QUARTER
+        start, end = window, window + repository.ROLLUP_WINDOW
     else:
-        end = domain.bucket_start(ts + timedelta(seconds=interval_s), _QUARTER)
+        end = domain.bucket_start(ts + timedelta(seconds=interval_s), repository.ROLLUP_WINDOW)
         start = rolled if rolled is not None else domain.bucket_start(ts, timedelta(days=1))
         if end <= start:
             return None
