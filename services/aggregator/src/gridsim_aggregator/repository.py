@@ -554,37 +554,32 @@ async def roll_new_windows(conn: Conn, start: datetime, end: datetime) -> None:
     window = start
     while window < end:
         bounds = (window, window + ROLLUP_WINDOW)
-        await conn.execute(
-            f"with w as ({_METER_WINDOWS} order by 1), "
-            f"q as (insert into meter_data_15m (meter_id, bucket, {_METER_SUMS}) select * from w "
-            + _replace("meter_data_15m", _METER_SUMS)
-            + "), "
-            + ", ".join(
-                f"{name} as (insert into meter_data_{target} (meter_id, bucket, {_METER_SUMS}) "
-                f"select meter_id, date_bin('{width}', bucket, {_ORIGIN}), {_METER_SUMS} from w "
-                + _add(f"meter_data_{target}", _METER_SUMS)
-                + ")"
-                for name, target, width in (("h", "1h", "1 hour"), ("d", "1d", "1 day"))
-            )
-            + " select 1",
-            bounds,
-        )
-        await conn.execute(
-            f"with w as ({_GRID_WINDOWS} order by 1), "
-            f"q as (insert into grid_rollups_15m (node_id, bucket, {_GRID_SUMS}) select * from w "
-            + _replace("grid_rollups_15m", _GRID_SUMS)
-            + "), "
-            + ", ".join(
-                f"{name} as (insert into grid_rollups_{target} (node_id, bucket, {_GRID_SUMS}) "
-                f"select node_id, date_bin('{width}', bucket, {_ORIGIN}), {_GRID_SUMS} from w "
-                + _add(f"grid_rollups_{target}", _GRID_SUMS)
-                + ")"
-                for name, target, width in (("h", "1h", "1 hour"), ("d", "1d", "1 day"))
-            )
-            + " select 1",
-            bounds,
-        )
+        await conn.execute(_ROLL_METER_WINDOW, bounds)
+        await conn.execute(_ROLL_GRID_WINDOW, bounds)
         window += ROLLUP_WINDOW
+
+
+def _roll_window(family: str, key: str, windows: str, sums: str) -> str:
+    """The statement rolling one window of ``family`` (``meter_data`` or ``grid_rollups``, keyed by ``key``):
+    its sums from ``windows`` stored as ``*_15m`` rows and added into ``*_1h`` and ``*_1d``."""
+    return (
+        f"with w as ({windows} order by 1), "
+        f"q as (insert into {family}_15m ({key}, bucket, {sums}) select * from w "
+        + _replace(f"{family}_15m", sums)
+        + "), "
+        + ", ".join(
+            f"{name} as (insert into {family}_{target} ({key}, bucket, {sums}) "
+            f"select {key}, date_bin('{width}', bucket, {_ORIGIN}), {sums} from w "
+            + _add(f"{family}_{target}", sums)
+            + ")"
+            for name, target, width in (("h", "1h", "1 hour"), ("d", "1d", "1 day"))
+        )
+        + " select 1"
+    )
+
+
+_ROLL_METER_WINDOW = _roll_window("meter_data", "meter_id", _METER_WINDOWS, _METER_SUMS)
+_ROLL_GRID_WINDOW = _roll_window("grid_rollups", "node_id", _GRID_WINDOWS, _GRID_SUMS)
 
 
 async def roll_coarser(
