@@ -373,10 +373,11 @@ def write(result: dict[str, Any], stem: str) -> None:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{stem}.json"
     runs = json.loads(path.read_text())["runs"] if path.exists() else []
-    key = (result["meters"], result["interval_s"], result["speed"], result["services"])
-    runs = [r for r in runs if (r["meters"], r["interval_s"], r["speed"], r.get("services")) != key] + [
-        result
-    ]
+    # A run with a note (an earlier main, kept for comparison) is not replaced by a new one of its shape.
+    key = (result["meters"], result["interval_s"], result["speed"], result["services"], result.get("note"))
+    runs = [
+        r for r in runs if (r["meters"], r["interval_s"], r["speed"], r.get("services"), r.get("note")) != key
+    ] + [result]
     for run in runs:  # every row by the same rule, older runs included
         names_cpu = [k.removesuffix("_cpu_s") for k in run["samples"][0] if k.endswith("_cpu_s")]
         run["summary"] = summarise(run["samples"], run["interval_s"] / run["speed"], names_cpu)
