@@ -15,8 +15,9 @@ sample is taken).
     uv run python bench/bench_fleet_realtime.py --meters 1000000 [--interval-s 60] [--speed 1]
         [--minutes 60] [--sample-s 15] [--shared-postgres] [--world FILE] [--stem fleet_realtime]
 
-Writes ``bench/results/STEM.json`` (every sample) and ``STEM.md`` (one row per run, kept by meters and
-interval, and the lag over time of the latest run).
+Writes ``bench/results/STEM.json`` (every sample) and ``STEM.md`` (one row per run, kept by meters,
+interval, speed, services and note: a new run replaces the one of its shape, a noted one stays; and the lag
+over time of each run).
 """
 
 from __future__ import annotations
