@@ -370,15 +370,17 @@ def _label(run: dict[str, Any]) -> str:
     )
 
 
+def _shape(run: dict[str, Any]) -> tuple[Any, ...]:
+    """What a new run replaces in the results: the older run of the same fleet, speed and services. A run
+    with a note (an earlier main, kept for comparison) is never replaced by a new one."""
+    return (run["meters"], run["interval_s"], run["speed"], run.get("services"), run.get("note"))
+
+
 def write(result: dict[str, Any], stem: str) -> None:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{stem}.json"
     runs = json.loads(path.read_text())["runs"] if path.exists() else []
-    # A run with a note (an earlier main, kept for comparison) is not replaced by a new one of its shape.
-    key = (result["meters"], result["interval_s"], result["speed"], result["services"], result.get("note"))
-    runs = [
-        r for r in runs if (r["meters"], r["interval_s"], r["speed"], r.get("services"), r.get("note")) != key
-    ] + [result]
+    runs = [r for r in runs if _shape(r) != _shape(result)] + [result]
     for run in runs:  # every row by the same rule, older runs included
         names_cpu = [k.removesuffix("_cpu_s") for k in run["samples"][0] if k.endswith("_cpu_s")]
         run["summary"] = summarise(run["samples"], run["interval_s"] / run["speed"], names_cpu)
