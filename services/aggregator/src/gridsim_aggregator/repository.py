@@ -459,6 +459,9 @@ _GRID_SUMS = (
     "consumption_kwh, production_kwh, consumption_kvah, production_kvah, kvarh, peak_kva, peak_at, intervals"
 )
 _ORIGIN = "timestamptz '2000-01-01 00:00:00+00'"
+# The finest time rollup (meter_data_15m, grid_rollups_15m): windows of 15 minutes from _ORIGIN, the
+# '15 minutes' of _METER_WINDOWS and _GRID_WINDOWS below.
+ROLLUP_WINDOW = timedelta(minutes=15)
 
 
 def _replace(table: str, columns: str) -> str:
@@ -812,8 +815,6 @@ def hour_floor(ts: datetime) -> datetime:
 
 
 ONE_DAY = timedelta(days=1)
-# The finest time rollup (meter_data_15m, grid_rollups_15m): windows of 15 minutes from _ORIGIN.
-ROLLUP_WINDOW = timedelta(minutes=15)
 
 
 async def insert_dead_letter(conn: Conn, service: str, topic: str, reason: str, payload: bytes) -> None:
